@@ -1,0 +1,152 @@
+//! Broker configuration: `config/warren.toml` (serde) plus command-line overrides.
+//! Every key has a default that works on a laptop; see `config/warren.toml` for the documented file.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub amqp: AmqpConfig,
+    pub auth: AuthConfig,
+    pub storage: StorageConfig,
+    pub plugins: PluginsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AmqpConfig {
+    /// Address to listen on.
+    pub bind: String,
+    /// AMQP port; 0 picks an ephemeral port (tests).
+    pub port: u16,
+    /// frame_max offered in connection.tune.
+    pub frame_max: u32,
+    /// channel_max offered in connection.tune.
+    pub channel_max: u16,
+    /// Heartbeat interval offered in connection.tune, in seconds (0 disables).
+    pub heartbeat: u16,
+    /// Largest accepted message body, in bytes.
+    pub max_message_size: u64,
+    /// Time allowed for the handshake (protocol header to connection.open), in milliseconds.
+    pub handshake_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: String,
+    /// Users that may only connect through a loopback interface.
+    pub loopback_users: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Directory for the redb database and the control socket.
+    pub data_dir: PathBuf,
+    /// Publishers are blocked when free disk space falls below this many bytes.
+    pub disk_free_limit: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Folder scanned for plugin `.wasm` files.
+    pub dir: PathBuf,
+    /// Time limit of one call into a plugin, in milliseconds.
+    pub call_timeout_ms: u64,
+    /// Memory cap of one plugin instance, in MiB.
+    pub memory_limit_mib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "warren=debug".
+    pub level: String,
+}
+
+impl Default for AmqpConfig {
+    fn default() -> Self {
+        AmqpConfig {
+            bind: "127.0.0.1".into(),
+            port: 5672,
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 << 20,
+            handshake_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            loopback_users: vec!["guest".into()],
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_dir: PathBuf::from("./data"), disk_free_limit: 50_000_000 }
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig { dir: PathBuf::from("./plugins-enabled"), call_timeout_ms: 10, memory_limit_mib: 64 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { level: "info".into() }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            amqp: AmqpConfig::default(),
+            auth: AuthConfig::default(),
+            storage: StorageConfig::default(),
+            plugins: PluginsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+}
+
+impl Config {
+    /// Reads a TOML config file; missing keys take their defaults.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_owned(), source })
+    }
+
+    /// A config for tests: ephemeral port on 127.0.0.1, data in `data_dir`.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.amqp.port = 0;
+        c.storage.data_dir = data_dir.to_owned();
+        c.plugins.dir = data_dir.join("plugins");
+        c
+    }
+}

@@ -1,0 +1,4 @@
+//! Warren: an AMQP 0-9-1 message broker.
+pub mod config;
+pub mod exchange_type;
+pub mod server;
