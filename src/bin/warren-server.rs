@@ -1,1 +1,71 @@
-fn main(){}
+//! `warren-server`: the broker.
+use clap::Parser;
+use std::path::PathBuf;
+use warren::config::Config;
+
+#[derive(Parser)]
+#[command(name = "warren-server", version, about = "Warren: an AMQP 0-9-1 message broker with WebAssembly plugins")]
+struct Args {
+    /// TOML config file (see config/warren.toml); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// AMQP port (0 picks a free one).
+    #[arg(long)]
+    amqp_port: Option<u16>,
+    /// Address to listen on.
+    #[arg(long)]
+    bind: Option<String>,
+    /// Data directory (redb database, control socket).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Plugins directory.
+    #[arg(long)]
+    plugins_dir: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(p) => match Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("warren-server: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(p) = args.amqp_port {
+        config.amqp.port = p;
+    }
+    if let Some(b) = args.bind {
+        config.amqp.bind = b;
+    }
+    if let Some(d) = args.data_dir {
+        config.storage.data_dir = d;
+    }
+    if let Some(d) = args.plugins_dir {
+        config.plugins.dir = d;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        let server = match warren::server::start(config).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot start: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down on signal");
+        server.shutdown().await;
+        std::process::ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,242 @@
+//! Where queues meet connections: the outbound buffer of a connection, the delivery state of a
+//! channel (delivery tags, unacked messages, prefetch) and consumers.
+//!
+//! A queue delivers in the publisher's task: it takes its own lock, then the consuming channel's
+//! delivery lock, then the connection's outbound buffer lock, appends the frames and wakes the
+//! connection's writer task. Lock order is always queue → channel → outbound; the channel code never
+//! takes a queue lock while it holds its delivery lock.
+
+use super::message::Message;
+use super::queue::Queue;
+use crate::protocol::frame;
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use tokio::sync::Notify;
+
+/// Above this many buffered outbound bytes, queues stop delivering to the connection until its
+/// writer has drained the buffer (then they are kicked).
+pub const OUTBOUND_HIGH_WATER: usize = 1 << 20;
+
+/// The send side of one connection, shared by its reader task and every queue delivering to it.
+pub struct ConnShared {
+    pub id: u64,
+    out: Mutex<BytesMut>,
+    wake: Notify,
+    frame_max: AtomicU32,
+    closed: AtomicBool,
+    /// Set when a queue skipped this connection for lack of buffer space.
+    throttled: AtomicBool,
+    /// Queues that deliver to this connection, kicked when the buffer drains.
+    feeders: Mutex<Vec<Weak<Queue>>>,
+    /// Frames written since the writer last ran (lets the writer skip heartbeats).
+    pub bytes_out: AtomicU64,
+}
+
+impl ConnShared {
+    pub fn new(id: u64, frame_max: u32) -> ConnShared {
+        ConnShared {
+            id,
+            out: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            wake: Notify::new(),
+            frame_max: AtomicU32::new(frame_max),
+            closed: AtomicBool::new(false),
+            throttled: AtomicBool::new(false),
+            feeders: Mutex::new(Vec::new()),
+            bytes_out: AtomicU64::new(0),
+        }
+    }
+
+    pub fn frame_max(&self) -> u32 {
+        self.frame_max.load(Ordering::Relaxed)
+    }
+
+    pub fn set_frame_max(&self, v: u32) {
+        self.frame_max.store(v, Ordering::Relaxed)
+    }
+
+    /// Appends frames with `f` and wakes the writer.
+    pub fn send(&self, f: impl FnOnce(&mut BytesMut)) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        {
+            let mut out = self.out.lock();
+            f(&mut out);
+        }
+        self.wake.notify_one();
+    }
+
+    /// Appends frames without waking the writer (the caller wakes it once for a batch).
+    pub fn append(&self, f: impl FnOnce(&mut BytesMut)) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        f(&mut self.out.lock());
+    }
+
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn has_room(&self) -> bool {
+        if self.out.lock().len() < OUTBOUND_HIGH_WATER {
+            true
+        } else {
+            self.throttled.store(true, Ordering::Relaxed);
+            false
+        }
+    }
+
+    /// Waits until there is something to write, then swaps it out into `into` (which must be empty).
+    pub async fn next_batch(&self, into: &mut BytesMut) {
+        loop {
+            {
+                let mut out = self.out.lock();
+                if !out.is_empty() {
+                    std::mem::swap(&mut *out, into);
+                    return;
+                }
+            }
+            self.wake.notified().await;
+        }
+    }
+
+    /// Takes whatever is buffered right now.
+    pub fn take_now(&self, into: &mut BytesMut) {
+        let mut out = self.out.lock();
+        std::mem::swap(&mut *out, into);
+    }
+
+    /// Called by the writer after a write: if queues were held back, let them deliver again.
+    pub fn after_write(&self) {
+        if self.throttled.swap(false, Ordering::Relaxed) {
+            let feeders: Vec<Arc<Queue>> = self.feeders.lock().iter().filter_map(Weak::upgrade).collect();
+            for q in feeders {
+                q.dispatch();
+            }
+        }
+    }
+
+    pub fn add_feeder(&self, q: &Arc<Queue>) {
+        let mut f = self.feeders.lock();
+        f.retain(|w| w.strong_count() > 0);
+        if !f.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(q))) {
+            f.push(Arc::downgrade(q));
+        }
+    }
+
+    /// Stops all further output (the connection is going away).
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+}
+
+/// An unacknowledged delivery.
+pub struct Unacked {
+    pub tag: u64,
+    pub queue: Arc<Queue>,
+    pub msg: Arc<Message>,
+    /// None for basic.get.
+    pub consumer: Option<Arc<Consumer>>,
+}
+
+#[derive(Default)]
+pub struct DeliveryState {
+    pub next_tag: u64,
+    /// Ordered by tag.
+    pub unacked: VecDeque<Unacked>,
+}
+
+/// The part of a channel that queues deliver to.
+pub struct ChannelShared {
+    pub number: u16,
+    pub conn: Arc<ConnShared>,
+    pub state: Mutex<DeliveryState>,
+    /// basic.qos global prefetch (0 = unlimited), counted over all consumers of the channel.
+    pub global_prefetch: AtomicU32,
+    /// channel.flow(active=false) stops deliveries.
+    pub flow_active: AtomicBool,
+    /// False once the channel is closing: queues skip its consumers.
+    pub open: AtomicBool,
+}
+
+impl ChannelShared {
+    pub fn new(number: u16, conn: Arc<ConnShared>) -> ChannelShared {
+        ChannelShared {
+            number,
+            conn,
+            state: Mutex::new(DeliveryState { next_tag: 1, unacked: VecDeque::new() }),
+            global_prefetch: AtomicU32::new(0),
+            flow_active: AtomicBool::new(true),
+            open: AtomicBool::new(true),
+        }
+    }
+}
+
+/// A basic.consume subscription.
+pub struct Consumer {
+    pub tag: String,
+    pub channel: Arc<ChannelShared>,
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// Per-consumer prefetch (0 = unlimited).
+    pub prefetch: u32,
+    pub unacked: AtomicU32,
+    pub queue: Weak<Queue>,
+    pub cancelled: AtomicBool,
+    pub arguments: amq_protocol::types::FieldTable,
+}
+
+/// The outcome of trying to hand a message to a consumer.
+pub enum Offer {
+    Delivered,
+    /// No credit on the channel (global prefetch) or the channel is closing.
+    Refused,
+}
+
+impl Consumer {
+    /// Cheap pre-check without the channel lock.
+    pub fn has_credit(&self) -> bool {
+        if !self.channel.open.load(Ordering::Relaxed) || !self.channel.flow_active.load(Ordering::Relaxed) {
+            return false;
+        }
+        if self.prefetch != 0 && self.unacked.load(Ordering::Relaxed) >= self.prefetch {
+            return false;
+        }
+        self.channel.conn.has_room()
+    }
+
+    /// Delivers `msg` from `queue`: assigns the delivery tag, records it as unacked (unless
+    /// no-ack) and appends the frames to the connection.
+    pub fn offer(self: &Arc<Self>, queue: &Arc<Queue>, msg: &Arc<Message>, redelivered: bool) -> Offer {
+        let ch = &self.channel;
+        let mut st = ch.state.lock();
+        let global = ch.global_prefetch.load(Ordering::Relaxed);
+        if !self.no_ack && global != 0 && st.unacked.len() as u32 >= global {
+            return Offer::Refused;
+        }
+        let tag = st.next_tag;
+        st.next_tag += 1;
+        if !self.no_ack {
+            self.unacked.fetch_add(1, Ordering::Relaxed);
+            st.unacked.push_back(Unacked { tag, queue: queue.clone(), msg: msg.clone(), consumer: Some(self.clone()) });
+        }
+        let frame_max = ch.conn.frame_max();
+        ch.conn.send(|out| {
+            frame::write_deliver(out, ch.number, &self.tag, tag, redelivered, &msg.exchange, &msg.routing_key);
+            frame::write_header_raw(out, ch.number, &msg.header_raw);
+            if !msg.body.is_empty() {
+                frame::write_body(out, ch.number, &msg.body, frame_max);
+            }
+        });
+        Offer::Delivered
+    }
+}

@@ -1,0 +1,23 @@
+//! A published message as the broker holds it.
+
+use amq_protocol::protocol::basic::AMQPProperties;
+use bytes::Bytes;
+
+/// One message, shared (`Arc`) by every queue it was routed to. The body and the raw content
+/// header are views of the publisher's socket buffer and are written to consumers as they are.
+#[derive(Debug)]
+pub struct Message {
+    pub exchange: String,
+    pub routing_key: String,
+    pub properties: AMQPProperties,
+    /// Raw content-header payload (class, weight, body size, property flags and properties).
+    pub header_raw: Bytes,
+    pub body: Bytes,
+}
+
+impl Message {
+    /// delivery_mode 2.
+    pub fn is_persistent(&self) -> bool {
+        matches!(self.properties.delivery_mode(), Some(2))
+    }
+}

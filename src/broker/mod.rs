@@ -1,0 +1,580 @@
+//! The registry: vhosts → exchanges, queues, bindings; users and permissions; exchange types.
+//!
+//! Operations here return `ReplyError`s with RabbitMQ's codes and texts, so the AMQP channel code,
+//! the control socket and plugins' admin calls all behave alike.
+
+pub mod auth;
+pub mod delivery;
+pub mod exchange;
+pub mod message;
+pub mod native_types;
+pub mod queue;
+
+use crate::config::Config;
+use crate::exchange_type::{ExchangeTypeFactory, MessageView};
+use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_found, precondition};
+use crate::protocol::{AMQPValue, FieldTable};
+use auth::{Permission, User};
+use exchange::{BindOutcome, Destination, Exchange};
+use parking_lot::{Mutex, RwLock};
+use queue::Queue;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What the broker knows about a live connection (for listing and forced close).
+pub struct ConnectionEntry {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub user: String,
+    pub vhost: String,
+    pub close: tokio::sync::mpsc::UnboundedSender<ReplyError>,
+}
+
+pub struct Broker {
+    pub config: Config,
+    vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
+    users: RwLock<HashMap<String, User>>,
+    /// (vhost, user) → permission.
+    permissions: RwLock<HashMap<(String, String), Permission>>,
+    types: RwLock<HashMap<String, Arc<dyn ExchangeTypeFactory>>>,
+    next_id: AtomicU64,
+    pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
+}
+
+impl Broker {
+    /// A broker with the default vhost and user of `config` and the standard exchange types.
+    pub fn new(config: Config) -> Arc<Broker> {
+        let b = Arc::new(Broker {
+            config,
+            vhosts: RwLock::default(),
+            users: RwLock::default(),
+            permissions: RwLock::default(),
+            types: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            connections: Mutex::default(),
+        });
+        for t in native_types::standard_types() {
+            b.register_type(t);
+        }
+        let a = &b.config.auth;
+        b.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
+        b.add_vhost(&a.default_vhost);
+        b.set_permission(&a.default_vhost, &a.default_user, Permission::all());
+        b
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn register_type(&self, t: Arc<dyn ExchangeTypeFactory>) {
+        self.types.write().insert(t.info().name.clone(), t);
+    }
+
+    pub fn exchange_type(&self, name: &str) -> Option<Arc<dyn ExchangeTypeFactory>> {
+        self.types.read().get(name).cloned()
+    }
+
+    pub fn add_vhost(&self, name: &str) -> Arc<Vhost> {
+        let mut v = self.vhosts.write();
+        v.entry(name.to_owned())
+            .or_insert_with(|| {
+                let vh = Arc::new(Vhost::new(name));
+                for (n, t) in [
+                    ("amq.direct", "direct"),
+                    ("amq.fanout", "fanout"),
+                    ("amq.topic", "topic"),
+                    ("amq.headers", "headers"),
+                    ("amq.match", "headers"),
+                ] {
+                    if let Some(f) = self.exchange_type(t) {
+                        let x = Exchange::new(n.into(), name.into(), f, true, false, false, FieldTable::default())
+                            .expect("standard exchange types do not fail");
+                        vh.exchanges.write().insert(n.into(), Arc::new(x));
+                    }
+                }
+                vh
+            })
+            .clone()
+    }
+
+    pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
+        self.vhosts.read().get(name).cloned()
+    }
+
+    pub fn vhosts(&self) -> Vec<Arc<Vhost>> {
+        self.vhosts.read().values().cloned().collect()
+    }
+
+    pub fn add_user(&self, name: &str, password: &str, tags: Vec<String>) {
+        let u = User { name: name.into(), password_hash: auth::hash_password(password), tags };
+        self.users.write().insert(name.into(), u);
+    }
+
+    pub fn user(&self, name: &str) -> Option<User> {
+        self.users.read().get(name).cloned()
+    }
+
+    pub fn set_permission(&self, vhost: &str, user: &str, p: Permission) {
+        self.permissions.write().insert((vhost.into(), user.into()), p);
+    }
+
+    pub fn permission(&self, vhost: &str, user: &str) -> Option<Permission> {
+        self.permissions.read().get(&(vhost.to_owned(), user.to_owned())).cloned()
+    }
+}
+
+/// A virtual host: its own exchanges, queues and bindings.
+pub struct Vhost {
+    pub name: String,
+    pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
+    pub queues: RwLock<HashMap<String, Arc<Queue>>>,
+}
+
+/// Parameters of exchange.declare.
+pub struct ExchangeDecl<'a> {
+    pub name: &'a str,
+    pub kind: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: &'a FieldTable,
+}
+
+/// Parameters of queue.declare (name already resolved; "" means server-named).
+pub struct QueueDecl<'a> {
+    pub name: &'a str,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: &'a FieldTable,
+    /// The declaring connection.
+    pub owner: u64,
+    /// The broker chose the name (`amq.gen-…`), so the reserved prefix is fine.
+    pub server_named: bool,
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
+}
+
+/// RabbitMQ's name for a field value type (as in its equivalence errors).
+fn type_name(v: &AMQPValue) -> &'static str {
+    match v {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
+}
+
+fn show(v: &AMQPValue) -> String {
+    match v {
+        AMQPValue::Boolean(b) => yes_no(*b).into(),
+        AMQPValue::ShortShortInt(x) => x.to_string(),
+        AMQPValue::ShortShortUInt(x) => x.to_string(),
+        AMQPValue::ShortInt(x) => x.to_string(),
+        AMQPValue::ShortUInt(x) => x.to_string(),
+        AMQPValue::LongInt(x) => x.to_string(),
+        AMQPValue::LongUInt(x) => x.to_string(),
+        AMQPValue::LongLongInt(x) => x.to_string(),
+        AMQPValue::Timestamp(x) => x.to_string(),
+        AMQPValue::Float(x) => x.to_string(),
+        AMQPValue::Double(x) => x.to_string(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn as_int(v: &AMQPValue) -> Option<i64> {
+    Some(match v {
+        AMQPValue::ShortShortInt(x) => *x as i64,
+        AMQPValue::ShortShortUInt(x) => *x as i64,
+        AMQPValue::ShortInt(x) => *x as i64,
+        AMQPValue::ShortUInt(x) => *x as i64,
+        AMQPValue::LongInt(x) => *x as i64,
+        AMQPValue::LongUInt(x) => *x as i64,
+        AMQPValue::LongLongInt(x) => *x,
+        _ => return None,
+    })
+}
+
+/// Queue arguments RabbitMQ checks for equivalence on redeclare.
+const QUEUE_EQUIV_ARGS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-type",
+    "x-single-active-consumer",
+];
+
+fn validate_queue_args(args: &FieldTable, name: &str, vhost: &str) -> Result<(), ReplyError> {
+    let invalid = |arg: &str, why: String| {
+        precondition(format!("invalid arg '{arg}' for queue '{name}' in vhost '{vhost}': {why}"))
+    };
+    for (k, v) in args.inner() {
+        let k = k.as_str();
+        let int = || as_int(v).ok_or_else(|| invalid(k, format!("\"expected integer, got {}\"", type_name(v))));
+        match k {
+            "x-message-ttl" | "x-max-length" | "x-max-length-bytes" => {
+                let n = int()?;
+                if n < 0 {
+                    return Err(invalid(k, format!("{{value_negative,{n}}}")));
+                }
+            }
+            "x-expires" => {
+                let n = int()?;
+                if n == 0 {
+                    return Err(invalid(k, "{value_zero,0}".into()));
+                }
+                if n < 0 {
+                    return Err(invalid(k, format!("{{value_negative,{n}}}")));
+                }
+            }
+            "x-max-priority" => {
+                let n = int()?;
+                if n < 0 {
+                    return Err(invalid(k, format!("{{value_negative,{n}}}")));
+                }
+                if n > 255 {
+                    return Err(invalid(k, format!("{{max_value_exceeded,{n}}}")));
+                }
+            }
+            "x-overflow" => {
+                let s = show(v);
+                if !matches!(s.as_str(), "drop-head" | "reject-publish" | "reject-publish-dlx") {
+                    return Err(invalid(k, "invalid_overflow".into()));
+                }
+            }
+            "x-queue-type" => {
+                let s = show(v);
+                if s != "classic" {
+                    return Err(invalid(k, format!("\"unsupported queue type '{s}'\"")));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+impl Vhost {
+    fn new(name: &str) -> Vhost {
+        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default() }
+    }
+
+    pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
+        self.exchanges.read().get(name).cloned()
+    }
+
+    pub fn queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.read().get(name).cloned()
+    }
+
+    pub fn exchange_or_404(&self, name: &str) -> Result<Arc<Exchange>, ReplyError> {
+        self.exchange(name).ok_or_else(|| not_found("exchange", name, &self.name))
+    }
+
+    /// Looks a queue up for an operation of connection `conn`: 404 if missing, 405 if it is
+    /// another connection's exclusive queue.
+    pub fn queue_for(&self, name: &str, conn: u64) -> Result<Arc<Queue>, ReplyError> {
+        let q = self.queue(name).ok_or_else(|| not_found("queue", name, &self.name))?;
+        self.check_exclusive(&q, conn)?;
+        Ok(q)
+    }
+
+    pub fn check_exclusive(&self, q: &Queue, conn: u64) -> Result<(), ReplyError> {
+        match q.exclusive_owner {
+            Some(owner) if owner != conn => Err(ReplyError::new(
+                ErrorKind::ResourceLocked,
+                format!(
+                    "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                    q.name, self.name
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn declare_exchange(&self, broker: &Broker, d: &ExchangeDecl<'_>) -> Result<Arc<Exchange>, ReplyError> {
+        if d.name.is_empty() {
+            return Err(access_refused("operation not permitted on the default exchange"));
+        }
+        if d.passive {
+            return self.exchange_or_404(d.name);
+        }
+        if d.name.starts_with("amq.") && self.exchange(d.name).is_none() {
+            return Err(access_refused(format!("exchange name '{}' contains reserved prefix 'amq.*'", d.name)));
+        }
+        let Some(factory) = broker.exchange_type(d.kind) else {
+            let text = if d.kind.starts_with("x-") {
+                format!("unknown exchange type '{}'", d.kind)
+            } else {
+                format!("invalid exchange type '{}'", d.kind)
+            };
+            return Err(ReplyError::new(ErrorKind::CommandInvalid, text));
+        };
+        let mut map = self.exchanges.write();
+        if let Some(x) = map.get(d.name) {
+            let ineq = |arg: &str, got: &str, cur: &str| {
+                Err(precondition(format!(
+                    "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{got}' but current is '{cur}'",
+                    d.name, self.name
+                )))
+            };
+            if x.kind != d.kind {
+                return ineq("type", d.kind, &x.kind);
+            }
+            if x.durable != d.durable {
+                return ineq("durable", yes_no(d.durable), yes_no(x.durable));
+            }
+            if x.auto_delete != d.auto_delete {
+                return ineq("auto_delete", yes_no(d.auto_delete), yes_no(x.auto_delete));
+            }
+            if x.internal != d.internal {
+                return ineq("internal", yes_no(d.internal), yes_no(x.internal));
+            }
+            return Ok(x.clone());
+        }
+        factory.validate(d.arguments).map_err(precondition)?;
+        let x = Exchange::new(
+            d.name.into(),
+            self.name.clone(),
+            factory,
+            d.durable,
+            d.auto_delete,
+            d.internal,
+            d.arguments.clone(),
+        )
+        .map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        let x = Arc::new(x);
+        map.insert(d.name.into(), x.clone());
+        Ok(x)
+    }
+
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), ReplyError> {
+        if name.is_empty() {
+            return Err(access_refused("operation not permitted on the default exchange"));
+        }
+        if name.starts_with("amq.") {
+            return Err(access_refused(format!("deletion of system exchange '{name}' in vhost '{}' not allowed", self.name)));
+        }
+        let Some(x) = self.exchange(name) else { return Ok(()) };
+        if if_unused && (x.has_bindings() || self.is_destination(&x)) {
+            return Err(precondition(format!("exchange '{name}' in vhost '{}' in use", self.name)));
+        }
+        self.remove_exchange(&x);
+        Ok(())
+    }
+
+    fn is_destination(&self, x: &Arc<Exchange>) -> bool {
+        let d = Destination::Exchange(x.clone());
+        self.exchanges.read().values().any(|e| e.bindings().iter().any(|b| b.destination.same(&d)))
+    }
+
+    fn remove_exchange(&self, x: &Arc<Exchange>) {
+        self.exchanges.write().remove(&x.name);
+        x.mark_deleted();
+        self.unbind_everywhere(&Destination::Exchange(x.clone()));
+    }
+
+    /// Removes all bindings leading to `dest`, then auto-deletes exchanges left without bindings.
+    fn unbind_everywhere(&self, dest: &Destination) {
+        let exchanges: Vec<Arc<Exchange>> = self.exchanges.read().values().cloned().collect();
+        for x in exchanges {
+            if x.remove_bindings_to(dest) > 0 && x.auto_delete && !x.has_bindings() {
+                self.remove_exchange(&x);
+            }
+        }
+    }
+
+    /// Declares (or checks) a queue. Returns it with (message count, consumer count).
+    pub fn declare_queue(&self, d: &QueueDecl<'_>) -> Result<(Arc<Queue>, u32, u32), ReplyError> {
+        if d.passive {
+            let q = self.queue_for(d.name, d.owner)?;
+            let (m, c) = q.counts();
+            return Ok((q, m, c));
+        }
+        if d.name.starts_with("amq.") && !d.server_named {
+            return Err(access_refused(format!("queue name '{}' contains reserved prefix 'amq.*'", d.name)));
+        }
+        validate_queue_args(d.arguments, d.name, &self.name)?;
+        let mut map = self.queues.write();
+        if let Some(q) = map.get(d.name) {
+            let q = q.clone();
+            drop(map);
+            self.check_exclusive(&q, d.owner)?;
+            if q.exclusive_owner.is_some() != d.exclusive {
+                // Exclusive flag differs: RabbitMQ reports it as a lock.
+                return Err(ReplyError::new(
+                    ErrorKind::ResourceLocked,
+                    format!(
+                        "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                        q.name, self.name
+                    ),
+                ));
+            }
+            let ineq = |arg: &str, got: bool, cur: bool| {
+                Err(precondition(format!(
+                    "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
+                    q.name,
+                    self.name,
+                    yes_no(got),
+                    yes_no(cur)
+                )))
+            };
+            if q.durable != d.durable {
+                return ineq("durable", d.durable, q.durable);
+            }
+            if q.auto_delete != d.auto_delete {
+                return ineq("auto_delete", d.auto_delete, q.auto_delete);
+            }
+            for arg in QUEUE_EQUIV_ARGS {
+                let got = d.arguments.inner().get(*arg);
+                let cur = q.arguments.inner().get(*arg);
+                let prefix = format!("inequivalent arg '{arg}' for queue '{}' in vhost '{}'", q.name, self.name);
+                match (got, cur) {
+                    (None, None) => {}
+                    (Some(g), None) => {
+                        return Err(precondition(format!(
+                            "{prefix}: received the value '{}' of type '{}' but current is none",
+                            show(g),
+                            type_name(g)
+                        )));
+                    }
+                    (None, Some(c)) => {
+                        return Err(precondition(format!(
+                            "{prefix}: received none but current is the value '{}' of type '{}'",
+                            show(c),
+                            type_name(c)
+                        )));
+                    }
+                    (Some(g), Some(c)) => {
+                        let same = match (as_int(g), as_int(c)) {
+                            (Some(a), Some(b)) => a == b,
+                            _ => show(g) == show(c),
+                        };
+                        if !same {
+                            return Err(precondition(format!("{prefix}: received '{}' but current is '{}'", show(g), show(c))));
+                        }
+                    }
+                }
+            }
+            let (m, c) = q.counts();
+            return Ok((q, m, c));
+        }
+        let q = Arc::new(Queue::new(
+            d.name.into(),
+            self.name.clone(),
+            d.durable,
+            d.auto_delete,
+            d.exclusive.then_some(d.owner),
+            d.arguments.clone(),
+        ));
+        map.insert(d.name.into(), q.clone());
+        Ok((q, 0, 0))
+    }
+
+    /// Deletes a queue; returns the number of messages it held.
+    pub fn delete_queue(&self, q: &Arc<Queue>, if_unused: bool, if_empty: bool) -> Result<u32, ReplyError> {
+        let (m, c) = q.counts();
+        if if_unused && c > 0 {
+            return Err(precondition(format!("queue '{}' in vhost '{}' in use", q.name, self.name)));
+        }
+        if if_empty && m > 0 {
+            return Err(precondition(format!("queue '{}' in vhost '{}' not empty", q.name, self.name)));
+        }
+        Ok(self.remove_queue(q))
+    }
+
+    /// Removes a queue unconditionally (exclusive owner gone, auto-delete, forced delete).
+    pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        {
+            let mut map = self.queues.write();
+            match map.get(&q.name) {
+                Some(cur) if Arc::ptr_eq(cur, q) => {
+                    map.remove(&q.name);
+                }
+                _ => return 0,
+            }
+        }
+        let n = q.mark_deleted();
+        self.unbind_everywhere(&Destination::Queue(q.clone()));
+        n
+    }
+
+    pub fn bind(&self, source: &Arc<Exchange>, dest: Destination, key: &str, args: &FieldTable) -> Result<(), ReplyError> {
+        match source.validate_binding(&dest, key, args) {
+            Ok(Ok(())) => {}
+            Ok(Err(text)) => return Err(precondition(text)),
+            Err(e) => return Err(ReplyError::new(ErrorKind::InternalError, e.0)),
+        }
+        source.add_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        Ok(())
+    }
+
+    pub fn unbind(&self, source: &Arc<Exchange>, dest: &Destination, key: &str, args: &FieldTable) -> Result<(), ReplyError> {
+        let outcome = source.remove_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        if outcome == BindOutcome::Changed && source.auto_delete && !source.has_bindings() {
+            self.remove_exchange(source);
+        }
+        Ok(())
+    }
+
+    /// Routes a message published to `exchange` (following exchange-to-exchange bindings) and
+    /// appends each destination queue once to `queues`. On a failing exchange type, returns the
+    /// failing exchange's name with the failure.
+    pub fn route(
+        &self,
+        exchange: &Arc<Exchange>,
+        view: &MessageView<'_>,
+        queues: &mut Vec<Arc<Queue>>,
+    ) -> Result<(), (String, String, crate::exchange_type::TypeFailure)> {
+        let mut dests = Vec::new();
+        exchange.route(view, &mut dests).map_err(|e| (exchange.name.clone(), exchange.kind.clone(), e))?;
+        let mut visited: Vec<*const Exchange> = vec![Arc::as_ptr(exchange)];
+        let mut i = 0;
+        while i < dests.len() {
+            match &dests[i] {
+                Destination::Queue(q) => {
+                    if !queues.iter().any(|x| Arc::ptr_eq(x, q)) && !q.is_deleted() {
+                        queues.push(q.clone());
+                    }
+                }
+                Destination::Exchange(x) => {
+                    let x = x.clone();
+                    if !visited.contains(&Arc::as_ptr(&x)) && !x.is_deleted() {
+                        visited.push(Arc::as_ptr(&x));
+                        x.route(view, &mut dests).map_err(|e| (x.name.clone(), x.kind.clone(), e))?;
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}

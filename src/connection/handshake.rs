@@ -1,0 +1,221 @@
+//! connection.start / start-ok (SASL PLAIN, AMQPLAIN) / tune / tune-ok / open.
+
+use crate::broker::delivery::ConnShared;
+use crate::broker::{Broker, Vhost, auth};
+use crate::protocol::frame::{self, FRAME_MIN_SIZE, Frame, parse_frame};
+use crate::protocol::reply::{ErrorKind, ReplyError};
+use crate::protocol::{AMQPClass, AMQPValue, FieldTable, LongString, connection};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tracing::warn;
+
+pub(super) struct Handshake {
+    pub user: String,
+    pub vhost: Arc<Vhost>,
+    pub heartbeat: u16,
+    pub frame_max: u32,
+    pub channel_max: u16,
+    pub cancel_notify: bool,
+}
+
+/// The server properties of connection.start (keys are sorted on the wire, as RabbitMQ's).
+pub fn server_properties() -> FieldTable {
+    let mut caps = FieldTable::default();
+    for c in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "consumer_priorities",
+        "authentication_failure_close",
+        "per_consumer_qos",
+        "direct_reply_to",
+    ] {
+        caps.insert(c.into(), AMQPValue::Boolean(true));
+    }
+    let mut p = FieldTable::default();
+    let s = |v: &str| AMQPValue::LongString(v.into());
+    p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    p.insert("cluster_name".into(), s("warren@localhost"));
+    p.insert("copyright".into(), s("Copyright (c) the Warren developers"));
+    p.insert("information".into(), s("Licensed under the MPL 2.0. An AMQP 0-9-1 broker with WebAssembly plugins"));
+    p.insert("platform".into(), s("Rust"));
+    p.insert("product".into(), s("Warren"));
+    p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    p
+}
+
+async fn send(wr: &mut OwnedWriteHalf, m: AMQPClass) -> Result<(), ()> {
+    let mut out = BytesMut::new();
+    frame::write_method(&mut out, 0, m);
+    wr.write_all(&out).await.map_err(|_| ())
+}
+
+/// Reads the next method on channel 0 (heartbeats are skipped).
+async fn next_method(rd: &mut OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) -> Result<AMQPClass, ()> {
+    loop {
+        match parse_frame(buf, frame_max) {
+            Ok(Some(Frame::Method { channel: 0, method })) => return Ok(method),
+            Ok(Some(Frame::Heartbeat { .. })) => continue,
+            // Any other frame during the handshake is a protocol violation: drop the socket.
+            Ok(Some(_)) | Err(_) => return Err(()),
+            Ok(None) => {}
+        }
+        if rd.read_buf(buf).await.map_err(|_| ())? == 0 {
+            return Err(());
+        }
+    }
+}
+
+async fn close(wr: &mut OwnedWriteHalf, err: ReplyError) {
+    let m = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: err.code(),
+        reply_text: err.text.as_str().into(),
+        class_id: err.class_id,
+        method_id: err.method_id,
+    }));
+    let _ = send(wr, m).await;
+}
+
+/// Credentials from a SASL response.
+fn credentials(mechanism: &str, response: &[u8]) -> Option<(String, String)> {
+    match mechanism {
+        "PLAIN" => {
+            let mut parts = response.split(|b| *b == 0);
+            let _authzid = parts.next()?;
+            let user = parts.next()?;
+            let pass = parts.next()?;
+            Some((String::from_utf8(user.to_vec()).ok()?, String::from_utf8(pass.to_vec()).ok()?))
+        }
+        "AMQPLAIN" => {
+            // A field table without its length prefix.
+            let mut framed = (response.len() as u32).to_be_bytes().to_vec();
+            framed.extend_from_slice(response);
+            let (_, table) = amq_protocol::types::parsing::parse_field_table(&framed[..]).ok()?;
+            let get = |k: &str| match table.inner().get(k)? {
+                AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok(),
+                AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+                _ => None,
+            };
+            Some((get("LOGIN")?, get("PASSWORD")?))
+        }
+        _ => None,
+    }
+}
+
+fn client_capability(props: &FieldTable, name: &str) -> bool {
+    match props.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(t)) => matches!(t.inner().get(name), Some(AMQPValue::Boolean(true))),
+        _ => false,
+    }
+}
+
+pub(super) async fn run(
+    broker: &Arc<Broker>,
+    conn: &Arc<ConnShared>,
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    peer: SocketAddr,
+    local: Option<SocketAddr>,
+) -> Result<Handshake, ()> {
+    let cfg = &broker.config.amqp;
+    let start = AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: server_properties(),
+        mechanisms: LongString::from("PLAIN AMQPLAIN"),
+        locales: LongString::from("en_US"),
+    }));
+    send(wr, start).await?;
+
+    let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) = next_method(rd, buf, cfg.frame_max).await? else {
+        return Err(());
+    };
+    let mechanism = start_ok.mechanism.as_str().to_owned();
+    let Some((user, pass)) = credentials(&mechanism, start_ok.response.as_bytes()) else {
+        warn!(peer = %peer, "unsupported mechanism or malformed response ({mechanism})");
+        return Err(());
+    };
+    let failure_close = client_capability(&start_ok.client_properties, "authentication_failure_close");
+    let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let valid = broker.user(&user).is_some_and(|u| auth::check_password(&u.password_hash, &pass));
+    let loopback_ok = !broker.config.auth.loopback_users.contains(&user) || local.is_some_and(|a| a.ip().is_loopback());
+    if !valid || !loopback_ok {
+        if !valid {
+            warn!(peer = %peer, "{mechanism} login refused: user '{user}' - invalid credentials");
+        } else {
+            warn!(peer = %peer, "{mechanism} login refused: user '{user}' can only connect via localhost");
+        }
+        if failure_close {
+            close(
+                wr,
+                ReplyError::new(
+                    ErrorKind::AccessRefused,
+                    format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+                ),
+            )
+            .await;
+        }
+        return Err(());
+    }
+
+    let tune = AMQPClass::Connection(connection::AMQPMethod::Tune(connection::Tune {
+        channel_max: cfg.channel_max,
+        frame_max: cfg.frame_max,
+        heartbeat: cfg.heartbeat,
+    }));
+    send(wr, tune).await?;
+    let AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) = next_method(rd, buf, cfg.frame_max).await? else {
+        return Err(());
+    };
+    // 0 means "no limit" from the client: take ours.
+    let frame_max = if t.frame_max == 0 { cfg.frame_max } else { t.frame_max };
+    let channel_max = if t.channel_max == 0 { cfg.channel_max } else { t.channel_max };
+    if frame_max < FRAME_MIN_SIZE || frame_max > cfg.frame_max || channel_max > cfg.channel_max {
+        warn!(peer = %peer, "negotiated frame_max = {} / channel_max = {} out of range", t.frame_max, t.channel_max);
+        return Err(());
+    }
+    conn.set_frame_max(frame_max);
+
+    let AMQPClass::Connection(connection::AMQPMethod::Open(open)) = next_method(rd, buf, frame_max).await? else {
+        return Err(());
+    };
+    let vhost_name = open.virtual_host.as_str();
+    let Some(vhost) = broker.vhost(vhost_name) else {
+        close(wr, ReplyError::new(ErrorKind::NotAllowed, format!("vhost {vhost_name} not found")).on(10, 40)).await;
+        return Err(());
+    };
+    if broker.permission(vhost_name, &user).is_none() {
+        close(wr, ReplyError::new(ErrorKind::NotAllowed, format!("access to vhost '{vhost_name}' refused for user '{user}'")).on(10, 40))
+            .await;
+        return Err(());
+    }
+    send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
+    Ok(Handshake { user, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sasl_plain_and_amqplain() {
+        assert_eq!(credentials("PLAIN", b"\0guest\0guest"), Some(("guest".into(), "guest".into())));
+        // AMQPLAIN: LOGIN (longstr) and PASSWORD (longstr), table body without length.
+        let mut body = Vec::new();
+        for (k, v) in [("LOGIN", "bob"), ("PASSWORD", "pw")] {
+            body.push(k.len() as u8);
+            body.extend_from_slice(k.as_bytes());
+            body.push(b'S');
+            body.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            body.extend_from_slice(v.as_bytes());
+        }
+        assert_eq!(credentials("AMQPLAIN", &body), Some(("bob".into(), "pw".into())));
+        assert_eq!(credentials("EXTERNAL", b""), None);
+    }
+}

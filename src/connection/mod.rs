@@ -1,0 +1,408 @@
+//! One AMQP connection: a reader task that parses frames and runs channel methods, and a writer
+//! task that drains the connection's outbound buffer to the socket in batches and sends heartbeats.
+
+mod channel;
+mod handshake;
+
+use crate::broker::delivery::ConnShared;
+use crate::broker::queue::Queue;
+use crate::broker::{Broker, ConnectionEntry, Vhost};
+use crate::protocol::frame::{self, Frame, FrameError, parse_frame};
+use crate::protocol::reply::{ErrorKind, ReplyError};
+use crate::protocol::{AMQPClass, channel as chan, connection};
+use bytes::BytesMut;
+use channel::Channel;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// The 0-9-1 protocol header, also sent back to a client that offers another protocol.
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+
+/// What ends the reader loop.
+enum Stop {
+    /// Socket closed or unusable: just clean up.
+    Gone,
+    /// Orderly end after close / close-ok.
+    Done,
+}
+
+/// State shared by the channel code of one connection.
+pub(crate) struct ConnCtx {
+    pub broker: Arc<Broker>,
+    pub conn: Arc<ConnShared>,
+    pub vhost: Arc<Vhost>,
+    pub user: String,
+    pub id: u64,
+    /// Exclusive queues declared by this connection, deleted when it closes.
+    pub exclusive: Vec<Arc<Queue>>,
+    /// Client capability consumer_cancel_notify.
+    pub cancel_notify: bool,
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
+    let local = socket.local_addr().ok();
+    let _ = socket.set_nodelay(true);
+    let id = broker.next_id();
+    let (mut rd, mut wr) = socket.into_split();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let hs_timeout = Duration::from_millis(broker.config.amqp.handshake_timeout_ms);
+
+    // Protocol header.
+    let mut header = [0u8; 8];
+    match tokio::time::timeout(hs_timeout, rd.read_exact(&mut header)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    let ok = &header == PROTOCOL_HEADER || &header == b"AMQP\x01\x01\x00\x09";
+    if !ok {
+        let _ = wr.write_all(PROTOCOL_HEADER).await;
+        let _ = wr.shutdown().await;
+        return;
+    }
+    info!(peer = %peer, "accepting AMQP connection");
+
+    let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max));
+    let hs = match tokio::time::timeout(
+        hs_timeout,
+        handshake::run(&broker, &conn, &mut rd, &mut wr, &mut buf, peer, local),
+    )
+    .await
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(())) | Err(_) => return,
+    };
+    info!(peer = %peer, user = %hs.user, vhost = %hs.vhost.name, "user '{}' authenticated and granted access to vhost '{}'", hs.user, hs.vhost.name);
+
+    let (close_tx, close_rx) = mpsc::unbounded_channel();
+    broker.connections.lock().insert(
+        id,
+        ConnectionEntry { id, peer, user: hs.user.clone(), vhost: hs.vhost.name.clone(), close: close_tx },
+    );
+    let writer = tokio::spawn(write_loop(conn.clone(), wr, hs.heartbeat));
+    let mut c = Connection {
+        ctx: ConnCtx {
+            broker: broker.clone(),
+            conn: conn.clone(),
+            vhost: hs.vhost,
+            user: hs.user,
+            id,
+            exclusive: Vec::new(),
+            cancel_notify: hs.cancel_notify,
+        },
+        channels: HashMap::new(),
+        channel_max: hs.channel_max,
+        frame_max: hs.frame_max,
+        closing: false,
+        max_message_size: broker.config.amqp.max_message_size,
+    };
+    let reason = c.run(rd, buf, hs.heartbeat, close_rx).await;
+    c.cleanup();
+    broker.connections.lock().remove(&id);
+    conn.close();
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    info!(peer = %peer, user = %c.ctx.user, vhost = %c.ctx.vhost.name, "closing AMQP connection ({reason})");
+}
+
+/// Drains the outbound buffer; sends a heartbeat after `heartbeat/2` seconds without output.
+async fn write_loop(conn: Arc<ConnShared>, mut wr: OwnedWriteHalf, heartbeat: u16) {
+    let mut batch = BytesMut::with_capacity(64 * 1024);
+    let idle = if heartbeat == 0 { Duration::from_secs(3600 * 24) } else { Duration::from_millis(heartbeat as u64 * 500) };
+    loop {
+        let got = tokio::time::timeout(idle, conn.next_batch(&mut batch)).await;
+        if got.is_err() {
+            if conn.is_closed() {
+                break;
+            }
+            frame::write_heartbeat(&mut batch);
+        }
+        if wr.write_all(&batch).await.is_err() {
+            conn.close();
+            break;
+        }
+        batch.clear();
+        conn.after_write();
+        if conn.is_closed() {
+            conn.take_now(&mut batch);
+            let _ = wr.write_all(&batch).await;
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+pub(crate) struct Connection {
+    ctx: ConnCtx,
+    channels: HashMap<u16, Channel>,
+    channel_max: u16,
+    frame_max: u32,
+    /// connection.close sent by the server; waiting for close-ok.
+    closing: bool,
+    max_message_size: u64,
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        mut rd: tokio::net::tcp::OwnedReadHalf,
+        mut buf: BytesMut,
+        heartbeat: u16,
+        mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
+    ) -> String {
+        // A peer silent for two heartbeat intervals is dropped (RabbitMQ: 2–3 intervals).
+        let silence = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64 * 2) };
+        let mut close_deadline: Option<tokio::time::Instant> = None;
+        loop {
+            loop {
+                match parse_frame(&mut buf, self.frame_max) {
+                    Ok(Some(f)) => match self.handle(f) {
+                        Ok(()) => {}
+                        Err(Stop::Done) => {
+                            self.flush();
+                            return "client closed".into();
+                        }
+                        Err(Stop::Gone) => return "connection gone".into(),
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        let err = frame_error(e);
+                        warn!(conn = self.ctx.id, "{}", err.text);
+                        self.hard_close(err);
+                        buf.clear();
+                        break;
+                    }
+                }
+            }
+            self.flush();
+            if self.closing && close_deadline.is_none() {
+                close_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3));
+            }
+            let wait = match close_deadline {
+                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
+                None => silence,
+            };
+            tokio::select! {
+                r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
+                    Ok(Ok(0)) | Ok(Err(_)) => return "client closed TCP connection".into(),
+                    Ok(Ok(_)) => {}
+                    Err(_) if self.closing => return "close-ok not received".into(),
+                    Err(_) => {
+                        warn!(conn = self.ctx.id, "missed heartbeats from client, timeout: {}s", heartbeat);
+                        return "missed heartbeats".into();
+                    }
+                },
+                Some(err) = close_rx.recv() => {
+                    if !self.closing {
+                        self.hard_close(err);
+                        self.flush();
+                    }
+                }
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        for ch in self.channels.values_mut() {
+            ch.flush_confirms(&self.ctx);
+        }
+        self.ctx.conn.wake();
+    }
+
+    /// Sends connection.close and ignores everything but close / close-ok from now on.
+    fn hard_close(&mut self, err: ReplyError) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        self.close_channels();
+        let m = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: err.code(),
+            reply_text: err.text.as_str().into(),
+            class_id: err.class_id,
+            method_id: err.method_id,
+        }));
+        self.ctx.conn.append(|out| frame::write_method(out, 0, m));
+    }
+
+    fn close_channels(&mut self) {
+        for (_, mut ch) in self.channels.drain() {
+            ch.close(&mut self.ctx);
+        }
+    }
+
+    fn cleanup(&mut self) {
+        self.close_channels();
+        for q in std::mem::take(&mut self.ctx.exclusive) {
+            self.ctx.vhost.remove_queue(&q);
+        }
+    }
+
+    fn handle(&mut self, f: Frame) -> Result<(), Stop> {
+        if self.closing {
+            // After connection.close only close-ok (or a crossing close) matters.
+            if let Frame::Method { channel: 0, method } = f {
+                match method {
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => return Err(Stop::Done),
+                    AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
+                        self.send_close_ok();
+                        return Err(Stop::Done);
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
+        match f {
+            Frame::Heartbeat { channel: 0 } => Ok(()),
+            Frame::Heartbeat { .. } => {
+                self.hard_close(ReplyError::new(ErrorKind::FrameError, "heartbeat frame on a non-zero channel"));
+                Ok(())
+            }
+            Frame::Method { channel: 0, method } => self.connection_method(method),
+            Frame::Method { channel, method } => {
+                self.channel_method(channel, method);
+                Ok(())
+            }
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => {
+                self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, "content frame on channel 0"));
+                Ok(())
+            }
+            Frame::Header { channel, header } => {
+                let r = match self.channels.get_mut(&channel) {
+                    Some(ch) => ch.on_header(&mut self.ctx, header, self.max_message_size),
+                    None => Err(ReplyError::new(ErrorKind::ChannelError, format!("unknown channel {channel}")).on(60, 40)),
+                };
+                self.after_channel_result(channel, r);
+                Ok(())
+            }
+            Frame::Body { channel, payload } => {
+                let r = match self.channels.get_mut(&channel) {
+                    Some(ch) => ch.on_body(&mut self.ctx, payload),
+                    None => Err(ReplyError::new(ErrorKind::ChannelError, format!("unknown channel {channel}")).on(60, 40)),
+                };
+                self.after_channel_result(channel, r);
+                Ok(())
+            }
+        }
+    }
+
+    fn send_close_ok(&self) {
+        let m = AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}));
+        self.ctx.conn.append(|out| frame::write_method(out, 0, m));
+    }
+
+    fn connection_method(&mut self, m: AMQPClass) -> Result<(), Stop> {
+        match m {
+            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                tracing::debug!(conn = self.ctx.id, code = c.reply_code, "client closed connection: {}", c.reply_text.as_str());
+                self.close_channels();
+                self.send_close_ok();
+                Err(Stop::Done)
+            }
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Err(Stop::Done),
+            AMQPClass::Connection(connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => Ok(()),
+            other => {
+                let (c, mth) = (other.get_amqp_class_id(), other.get_amqp_method_id());
+                self.hard_close(
+                    ReplyError::new(ErrorKind::CommandInvalid, format!("unexpected method on channel 0: {c}/{mth}")).on(c, mth),
+                );
+                Ok(())
+            }
+        }
+    }
+
+    fn channel_method(&mut self, number: u16, m: AMQPClass) {
+        let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
+        if let AMQPClass::Channel(chan::AMQPMethod::Open(_)) = m {
+            if number > self.channel_max {
+                self.hard_close(
+                    ReplyError::new(ErrorKind::NotAllowed, format!("channel number {number} exceeds limit {}", self.channel_max)).on(20, 10),
+                );
+                return;
+            }
+            if self.channels.contains_key(&number) {
+                self.hard_close(ReplyError::new(ErrorKind::ChannelError, "second 'channel.open' seen").on(20, 10));
+                return;
+            }
+            self.channels.insert(number, Channel::new(number, self.ctx.conn.clone()));
+            let ok = AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {}));
+            self.ctx.conn.append(|out| frame::write_method(out, number, ok));
+            return;
+        }
+        let Some(ch) = self.channels.get_mut(&number) else {
+            self.hard_close(ReplyError::new(ErrorKind::ChannelError, "expected 'channel.open'").on(class_id, method_id));
+            return;
+        };
+        match m {
+            AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => {
+                if ch.is_closing() {
+                    self.channels.remove(&number);
+                }
+                return;
+            }
+            AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
+                let mut ch = self.channels.remove(&number).expect("present");
+                ch.close(&mut self.ctx);
+                let ok = AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}));
+                self.ctx.conn.append(|out| frame::write_method(out, number, ok));
+                return;
+            }
+            _ => {}
+        }
+        if ch.is_closing() {
+            return;
+        }
+        let r = ch.on_method(&mut self.ctx, m).map_err(|e| e.on(class_id, method_id));
+        self.after_channel_result(number, r);
+    }
+
+    /// Turns a channel method's error into channel.close (soft) or connection.close (hard).
+    fn after_channel_result(&mut self, number: u16, r: Result<(), ReplyError>) {
+        let Err(err) = r else { return };
+        if err.kind.is_hard() {
+            warn!(conn = self.ctx.id, channel = number, "connection error: {}", err.text);
+            self.hard_close(err);
+            return;
+        }
+        tracing::debug!(conn = self.ctx.id, channel = number, "channel error: {}", err.text);
+        if let Some(ch) = self.channels.get_mut(&number) {
+            if ch.is_closing() {
+                return;
+            }
+            ch.close(&mut self.ctx);
+            ch.set_closing();
+            let m = AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
+                reply_code: err.code(),
+                reply_text: err.text.as_str().into(),
+                class_id: err.class_id,
+                method_id: err.method_id,
+            }));
+            self.ctx.conn.append(|out| frame::write_method(out, number, m));
+        }
+    }
+}
+
+fn frame_error(e: FrameError) -> ReplyError {
+    match e {
+        FrameError::UnknownMethod { class_id, method_id } => {
+            ReplyError::new(ErrorKind::CommandInvalid, format!("unknown method {class_id}/{method_id}")).on(class_id, method_id)
+        }
+        FrameError::NotImplemented { class_id, method_id, text } => {
+            ReplyError::new(ErrorKind::NotImplemented, text).on(class_id, method_id)
+        }
+        FrameError::Malformed { class_id, method_id, what, .. } => {
+            ReplyError::new(ErrorKind::FrameError, format!("cannot decode {what}")).on(class_id, method_id)
+        }
+        other => ReplyError::new(ErrorKind::FrameError, other.to_string()),
+    }
+}

@@ -1,0 +1,160 @@
+//! Reply codes (spec §1.9 constants) and the error type the channel and connection code raise.
+//! The texts follow RabbitMQ: `NAME - explanation`.
+
+/// The reply codes Warren sends, named as in the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    ContentTooLarge,
+    NoRoute,
+    NoConsumers,
+    ConnectionForced,
+    InvalidPath,
+    AccessRefused,
+    NotFound,
+    ResourceLocked,
+    PreconditionFailed,
+    FrameError,
+    SyntaxError,
+    CommandInvalid,
+    ChannelError,
+    UnexpectedFrame,
+    ResourceError,
+    NotAllowed,
+    NotImplemented,
+    InternalError,
+}
+
+impl ErrorKind {
+    pub fn code(self) -> u16 {
+        use ErrorKind::*;
+        match self {
+            ContentTooLarge => 311,
+            NoRoute => 312,
+            NoConsumers => 313,
+            ConnectionForced => 320,
+            InvalidPath => 402,
+            AccessRefused => 403,
+            NotFound => 404,
+            ResourceLocked => 405,
+            PreconditionFailed => 406,
+            FrameError => 501,
+            SyntaxError => 502,
+            CommandInvalid => 503,
+            ChannelError => 504,
+            UnexpectedFrame => 505,
+            ResourceError => 506,
+            NotAllowed => 530,
+            NotImplemented => 540,
+            InternalError => 541,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            ContentTooLarge => "CONTENT_TOO_LARGE",
+            NoRoute => "NO_ROUTE",
+            NoConsumers => "NO_CONSUMERS",
+            ConnectionForced => "CONNECTION_FORCED",
+            InvalidPath => "INVALID_PATH",
+            AccessRefused => "ACCESS_REFUSED",
+            NotFound => "NOT_FOUND",
+            ResourceLocked => "RESOURCE_LOCKED",
+            PreconditionFailed => "PRECONDITION_FAILED",
+            FrameError => "FRAME_ERROR",
+            SyntaxError => "SYNTAX_ERROR",
+            CommandInvalid => "COMMAND_INVALID",
+            ChannelError => "CHANNEL_ERROR",
+            UnexpectedFrame => "UNEXPECTED_FRAME",
+            ResourceError => "RESOURCE_ERROR",
+            NotAllowed => "NOT_ALLOWED",
+            NotImplemented => "NOT_IMPLEMENTED",
+            InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Hard errors close the connection, soft ones only the channel (spec JSON `hard-error`).
+    pub fn is_hard(self) -> bool {
+        use ErrorKind::*;
+        !matches!(
+            self,
+            ContentTooLarge | NoRoute | NoConsumers | AccessRefused | NotFound | ResourceLocked | PreconditionFailed
+        )
+    }
+}
+
+/// An AMQP error to be reported with channel.close or connection.close.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyError {
+    pub kind: ErrorKind,
+    /// Full reply text, `NAME - explanation`.
+    pub text: String,
+    /// Class and method of the offending method (0/0 if none).
+    pub class_id: u16,
+    pub method_id: u16,
+}
+
+impl ReplyError {
+    pub fn new(kind: ErrorKind, explanation: impl AsRef<str>) -> ReplyError {
+        let explanation = explanation.as_ref();
+        let text = if explanation.is_empty() {
+            kind.name().to_string()
+        } else {
+            format!("{} - {}", kind.name(), explanation)
+        };
+        ReplyError { kind, text, class_id: 0, method_id: 0 }
+    }
+
+    /// Sets the class/method of the offending method, unless one is already set.
+    pub fn on(mut self, class_id: u16, method_id: u16) -> ReplyError {
+        if self.class_id == 0 && self.method_id == 0 {
+            self.class_id = class_id;
+            self.method_id = method_id;
+        }
+        self
+    }
+
+    pub fn code(&self) -> u16 {
+        self.kind.code()
+    }
+}
+
+impl std::fmt::Display for ReplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind.code(), self.text)
+    }
+}
+
+impl std::error::Error for ReplyError {}
+
+/// Shorthands used all over the channel code.
+pub fn not_found(what: &str, name: &str, vhost: &str) -> ReplyError {
+    ReplyError::new(ErrorKind::NotFound, format!("no {what} '{name}' in vhost '{vhost}'"))
+}
+
+pub fn precondition(text: impl AsRef<str>) -> ReplyError {
+    ReplyError::new(ErrorKind::PreconditionFailed, text)
+}
+
+pub fn access_refused(text: impl AsRef<str>) -> ReplyError {
+    ReplyError::new(ErrorKind::AccessRefused, text)
+}
+
+pub fn not_implemented(text: impl AsRef<str>) -> ReplyError {
+    ReplyError::new(ErrorKind::NotImplemented, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_follow_rabbitmq() {
+        let e = not_found("queue", "nope", "/");
+        assert_eq!(e.text, "NOT_FOUND - no queue 'nope' in vhost '/'");
+        assert_eq!(e.code(), 404);
+        assert!(!e.kind.is_hard());
+        assert!(ErrorKind::FrameError.is_hard());
+        assert_eq!(ReplyError::new(ErrorKind::InternalError, "").text, "INTERNAL_ERROR");
+    }
+}
