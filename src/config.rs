@@ -150,3 +150,26 @@ impl Config {
         c
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses_to_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/warren.toml");
+        let c = Config::load(&path).expect("config/warren.toml parses");
+        let d = Config::default();
+        assert_eq!(c.amqp.port, d.amqp.port);
+        assert_eq!(c.amqp.frame_max, d.amqp.frame_max);
+        assert_eq!(c.auth.loopback_users, d.auth.loopback_users);
+        assert_eq!(c.storage.data_dir, d.storage.data_dir);
+        assert_eq!(c.plugins.memory_limit_mib, d.plugins.memory_limit_mib);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = toml::from_str::<Config>("[amqp]\nprot = 1\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+    }
+}

@@ -12,7 +12,7 @@ use crate::protocol::frame;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
@@ -31,21 +31,21 @@ pub struct ConnShared {
     throttled: AtomicBool,
     /// Queues that deliver to this connection, kicked when the buffer drains.
     feeders: Mutex<Vec<Weak<Queue>>>,
-    /// Frames written since the writer last ran (lets the writer skip heartbeats).
-    pub bytes_out: AtomicU64,
+    /// The client asked for server-sent basic.cancel (capability consumer_cancel_notify).
+    pub cancel_notify: AtomicBool,
 }
 
 impl ConnShared {
     pub fn new(id: u64, frame_max: u32) -> ConnShared {
         ConnShared {
             id,
-            out: Mutex::new(BytesMut::with_capacity(64 * 1024)),
+            out: Mutex::new(BytesMut::new()),
             wake: Notify::new(),
             frame_max: AtomicU32::new(frame_max),
             closed: AtomicBool::new(false),
             throttled: AtomicBool::new(false),
             feeders: Mutex::new(Vec::new()),
-            bytes_out: AtomicU64::new(0),
+            cancel_notify: AtomicBool::new(false),
         }
     }
 

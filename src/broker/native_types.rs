@@ -223,7 +223,7 @@ impl ExchangeRouter for Topic {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum XMatch {
+pub enum XMatch {
     All,
     Any,
     AllWithX,

@@ -195,7 +195,10 @@ impl Queue {
             (std::mem::take(&mut inner.consumers), n)
         };
         for c in consumers {
-            if !c.cancelled.swap(true, Ordering::AcqRel) && c.channel.open.load(Ordering::Relaxed) {
+            if !c.cancelled.swap(true, Ordering::AcqRel)
+                && c.channel.open.load(Ordering::Relaxed)
+                && c.channel.conn.cancel_notify.load(Ordering::Relaxed)
+            {
                 let ch = &c.channel;
                 let m = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                     consumer_tag: c.tag.as_str().into(),

@@ -25,10 +25,13 @@ use tracing::{info, warn};
 /// The 0-9-1 protocol header, also sent back to a client that offers another protocol.
 pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 
+/// Read buffer sizes: idle connections keep a small buffer (1,000 idle connections must stay
+/// cheap); a connection whose reads fill the buffer gets a large one.
+const READ_CHUNK_IDLE: usize = 4 * 1024;
+const READ_CHUNK_BUSY: usize = 64 * 1024;
+
 /// What ends the reader loop.
 enum Stop {
-    /// Socket closed or unusable: just clean up.
-    Gone,
     /// Orderly end after close / close-ok.
     Done,
 }
@@ -42,8 +45,6 @@ pub(crate) struct ConnCtx {
     pub id: u64,
     /// Exclusive queues declared by this connection, deleted when it closes.
     pub exclusive: Vec<Arc<Queue>>,
-    /// Client capability consumer_cancel_notify.
-    pub cancel_notify: bool,
 }
 
 /// Serves one accepted socket until it closes.
@@ -52,7 +53,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     let _ = socket.set_nodelay(true);
     let id = broker.next_id();
     let (mut rd, mut wr) = socket.into_split();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_IDLE);
     let hs_timeout = Duration::from_millis(broker.config.amqp.handshake_timeout_ms);
 
     // Protocol header.
@@ -81,6 +82,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     };
     info!(peer = %peer, user = %hs.user, vhost = %hs.vhost.name, "user '{}' authenticated and granted access to vhost '{}'", hs.user, hs.vhost.name);
 
+    conn.cancel_notify.store(hs.cancel_notify, std::sync::atomic::Ordering::Relaxed);
     let (close_tx, close_rx) = mpsc::unbounded_channel();
     broker.connections.lock().insert(
         id,
@@ -95,7 +97,6 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             user: hs.user,
             id,
             exclusive: Vec::new(),
-            cancel_notify: hs.cancel_notify,
         },
         channels: HashMap::new(),
         channel_max: hs.channel_max,
@@ -113,7 +114,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
 
 /// Drains the outbound buffer; sends a heartbeat after `heartbeat/2` seconds without output.
 async fn write_loop(conn: Arc<ConnShared>, mut wr: OwnedWriteHalf, heartbeat: u16) {
-    let mut batch = BytesMut::with_capacity(64 * 1024);
+    let mut batch = BytesMut::new();
     let idle = if heartbeat == 0 { Duration::from_secs(3600 * 24) } else { Duration::from_millis(heartbeat as u64 * 500) };
     loop {
         let got = tokio::time::timeout(idle, conn.next_batch(&mut batch)).await;
@@ -159,6 +160,7 @@ impl Connection {
         // A peer silent for two heartbeat intervals is dropped (RabbitMQ: 2–3 intervals).
         let silence = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64 * 2) };
         let mut close_deadline: Option<tokio::time::Instant> = None;
+        let mut busy = false;
         loop {
             loop {
                 match parse_frame(&mut buf, self.frame_max) {
@@ -168,7 +170,6 @@ impl Connection {
                             self.flush();
                             return "client closed".into();
                         }
-                        Err(Stop::Gone) => return "connection gone".into(),
                     },
                     Ok(None) => break,
                     Err(e) => {
@@ -188,10 +189,11 @@ impl Connection {
                 Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
                 None => silence,
             };
+            let room = buf.capacity() - buf.len();
             tokio::select! {
                 r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
                     Ok(Ok(0)) | Ok(Err(_)) => return "client closed TCP connection".into(),
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(n)) => busy = n >= room,
                     Err(_) if self.closing => return "close-ok not received".into(),
                     Err(_) => {
                         warn!(conn = self.ctx.id, "missed heartbeats from client, timeout: {}s", heartbeat);
@@ -205,8 +207,9 @@ impl Connection {
                     }
                 }
             }
-            if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(64 * 1024);
+            let want = if busy { READ_CHUNK_BUSY } else { READ_CHUNK_IDLE };
+            if buf.capacity() - buf.len() < want / 2 {
+                buf.reserve(want);
             }
         }
     }
