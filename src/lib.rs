@@ -1,5 +1,6 @@
 //! Warren: an AMQP 0-9-1 message broker.
 pub mod config;
+pub mod admin;
 pub mod broker;
 pub mod connection;
 pub mod exchange_type;

@@ -1,0 +1,207 @@
+//! The admin API: one set of commands used by the control socket (`warrenctl`, `warren-plugins`)
+//! and, later, by plugins' admin imports. Requests and answers are JSON values, so every front end
+//! formats them its own way (tab-separated like rabbitmqctl, or JSON).
+
+pub mod control;
+
+use crate::broker::Broker;
+use crate::broker::exchange::Destination;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// One command, as sent over the control socket (one JSON object per line).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Request {
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// `-p VHOST`; the default vhost when absent.
+    #[serde(default)]
+    pub vhost: Option<String>,
+}
+
+/// The answer: a table (`columns` + `rows`) or a message; `error` set on failure.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Response {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rows: Vec<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Response {
+    pub fn error(text: impl Into<String>) -> Response {
+        Response { error: Some(text.into()), ..Default::default() }
+    }
+    pub fn message(text: impl Into<String>) -> Response {
+        Response { message: Some(text.into()), ..Default::default() }
+    }
+    fn table(columns: &[&str], rows: Vec<Vec<Value>>) -> Response {
+        Response { columns: columns.iter().map(|c| c.to_string()).collect(), rows, ..Default::default() }
+    }
+}
+
+/// Commands other parts of the broker add (e.g. the plugin manager's `plugins_*`).
+pub trait Extension: Send + Sync {
+    /// `None` if the command is not this extension's.
+    fn handle(&self, broker: &Arc<Broker>, req: &Request) -> Option<Response>;
+}
+
+/// Picks the requested columns out of full rows.
+fn select(all: &[&str], default: &[&str], args: &[String], rows: Vec<Vec<Value>>) -> Response {
+    let wanted: Vec<&str> = if args.is_empty() { default.to_vec() } else { args.iter().map(|s| s.as_str()).collect() };
+    let mut idx = Vec::new();
+    for w in &wanted {
+        match all.iter().position(|c| c == w) {
+            Some(i) => idx.push(i),
+            None => return Response::error(format!("Info key {w} not recognised; valid keys: {}", all.join(", "))),
+        }
+    }
+    let rows = rows.into_iter().map(|r| idx.iter().map(|i| r[*i].clone()).collect()).collect();
+    Response::table(&wanted, rows)
+}
+
+/// Runs one command against the broker.
+pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Request) -> Response {
+    for e in extensions {
+        if let Some(r) = e.handle(broker, req) {
+            return r;
+        }
+    }
+    let vhost_name = req.vhost.clone().unwrap_or_else(|| broker.config.auth.default_vhost.clone());
+    let vhost = || broker.vhost(&vhost_name).ok_or_else(|| Response::error(format!("Virtual host '{vhost_name}' does not exist")));
+    match req.command.as_str() {
+        "status" => {
+            let conns = broker.connections.lock().len();
+            let queues: usize = broker.vhosts().iter().map(|v| v.queues.read().len()).sum();
+            Response::table(
+                &["key", "value"],
+                vec![
+                    vec![json!("product"), json!("Warren")],
+                    vec![json!("version"), json!(env!("CARGO_PKG_VERSION"))],
+                    vec![json!("os_pid"), json!(std::process::id())],
+                    vec![json!("connections"), json!(conns)],
+                    vec![json!("queues"), json!(queues)],
+                    vec![json!("vhosts"), json!(broker.vhosts().len())],
+                ],
+            )
+        }
+        "list_vhosts" => {
+            let mut rows: Vec<Vec<Value>> = broker.vhosts().iter().map(|v| vec![json!(v.name)]).collect();
+            rows.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
+            Response::table(&["name"], rows)
+        }
+        "list_queues" => match vhost() {
+            Err(e) => e,
+            Ok(v) => {
+                let mut qs: Vec<_> = v.queues.read().values().cloned().collect();
+                qs.sort_by(|a, b| a.name.cmp(&b.name));
+                let rows = qs
+                    .iter()
+                    .map(|q| {
+                        let (m, c) = q.counts();
+                        vec![
+                            json!(q.name),
+                            json!(m),
+                            json!(c),
+                            json!(q.durable),
+                            json!(q.auto_delete),
+                            json!(q.exclusive_owner.is_some()),
+                        ]
+                    })
+                    .collect();
+                select(
+                    &["name", "messages", "consumers", "durable", "auto_delete", "exclusive"],
+                    &["name", "messages"],
+                    &req.args,
+                    rows,
+                )
+            }
+        },
+        "list_exchanges" => match vhost() {
+            Err(e) => e,
+            Ok(v) => {
+                let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
+                xs.sort_by(|a, b| a.name.cmp(&b.name));
+                let mut rows = vec![vec![json!(""), json!("direct"), json!(true), json!(false), json!(false)]];
+                rows.extend(
+                    xs.iter().map(|x| vec![json!(x.name), json!(x.kind), json!(x.durable), json!(x.auto_delete), json!(x.internal)]),
+                );
+                select(&["name", "type", "durable", "auto_delete", "internal"], &["name", "type"], &req.args, rows)
+            }
+        },
+        "list_bindings" => match vhost() {
+            Err(e) => e,
+            Ok(v) => {
+                let mut rows = Vec::new();
+                let mut qs: Vec<_> = v.queues.read().keys().cloned().collect();
+                qs.sort();
+                for q in qs {
+                    rows.push(vec![json!(""), json!("exchange"), json!(q), json!("queue"), json!(q)]);
+                }
+                let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
+                xs.sort_by(|a, b| a.name.cmp(&b.name));
+                for x in xs {
+                    for b in x.bindings() {
+                        let kind = match b.destination {
+                            Destination::Queue(_) => "queue",
+                            Destination::Exchange(_) => "exchange",
+                        };
+                        rows.push(vec![json!(x.name), json!("exchange"), json!(b.destination.name()), json!(kind), json!(b.key)]);
+                    }
+                }
+                select(
+                    &["source_name", "source_kind", "destination_name", "destination_kind", "routing_key"],
+                    &["source_name", "source_kind", "destination_name", "destination_kind", "routing_key"],
+                    &req.args,
+                    rows,
+                )
+            }
+        },
+        "list_connections" => {
+            let mut rows: Vec<Vec<Value>> = broker
+                .connections
+                .lock()
+                .values()
+                .map(|c| vec![json!(c.id), json!(c.user), json!(c.peer.ip().to_string()), json!(c.peer.port()), json!(c.vhost), json!("running")])
+                .collect();
+            rows.sort_by_key(|r| r[0].as_u64());
+            select(&["pid", "user", "peer_host", "peer_port", "vhost", "state"], &["user", "peer_host", "peer_port", "state"], &req.args, rows)
+        }
+        "purge_queue" => match (vhost(), req.args.first()) {
+            (Err(e), _) => e,
+            (_, None) => Response::error("purge_queue needs a queue name"),
+            (Ok(v), Some(name)) => match v.queue(name) {
+                None => Response::error(format!("Queue {name} in vhost {vhost_name} not found")),
+                Some(q) => Response::message(format!("Purged {} messages from queue {name}", q.purge())),
+            },
+        },
+        "delete_queue" => match (vhost(), req.args.first()) {
+            (Err(e), _) => e,
+            (_, None) => Response::error("delete_queue needs a queue name"),
+            (Ok(v), Some(name)) => match v.queue(name) {
+                None => Response::error(format!("Queue {name} in vhost {vhost_name} not found")),
+                Some(q) => Response::message(format!("Queue was successfully deleted with {} ready messages", v.remove_queue(&q))),
+            },
+        },
+        "close_connection" => {
+            let (Some(id), reason) = (req.args.first().and_then(|s| s.parse::<u64>().ok()), req.args.get(1)) else {
+                return Response::error("close_connection needs a connection pid (from list_connections pid) and a reason");
+            };
+            let reason = reason.cloned().unwrap_or_else(|| "Closed via warrenctl".into());
+            match broker.connections.lock().get(&id) {
+                None => Response::error(format!("no connection {id}")),
+                Some(c) => {
+                    let _ = c.close.send(crate::protocol::ReplyError::new(crate::protocol::ErrorKind::ConnectionForced, reason));
+                    Response::message(format!("Closing connection {id}"))
+                }
+            }
+        }
+        other => Response::error(format!("unknown command '{other}'")),
+    }
+}
