@@ -166,6 +166,8 @@ pub struct ChannelShared {
     pub flow_active: AtomicBool,
     /// False once the channel is closing: queues skip its consumers.
     pub open: AtomicBool,
+    /// Publisher confirms (confirm mode).
+    pub confirms: super::confirm::Confirms,
 }
 
 impl ChannelShared {
@@ -177,6 +179,7 @@ impl ChannelShared {
             global_prefetch: AtomicU32::new(0),
             flow_active: AtomicBool::new(true),
             open: AtomicBool::new(true),
+            confirms: Default::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the control socket and plugins' admin calls all behave alike.
 
 pub mod auth;
+pub mod confirm;
 pub mod delivery;
 pub mod exchange;
 pub mod message;

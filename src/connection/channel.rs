@@ -53,9 +53,6 @@ pub(crate) struct Channel {
     confirm: bool,
     /// Sequence number of the last publish in confirm mode.
     publish_seq: u64,
-    /// Highest sequence number that may be confirmed, and the last one acked on the wire.
-    confirm_ready: u64,
-    confirm_sent: u64,
     tx: Option<Tx>,
     /// Name of the last queue declared on this channel ("" in later methods means it).
     last_queue: String,
@@ -84,8 +81,6 @@ impl Channel {
             consumer_prefetch: 0,
             confirm: false,
             publish_seq: 0,
-            confirm_ready: 0,
-            confirm_sent: 0,
             tx: None,
             last_queue: String::new(),
             last_exchange: None,
@@ -119,11 +114,8 @@ impl Channel {
 
     /// Sends the pending publisher confirms as one ack with multiple=true.
     pub fn flush_confirms(&mut self, ctx: &ConnCtx) {
-        if self.confirm && self.confirm_ready > self.confirm_sent && !self.closing {
-            let (ch, upto) = (self.number(), self.confirm_ready);
-            let multiple = upto - self.confirm_sent > 1;
-            ctx.conn.append(|out| frame::write_ack(out, ch, upto, multiple));
-            self.confirm_sent = upto;
+        if self.confirm && !self.closing {
+            self.shared.confirms.flush(&ctx.conn, self.number());
         }
     }
 
@@ -268,7 +260,7 @@ impl Channel {
         }
         self.route_and_deliver(ctx, msg, p.mandatory)?;
         if self.confirm {
-            self.confirm_ready = self.publish_seq;
+            self.shared.confirms.complete(self.publish_seq, true);
         }
         Ok(())
     }
