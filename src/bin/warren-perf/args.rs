@@ -83,6 +83,12 @@ pub struct Args {
     #[arg(long)]
     pub idle_connections: Option<usize>,
 
+    /// frame_max the idle connections ask for (0 = accept the broker's). lapin keeps
+    /// 2 x 32 x frame_max bytes of buffers per connection (8 MiB at RabbitMQ's 131072),
+    /// which for 1,000 connections would swamp the client machine
+    #[arg(long, default_value_t = 4096)]
+    pub idle_frame_max: u32,
+
     /// Also print the final summary as one JSON line
     #[arg(long)]
     pub json: bool,

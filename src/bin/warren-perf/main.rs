@@ -46,7 +46,13 @@ async fn run(args: Args) -> Result<(), BoxError> {
     }
     let duration = Duration::from_secs_f64(args.duration);
     if let Some(n) = args.idle_connections {
-        return idle::run(&args.uri, n, duration, args.json).await;
+        let uri = if args.idle_frame_max > 0 && !args.uri.contains("frame_max=") {
+            let sep = if args.uri.contains('?') { '&' } else { '?' };
+            format!("{}{sep}frame_max={}", args.uri, args.idle_frame_max)
+        } else {
+            args.uri.clone()
+        };
+        return idle::run(&uri, n, duration, args.json).await;
     }
     if args.rate < 0.0 || !args.rate.is_finite() {
         return Err("--rate must be >= 0".into());
