@@ -224,6 +224,7 @@ async fn exchange_to_exchange_bindings_route_through_two_hops() {
     timeout(ch.exchange_bind(x1.as_str().into(), x2.as_str().into(), "k".into(), Default::default(), FieldTable::default())).await.unwrap();
     publish_c(&ch, &x1, "k", b"m3", Default::default()).await;
     assert_eq!(drain(&ch, &q).await, vec!["m3"]);
+    assert_eq!(drain(&ch, &both).await, vec!["m3"]);
     timeout(ch.exchange_unbind(x1.as_str().into(), x2.as_str().into(), "k".into(), Default::default(), FieldTable::default())).await.unwrap();
     timeout(ch.exchange_unbind(x2.as_str().into(), x1.as_str().into(), "k".into(), Default::default(), FieldTable::default())).await.unwrap();
     publish_c(&ch, &x1, "k", b"m4", Default::default()).await;
