@@ -305,7 +305,7 @@ impl RawClient {
 
     async fn fill(&mut self, want: usize, deadline: tokio::time::Instant) -> Result<(), ReadError> {
         while self.buf.len() < want {
-            let mut tmp = [0u8; 65536];
+            let mut tmp = vec![0u8; 65536];
             let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut tmp)).await {
                 Err(_) => return Err(ReadError::Timeout),
                 Ok(Err(_)) => return Err(ReadError::Closed),
@@ -513,7 +513,7 @@ impl RawClient {
     pub async fn closed_within(&mut self, wait: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let mut tmp = [0u8; 4096];
+            let mut tmp = vec![0u8; 4096];
             match tokio::time::timeout_at(deadline, self.stream.read(&mut tmp)).await {
                 Err(_) => return false,
                 Ok(Ok(0)) | Ok(Err(_)) => return true,
