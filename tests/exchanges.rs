@@ -422,8 +422,7 @@ async fn publish_to_internal_exchange_is_403() {
     assert_eq!(drain(&cch, &q).await, vec!["via-e2e"]);
     timeout(ch.exchange_unbind(x.as_str().into(), "amq.fanout".into(), "".into(), Default::default(), FieldTable::default())).await.unwrap();
 
-    publish(&ch, &x, "", b"direct").await;
-    let (code, text) = error_after(&ch).await;
+    let (code, text) = error_after(&ch, ch.basic_publish(x.as_str().into(), "".into(), Default::default(), b"direct", Default::default())).await;
     assert_eq!((code, text.as_str()), (403, format!("ACCESS_REFUSED - cannot publish to internal exchange '{x}' in vhost '/'").as_str()));
     assert!(conn.status().connected(), "a channel error leaves the connection open");
     let ch = timeout(conn.create_channel()).await.unwrap();
@@ -436,12 +435,10 @@ async fn publish_to_missing_exchange_is_404() {
     let b = TestBroker::start().await;
     let (conn, ch) = b.channel().await;
     let x = uniq("nope");
-    publish(&ch, &x, "k", b"m").await;
-    let (code, text) = error_after(&ch).await;
+    let (code, text) = error_after(&ch, ch.basic_publish(x.as_str().into(), "k".into(), Default::default(), b"m", Default::default())).await;
     assert_eq!((code, text), (404, format!("NOT_FOUND - no exchange '{x}' in vhost '/'")));
     let ch = timeout(conn.create_channel()).await.unwrap();
-    publish(&ch, "amq.default", "k", b"m").await;
-    let (code, text) = error_after(&ch).await;
+    let (code, text) = error_after(&ch, ch.basic_publish("amq.default".into(), "k".into(), Default::default(), b"m", Default::default())).await;
     assert_eq!((code, text.as_str()), (404, "NOT_FOUND - no exchange 'amq.default' in vhost '/'"));
     b.stop().await;
 }

@@ -544,12 +544,15 @@ pub fn short(s: &str) -> ShortString {
 // lapin helpers
 // ---------------------------------------------------------------------------------------
 
-/// After a fire-and-forget method (publish, ack, ...) that should close the channel or the
-/// connection, performs a round trip on `ch` and returns the AMQP error it fails with.
-pub async fn error_after(ch: &lapin::Channel) -> (u16, String) {
-    let r = tokio::time::timeout(WAIT, ch.basic_qos(0, lapin::options::BasicQosOptions::default()))
-        .await
-        .expect("no error within the timeout");
+/// Sends a fire-and-forget method `f` (publish, ack, ...) that should close the channel or the
+/// connection and, in the same tick (before any reply can arrive), a basic.qos round trip on
+/// `ch`; returns the AMQP error that round trip fails with.
+pub async fn error_after<T, F>(ch: &lapin::Channel, f: F) -> (u16, String)
+where
+    F: std::future::Future<Output = Result<T, lapin::Error>>,
+{
+    let both = async { tokio::join!(f, ch.basic_qos(0, lapin::options::BasicQosOptions::default())) };
+    let (_, r) = tokio::time::timeout(WAIT, both).await.expect("no error within the timeout");
     match r {
         Ok(()) => panic!("expected the channel to be closed with an error, but basic.qos succeeded"),
         Err(e) => amqp_error(&e).unwrap_or_else(|| panic!("expected an AMQP error, got {e:?}")),
