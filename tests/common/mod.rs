@@ -544,18 +544,28 @@ pub fn short(s: &str) -> ShortString {
 // lapin helpers
 // ---------------------------------------------------------------------------------------
 
-/// Sends a fire-and-forget method `f` (publish, ack, ...) that should close the channel or the
-/// connection and, in the same tick (before any reply can arrive), a basic.qos round trip on
-/// `ch`; returns the AMQP error that round trip fails with.
+/// Runs a fire-and-forget method `f` (publish, ack, ...) that should close the channel or the
+/// connection, and returns the AMQP error the server closed it with.
+///
+/// lapin only reports such errors to pending calls and consumers, and a publish may be
+/// written after a later method, so a consumer is registered on `ch` first (on a fresh
+/// server-named queue); its stream yields the channel's or connection's error.
 pub async fn error_after<T, F>(ch: &lapin::Channel, f: F) -> (u16, String)
 where
     F: std::future::Future<Output = Result<T, lapin::Error>>,
 {
-    let both = async { tokio::join!(f, ch.basic_qos(0, lapin::options::BasicQosOptions::default())) };
-    let (_, r) = tokio::time::timeout(WAIT, both).await.expect("no error within the timeout");
-    match r {
-        Ok(()) => panic!("expected the channel to be closed with an error, but basic.qos succeeded"),
-        Err(e) => amqp_error(&e).unwrap_or_else(|| panic!("expected an AMQP error, got {e:?}")),
+    use futures_lite::StreamExt;
+    let q = temp_queue(ch).await;
+    let mut probe = timeout(ch.basic_consume(q.as_str().into(), "".into(), Default::default(), FieldTable::default()))
+        .await
+        .expect("probe consumer");
+    let _ = timeout(f).await;
+    loop {
+        match tokio::time::timeout(WAIT, probe.next()).await.expect("no error within the timeout") {
+            Some(Ok(d)) => panic!("unexpected delivery on the probe consumer: {d:?}"),
+            Some(Err(e)) => return amqp_error(&e).unwrap_or_else(|| panic!("expected an AMQP error, got {e:?}")),
+            None => panic!("the channel closed without an AMQP error"),
+        }
     }
 }
 
