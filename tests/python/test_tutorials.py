@@ -203,6 +203,7 @@ TOPIC_BINDINGS = {
     "orange": ["*.orange.*"],
     "lazy": ["*.*.rabbit", "lazy.#"],
     "rabbit_tail": ["#.rabbit"],
+    "one_word": ["*"],
     "two_words": ["*.*"],
     "middle_hash": ["a.#.z"],
 }
@@ -215,12 +216,14 @@ TOPIC_CASES = {
     "lazy.brown.fox": {"all", "lazy"},
     "lazy.pink.rabbit": {"all", "lazy", "rabbit_tail"},  # matches both lazy bindings, delivered once
     "quick.brown.fox": {"all"},
-    "orange": {"all"},
+    "orange": {"all", "one_word"},
     "quick.orange.new.rabbit": {"all", "rabbit_tail"},
     "lazy.orange.new.rabbit": {"all", "lazy", "rabbit_tail"},
-    "lazy": {"all", "lazy"},  # "#" matches zero words after "lazy"
-    "rabbit": {"all", "rabbit_tail"},  # ... and zero words before "rabbit"
-    "": {"all"},  # the empty key has zero words: only "#" matches it
+    "lazy": {"all", "lazy", "one_word"},  # "#" matches zero words after "lazy"
+    "rabbit": {"all", "rabbit_tail", "one_word"},  # ... and zero words before "rabbit"
+    "": {"all"},  # the empty key has zero words: "#" matches it, "*" does not
+    ".orange.": {"all", "orange"},  # but empty words between dots are words: "*" matches them
+    ".": {"all", "two_words"},
     "a.z": {"all", "two_words", "middle_hash"},
     "a.b.c.z": {"all", "middle_hash"},
     "a.b.c": {"all"},
