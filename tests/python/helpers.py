@@ -6,23 +6,14 @@ import time
 import pika
 
 
-def drain(channel, queue, ack=True):
-    """Take every ready message of `queue` with basic.get; returns [(method, properties, body)]."""
+def drain(channel, queue):
+    """Take (auto-ack) every ready message of `queue` with basic.get; returns [(method, properties, body)]."""
     messages = []
     while True:
-        method, properties, body = channel.basic_get(queue, auto_ack=ack)
+        method, properties, body = channel.basic_get(queue, auto_ack=True)
         if method is None:
             return messages
         messages.append((method, properties, body))
-
-
-def wait_until(predicate, timeout=5.0, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
 
 
 def pump(connection, predicate, timeout=5.0):
