@@ -31,10 +31,10 @@ class Worker(threading.Thread):
     """A thread with its own connection that runs `on_message(channel, method, props, body)`
     for each delivery of `queue` until stop() is called. `ready` is set once consuming."""
 
-    def __init__(self, url, queue, on_message, prefetch=None, auto_ack=False):
+    def __init__(self, url, queue, on_message, prefetch=None):
         super().__init__(daemon=True)
         self.url, self.queue, self.on_message = url, queue, on_message
-        self.prefetch, self.auto_ack = prefetch, auto_ack
+        self.prefetch = prefetch
         self.ready = threading.Event()
         self._stopping = threading.Event()
         self.error = None
@@ -46,8 +46,7 @@ class Worker(threading.Thread):
                 ch = conn.channel()
                 if self.prefetch is not None:
                     ch.basic_qos(prefetch_count=self.prefetch)
-                ch.basic_consume(self.queue, lambda c, m, p, b: self.on_message(c, m, p, b),
-                                 auto_ack=self.auto_ack)
+                ch.basic_consume(self.queue, lambda c, m, p, b: self.on_message(c, m, p, b))
                 self.ready.set()
                 while not self._stopping.is_set():
                     conn.process_data_events(time_limit=0.05)
