@@ -46,7 +46,7 @@ class Worker(threading.Thread):
                 ch = conn.channel()
                 if self.prefetch is not None:
                     ch.basic_qos(prefetch_count=self.prefetch)
-                ch.basic_consume(self.queue, lambda c, m, p, b: self.on_message(c, m, p, b))
+                ch.basic_consume(self.queue, self.on_message)
                 self.ready.set()
                 while not self._stopping.is_set():
                     conn.process_data_events(time_limit=0.05)
