@@ -1,0 +1,126 @@
+"""Fixtures for the pika compatibility suite.
+
+If WARREN_TEST_URL is set (for example amqp://guest:guest@127.0.0.1:5673/%2f for the
+reference RabbitMQ node), every test runs against that broker. Otherwise one
+warren-server (WARREN_SERVER_BIN, default <repo>/target/debug/warren-server) is started
+for the whole session on a free loopback port with a temporary data directory.
+
+Tests never share queue or exchange names: each takes its own prefix from `names`.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pika
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _start_warren(tmp_dir):
+    binary = Path(os.environ.get("WARREN_SERVER_BIN", REPO_ROOT / "target/debug/warren-server"))
+    if not binary.is_file():
+        pytest.exit(f"warren-server not found at {binary}: run `cargo build --bins` "
+                    "or set WARREN_SERVER_BIN / WARREN_TEST_URL", returncode=2)
+    port = _free_port()
+    data_dir = tmp_dir / "data"
+    data_dir.mkdir()
+    log_path = tmp_dir / "warren-server.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(binary), "--amqp-port", str(port), "--bind", "127.0.0.1", "--data-dir", str(data_dir)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_dir)
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _port_open(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            why = (f"exited with status {proc.returncode}" if proc.poll() is not None
+                   else f"did not accept connections on 127.0.0.1:{port} within {START_TIMEOUT:.0f} s")
+            _stop(proc)
+            log.close()
+            output = log_path.read_text(errors="replace")
+            pytest.exit(f"warren-server {why}. Its output:\n{output}", returncode=3)
+        time.sleep(0.05)
+    return proc, log, port
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory):
+    url = os.environ.get("WARREN_TEST_URL")
+    if url:
+        yield url
+        return
+    proc, log, port = _start_warren(tmp_path_factory.mktemp("warren"))
+    try:
+        yield f"amqp://guest:guest@127.0.0.1:{port}/%2f"
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.fixture
+def connect(broker_url):
+    """Factory for BlockingConnections that are closed when the test ends.
+
+    Connections used from another thread must be opened by that thread's code and
+    closed there too; this factory is for connections used by the test thread.
+    """
+    opened = []
+
+    def open_connection():
+        conn = pika.BlockingConnection(pika.URLParameters(broker_url))
+        opened.append(conn)
+        return conn
+
+    yield open_connection
+    for conn in opened:
+        if conn.is_open:
+            try:
+                conn.close()
+            except Exception:  # a broken connection is already gone
+                pass
+
+
+@pytest.fixture
+def channel(connect):
+    return connect().channel()
+
+
+@pytest.fixture
+def names(request):
+    """names('queue') -> 'warren-test.<test>.<random>.queue', unique per test."""
+    prefix = f"warren-test.{request.node.name[:60]}.{uuid.uuid4().hex[:8]}"
+
+    def make(suffix):
+        return f"{prefix}.{suffix}"
+
+    return make
