@@ -90,12 +90,13 @@ impl ConnShared {
         }
     }
 
-    /// Waits until there is something to write, then swaps it out into `into` (which must be empty).
+    /// Waits until there is something to write (or the connection is closed), then swaps it out
+    /// into `into` (which must be empty).
     pub async fn next_batch(&self, into: &mut BytesMut) {
         loop {
             {
                 let mut out = self.out.lock();
-                if !out.is_empty() {
+                if !out.is_empty() || self.is_closed() {
                     std::mem::swap(&mut *out, into);
                     return;
                 }

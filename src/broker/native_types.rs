@@ -108,6 +108,12 @@ impl ExchangeRouter for Fanout {
     }
 }
 
+/// The words of a key: the empty key has none (RabbitMQ), but empty words between dots count.
+fn words_of(key: &str) -> impl Iterator<Item = &str> {
+    let n = if key.is_empty() { 0 } else { usize::MAX };
+    key.split('.').take(n)
+}
+
 /// Topic patterns in a trie of words; `*` matches one word, `#` zero or more.
 #[derive(Default)]
 struct Topic {
@@ -187,14 +193,14 @@ impl ExchangeRouter for Topic {
     }
     fn add_binding(&mut self, b: &BindingView<'_>) -> Result<(), TypeFailure> {
         let mut node = &mut self.root;
-        for w in b.binding_key.split('.') {
+        for w in words_of(b.binding_key) {
             node = node.child(w);
         }
         node.dests.push(b.destination);
         Ok(())
     }
     fn remove_binding(&mut self, b: &BindingView<'_>) -> Result<(), TypeFailure> {
-        let words: Vec<&str> = b.binding_key.split('.').collect();
+        let words: Vec<&str> = words_of(b.binding_key).collect();
         self.root.remove(&words, b.destination);
         Ok(())
     }
@@ -202,7 +208,7 @@ impl ExchangeRouter for Topic {
         let mut words: [&str; 32] = [""; 32];
         let mut n = 0;
         let mut overflow = Vec::new();
-        for w in msg.routing_key.split('.') {
+        for w in words_of(msg.routing_key) {
             if n < 32 {
                 words[n] = w;
                 n += 1;
@@ -378,6 +384,11 @@ mod tests {
         assert_eq!(route(&mut t, "a.b"), vec![4, 5]);
         assert_eq!(route(&mut t, "a.x.y.b"), vec![4, 5]);
         assert_eq!(route(&mut t, "orange"), vec![4]);
+        bind(&mut t, "*", 6);
+        bind(&mut t, "*.*", 7);
+        assert_eq!(route(&mut t, ""), vec![4], "the empty key has no words");
+        assert_eq!(route(&mut t, "."), vec![4, 7], "empty words between dots count");
+        assert_eq!(route(&mut t, "x"), vec![4, 6]);
         let args = FieldTable::default();
         t.remove_binding(&BindingView { destination: 4, binding_key: "#", arguments: &args }).unwrap();
         assert_eq!(route(&mut t, ""), Vec::<u32>::new());

@@ -142,7 +142,8 @@ impl Channel {
             return Err(ReplyError::new(
                 ErrorKind::UnexpectedFrame,
                 "expected content header for class 60, got non content header frame instead",
-            ));
+            )
+            .on(60, 40));
         }
         match m {
             AMQPClass::Basic(b) => self.basic(ctx, b),
@@ -391,8 +392,10 @@ impl Channel {
                 if !r.requeue {
                     return Err(not_implemented("requeue=false"));
                 }
-                self.recover();
+                // recover-ok goes out before the redeliveries (as RabbitMQ's, whose queues redeliver
+                // asynchronously); clients may drop deliveries that precede it.
                 send(ctx, ch, AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+                self.recover();
                 Ok(())
             }
             basic::AMQPMethod::RecoverAsync(r) => {

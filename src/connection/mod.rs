@@ -268,7 +268,7 @@ impl Connection {
         match f {
             Frame::Heartbeat { channel: 0 } => Ok(()),
             Frame::Heartbeat { .. } => {
-                self.hard_close(ReplyError::new(ErrorKind::FrameError, "heartbeat frame on a non-zero channel"));
+                self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, "type 8, all octets = <<>>"));
                 Ok(())
             }
             Frame::Method { channel: 0, method } => self.connection_method(method),
@@ -276,8 +276,14 @@ impl Connection {
                 self.channel_method(channel, method);
                 Ok(())
             }
-            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => {
-                self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, "content frame on channel 0"));
+            Frame::Header { channel: 0, header } => {
+                let text = format!("type 2, all octets = {}", frame::erlang_binary(&header.raw));
+                self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, text));
+                Ok(())
+            }
+            Frame::Body { channel: 0, payload } => {
+                let text = format!("type 3, all octets = {}", frame::erlang_binary(&payload));
+                self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, text));
                 Ok(())
             }
             Frame::Header { channel, header } => {
@@ -316,9 +322,7 @@ impl Connection {
             AMQPClass::Connection(connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => Ok(()),
             other => {
                 let (c, mth) = (other.get_amqp_class_id(), other.get_amqp_method_id());
-                self.hard_close(
-                    ReplyError::new(ErrorKind::CommandInvalid, format!("unexpected method on channel 0: {c}/{mth}")).on(c, mth),
-                );
+                self.hard_close(ReplyError::new(ErrorKind::ChannelError, "unexpected method in connection state running").on(c, mth));
                 Ok(())
             }
         }

@@ -42,12 +42,13 @@ pub struct ContentHeader {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    #[error("frame size {size} exceeds frame_max {max}")]
-    TooLarge { size: u32, max: u32 },
-    #[error("frame end octet {0:#04x} is not 0xCE")]
-    BadEnd(u8),
-    #[error("unknown frame type {0}")]
-    UnknownType(u8),
+    /// Texts follow RabbitMQ's (`type T, all octets = <<…>>: reason`).
+    #[error("type {kind}, all octets = <<>>: {{frame_too_large,{size},{max}}}")]
+    TooLarge { kind: u8, size: u32, max: u32 },
+    #[error("type {kind}, all octets = {}: {{invalid_frame_end_marker,{end}}}", erlang_binary(payload))]
+    BadEnd { kind: u8, payload: Bytes, end: u8 },
+    #[error("type {kind}, all octets = {}: unknown_frame", erlang_binary(payload))]
+    UnknownType { kind: u8, payload: Bytes },
     #[error("unknown method {class_id}/{method_id}")]
     UnknownMethod { class_id: u16, method_id: u16 },
     /// A valid method with an argument Warren (like RabbitMQ) does not implement: 540.
@@ -67,7 +68,7 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
     if size as u64 + FRAME_OVERHEAD as u64 > frame_max as u64 {
-        return Err(FrameError::TooLarge { size, max: frame_max });
+        return Err(FrameError::TooLarge { kind, size, max: frame_max - FRAME_OVERHEAD as u32 });
     }
     let total = size as usize + FRAME_OVERHEAD;
     if buf.len() < total {
@@ -75,20 +76,37 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
         return Ok(None);
     }
     let end = buf[total - 1];
-    if end != FRAME_END {
-        return Err(FrameError::BadEnd(end));
-    }
     let mut frame = buf.split_to(total);
     frame.advance(7);
     frame.truncate(size as usize);
     let payload = frame.freeze();
+    if end != FRAME_END {
+        return Err(FrameError::BadEnd { kind, payload, end });
+    }
     match kind {
         FRAME_METHOD => decode_method(channel, &payload).map(|method| Some(Frame::Method { channel, method })),
         FRAME_HEADER => decode_header(channel, payload).map(|header| Some(Frame::Header { channel, header })),
         FRAME_BODY => Ok(Some(Frame::Body { channel, payload })),
         FRAME_HEARTBEAT => Ok(Some(Frame::Heartbeat { channel })),
-        other => Err(FrameError::UnknownType(other)),
+        kind => Err(FrameError::UnknownType { kind, payload }),
     }
+}
+
+/// Formats bytes as Erlang prints a binary: `<<"text">>` if printable, else `<<1,2,3>>`.
+pub fn erlang_binary(b: &[u8]) -> String {
+    if !b.is_empty() && b.iter().all(|c| (32..127).contains(c)) {
+        let mut s = String::from("<<\"");
+        for c in b {
+            if *c == b'"' || *c == b'\\' {
+                s.push('\\');
+            }
+            s.push(*c as char);
+        }
+        s.push_str("\">>");
+        return s;
+    }
+    let parts: Vec<String> = b.iter().map(|c| c.to_string()).collect();
+    format!("<<{}>>", parts.join(","))
 }
 
 fn ids(payload: &[u8]) -> (u16, u16) {
@@ -308,7 +326,10 @@ mod tests {
         let mut b = BytesMut::from(&[1u8, 0, 1, 0, 0, 0x10, 0][..]);
         assert!(matches!(parse_frame(&mut b, 4096), Err(FrameError::TooLarge { .. })));
         let mut b = BytesMut::from(&[8u8, 0, 0, 0, 0, 0, 0, 0xCD][..]);
-        assert_eq!(parse_frame(&mut b, 4096).unwrap_err(), FrameError::BadEnd(0xCD));
+        assert_eq!(parse_frame(&mut b, 4096).unwrap_err().to_string(), "type 8, all octets = <<>>: {invalid_frame_end_marker,205}");
+        let mut b = BytesMut::from(&[9u8, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c', 0xCE][..]);
+        assert_eq!(parse_frame(&mut b, 4096).unwrap_err().to_string(), "type 9, all octets = <<\"abc\">>: unknown_frame");
+        assert_eq!(erlang_binary(&[0, 60]), "<<0,60>>");
         let mut b = BytesMut::from(&[1u8, 0, 1, 0, 0, 0, 4, 0, 99, 0, 10, 0xCE][..]);
         assert!(matches!(parse_frame(&mut b, 4096), Err(FrameError::UnknownMethod { class_id: 99, method_id: 10 })));
     }
