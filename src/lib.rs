@@ -2,3 +2,4 @@
 pub mod config;
 pub mod exchange_type;
 pub mod server;
+pub mod store;
