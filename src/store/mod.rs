@@ -175,6 +175,14 @@ fn open_err(path: &Path, e: DatabaseError) -> StoreError {
             path: path.to_owned(),
             reason: format!("redb file format {v} needs a manual upgrade"),
         },
+        DatabaseError::Storage(redb::StorageError::Io(io))
+            if io.kind() == std::io::ErrorKind::UnexpectedEof =>
+        {
+            StoreError::Corrupt {
+                path: path.to_owned(),
+                detail: format!("file ends too early (truncated?): {io}"),
+            }
+        }
         DatabaseError::Storage(redb::StorageError::Io(io)) => io_err(path, io),
         other => StoreError::Corrupt {
             path: path.to_owned(),
@@ -273,7 +281,7 @@ impl Store {
 
         let db = if existing {
             Self::precheck(&path, &builder)?;
-            let db = std::panic::catch_unwind(|| builder.open(&path))
+            let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.open(&path)))
                 .map_err(|p| StoreError::Corrupt {
                     path: path.clone(),
                     detail: panic_msg(p),
@@ -337,7 +345,9 @@ impl Store {
                 reason: "not a redb database (bad magic bytes)".into(),
             });
         }
-        match std::panic::catch_unwind(|| builder.open_read_only(path)) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            builder.open_read_only(path)
+        })) {
             Err(p) => Err(StoreError::Corrupt {
                 path: path.to_owned(),
                 detail: panic_msg(p),

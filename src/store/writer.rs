@@ -54,13 +54,11 @@ use super::{DefOp, DefReply, MESSAGES, apply_def, msg_key, queue_range};
 /// A pending result: `.await` it, or `.wait()` for it from a non-async thread.
 #[must_use = "a ticket tells when the operation is durable"]
 pub struct Pending<T> {
-    rx: PendingInner<T>,
+    rx: oneshot::Receiver<Result<T, StoreError>>,
 }
 
-enum PendingInner<T> {
-    Waiting(oneshot::Receiver<Result<T, StoreError>>),
-    Ready(Option<Result<T, StoreError>>),
-}
+// Never pin-projected: the receiver is Unpin and results are moved out.
+impl<T> Unpin for Pending<T> {}
 
 /// Completion of a message operation.
 pub type Ticket = Pending<()>;
@@ -68,18 +66,7 @@ pub type Ticket = Pending<()>;
 impl<T> Pending<T> {
     pub(crate) fn channel() -> (oneshot::Sender<Result<T, StoreError>>, Pending<T>) {
         let (tx, rx) = oneshot::channel();
-        (
-            tx,
-            Pending {
-                rx: PendingInner::Waiting(rx),
-            },
-        )
-    }
-
-    pub(crate) fn ready(r: Result<T, StoreError>) -> Pending<T> {
-        Pending {
-            rx: PendingInner::Ready(Some(r)),
-        }
+        (tx, Pending { rx })
     }
 
     /// Block the current thread until the result is in. Safe to call from
@@ -95,14 +82,11 @@ impl<T> Future for Pending<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Pending<T> is Unpin: oneshot::Receiver is Unpin.
-        let this = self.get_mut();
-        match &mut this.rx {
-            PendingInner::Waiting(rx) => match Pin::new(rx).poll(cx) {
-                Poll::Ready(Ok(r)) => Poll::Ready(r),
-                Poll::Ready(Err(_)) => Poll::Ready(Err(StoreError::Closed)),
-                Poll::Pending => Poll::Pending,
-            },
-            PendingInner::Ready(r) => Poll::Ready(r.take().unwrap_or(Err(StoreError::Closed))),
+        match Pin::new(&mut self.get_mut().rx).poll(cx) {
+            Poll::Ready(Ok(r)) => Poll::Ready(r),
+            // The writer dropped the sender without answering: it is gone.
+            Poll::Ready(Err(_)) => Poll::Ready(Err(StoreError::Closed)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -583,12 +567,11 @@ fn process_batch(
             for (tx, _) in replies {
                 let _ = tx.send(Err(e.clone()));
             }
+            // Definition ops that failed, or were skipped after the failure.
+            for tx in failed_replies {
+                let _ = tx.send(Err(e.clone()));
+            }
         }
-    }
-    // Replies of definition ops that failed (or were skipped after a failure).
-    let e = StoreError::Database("batch failed".into());
-    for tx in failed_replies {
-        let _ = tx.send(Err(e.clone()));
     }
     shutdown
 }
