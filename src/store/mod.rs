@@ -280,13 +280,32 @@ impl Store {
         builder.set_check_integrity_on_open(opts.check_integrity_on_open);
 
         let db = if existing {
-            Self::precheck(&path, &builder)?;
-            let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.open(&path)))
-                .map_err(|p| StoreError::Corrupt {
-                    path: path.clone(),
-                    detail: panic_msg(p),
-                })?
-                .map_err(|e| open_err(&path, e))?;
+            let needs_repair = Self::precheck(&path, &builder)?;
+            // redb's crash repair rewrites the header before it walks the
+            // file; if the repair then fails, put the original bytes back so
+            // a refused file is left exactly as it was found.
+            let backup = if needs_repair {
+                tracing::warn!("{}: unclean shutdown, repairing", path.display());
+                Some(HeadBackup::take(&path)?)
+            } else {
+                None
+            };
+            let opened =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.open(&path)))
+                    .map_err(|p| StoreError::Corrupt {
+                        path: path.clone(),
+                        detail: panic_msg(p),
+                    })
+                    .and_then(|r| r.map_err(|e| open_err(&path, e)));
+            let db = match opened {
+                Ok(db) => db,
+                Err(e) => {
+                    if let Some(b) = backup {
+                        b.restore(&path);
+                    }
+                    return Err(e);
+                }
+            };
             // After a crash repair the read-only check could not run.
             check_meta(&path, &db)?;
             db
@@ -327,7 +346,8 @@ impl Store {
     }
 
     /// Checks an existing file without modifying it.
-    fn precheck(path: &Path, builder: &redb::Builder) -> Result<(), StoreError> {
+    /// Returns whether the file needs redb's crash repair.
+    fn precheck(path: &Path, builder: &redb::Builder) -> Result<bool, StoreError> {
         let mut head = [0u8; REDB_MAGIC.len()];
         let mut f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
         let mut got = 0;
@@ -354,12 +374,12 @@ impl Store {
             }),
             // Unclean shutdown: redb must repair it, which needs a writable
             // open; the meta check runs after that.
-            Ok(Err(DatabaseError::RepairAborted)) => Ok(()),
+            Ok(Err(DatabaseError::RepairAborted)) => Ok(true),
             Ok(Err(e)) => Err(open_err(path, e)),
             Ok(Ok(ro)) => {
                 let r = check_meta(path, &ro);
                 drop(ro);
-                r
+                r.map(|()| false)
             }
         }
     }
@@ -605,6 +625,54 @@ impl Store {
     pub fn total_message_count(&self) -> Result<u64, StoreError> {
         let rtx = self.db.begin_read()?;
         Ok(rtx.open_table(MESSAGES)?.len()?)
+    }
+}
+
+/// The first bytes and the length of a file, to undo a failed repair.
+struct HeadBackup {
+    head: Vec<u8>,
+    len: u64,
+}
+
+impl HeadBackup {
+    const SIZE: u64 = 64 * 1024;
+
+    fn take(path: &Path) -> Result<HeadBackup, StoreError> {
+        let f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
+        let len = f.metadata().map_err(|e| io_err(path, e))?.len();
+        let mut head = Vec::new();
+        f.take(Self::SIZE)
+            .read_to_end(&mut head)
+            .map_err(|e| io_err(path, e))?;
+        Ok(HeadBackup { head, len })
+    }
+
+    fn restore(self, path: &Path) {
+        use std::io::{Seek, Write};
+        let r = (|| -> std::io::Result<bool> {
+            let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+            let mut now = Vec::new();
+            (&mut f).take(Self::SIZE).read_to_end(&mut now)?;
+            if now == self.head && f.metadata()?.len() == self.len {
+                return Ok(false);
+            }
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.write_all(&self.head)?;
+            f.set_len(self.len)?;
+            f.sync_all()?;
+            Ok(true)
+        })();
+        match r {
+            Ok(true) => tracing::warn!(
+                "{}: crash repair failed; restored the file's original header",
+                path.display()
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::error!(
+                "{}: crash repair failed and restoring the original header failed too: {e}",
+                path.display()
+            ),
+        }
     }
 }
 
