@@ -164,5 +164,62 @@ fn main() {
         "batch size histogram (ops per batch, bucket = [2^i, 2^(i+1))): {:?}",
         s.batch_size_hist
     );
+    recovery(store, &dir, queues[0]);
+}
+
+/// Fill one queue, close, reopen, and time reading it back.
+fn recovery(store: Store, dir: &std::path::Path, q: u64) {
+    let n: u64 = std::env::var("WARREN_BENCH_RECOVERY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let log = store.message_log();
+    let t0 = Instant::now();
+    for i in 0..n {
+        log.append_detached(q, i, record(i));
+        if i % 50_000 == 49_999 {
+            log.flush().wait().unwrap();
+        }
+    }
+    log.flush().wait().unwrap();
+    let fill = t0.elapsed().as_secs_f64();
+    store.close().unwrap();
+    let size = std::fs::metadata(dir.join(warren::store::FILE_NAME))
+        .unwrap()
+        .len();
+
+    let t0 = Instant::now();
+    let store = Store::open(dir).unwrap();
+    let open = t0.elapsed();
+    let t1 = Instant::now();
+    let (mut from, mut count) = (0u64, 0u64);
+    loop {
+        let page = store.load_index(q, from, 10_000).unwrap();
+        let Some(&(last, _)) = page.last() else { break };
+        count += page.len() as u64;
+        from = last + 1;
+    }
+    let index = t1.elapsed();
+    assert_eq!(count, n);
+    let t2 = Instant::now();
+    let (mut from, mut bytes) = (0u64, 0usize);
+    loop {
+        let page = store.load_range(q, from, 10_000).unwrap();
+        let Some((last, _)) = page.last() else { break };
+        from = last + 1;
+        bytes += page.iter().map(|(_, m)| m.body.len()).sum::<usize>();
+    }
+    let full = t2.elapsed();
+    println!(
+        "recovery of {n} x 1 KiB (file {:.0} MiB, filled in {fill:.1}s): open {:.0} ms, \
+         index scan (seq+len) {:.0} ms = {:.2} M msg/s, full decode {:.0} ms = {:.2} M msg/s ({} MiB of bodies)",
+        size as f64 / (1 << 20) as f64,
+        open.as_secs_f64() * 1e3,
+        index.as_secs_f64() * 1e3,
+        n as f64 / index.as_secs_f64() / 1e6,
+        full.as_secs_f64() * 1e3,
+        n as f64 / full.as_secs_f64() / 1e6,
+        bytes >> 20,
+    );
     store.close().unwrap();
 }

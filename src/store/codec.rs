@@ -122,7 +122,10 @@ impl StoredMessage {
 
     /// Decode a record; properties and body are slices of `record` (no copy).
     pub fn decode(record: Bytes) -> Result<StoredMessage, CodecError> {
-        let mut r = Reader { buf: &record, pos: 0 };
+        let mut r = Reader {
+            buf: &record,
+            pos: 0,
+        };
         let version = r.u8("version").map_err(|_| CodecError::Empty)?;
         if version != RECORD_VERSION {
             return Err(CodecError::UnknownVersion(version));
@@ -190,7 +193,10 @@ impl Reader<'_> {
         len: usize,
         what: &'static str,
     ) -> Result<std::ops::Range<usize>, CodecError> {
-        let end = self.pos.checked_add(len).ok_or(CodecError::BadLength(what))?;
+        let end = self
+            .pos
+            .checked_add(len)
+            .ok_or(CodecError::BadLength(what))?;
         if end > self.buf.len() {
             return Err(CodecError::Truncated(what));
         }

@@ -9,7 +9,9 @@ pub enum StoreError {
     #[error("cannot use data directory or file {path}: {message}")]
     Io { path: PathBuf, message: String },
 
-    #[error("{path} is not a Warren data file ({reason}); refusing to open it, nothing was written")]
+    #[error(
+        "{path} is not a Warren data file ({reason}); refusing to open it, nothing was written"
+    )]
     NotAWarrenFile { path: PathBuf, reason: String },
 
     #[error(

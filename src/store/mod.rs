@@ -407,7 +407,8 @@ impl Store {
     fn shutdown(&mut self) -> Result<(), StoreError> {
         if let Some(h) = self.writer.take() {
             self.log.send(Op::Shutdown);
-            h.join().map_err(|_| StoreError::Database("store writer thread panicked".into()))?;
+            h.join()
+                .map_err(|_| StoreError::Database("store writer thread panicked".into()))?;
         }
         Ok(())
     }
@@ -442,7 +443,9 @@ impl Store {
     }
 
     pub fn put_permission(&self, def: &PermissionDef) -> Result<(), StoreError> {
-        self.def(DefOp::PutPermission(def.clone())).wait().map(|_| ())
+        self.def(DefOp::PutPermission(def.clone()))
+            .wait()
+            .map(|_| ())
     }
 
     pub fn delete_permission(&self, user: &str, vhost: &str) -> Result<bool, StoreError> {
@@ -512,7 +515,8 @@ impl Store {
             d.users.push(from_json("v1.users", e?.1.value())?);
         }
         for e in rtx.open_table(PERMISSIONS)?.range::<(&str, &str)>(..)? {
-            d.permissions.push(from_json("v1.permissions", e?.1.value())?);
+            d.permissions
+                .push(from_json("v1.permissions", e?.1.value())?);
         }
         for e in rtx.open_table(EXCHANGES)?.range::<(&str, &str)>(..)? {
             d.exchanges.push(from_json("v1.exchanges", e?.1.value())?);
@@ -650,7 +654,10 @@ impl HeadBackup {
     fn restore(self, path: &Path) {
         use std::io::{Seek, Write};
         let r = (|| -> std::io::Result<bool> {
-            let mut f = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(path)?;
             let mut now = Vec::new();
             (&mut f).take(Self::SIZE).read_to_end(&mut now)?;
             if now == self.head && f.metadata()?.len() == self.len {

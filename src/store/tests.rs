@@ -85,7 +85,10 @@ fn definitions_survive_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
     s.put_vhost(&VhostDef { name: "/".into() }).unwrap();
-    s.put_vhost(&VhostDef { name: "prod".into() }).unwrap();
+    s.put_vhost(&VhostDef {
+        name: "prod".into(),
+    })
+    .unwrap();
     let user = UserDef {
         name: "guest".into(),
         password_hash: "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR".into(),
@@ -105,7 +108,11 @@ fn definitions_survive_close_and_reopen() {
     let q1 = s.put_queue(&qdef("/", "orders")).unwrap();
     let q2 = s.put_queue(&qdef("prod", "orders")).unwrap();
     assert_ne!(q1, q2);
-    assert_eq!(s.put_queue(&qdef("/", "orders")).unwrap(), q1, "redeclare keeps id");
+    assert_eq!(
+        s.put_queue(&qdef("/", "orders")).unwrap(),
+        q1,
+        "redeclare keeps id"
+    );
     let b1 = binding("/", "events", "orders", false, "order.#");
     let b2 = binding("/", "events", "fanout-out", true, "");
     let mut b3 = b1.clone();
@@ -161,8 +168,17 @@ fn deletes_cascade() {
     assert_eq!(s.message_count(qa).unwrap(), 0);
     assert_eq!(s.message_count(qb).unwrap(), 5);
     let d = s.load_definitions().unwrap();
-    assert_eq!(d.bindings.len(), 4, "only the binding to /a went: {:?}", d.bindings);
-    assert!(!d.bindings.iter().any(|b| b.vhost == "/" && b.destination == "a"));
+    assert_eq!(
+        d.bindings.len(),
+        4,
+        "only the binding to /a went: {:?}",
+        d.bindings
+    );
+    assert!(
+        !d.bindings
+            .iter()
+            .any(|b| b.vhost == "/" && b.destination == "a")
+    );
 
     // Deleting exchange x drops bindings from x and to x (y -> x).
     assert!(s.delete_exchange("/", "x").unwrap());
@@ -170,8 +186,14 @@ fn deletes_cascade() {
     assert_eq!(d.bindings.len(), 2, "{:?}", d.bindings);
     assert!(d.bindings.contains(&binding("/", "y", "b", false, "k")));
     assert!(d.bindings.contains(&binding("v2", "x", "a", false, "k")));
-    assert!(s.delete_binding(&binding("/", "y", "b", false, "k")).unwrap());
-    assert!(!s.delete_binding(&binding("/", "y", "b", false, "k")).unwrap());
+    assert!(
+        s.delete_binding(&binding("/", "y", "b", false, "k"))
+            .unwrap()
+    );
+    assert!(
+        !s.delete_binding(&binding("/", "y", "b", false, "k"))
+            .unwrap()
+    );
 
     // Users take their permissions with them.
     s.put_user(&UserDef {
@@ -316,7 +338,9 @@ fn ticket_works_in_async_code() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
     let log = s.message_log();
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let t1 = log.append(7, 1, rec(1));
         let t2 = log.append(7, 2, rec(2));
@@ -437,7 +461,10 @@ fn ops_after_close_fail_with_closed() {
     let log = s.message_log();
     log.append(1, 1, rec(1)).wait().unwrap();
     s.close().unwrap();
-    assert!(matches!(log.append(1, 2, rec(2)).wait(), Err(StoreError::Closed)));
+    assert!(matches!(
+        log.append(1, 2, rec(2)).wait(),
+        Err(StoreError::Closed)
+    ));
     assert!(matches!(log.flush().wait(), Err(StoreError::Closed)));
     assert_eq!(log.pending_bytes(), 0);
 }
@@ -512,7 +539,14 @@ fn other_format_version_is_refused_and_left_alone() {
     let before = file_bytes(dir.path());
     let err = Store::open(dir.path()).err().expect("must refuse");
     assert!(
-        matches!(err, StoreError::FormatVersion { found: 2, expected: 1, .. }),
+        matches!(
+            err,
+            StoreError::FormatVersion {
+                found: 2,
+                expected: 1,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains(FILE_NAME));
@@ -541,9 +575,14 @@ fn truncated_file_is_refused_and_left_alone() {
         let cut = full[..keep].to_vec();
         std::fs::write(dir.path().join(FILE_NAME), &cut).unwrap();
         let r = Store::open(dir.path());
-        let err = r.err().unwrap_or_else(|| panic!("opened a file cut to {keep} bytes"));
+        let err = r
+            .err()
+            .unwrap_or_else(|| panic!("opened a file cut to {keep} bytes"));
         assert!(
-            matches!(err, StoreError::Corrupt { .. } | StoreError::NotAWarrenFile { .. }),
+            matches!(
+                err,
+                StoreError::Corrupt { .. } | StoreError::NotAWarrenFile { .. }
+            ),
             "cut to {keep}: {err:?}"
         );
         assert!(err.to_string().contains(FILE_NAME), "{err}");
@@ -688,7 +727,10 @@ fn failed_batch_fails_all_its_tickets_and_writer_recovers() {
     let t2 = log.append(q, 2, rec(2));
     drop(blocker);
     stall.wait().unwrap();
-    assert!(matches!(def.join().unwrap(), Err(StoreError::Record { .. })));
+    assert!(matches!(
+        def.join().unwrap(),
+        Err(StoreError::Record { .. })
+    ));
     assert!(t1.wait().is_err());
     assert!(t2.wait().is_err());
     assert!(s.stats().failed_batches > base.failed_batches);
@@ -726,7 +768,11 @@ fn crash_image_cut_short_is_refused() {
                 // intact (what it must never do is open with data missing).
                 let got = s.load_queue_messages(q).unwrap();
                 assert_eq!(got.len(), 2000, "cut to {keep}: data lost");
-                assert!(got.iter().enumerate().all(|(i, (seq, m))| *seq == i as u64 && *m == msg(*seq)));
+                assert!(
+                    got.iter()
+                        .enumerate()
+                        .all(|(i, (seq, m))| *seq == i as u64 && *m == msg(*seq))
+                );
                 eprintln!("cut to {keep}: repaired, all data intact");
             }
             Err(e) => {
@@ -735,7 +781,11 @@ fn crash_image_cut_short_is_refused() {
                 let now = file_bytes(d.path());
                 if now != cut {
                     let first = now.iter().zip(&cut).position(|(a, b)| a != b);
-                    panic!("cut to {keep}: file modified: len {} -> {}, first diff at {first:?}", cut.len(), now.len());
+                    panic!(
+                        "cut to {keep}: file modified: len {} -> {}, first diff at {first:?}",
+                        cut.len(),
+                        now.len()
+                    );
                 }
             }
         }
@@ -782,6 +832,9 @@ fn definitions_not_starved_by_message_flood() {
         f.join().unwrap();
     }
     assert_eq!(s.load_definitions().unwrap().exchanges.len(), 20);
-    assert!(worst < Duration::from_secs(2), "slowest definition write {worst:?}");
+    assert!(
+        worst < Duration::from_secs(2),
+        "slowest definition write {worst:?}"
+    );
     eprintln!("slowest definition write under load: {worst:?}");
 }

@@ -24,7 +24,8 @@
 //!   must never block (push to a channel / wake a task). This is the cheapest
 //!   mechanism for the broker: e.g. a channel can collect confirm seqnos and
 //!   send one `basic.ack multiple=true` per batch. A panic in a callback is
-//!   caught and logged.
+//!   caught and logged. A callback must never call a blocking `Store` method
+//!   (`put_*`, `delete_*`, `Pending::wait`): that would deadlock the writer.
 //! * nothing (`append_detached`, `remove`).
 //!
 //! A ticket resolves `Ok` only after the transaction containing its op is
@@ -382,7 +383,10 @@ pub(crate) struct WriterConfig {
 enum Pend {
     /// Insert this record. `after_delete`: a remove of the same key came
     /// earlier in the batch, so a later remove must still delete on disk.
-    Put { record: Bytes, after_delete: bool },
+    Put {
+        record: Bytes,
+        after_delete: bool,
+    },
     Delete,
 }
 
@@ -531,8 +535,8 @@ fn process_batch(
     stats.removes.fetch_add(n_rem, Relaxed);
 
     if error.is_none() && (txn.is_some() || !overlay.is_empty() || !purged.is_empty()) {
-        let r = begin(db, &mut txn, cfg)
-            .and_then(|t| materialize(t, &mut overlay, &mut purged, stats));
+        let r =
+            begin(db, &mut txn, cfg).and_then(|t| materialize(t, &mut overlay, &mut purged, stats));
         if let Err(e) = r {
             error = Some(e);
         }
