@@ -6,3 +6,4 @@ pub mod connection;
 pub mod exchange_type;
 pub mod protocol;
 pub mod server;
+pub mod store;
