@@ -25,7 +25,7 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     let listener = TcpListener::bind(&addr).await?;
     let amqp_addr = listener.local_addr()?;
     let data_dir = config.storage.data_dir.clone();
-    let broker = Broker::new(config);
+    let broker = Broker::open(config).map_err(|e| std::io::Error::other(e.to_string()))?;
     crate::admin::control::start(broker.clone(), Vec::new(), &data_dir)?;
     info!(%amqp_addr, "started TCP listener for AMQP 0-9-1");
     let (stop, mut stopped) = watch::channel(false);

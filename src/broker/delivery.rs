@@ -7,7 +7,7 @@
 //! takes a queue lock while it holds its delivery lock.
 
 use super::message::Message;
-use super::queue::Queue;
+use super::queue::{Queue, Ready};
 use crate::protocol::frame;
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -145,6 +145,8 @@ pub struct Unacked {
     pub tag: u64,
     pub queue: Arc<Queue>,
     pub msg: Arc<Message>,
+    /// Store sequence number in `queue` (0: not stored).
+    pub seq: u64,
     /// None for basic.get.
     pub consumer: Option<Arc<Consumer>>,
 }
@@ -220,7 +222,8 @@ impl Consumer {
 
     /// Delivers `msg` from `queue`: assigns the delivery tag, records it as unacked (unless
     /// no-ack) and appends the frames to the connection.
-    pub fn offer(self: &Arc<Self>, queue: &Arc<Queue>, msg: &Arc<Message>, redelivered: bool) -> Offer {
+    pub fn offer(self: &Arc<Self>, queue: &Arc<Queue>, ready: &Ready) -> Offer {
+        let (msg, redelivered) = (&ready.msg, ready.redelivered);
         let ch = &self.channel;
         let mut st = ch.state.lock();
         let global = ch.global_prefetch.load(Ordering::Relaxed);
@@ -229,9 +232,17 @@ impl Consumer {
         }
         let tag = st.next_tag;
         st.next_tag += 1;
-        if !self.no_ack {
+        if self.no_ack {
+            queue.forget(ready.seq);
+        } else {
             self.unacked.fetch_add(1, Ordering::Relaxed);
-            st.unacked.push_back(Unacked { tag, queue: queue.clone(), msg: msg.clone(), consumer: Some(self.clone()) });
+            st.unacked.push_back(Unacked {
+                tag,
+                queue: queue.clone(),
+                msg: msg.clone(),
+                seq: ready.seq,
+                consumer: Some(self.clone()),
+            });
         }
         let frame_max = ch.conn.frame_max();
         ch.conn.send(|out| {

@@ -9,9 +9,11 @@ pub mod delivery;
 pub mod exchange;
 pub mod message;
 pub mod native_types;
+pub mod persist;
 pub mod queue;
 
 use crate::config::Config;
+use crate::store::{Store, StoreError};
 use crate::exchange_type::{ExchangeTypeFactory, MessageView};
 use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_found, precondition};
 use crate::protocol::{AMQPValue, FieldTable};
@@ -42,11 +44,17 @@ pub struct Broker {
     types: RwLock<HashMap<String, Arc<dyn ExchangeTypeFactory>>>,
     next_id: AtomicU64,
     pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
+    /// The durable store (None: nothing survives a restart, e.g. unit tests).
+    pub store: Option<Arc<Store>>,
+}
+
+fn store_error(e: StoreError) -> ReplyError {
+    tracing::error!("store: {e}");
+    ReplyError::new(ErrorKind::InternalError, "")
 }
 
 impl Broker {
-    /// A broker with the default vhost and user of `config` and the standard exchange types.
-    pub fn new(config: Config) -> Arc<Broker> {
+    fn empty(config: Config, store: Option<Arc<Store>>) -> Arc<Broker> {
         let b = Arc::new(Broker {
             config,
             vhosts: RwLock::default(),
@@ -55,15 +63,31 @@ impl Broker {
             types: RwLock::default(),
             next_id: AtomicU64::new(1),
             connections: Mutex::default(),
+            store,
         });
         for t in native_types::standard_types() {
             b.register_type(t);
         }
+        b
+    }
+
+    /// A broker without storage, with the default vhost and user of `config`.
+    pub fn new(config: Config) -> Arc<Broker> {
+        let b = Broker::empty(config, None);
         let a = &b.config.auth;
         b.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
         b.add_vhost(&a.default_vhost);
         b.set_permission(&a.default_vhost, &a.default_user, Permission::all());
         b
+    }
+
+    /// Opens the store in the data directory and recovers definitions and persistent messages
+    /// (on first start: creates the default user and vhost).
+    pub fn open(config: Config) -> Result<Arc<Broker>, StoreError> {
+        let store = Arc::new(Store::open(&config.storage.data_dir)?);
+        let b = Broker::empty(config, Some(store.clone()));
+        persist::recover(&b, &store)?;
+        Ok(b)
     }
 
     pub fn next_id(&self) -> u64 {
@@ -82,7 +106,7 @@ impl Broker {
         let mut v = self.vhosts.write();
         v.entry(name.to_owned())
             .or_insert_with(|| {
-                let vh = Arc::new(Vhost::new(name));
+                let vh = Arc::new(Vhost::new(name, self.store.clone()));
                 for (n, t) in [
                     ("amq.direct", "direct"),
                     ("amq.fanout", "fanout"),
@@ -114,6 +138,10 @@ impl Broker {
         self.users.write().insert(name.into(), u);
     }
 
+    pub fn insert_user(&self, u: User) {
+        self.users.write().insert(u.name.clone(), u);
+    }
+
     pub fn user(&self, name: &str) -> Option<User> {
         self.users.read().get(name).cloned()
     }
@@ -132,6 +160,7 @@ pub struct Vhost {
     pub name: String,
     pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     pub queues: RwLock<HashMap<String, Arc<Queue>>>,
+    store: Option<Arc<Store>>,
 }
 
 /// Parameters of exchange.declare.
@@ -284,8 +313,16 @@ fn validate_queue_args(args: &FieldTable, name: &str, vhost: &str) -> Result<(),
 }
 
 impl Vhost {
-    fn new(name: &str) -> Vhost {
-        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default() }
+    fn new(name: &str, store: Option<Arc<Store>>) -> Vhost {
+        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store }
+    }
+
+    /// Runs a definition write if the object is durable and there is a store.
+    fn persist(&self, durable: bool, f: impl FnOnce(&Store) -> Result<(), StoreError>) -> Result<(), ReplyError> {
+        match &self.store {
+            Some(s) if durable => f(s).map_err(store_error),
+            _ => Ok(()),
+        }
     }
 
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
@@ -373,6 +410,7 @@ impl Vhost {
         )
         .map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
         let x = Arc::new(x);
+        self.persist(x.durable, |s| s.put_exchange(&persist::exchange_def(&self.name, &x)))?;
         map.insert(d.name.into(), x.clone());
         Ok(x)
     }
@@ -399,6 +437,7 @@ impl Vhost {
 
     fn remove_exchange(&self, x: &Arc<Exchange>) {
         self.exchanges.write().remove(&x.name);
+        let _ = self.persist(x.durable, |s| s.delete_exchange(&self.name, &x.name).map(|_| ()));
         x.mark_deleted();
         self.unbind_everywhere(&Destination::Exchange(x.clone()));
     }
@@ -488,6 +527,19 @@ impl Vhost {
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
+        // Durable, non-exclusive queues are written to the store; their persistent messages too.
+        let mut stored = None;
+        if let (Some(store), true, false) = (&self.store, d.durable, d.exclusive) {
+            let def = crate::store::QueueDef {
+                vhost: self.name.clone(),
+                name: d.name.into(),
+                durable: true,
+                auto_delete: d.auto_delete,
+                arguments: persist::encode_table(d.arguments),
+            };
+            let id = store.put_queue(&def).map_err(store_error)?;
+            stored = Some((id, store.message_log()));
+        }
         let q = Arc::new(Queue::new(
             d.name.into(),
             self.name.clone(),
@@ -495,6 +547,7 @@ impl Vhost {
             d.auto_delete,
             d.exclusive.then_some(d.owner),
             d.arguments.clone(),
+            stored,
         ));
         map.insert(d.name.into(), q.clone());
         Ok((q, 0, 0))
@@ -524,6 +577,7 @@ impl Vhost {
             }
         }
         let n = q.mark_deleted();
+        let _ = self.persist(q.store.is_some(), |s| s.delete_queue(&self.name, &q.name).map(|_| ()));
         self.unbind_everywhere(&Destination::Queue(q.clone()));
         n
     }
@@ -534,12 +588,21 @@ impl Vhost {
             Ok(Err(text)) => return Err(precondition(text)),
             Err(e) => return Err(ReplyError::new(ErrorKind::InternalError, e.0)),
         }
-        source.add_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        let durable = persist::binding_is_durable(source, &dest);
+        let def = persist::binding_def(&self.name, &source.name, &dest, key, args);
+        let outcome = source.add_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        if outcome == BindOutcome::Changed {
+            self.persist(durable, |s| s.put_binding(&def))?;
+        }
         Ok(())
     }
 
     pub fn unbind(&self, source: &Arc<Exchange>, dest: &Destination, key: &str, args: &FieldTable) -> Result<(), ReplyError> {
         let outcome = source.remove_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        if outcome == BindOutcome::Changed {
+            let def = persist::binding_def(&self.name, &source.name, dest, key, args);
+            self.persist(persist::binding_is_durable(source, dest), |s| s.delete_binding(&def).map(|_| ()))?;
+        }
         if outcome == BindOutcome::Changed && source.auto_delete && !source.has_bindings() {
             self.remove_exchange(source);
         }

@@ -4,6 +4,8 @@ use super::delivery::{Consumer, Offer};
 use super::message::Message;
 use crate::protocol::frame;
 use crate::protocol::{AMQPClass, FieldTable, basic};
+use crate::store::{Callback, MessageLog};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub struct Ready {
     pub msg: Arc<Message>,
     pub redelivered: bool,
+    /// Sequence number in the store (0: not stored).
+    pub seq: u64,
 }
 
 #[derive(Default)]
@@ -25,6 +29,8 @@ pub struct QueueInner {
     pub exclusive_consumer: bool,
     /// Set once a consumer was attached (auto-delete only applies after that).
     pub had_consumer: bool,
+    /// Next store sequence number.
+    next_seq: u64,
 }
 
 pub struct Queue {
@@ -39,6 +45,8 @@ pub struct Queue {
     pub deleted: AtomicBool,
     /// Messages published into the queue (stats).
     pub published: AtomicU64,
+    /// Store id and message log of a durable queue (persistent messages are written there).
+    pub store: Option<(u64, MessageLog)>,
 }
 
 impl Queue {
@@ -49,6 +57,7 @@ impl Queue {
         auto_delete: bool,
         exclusive_owner: Option<u64>,
         arguments: FieldTable,
+        store: Option<(u64, MessageLog)>,
     ) -> Queue {
         Queue {
             name,
@@ -57,9 +66,31 @@ impl Queue {
             auto_delete,
             exclusive_owner,
             arguments,
-            inner: Mutex::new(QueueInner::default()),
+            inner: Mutex::new(QueueInner { next_seq: 1, ..Default::default() }),
             deleted: AtomicBool::new(false),
             published: AtomicU64::new(0),
+            store,
+        }
+    }
+
+    /// Puts recovered messages in (at start, before any client).
+    pub fn restore(&self, ready: Vec<Ready>, next_seq: u64) {
+        let mut inner = self.inner.lock();
+        inner.messages.extend(ready);
+        inner.next_seq = inner.next_seq.max(next_seq);
+    }
+
+    /// Does a persistent message published here get written to the store?
+    pub fn stores_persistent(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Drops stored message `seq` (acked, rejected, purged, or delivered with no-ack).
+    pub fn forget(&self, seq: u64) {
+        if seq != 0
+            && let Some((id, log)) = &self.store
+        {
+            log.remove(*id, seq);
         }
     }
 
@@ -67,25 +98,38 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Appends a message and delivers what consumers can take.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>) {
+    /// Appends a message and delivers what consumers can take. With `persist` (a persistent
+    /// message on a durable queue) the record is handed to the store's group-commit writer and
+    /// `on_disk` runs once it is committed; it is delivered meanwhile, as in RabbitMQ.
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, persist: Option<(&Bytes, Callback)>) {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.inner.lock();
         if self.is_deleted() {
+            drop(inner);
+            if let Some((_, done)) = persist {
+                done(Ok(()));
+            }
             return;
         }
-        inner.messages.push_back(Ready { msg, redelivered: false });
+        let mut seq = 0;
+        if let (Some((record, done)), Some((id, log))) = (persist, &self.store) {
+            seq = inner.next_seq;
+            inner.next_seq += 1;
+            log.append_then(*id, seq, record.clone(), done);
+        }
+        inner.messages.push_back(Ready { msg, redelivered: false, seq });
         self.dispatch_locked(&mut inner);
     }
 
-    /// Puts messages back at the head of the queue, oldest first, flagged redelivered.
-    pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = Arc<Message>>) {
+    /// Puts messages (with their store sequence numbers) back at the head of the queue, oldest
+    /// first, flagged redelivered.
+    pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64)>) {
         let mut inner = self.inner.lock();
         if self.is_deleted() {
             return;
         }
-        for msg in msgs.rev() {
-            inner.messages.push_front(Ready { msg, redelivered: true });
+        for (msg, seq) in msgs.rev() {
+            inner.messages.push_front(Ready { msg, redelivered: true, seq });
         }
         self.dispatch_locked(&mut inner);
     }
@@ -112,7 +156,7 @@ impl Queue {
             }
             let consumer = consumer.clone();
             let ready = inner.messages.pop_front().expect("not empty");
-            match consumer.offer(self, &ready.msg, ready.redelivered) {
+            match consumer.offer(self, &ready) {
                 Offer::Delivered => idle = 0,
                 Offer::Refused => {
                     inner.messages.push_front(ready);
@@ -142,11 +186,13 @@ impl Queue {
         (inner.messages.len() as u32, inner.consumers.len() as u32)
     }
 
-    /// Removes all ready messages; returns how many.
+    /// Removes all ready messages (unacked ones stay); returns how many.
     pub fn purge(&self) -> u32 {
         let mut inner = self.inner.lock();
         let n = inner.messages.len() as u32;
-        inner.messages.clear();
+        for r in inner.messages.drain(..) {
+            self.forget(r.seq);
+        }
         n
     }
 

@@ -5,6 +5,7 @@ use crate::broker::auth::Access;
 use crate::broker::delivery::{ChannelShared, ConnShared, Consumer, Unacked};
 use crate::broker::exchange::{Destination, Exchange};
 use crate::broker::message::Message;
+use crate::broker::persist;
 use crate::broker::queue::Queue;
 use crate::broker::{ExchangeDecl, QueueDecl};
 use crate::exchange_type::MessageView;
@@ -259,9 +260,10 @@ impl Channel {
             });
             return Ok(());
         }
-        self.route_and_deliver(ctx, msg, p.mandatory)?;
-        if self.confirm {
-            self.shared.confirms.complete(self.publish_seq, true);
+        let seq = self.confirm.then_some(self.publish_seq);
+        let deferred = self.route_and_deliver(ctx, msg, p.mandatory, seq)?;
+        if let (Some(seq), false) = (seq, deferred) {
+            self.shared.confirms.complete(seq, true);
         }
         Ok(())
     }
@@ -285,7 +287,16 @@ impl Channel {
         Ok(Some(x))
     }
 
-    fn route_and_deliver(&mut self, ctx: &mut ConnCtx, msg: Message, mandatory: bool) -> Result<(), ReplyError> {
+    /// Routes and enqueues a message. Returns true if it went to the store, in which case the
+    /// confirm `confirm_seq` (if any) is completed by the store's writer after the commit.
+    fn route_and_deliver(
+        &mut self,
+        ctx: &mut ConnCtx,
+        msg: Message,
+        mandatory: bool,
+        confirm_seq: Option<u64>,
+    ) -> Result<bool, ReplyError> {
+        let mut stored = false;
         let mut queues = std::mem::take(&mut self.route_scratch);
         queues.clear();
         match self.publish_exchange(ctx, &msg.exchange)? {
@@ -304,6 +315,7 @@ impl Channel {
                 if let Err((name, kind, failure)) = ctx.vhost.route(&x, &view, &mut queues) {
                     tracing::error!(exchange = %name, kind = %kind, "exchange type failed: {}", failure.0);
                     self.route_scratch = queues;
+                    let _ = stored;
                     return Err(ReplyError::new(
                         ErrorKind::InternalError,
                         format!("exchange type '{kind}' of exchange '{name}' in vhost '{}' failed: {}", ctx.vhost.name, failure.0),
@@ -330,12 +342,27 @@ impl Channel {
             }
         } else {
             let msg = Arc::new(msg);
-            for q in queues.drain(..) {
-                q.publish(msg.clone());
+            let durable = if msg.is_persistent() { queues.iter().filter(|q| q.stores_persistent()).count() } else { 0 };
+            if durable == 0 {
+                for q in queues.drain(..) {
+                    q.publish(msg.clone(), None);
+                }
+            } else {
+                stored = true;
+                let record = persist::record(&msg);
+                let waiter = confirm_seq.map(|seq| Arc::new(DiskWait::new(seq, durable, self.shared.clone())));
+                for q in queues.drain(..) {
+                    if q.stores_persistent() {
+                        let w = waiter.clone();
+                        q.publish(msg.clone(), Some((&record, Box::new(move |r| DiskWait::done(w, r)))));
+                    } else {
+                        q.publish(msg.clone(), None);
+                    }
+                }
             }
         }
         self.route_scratch = queues;
-        Ok(())
+        Ok(stored)
     }
 
     // ---- basic ------------------------------------------------------------------------------
@@ -468,13 +495,15 @@ impl Channel {
             send(ctx, ch, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
             return Ok(());
         };
-        let msg = ready.msg;
+        let msg = ready.msg.clone();
         let frame_max = ctx.conn.frame_max();
         let mut st = self.shared.state.lock();
         let tag = st.next_tag;
         st.next_tag += 1;
-        if !g.no_ack {
-            st.unacked.push_back(Unacked { tag, queue: q.clone(), msg: msg.clone(), consumer: None });
+        if g.no_ack {
+            q.forget(ready.seq);
+        } else {
+            st.unacked.push_back(Unacked { tag, queue: q.clone(), msg: msg.clone(), seq: ready.seq, consumer: None });
         }
         let m = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
             delivery_tag: tag,
@@ -548,6 +577,9 @@ impl Channel {
         if requeue == Some(true) {
             requeue_grouped(taken);
         } else {
+            for u in &taken {
+                u.queue.forget(u.seq);
+            }
             // Freed credit: let each queue deliver again.
             let mut seen: Vec<*const Queue> = Vec::new();
             for u in &taken {
@@ -589,8 +621,9 @@ impl Channel {
                 let Some(t) = self.tx.replace(Tx::default()) else {
                     return Err(precondition("channel is not transactional"));
                 };
+                let mut stored = false;
                 for p in t.publishes {
-                    self.route_and_deliver(ctx, p.msg, p.mandatory)?;
+                    stored |= self.route_and_deliver(ctx, p.msg, p.mandatory, None)?;
                 }
                 for a in t.acks {
                     match a {
@@ -598,7 +631,15 @@ impl Channel {
                         TxAck::Nack { tag, multiple, requeue } => self.settle(tag, multiple, Some(requeue))?,
                     }
                 }
-                send(ctx, ch, AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})));
+                let ok = AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {}));
+                match (&ctx.broker.store, stored) {
+                    // commit-ok only once the transaction's persistent messages are on disk.
+                    (Some(store), true) => {
+                        let conn = ctx.conn.clone();
+                        store.message_log().flush_then(move |_| conn.send(|out| frame::write_method(out, ch, ok)));
+                    }
+                    _ => send(ctx, ch, ok),
+                }
                 Ok(())
             }
             tx::AMQPMethod::Rollback(_) => {
@@ -782,6 +823,35 @@ impl Channel {
     }
 }
 
+/// Counts down the store commits of one confirmed publish (one per durable queue it went to).
+struct DiskWait {
+    seq: u64,
+    left: std::sync::atomic::AtomicUsize,
+    ok: std::sync::atomic::AtomicBool,
+    channel: Arc<ChannelShared>,
+}
+
+impl DiskWait {
+    fn new(seq: u64, n: usize, channel: Arc<ChannelShared>) -> DiskWait {
+        DiskWait { seq, left: n.into(), ok: true.into(), channel }
+    }
+
+    /// Runs on the store's writer thread after the commit.
+    fn done(w: Option<Arc<DiskWait>>, r: Result<(), crate::store::StoreError>) {
+        let Some(w) = w else { return };
+        if r.is_err() {
+            w.ok.store(false, Ordering::Relaxed);
+        }
+        if w.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let ch = &w.channel;
+            ch.confirms.complete(w.seq, w.ok.load(Ordering::Relaxed));
+            if ch.open.load(Ordering::Relaxed) && ch.confirms.flush(&ch.conn, ch.number) {
+                ch.conn.wake();
+            }
+        }
+    }
+}
+
 /// Removes a consumer from its queue; auto-deletes the queue if it was the last one.
 fn cancel_consumer(ctx: &ConnCtx, c: &Arc<Consumer>) {
     c.cancelled.store(true, Ordering::Relaxed);
@@ -796,11 +866,11 @@ fn cancel_consumer(ctx: &ConnCtx, c: &Arc<Consumer>) {
 
 /// Requeues unacked deliveries, keeping their order within each queue.
 fn requeue_grouped(unacked: Vec<Unacked>) {
-    let mut by_queue: Vec<(Arc<Queue>, Vec<Arc<Message>>)> = Vec::new();
+    let mut by_queue: Vec<(Arc<Queue>, Vec<(Arc<Message>, u64)>)> = Vec::new();
     for u in unacked {
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, v)) => v.push(u.msg),
-            None => by_queue.push((u.queue, vec![u.msg])),
+            Some((_, v)) => v.push((u.msg, u.seq)),
+            None => by_queue.push((u.queue, vec![(u.msg, u.seq)])),
         }
     }
     for (q, msgs) in by_queue {
