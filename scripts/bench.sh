@@ -47,7 +47,8 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   echo "building release binaries..." >&2
-  cargo build --release --bin warren-perf --bin warren-server >&2
+  cargo build --release --bin warren-perf >&2
+  cargo build --release --bin warren-server >&2 || echo "warning: warren-server did not build" >&2
 fi
 
 outdir=$root/target/bench/$(date +%Y%m%d-%H%M%S)
@@ -71,6 +72,7 @@ if [ "$ONLY" != rabbitmq ]; then
   if port_open "$WARREN_PORT"; then
     echo "port $WARREN_PORT is already in use; refusing to benchmark an unknown process" >&2; exit 1
   fi
+  [ -x "$SERVER" ] || echo "warning: $SERVER missing" >&2
   "$SERVER" --amqp-port "$WARREN_PORT" --data-dir "$datadir" >"$outdir/warren-server.log" 2>&1 &
   warren_pid=$!
   for _ in $(seq 1 100); do port_open "$WARREN_PORT" && break; kill -0 "$warren_pid" 2>/dev/null || break; sleep 0.1; done
