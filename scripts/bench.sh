@@ -38,7 +38,8 @@ for s in "${scenarios[@]}"; do
   esac
 done
 
-# 1,000+ connections need file descriptors on both ends.
+# 1,000+ connections need file descriptors on both ends. (A RabbitMQ node started elsewhere keeps its
+# own limit: check `grep "open files" /proc/<beam pid>/limits`; Debian's default 1024 is too low.)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -104,7 +105,7 @@ lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
 if not lines: print("n/a"); sys.exit()
 v = json.loads(lines[-1])
 for k in sys.argv[2].split("."): v = v.get(k, "n/a") if isinstance(v, dict) else "n/a"
-print(v)
+print(int(v) if isinstance(v, float) and v.is_integer() else v)
 EOF
 }
 
