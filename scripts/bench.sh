@@ -38,7 +38,8 @@ for s in "${scenarios[@]}"; do
   esac
 done
 
-# 1,000+ connections need file descriptors on both ends.
+# 1,000+ connections need file descriptors on both ends. (A RabbitMQ node started elsewhere keeps its
+# own limit: check `grep "open files" /proc/<beam pid>/limits`; Debian's default 1024 is too low.)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -47,7 +48,8 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   echo "building release binaries..." >&2
-  cargo build --release --bin warren-perf --bin warren-server >&2
+  cargo build --release --bin warren-perf >&2
+  cargo build --release --bin warren-server >&2 || echo "warning: warren-server did not build" >&2
 fi
 
 outdir=$root/target/bench/$(date +%Y%m%d-%H%M%S)
@@ -71,6 +73,7 @@ if [ "$ONLY" != rabbitmq ]; then
   if port_open "$WARREN_PORT"; then
     echo "port $WARREN_PORT is already in use; refusing to benchmark an unknown process" >&2; exit 1
   fi
+  [ -x "$SERVER" ] || echo "warning: $SERVER missing" >&2
   "$SERVER" --amqp-port "$WARREN_PORT" --data-dir "$datadir" >"$outdir/warren-server.log" 2>&1 &
   warren_pid=$!
   for _ in $(seq 1 100); do port_open "$WARREN_PORT" && break; kill -0 "$warren_pid" 2>/dev/null || break; sleep 0.1; done
@@ -102,7 +105,7 @@ lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
 if not lines: print("n/a"); sys.exit()
 v = json.loads(lines[-1])
 for k in sys.argv[2].split("."): v = v.get(k, "n/a") if isinstance(v, dict) else "n/a"
-print(v)
+print(int(v) if isinstance(v, float) and v.is_integer() else v)
 EOF
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Connections opened concurrently during the ramp-up.
 const PARALLEL: usize = 32;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(uri: &str, n: usize, hold: Duration, json: bool) -> Result<(), BoxError> {
     let t0 = Instant::now();
@@ -19,15 +20,26 @@ pub async fn run(uri: &str, n: usize, hold: Duration, json: bool) -> Result<(), 
         while next < n && pending.len() < PARALLEL {
             let name = format!("warren-perf-idle-{next}");
             pending.push(async move {
-                let conn = Connection::connect(uri, ConnectionProperties::default().with_connection_name(name.into())).await?;
-                let ch = conn.create_channel().await?;
-                Ok::<_, BoxError>((conn, ch))
+                // A broker out of file descriptors accepts the socket but never
+                // answers the handshake: bound each open.
+                let open = async {
+                    let conn = Connection::connect(uri, ConnectionProperties::default().with_connection_name(name.into())).await?;
+                    let ch = conn.create_channel().await?;
+                    Ok::<_, BoxError>((conn, ch))
+                };
+                match tokio::time::timeout(CONNECT_TIMEOUT, open).await {
+                    Ok(r) => r,
+                    Err(_) => Err("connection not opened within 30 s (broker file descriptor limit?)".into()),
+                }
             });
             next += 1;
         }
         match pending.next().await {
             Some(Ok(pair)) => held.push(pair),
-            Some(Err(e)) => return Err(format!("after {} connections: {e}", held.len()).into()),
+            Some(Err(e)) => {
+                // Connections still held are dropped with the process.
+                return Err(format!("after {} connections: {e}", held.len()).into());
+            }
             None => break,
         }
     }

@@ -233,6 +233,13 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
     Ok(())
 }
 
+/// Closes a channel and its connection, giving each at most one second.
+pub async fn close_quickly(conn: &Connection, ch: &lapin::Channel) {
+    let t = Duration::from_secs(1);
+    let _ = tokio::time::timeout(t, ch.close(200, "done".into())).await;
+    let _ = tokio::time::timeout(t, conn.close(200, "done".into())).await;
+}
+
 fn describe(a: &Args) -> String {
     let mut s = format!(
         "{} producer(s), {} consumer(s), {} queue(s), {} B",

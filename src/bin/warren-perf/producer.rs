@@ -131,15 +131,21 @@ pub async fn run(cfg: ProducerConfig, conn: Connection, ch: Channel, start: Inst
         }
     }
 
-    // Drain: writes and confirms still in flight, at most 5 s.
-    let drain = async {
-        while let Some(r) = inflight.next().await {
-            r?;
-        }
-        Ok::<(), BoxError>(())
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
-    let _ = ch.close(200, "done".into()).await;
-    let _ = conn.close(200, "done".into()).await;
+    // With confirms, give outstanding confirms up to 2 s; without, in-flight
+    // writes are simply dropped (a broker applying flow control may hold
+    // them for a long time, and they no longer count).
+    if confirm {
+        let drain = async {
+            while let Some(r) = inflight.next().await {
+                r?;
+            }
+            Ok::<(), BoxError>(())
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+    }
+    drop(inflight);
+    // A broker still flooding deliveries (or holding writes under flow
+    // control) answers close late; don't wait for it for long.
+    crate::close_quickly(&conn, &ch).await;
     Ok(())
 }
