@@ -15,6 +15,8 @@ case "${1:-start}" in
     [ -f "$base/enabled_plugins" ] || echo '[].' > "$base/enabled_plugins"
     [ -f "$base/rabbitmq.conf" ] || printf 'listeners.tcp.default = 127.0.0.1:5673\n' > "$base/rabbitmq.conf"; id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq: "$base"
     if rabbitmqctl -q status >/dev/null 2>&1; then echo "ref node already running"; exit 0; fi
+    # 1,000+ connections need file descriptors (the default soft limit of 1024 trips its fd alarm).
+    ulimit -n 65536 2>/dev/null || true
     rabbitmq-server -detached >/dev/null 2>&1 || true
     for _ in $(seq 1 60); do
       if rabbitmqctl -q await_startup >/dev/null 2>&1; then echo "ref node up on 127.0.0.1:5673"; exit 0; fi
