@@ -1,7 +1,8 @@
 //! Exchanges: declared properties, the authoritative binding list, and the exchange type's router.
 
 use super::queue::Queue;
-use crate::exchange_type::{BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, TypeFailure};
+use super::message::Message;
+use crate::exchange_type::{BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, RoutingInputs, TypeFailure};
 use crate::protocol::FieldTable;
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ struct Slot {
 }
 
 struct RouteState {
+    factory: Arc<dyn ExchangeTypeFactory>,
+    reads: RoutingInputs,
     router: Box<dyn ExchangeRouter>,
     bindings: Vec<Binding>,
     slots: Vec<Slot>,
@@ -66,7 +69,6 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    pub factory: Arc<dyn ExchangeTypeFactory>,
     state: Mutex<RouteState>,
     pub deleted: AtomicBool,
 }
@@ -98,8 +100,14 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
-            factory,
-            state: Mutex::new(RouteState { router, bindings: Vec::new(), slots: Vec::new(), scratch: Vec::new() }),
+            state: Mutex::new(RouteState {
+                reads: factory.info().reads,
+                factory,
+                router,
+                bindings: Vec::new(),
+                slots: Vec::new(),
+                scratch: Vec::new(),
+            }),
             deleted: AtomicBool::new(false),
         })
     }
@@ -181,12 +189,37 @@ impl Exchange {
         !self.state.lock().bindings.is_empty()
     }
 
-    /// Routes one message; destinations are appended to `out` (may contain duplicates).
-    pub fn route(&self, msg: &MessageView<'_>, out: &mut Vec<Destination>) -> Result<(), TypeFailure> {
+    pub fn factory(&self) -> Arc<dyn ExchangeTypeFactory> {
+        self.state.lock().factory.clone()
+    }
+
+    /// Moves the exchange to another implementation of its type (a reloaded plugin, or a stand-in
+    /// for a disabled one): a new router gets every binding replayed, then replaces the old one.
+    /// On failure the old router keeps serving.
+    pub fn swap_type(&self, factory: Arc<dyn ExchangeTypeFactory>) -> Result<(), TypeFailure> {
+        let mut st = self.state.lock();
+        let mut router = factory.create(&self.name, &self.arguments)?;
+        for b in &st.bindings {
+            router.add_binding(&BindingView { destination: b.id, binding_key: &b.key, arguments: &b.arguments })?;
+        }
+        st.reads = factory.info().reads;
+        st.factory = factory;
+        st.router = router;
+        Ok(())
+    }
+
+    /// Routes one message; destinations are appended to `out` (may contain duplicates). The type
+    /// sees only the parts of the message it declared it reads.
+    pub fn route(&self, msg: &Message, out: &mut Vec<Destination>) -> Result<(), TypeFailure> {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         st.scratch.clear();
-        st.router.route(msg, &mut st.scratch)?;
+        let view = MessageView {
+            routing_key: &msg.routing_key,
+            headers: if st.reads.headers { msg.properties.headers().as_ref() } else { None },
+            body: if st.reads.body { Some(&msg.body) } else { None },
+        };
+        st.router.route(&view, &mut st.scratch)?;
         for id in &st.scratch {
             if let Some(Slot { dest: Some(d), .. }) = st.slots.get(*id as usize) {
                 out.push(d.clone());

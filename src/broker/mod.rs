@@ -14,7 +14,7 @@ pub mod queue;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};
-use crate::exchange_type::{ExchangeTypeFactory, MessageView};
+use crate::exchange_type::ExchangeTypeFactory;
 use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_found, precondition};
 use crate::protocol::{AMQPValue, FieldTable};
 use auth::{Permission, User};
@@ -615,7 +615,7 @@ impl Vhost {
     pub fn route(
         &self,
         exchange: &Arc<Exchange>,
-        view: &MessageView<'_>,
+        view: &message::Message,
         queues: &mut Vec<Arc<Queue>>,
     ) -> Result<(), (String, String, crate::exchange_type::TypeFailure)> {
         let mut dests = Vec::new();

@@ -8,7 +8,6 @@ use crate::broker::message::Message;
 use crate::broker::persist;
 use crate::broker::queue::Queue;
 use crate::broker::{ExchangeDecl, QueueDecl};
-use crate::exchange_type::MessageView;
 use crate::protocol::frame::{self, ContentHeader};
 use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_implemented, precondition};
 use crate::protocol::{AMQPClass, basic, channel as chan, confirm, exchange, queue, tx};
@@ -306,13 +305,7 @@ impl Channel {
                 }
             }
             Some(x) => {
-                let reads = x.factory.info().reads;
-                let view = MessageView {
-                    routing_key: &msg.routing_key,
-                    headers: if reads.headers { msg.properties.headers().as_ref() } else { None },
-                    body: if reads.body { Some(&msg.body) } else { None },
-                };
-                if let Err((name, kind, failure)) = ctx.vhost.route(&x, &view, &mut queues) {
+                if let Err((name, kind, failure)) = ctx.vhost.route(&x, &msg, &mut queues) {
                     tracing::error!(exchange = %name, kind = %kind, "exchange type failed: {}", failure.0);
                     self.route_scratch = queues;
                     let _ = stored;
