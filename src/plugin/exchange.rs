@@ -193,7 +193,7 @@ pub struct WasmRouter {
     exchange: String,
     arguments: WitTable,
     /// `None` after a failure: the next call instantiates again and replays `bindings`.
-    pub(super) live: Option<Live>,
+    live: Option<Live>,
     bindings: Vec<Binding>,
     /// routing key (or "" for types that read nothing) -> destinations
     cache: HashMap<String, Vec<DestinationId>>,
@@ -209,6 +209,12 @@ impl WasmRouter {
     /// Bindings currently held (the host's copy).
     pub fn binding_count(&self) -> usize {
         self.bindings.len()
+    }
+
+    /// Drops the instance as a failure would (tests, benchmarks).
+    #[cfg(test)]
+    pub(super) fn discard_instance(&mut self) {
+        self.live = None;
     }
 
     /// Entries in the route cache.
