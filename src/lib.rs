@@ -5,5 +5,6 @@ pub mod broker;
 pub mod connection;
 pub mod exchange_type;
 pub mod protocol;
+pub mod plugin;
 pub mod server;
 pub mod store;

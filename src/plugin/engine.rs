@@ -1,0 +1,249 @@
+//! The shared wasmtime engine, linker, host imports and compiled-code cache.
+
+use super::bindings::{ExchangeType, warren};
+use super::{LoadError, error_text};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, ResourceLimiter, Result};
+
+/// Sandbox limits applied to every plugin instance.
+#[derive(Debug, Clone)]
+pub struct PluginLimits {
+    /// Cap on each linear memory of an instance (default 64 MiB).
+    pub memory_bytes: usize,
+    /// Time limit of one guest call (default 10 ms). Enforced by epoch interruption with a
+    /// granularity of `tick`: a call is stopped after between `call_timeout` and
+    /// `call_timeout + tick`.
+    pub call_timeout: Duration,
+    /// Period of the epoch ticker thread (default 2 ms).
+    pub tick: Duration,
+    /// Entries of the per-exchange route cache, for deterministic types that read at most the
+    /// routing key (default 10,000; the cache is emptied when full or when a binding changes).
+    pub route_cache_entries: usize,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_millis(10),
+            tick: Duration::from_millis(2),
+            route_cache_entries: 10_000,
+        }
+    }
+}
+
+/// Where a compiled component came from (see [`PluginEngine::compile`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Loaded from a `.cwasm` file of the on-disk cache.
+    Hit,
+    /// Compiled now and written to the cache.
+    Compiled,
+    /// Compiled now; no cache directory configured.
+    Uncached,
+}
+
+/// Per-store memory limiter that remembers whether the cap was hit (for the error text).
+pub(crate) struct MemLimiter {
+    pub(crate) cap: usize,
+    pub(crate) hit: bool,
+}
+
+impl ResourceLimiter for MemLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        if desired > self.cap {
+            self.hit = true;
+            return Ok(false); // memory.grow returns -1; a Rust guest then aborts (trap)
+        }
+        Ok(true)
+    }
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> Result<bool> {
+        Ok(desired <= 1 << 20)
+    }
+}
+
+/// State of one plugin `Store`: what the `host` imports need.
+pub struct HostState {
+    pub(crate) limiter: MemLimiter,
+    pub(crate) plugin: Arc<str>,
+    pub(crate) config: Arc<HashMap<String, String>>,
+    rng: u64,
+}
+
+impl HostState {
+    pub(crate) fn new(plugin: Arc<str>, config: Arc<HashMap<String, String>>, memory_bytes: usize) -> Self {
+        HostState {
+            limiter: MemLimiter { cap: memory_bytes, hit: false },
+            plugin,
+            config,
+            rng: rand::random::<u64>() | 1,
+        }
+    }
+}
+
+impl warren::plugin::types::Host for HostState {}
+
+impl warren::plugin::host::Host for HostState {
+    fn log(&mut self, level: warren::plugin::host::LogLevel, message: String) {
+        use warren::plugin::host::LogLevel;
+        let mut message = message;
+        if message.len() > 4096 {
+            let mut cut = 4096;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Debug => tracing::debug!(plugin, "{message}"),
+            LogLevel::Info => tracing::info!(plugin, "{message}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{message}"),
+            LogLevel::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+
+    fn now_millis(&mut self) -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        // xorshift64*
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    pub(crate) limits: PluginLimits,
+    /// Epoch ticks a call may run (set before every call).
+    pub(crate) deadline_ticks: u64,
+    cache_dir: Option<PathBuf>,
+}
+
+/// One wasmtime engine for all plugins, its linker (host imports, no WASI) and the on-disk
+/// cache of compiled components. Cheap to clone.
+#[derive(Clone)]
+pub struct PluginEngine {
+    pub(crate) inner: Arc<EngineInner>,
+}
+
+impl PluginEngine {
+    /// `cache_dir` (e.g. `<data-dir>/plugin-cache`) holds compiled components; it is created
+    /// if missing. `None` compiles on every load.
+    pub fn new(limits: PluginLimits, cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let err = |e: wasmtime::Error| LoadError::new("(engine)", error_text(&e));
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true);
+        let engine = Engine::new(&cfg).map_err(err)?;
+        let mut linker = Linker::new(&engine);
+        ExchangeType::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(err)?;
+
+        let tick = limits.tick.max(Duration::from_micros(100));
+        let ticks = limits.call_timeout.as_nanos().div_ceil(tick.as_nanos()) as u64;
+        let deadline_ticks = ticks.max(1) + 1; // the current tick may be almost over
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => return, // engine dropped with its last store/component
+                    }
+                }
+            })
+            .map_err(|e| LoadError::new("(engine)", format!("cannot start epoch ticker: {e}")))?;
+
+        if let Some(dir) = &cache_dir {
+            create_private_dir(dir).map_err(|e| {
+                LoadError::new("(engine)", format!("cannot create plugin cache {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(PluginEngine { inner: Arc::new(EngineInner { engine, linker, limits, deadline_ticks, cache_dir }) })
+    }
+
+    pub fn limits(&self) -> &PluginLimits {
+        &self.inner.limits
+    }
+
+    /// Path of the cached compiled form of `wasm` (whether or not it exists yet), if caching.
+    pub fn cache_path(&self, wasm: &[u8]) -> Option<PathBuf> {
+        let dir = self.inner.cache_dir.as_ref()?;
+        let digest = Sha256::digest(wasm);
+        let mut hex = String::with_capacity(32);
+        for b in &digest[..16] {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.inner.engine.precompile_compatibility_hash().hash(&mut h);
+        Some(dir.join(format!("{hex}-{:016x}.cwasm", h.finish())))
+    }
+
+    /// Compiles `wasm` once: loads it from the cache when there (mmap via `deserialize_file`),
+    /// else compiles it and writes the cache file (temp file + rename).
+    pub fn compile(&self, plugin: &str, wasm: &[u8]) -> Result<(Component, CacheOutcome), LoadError> {
+        let engine = &self.inner.engine;
+        let Some(path) = self.cache_path(wasm) else {
+            let c = Component::new(engine, wasm)
+                .map_err(|e| LoadError::new(plugin, format!("not a valid component: {}", error_text(&e))))?;
+            return Ok((c, CacheOutcome::Uncached));
+        };
+        if path.exists() {
+            // SAFETY: a .cwasm is native code. The cache directory is created owner-only by
+            // this broker and only ever holds files written below by `precompile_component`;
+            // wasmtime also checks the header and the engine compatibility.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, CacheOutcome::Hit)),
+                Err(e) => tracing::warn!(plugin, path = %path.display(), "ignoring unusable cache file: {}", error_text(&e)),
+            }
+        }
+        let compiled = engine
+            .precompile_component(wasm)
+            .map_err(|e| LoadError::new(plugin, format!("not a valid component: {}", error_text(&e))))?;
+        if let Err(e) = write_atomically(&path, &compiled) {
+            tracing::warn!(plugin, path = %path.display(), "cannot write plugin cache: {e}");
+        }
+        // SAFETY: bytes just produced by this engine's `precompile_component`.
+        let c = unsafe { Component::deserialize(engine, &compiled) }
+            .map_err(|e| LoadError::new(plugin, error_text(&e)))?;
+        Ok((c, CacheOutcome::Compiled))
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!("{}.{}.tmp", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}

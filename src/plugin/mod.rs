@@ -1,0 +1,62 @@
+//! Wasm plugin host: exchange types as WebAssembly components (`wit/warren-plugin.wit`, world
+//! `exchange-type`), run by wasmtime.
+//!
+//! - [`PluginEngine`]: one wasmtime `Engine` (epoch interruption, a ticker thread), one `Linker`
+//!   with the `host` interface (no WASI), and an on-disk cache of compiled components keyed by
+//!   the component's SHA-256 and the engine's compatibility hash.
+//! - [`WasmExchangeType`]: one loaded exchange-type plugin (its `InstancePre`, its `describe()`),
+//!   implementing [`ExchangeTypeFactory`](crate::exchange_type::ExchangeTypeFactory).
+//! - [`WasmRouter`]: one exchange: its own `Store` and instance (memory cap, per-call time limit),
+//!   its own copy of the bindings (replayed into a fresh instance after any trap), and a route
+//!   cache for deterministic types that read at most the routing key.
+//!
+//! Built-in types (direct, fanout, topic, headers) are embedded components: see [`builtin`].
+
+pub mod builtin;
+mod convert;
+mod engine;
+mod exchange;
+#[cfg(test)]
+mod tests;
+
+pub use engine::{CacheOutcome, PluginEngine, PluginLimits};
+pub use exchange::{WasmExchangeType, WasmRouter};
+
+/// Host bindings generated from `wit/` (world `exchange-type`).
+pub mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit",
+        world: "exchange-type",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// A plugin could not be loaded (not a component, wrong world, trap in `describe`, cache I/O).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("plugin {plugin}: {message}")]
+pub struct LoadError {
+    pub plugin: String,
+    pub message: String,
+}
+
+impl LoadError {
+    pub(crate) fn new(plugin: &str, message: impl Into<String>) -> Self {
+        LoadError { plugin: plugin.to_string(), message: message.into() }
+    }
+}
+
+/// Short text of a wasmtime error: the first line of each cause, without the wasm backtrace.
+pub(crate) fn error_text(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        let first = s.lines().next().unwrap_or("").trim().to_string();
+        if first.is_empty() || first.starts_with("error while executing at wasm backtrace") {
+            continue;
+        }
+        if !parts.iter().any(|p| p == &first) {
+            parts.push(first);
+        }
+    }
+    if parts.is_empty() { "unknown error".to_string() } else { parts.join(": ") }
+}
