@@ -7,7 +7,7 @@
 # Both tools are small Rust programs built with the project's (rustup) cargo for the host.
 # WARREN_COMPONENTIZE_DIR overrides where the componentize tool's sources are
 # (default: plugins/componentize of this repository).
-EXAMPLES=$(cd "$(dirname "$0")/.." && pwd)
+EXAMPLES="${EXAMPLES:-$(cd "$(dirname "$0")/.." && pwd)}"
 REPO=$(cd "$EXAMPLES/../.." && pwd)
 COMPONENTIZE_DIR="${WARREN_COMPONENTIZE_DIR:-$REPO/plugins/componentize}"
 HOST_TARGET="$EXAMPLES/target/host"
