@@ -45,14 +45,14 @@ pub fn parse_weight(key: &str) -> Result<u32, String> {
     let t = key.trim();
     match t.parse::<u64>() {
         Ok(0) => Err(format!(
-            "x-consistent-hash: binding key {key:?} must be a positive integer weight (number of points on the hash ring), not 0"
+            "x-consistent-hash: binding key \"{key}\" must be a positive integer weight (number of points on the hash ring), not 0"
         )),
         Ok(w) if w > MAX_WEIGHT as u64 => Err(format!(
-            "x-consistent-hash: binding key {key:?}: weight must be at most {MAX_WEIGHT}"
+            "x-consistent-hash: binding key \"{key}\": weight must be at most {MAX_WEIGHT}"
         )),
         Ok(w) => Ok(w as u32),
         Err(_) => Err(format!(
-            "x-consistent-hash: binding key {key:?} is not an integer; the binding key of a consistent-hash exchange is the binding's weight, e.g. \"1\" or \"10\""
+            "x-consistent-hash: binding key \"{key}\" is not an integer; the binding key of a consistent-hash exchange is the binding's weight, e.g. \"1\" or \"10\""
         )),
     }
 }
