@@ -23,7 +23,7 @@ static slot_t *slots = NULL;
 static size_t n_slots = 0, cap_slots = 0;
 
 static void clear_slots(void) {
-  for (size_t i = 0; i < n_slots; i++) free(slots[i].key);
+  for (size_t i = 0; i < n_slots; i++) free(slots[i].key); /* free(NULL) is a no-op */
   free(slots);
   slots = NULL;
   n_slots = cap_slots = 0;
@@ -82,10 +82,14 @@ bool exports_exchange_type_add_binding(exchange_type_binding_t *b, exchange_type
   slot_t *s = &slots[n_slots++];
   s->dest = b->destination;
   s->key_len = b->binding_key.len;
-  /* take over the key's buffer instead of copying it */
-  s->key = (char *)b->binding_key.ptr;
-  b->binding_key.ptr = NULL;
-  b->binding_key.len = 0;
+  s->key = NULL;
+  if (s->key_len > 0) {
+    /* take over the key's buffer instead of copying it. An empty string's pointer was not
+     * allocated (the canonical ABI passes any aligned value), so it must never be freed. */
+    s->key = (char *)b->binding_key.ptr;
+    b->binding_key.ptr = NULL;
+    b->binding_key.len = 0;
+  }
   exchange_type_binding_free(b);
   return true;
 }
