@@ -221,11 +221,6 @@ def main(names):
             p = Plugin(path)
             print(f"  compiled in {p.compile_s:.2f} s")
             test(p)
-            t = time.perf_counter()
-            n = 2000
-            for _ in range(n):
-                p.call("validate", [])
-            print(f"  {(time.perf_counter() - t) / n * 1e6:.1f} µs per empty call through wasmtime-py")
             print(f"{name}: OK")
         except Exception as e:  # noqa: BLE001
             failed += 1
