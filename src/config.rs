@@ -55,12 +55,22 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
-    /// Folder scanned for plugin `.wasm` files.
-    pub dir: PathBuf,
+    /// Folder scanned for plugin `.wasm` files (default: `<data_dir>/plugins`).
+    pub dir: Option<PathBuf>,
     /// Time limit of one call into a plugin, in milliseconds.
     pub call_timeout_ms: u64,
     /// Memory cap of one plugin instance, in MiB.
     pub memory_limit_mib: u64,
+    /// Per-plugin settings (plugin name → key → value), readable by the plugin through the host
+    /// `config` import; `memory_limit_mib` there overrides the cap for that plugin.
+    pub settings: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
+}
+
+impl Config {
+    /// The plugins folder: `plugins.dir`, or `<data_dir>/plugins`.
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.plugins.dir.clone().unwrap_or_else(|| self.storage.data_dir.join("plugins"))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -103,7 +113,7 @@ impl Default for StorageConfig {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        PluginsConfig { dir: PathBuf::from("./plugins-enabled"), call_timeout_ms: 10, memory_limit_mib: 64 }
+        PluginsConfig { dir: None, call_timeout_ms: 10, memory_limit_mib: 64, settings: Default::default() }
     }
 }
 
@@ -146,7 +156,6 @@ impl Config {
         let mut c = Config::default();
         c.amqp.port = 0;
         c.storage.data_dir = data_dir.to_owned();
-        c.plugins.dir = data_dir.join("plugins");
         c
     }
 }

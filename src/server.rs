@@ -25,8 +25,12 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     let listener = TcpListener::bind(&addr).await?;
     let amqp_addr = listener.local_addr()?;
     let data_dir = config.storage.data_dir.clone();
-    let broker = Broker::open(config).map_err(|e| std::io::Error::other(e.to_string()))?;
-    crate::admin::control::start(broker.clone(), Vec::new(), &data_dir)?;
+    let broker = Broker::open(config).map_err(std::io::Error::other)?;
+    let mut extensions: Vec<Arc<dyn crate::admin::Extension>> = Vec::new();
+    if let Some(p) = broker.plugins.read().clone() {
+        extensions.push(p);
+    }
+    crate::admin::control::start(broker.clone(), extensions, &data_dir)?;
     info!(%amqp_addr, "started TCP listener for AMQP 0-9-1");
     let (stop, mut stopped) = watch::channel(false);
     let b = broker.clone();

@@ -45,7 +45,7 @@ fn main() -> std::process::ExitCode {
         config.storage.data_dir = d;
     }
     if let Some(d) = args.plugins_dir {
-        config.plugins.dir = d;
+        config.plugins.dir = Some(d);
     }
     let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();

@@ -8,7 +8,6 @@ pub mod confirm;
 pub mod delivery;
 pub mod exchange;
 pub mod message;
-pub mod native_types;
 pub mod persist;
 pub mod queue;
 
@@ -46,11 +45,13 @@ pub struct Broker {
     pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
     /// The durable store (None: nothing survives a restart, e.g. unit tests).
     pub store: Option<Arc<Store>>,
+    /// The plugin manager (None without a data directory).
+    pub plugins: RwLock<Option<Arc<crate::plugin::manager::PluginManager>>>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
     tracing::error!("store: {e}");
-    ReplyError::new(ErrorKind::InternalError, "")
+    ReplyError::new(ErrorKind::ChannelInternalError, "")
 }
 
 impl Broker {
@@ -64,30 +65,58 @@ impl Broker {
             next_id: AtomicU64::new(1),
             connections: Mutex::default(),
             store,
+            plugins: RwLock::default(),
         });
-        for t in native_types::standard_types() {
-            b.register_type(t);
-        }
         b
     }
 
-    /// A broker without storage, with the default vhost and user of `config`.
-    pub fn new(config: Config) -> Arc<Broker> {
+    fn plugin_engine(config: &Config, cache: Option<std::path::PathBuf>) -> Result<crate::plugin::PluginEngine, String> {
+        let limits = crate::plugin::PluginLimits {
+            memory_bytes: (config.plugins.memory_limit_mib as usize) << 20,
+            call_timeout: std::time::Duration::from_millis(config.plugins.call_timeout_ms),
+            ..Default::default()
+        };
+        crate::plugin::PluginEngine::new(limits, cache).map_err(|e| e.to_string())
+    }
+
+    /// A broker without storage or plugins folder: the built-in exchange types, the default vhost
+    /// and user of `config`.
+    pub fn new(config: Config) -> Result<Arc<Broker>, String> {
+        let engine = Broker::plugin_engine(&config, None)?;
         let b = Broker::empty(config, None);
+        for t in engine.load_builtins().map_err(|e| e.to_string())? {
+            b.register_type(Arc::new(t));
+        }
         let a = &b.config.auth;
         b.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
         b.add_vhost(&a.default_vhost);
         b.set_permission(&a.default_vhost, &a.default_user, Permission::all());
-        b
+        Ok(b)
     }
 
     /// Opens the store in the data directory and recovers definitions and persistent messages
     /// (on first start: creates the default user and vhost).
-    pub fn open(config: Config) -> Result<Arc<Broker>, StoreError> {
-        let store = Arc::new(Store::open(&config.storage.data_dir)?);
+    /// Plugins: the built-in exchange types, then the enabled plugins of the plugins folder
+    /// (before recovery, so exchanges of plugin types come back with their type).
+    pub fn open(config: Config) -> Result<Arc<Broker>, String> {
+        let data_dir = config.storage.data_dir.clone();
+        let store = Arc::new(Store::open(&data_dir).map_err(|e| e.to_string())?);
+        let engine = Broker::plugin_engine(&config, Some(data_dir.join("plugin-cache")))?;
+        let plugins = crate::plugin::manager::PluginManager::new(engine, config.plugins_dir(), &data_dir, config.plugins.settings.clone())
+            .map_err(|e| e.to_string())?;
+        let plugins = Arc::new(plugins);
         let b = Broker::empty(config, Some(store.clone()));
-        persist::recover(&b, &store)?;
+        for t in plugins.builtin_types() {
+            b.register_type(t);
+        }
+        plugins.start(&b);
+        *b.plugins.write() = Some(plugins);
+        persist::recover(&b, &store).map_err(|e| e.to_string())?;
         Ok(b)
+    }
+
+    pub fn unregister_type(&self, name: &str) {
+        self.types.write().remove(name);
     }
 
     pub fn next_id(&self) -> u64 {
@@ -408,7 +437,7 @@ impl Vhost {
             d.internal,
             d.arguments.clone(),
         )
-        .map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        .map_err(|e| ReplyError::new(ErrorKind::ChannelInternalError, e.0))?;
         let x = Arc::new(x);
         self.persist(x.durable, |s| s.put_exchange(&persist::exchange_def(&self.name, &x)))?;
         map.insert(d.name.into(), x.clone());
@@ -586,11 +615,11 @@ impl Vhost {
         match source.validate_binding(&dest, key, args) {
             Ok(Ok(())) => {}
             Ok(Err(text)) => return Err(precondition(text)),
-            Err(e) => return Err(ReplyError::new(ErrorKind::InternalError, e.0)),
+            Err(e) => return Err(ReplyError::new(ErrorKind::ChannelInternalError, e.0)),
         }
         let durable = persist::binding_is_durable(source, &dest);
         let def = persist::binding_def(&self.name, &source.name, &dest, key, args);
-        let outcome = source.add_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        let outcome = source.add_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::ChannelInternalError, e.0))?;
         if outcome == BindOutcome::Changed {
             self.persist(durable, |s| s.put_binding(&def))?;
         }
@@ -598,7 +627,7 @@ impl Vhost {
     }
 
     pub fn unbind(&self, source: &Arc<Exchange>, dest: &Destination, key: &str, args: &FieldTable) -> Result<(), ReplyError> {
-        let outcome = source.remove_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::InternalError, e.0))?;
+        let outcome = source.remove_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::ChannelInternalError, e.0))?;
         if outcome == BindOutcome::Changed {
             let def = persist::binding_def(&self.name, &source.name, dest, key, args);
             self.persist(persist::binding_is_durable(source, dest), |s| s.delete_binding(&def).map(|_| ()))?;

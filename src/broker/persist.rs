@@ -131,9 +131,18 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
     let log = store.message_log();
     for x in defs.exchanges {
         let Some(vh) = broker.vhost(&x.vhost) else { continue };
-        let Some(factory) = broker.exchange_type(&x.kind) else {
-            warn!("exchange '{}' in vhost '{}' has type '{}', which is not available; it stays unavailable until the type is", x.name, x.vhost, x.kind);
-            continue;
+        let factory = match broker.exchange_type(&x.kind) {
+            Some(f) => f,
+            None => {
+                warn!("exchange '{}' in vhost '{}' has type '{}', whose plugin is not enabled: it routes nothing until it is", x.name, x.vhost, x.kind);
+                let info = crate::exchange_type::TypeInfo {
+                    name: x.kind.clone(),
+                    description: String::new(),
+                    reads: Default::default(),
+                    deterministic: false,
+                };
+                std::sync::Arc::new(crate::plugin::manager::Unavailable(info))
+            }
         };
         match super::exchange::Exchange::new(x.name.clone(), x.vhost.clone(), factory, x.durable, x.auto_delete, x.internal, decode_table(&x.arguments)) {
             Ok(e) => {

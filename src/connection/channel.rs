@@ -310,7 +310,7 @@ impl Channel {
                     self.route_scratch = queues;
                     let _ = stored;
                     return Err(ReplyError::new(
-                        ErrorKind::InternalError,
+                        ErrorKind::ChannelInternalError,
                         format!("exchange type '{kind}' of exchange '{name}' in vhost '{}' failed: {}", ctx.vhost.name, failure.0),
                     ));
                 }

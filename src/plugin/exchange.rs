@@ -24,6 +24,8 @@ struct Shared {
     engine: Arc<EngineInner>,
     pre: ExchangeTypePre<HostState>,
     config: Arc<HashMap<String, String>>,
+    /// Memory cap of one instance: the engine's, or the plugin's `memory_limit_mib` setting.
+    memory_bytes: usize,
     info: TypeInfo,
     /// Cache `routing key -> destinations` (deterministic, reads neither headers nor body).
     cacheable: bool,
@@ -37,7 +39,7 @@ struct Live {
 
 impl Shared {
     fn instantiate(&self) -> wasmtime::Result<Live> {
-        let state = HostState::new(self.plugin.clone(), self.config.clone(), self.engine.limits.memory_bytes);
+        let state = HostState::new(self.plugin.clone(), self.config.clone(), self.memory_bytes);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -57,7 +59,7 @@ impl Shared {
         f(&live.guest, &mut live.store).map_err(|e| {
             let text = error_text(&e);
             if live.store.data().limiter.hit {
-                format!("memory limit of {} MiB reached ({text})", self.engine.limits.memory_bytes >> 20)
+                format!("memory limit of {} MiB reached ({text})", self.memory_bytes >> 20)
             } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                 format!("time limit of {} ms exceeded ({text})", self.engine.limits.call_timeout.as_millis())
             } else {
@@ -94,10 +96,16 @@ impl PluginEngine {
         };
         let instance_pre = self.inner.linker.instantiate_pre(&component).map_err(wrong_world)?;
         let pre = ExchangeTypePre::new(instance_pre).map_err(wrong_world)?;
+        let memory_bytes = config
+            .get("memory_limit_mib")
+            .and_then(|m| m.parse::<usize>().ok())
+            .map(|m| m << 20)
+            .unwrap_or(self.inner.limits.memory_bytes);
         let mut shared = Shared {
             plugin: Arc::from(plugin),
             engine: self.inner.clone(),
             pre,
+            memory_bytes,
             config: Arc::new(config),
             info: TypeInfo { name: String::new(), description: String::new(), reads: RoutingInputs::default(), deterministic: false },
             cacheable: false,

@@ -21,6 +21,7 @@ mod tests;
 
 pub use engine::{CacheOutcome, PluginEngine, PluginLimits};
 pub use exchange::{WasmExchangeType, WasmRouter};
+pub mod manager;
 
 /// Host bindings generated from `wit/` (world `exchange-type`).
 pub mod bindings {

@@ -22,6 +22,9 @@ pub enum ErrorKind {
     NotAllowed,
     NotImplemented,
     InternalError,
+    /// 541 INTERNAL_ERROR reported on the channel only (RabbitMQ does this when a channel
+    /// crashes; Warren when an exchange-type plugin fails during a publish).
+    ChannelInternalError,
 }
 
 impl ErrorKind {
@@ -45,7 +48,7 @@ impl ErrorKind {
             ResourceError => 506,
             NotAllowed => 530,
             NotImplemented => 540,
-            InternalError => 541,
+            InternalError | ChannelInternalError => 541,
         }
     }
 
@@ -69,7 +72,7 @@ impl ErrorKind {
             ResourceError => "RESOURCE_ERROR",
             NotAllowed => "NOT_ALLOWED",
             NotImplemented => "NOT_IMPLEMENTED",
-            InternalError => "INTERNAL_ERROR",
+            InternalError | ChannelInternalError => "INTERNAL_ERROR",
         }
     }
 
@@ -78,7 +81,14 @@ impl ErrorKind {
         use ErrorKind::*;
         !matches!(
             self,
-            ContentTooLarge | NoRoute | NoConsumers | AccessRefused | NotFound | ResourceLocked | PreconditionFailed
+            ContentTooLarge
+                | NoRoute
+                | NoConsumers
+                | AccessRefused
+                | NotFound
+                | ResourceLocked
+                | PreconditionFailed
+                | ChannelInternalError
         )
     }
 }

@@ -1,7 +1,7 @@
 //! Built-in `headers` exchange type, matching like RabbitMQ's rabbit_exchange_type_headers:
 //! - binding argument `x-match` is `all` (default), `any`, `all-with-x` or `any-with-x`;
 //! - in `all`/`any` mode binding arguments whose name starts with `x-` are ignored; in the
-//!   `-with-x` modes they take part (so does `x-match` itself, as in RabbitMQ);
+//!   `-with-x` modes they take part (`x-match` itself never does, as seen on RabbitMQ 3.10);
 //! - a binding argument of type void matches on the presence of the header only;
 //! - values compare like Erlang's `==`: integers of any width and timestamps compare as
 //!   numbers (and equal a float of the same value), strings and byte arrays as bytes.
@@ -146,7 +146,9 @@ fn headers_match(pattern: &[(String, FieldValue)], data: &[(String, FieldValue)]
         let Some((pk, pv)) = pattern.get(p) else {
             return if all { all_match } else { any_match };
         };
-        if !with_x && pk.starts_with("x-") {
+        // x-match itself never takes part (RabbitMQ 3.10 routes a message with only `x-k`
+        // to an all-with-x binding {x-match, x-k}); other x- arguments only in -with-x modes.
+        if pk == "x-match" || (!with_x && pk.starts_with("x-")) {
             p += 1;
             continue;
         }

@@ -33,8 +33,8 @@ typedef struct {
 
 typedef struct {
   uint8_t f0;
-  int32_t f1;
-} exchange_type_tuple2_u8_s32_t;
+  uint32_t f1;
+} exchange_type_tuple2_u8_u32_t;
 
 typedef struct {
   uint8_t *ptr;
@@ -54,7 +54,7 @@ typedef struct warren_plugin_types_field_value_t {
     uint64_t     unsigned_;
     float     float_;
     double     double_;
-    exchange_type_tuple2_u8_s32_t     decimal;
+    exchange_type_tuple2_u8_u32_t     decimal;
     exchange_type_string_t     long_string;
     exchange_type_list_u8_t     bytes;
     uint64_t     timestamp;

@@ -1,0 +1,444 @@
+//! Plugin management, as `rabbitmq-plugins` does it: which plugins exist (the `.wasm` files of the
+//! plugins folder, plus the built-ins), which are enabled (the `enabled_plugins` file in the data
+//! directory, in RabbitMQ's format `[name1,'name-2'].`), applying a new enabled set to the running
+//! broker, and hot reload when an enabled plugin's file changes.
+//!
+//! A plugin's name is its file's stem (`x-random.wasm` → `x-random`); the exchange type it provides
+//! is whatever its `describe()` says. Exchanges of a type whose plugin is disabled (with `--force`)
+//! or missing at start stay declared with their bindings but route nothing until the plugin is
+//! enabled again; then their bindings are replayed into the plugin.
+
+use super::{PluginEngine, WasmExchangeType};
+use crate::admin::{Extension, Request, Response};
+use crate::broker::Broker;
+use crate::exchange_type::{BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, TypeFailure, TypeInfo};
+use crate::protocol::FieldTable;
+use parking_lot::Mutex;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tracing::{error, info, warn};
+
+/// File name of the enabled set inside the data directory.
+pub const ENABLED_FILE: &str = "enabled_plugins";
+
+/// A plugin that is loaded and serving.
+struct Loaded {
+    hash: String,
+    factory: Arc<WasmExchangeType>,
+}
+
+pub struct PluginManager {
+    engine: PluginEngine,
+    dir: PathBuf,
+    enabled_file: PathBuf,
+    settings: HashMap<String, HashMap<String, String>>,
+    builtins: Vec<Arc<WasmExchangeType>>,
+    loaded: Mutex<HashMap<String, Loaded>>,
+    broker: Mutex<Weak<Broker>>,
+    /// Keeps the folder watcher alive.
+    watcher: Mutex<Option<notify::RecommendedWatcher>>,
+}
+
+/// Reads an `enabled_plugins` file: `[a,'b-c'].` (missing file: nothing enabled).
+pub fn read_enabled(path: &Path) -> Result<Vec<String>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let t = text.trim();
+    let inner = t
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix('.'))
+        .and_then(|r| r.trim_end().strip_suffix(']'))
+        .ok_or_else(|| format!("{} is not a plugin list like [name1,name2].", path.display()))?;
+    Ok(inner
+        .split(',')
+        .map(|n| n.trim().trim_matches('\'').to_string())
+        .filter(|n| !n.is_empty())
+        .collect())
+}
+
+/// Writes an `enabled_plugins` file (temp file + rename).
+pub fn write_enabled(path: &Path, names: &[String]) -> std::io::Result<()> {
+    let atom = |n: &String| {
+        let plain = n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if plain { n.clone() } else { format!("'{n}'") }
+    };
+    let body = format!("[{}].\n", names.iter().map(atom).collect::<Vec<_>>().join(","));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(tmp, path)
+}
+
+/// The `.wasm` files of the plugins folder: name → path.
+pub fn available(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .filter_map(|p| Some((p.file_stem()?.to_str()?.to_string(), p)))
+        .collect();
+    out.sort();
+    out
+}
+
+fn hash_of(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
+impl PluginManager {
+    pub fn new(
+        engine: PluginEngine,
+        dir: PathBuf,
+        data_dir: &Path,
+        settings: HashMap<String, HashMap<String, String>>,
+    ) -> Result<PluginManager, super::LoadError> {
+        let builtins = engine.load_builtins()?.into_iter().map(Arc::new).collect();
+        Ok(PluginManager {
+            engine,
+            dir,
+            enabled_file: data_dir.join(ENABLED_FILE),
+            settings,
+            builtins,
+            loaded: Mutex::default(),
+            broker: Mutex::new(Weak::new()),
+            watcher: Mutex::default(),
+        })
+    }
+
+    /// The built-in types (direct, fanout, topic, headers): always enabled.
+    pub fn builtin_types(&self) -> Vec<Arc<dyn ExchangeTypeFactory>> {
+        self.builtins.iter().map(|b| b.clone() as Arc<dyn ExchangeTypeFactory>).collect()
+    }
+
+    fn is_builtin(&self, name: &str) -> bool {
+        self.builtins.iter().any(|b| b.plugin() == name)
+    }
+
+    fn load_file(&self, name: &str, path: &Path) -> Result<Loaded, String> {
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let settings = self.settings.get(name).cloned().unwrap_or_default();
+        let t = self.engine.load_exchange_type(name, &bytes, settings).map_err(|e| format!("{}: {}", path.display(), e.message))?;
+        Ok(Loaded { hash: hash_of(&bytes), factory: Arc::new(t) })
+    }
+
+    /// Loads the plugins named in the enabled file at start (before definitions are recovered),
+    /// registering their types with `broker`. Failures are logged; the broker starts anyway.
+    pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
+        *self.broker.lock() = Arc::downgrade(broker);
+        let wanted = match read_enabled(&self.enabled_file) {
+            Ok(w) => w,
+            Err(e) => {
+                error!("{e}; starting without plugins");
+                Vec::new()
+            }
+        };
+        if let Err(e) = self.apply(broker, &wanted, true) {
+            error!("enabling plugins at start: {e}");
+        }
+        self.watch();
+    }
+
+    /// Makes `wanted` the enabled set on the running broker. Without `force`, disabling a plugin
+    /// whose exchange type is used by exchanges is refused (naming them). Returns a report.
+    pub fn apply(&self, broker: &Arc<Broker>, wanted: &[String], force: bool) -> Result<String, String> {
+        let files: HashMap<String, PathBuf> = available(&self.dir).into_iter().collect();
+        let wanted: BTreeSet<String> = wanted.iter().filter(|n| !self.is_builtin(n)).cloned().collect();
+        let missing: Vec<&String> = wanted.iter().filter(|n| !files.contains_key(*n)).collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{{:plugins_not_found, [{}]}} (no such .wasm in {})",
+                missing.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", "),
+                self.dir.display()
+            ));
+        }
+        let mut loaded = self.loaded.lock();
+        // Refuse before changing anything.
+        let to_disable: Vec<String> = loaded.keys().filter(|n| !wanted.contains(*n)).cloned().collect();
+        if !force {
+            let mut users = Vec::new();
+            for n in &to_disable {
+                let ty = &loaded[n].factory.info().name;
+                users.extend(exchanges_of_type(broker, ty).into_iter().map(|(v, x)| format!("'{v}':'{x}'")));
+            }
+            if !users.is_empty() {
+                return Err(format!(
+                    "plugin(s) {} in use by exchanges {}; use --force to disable anyway (those exchanges then route nothing until re-enabled)",
+                    to_disable.join(", "),
+                    users.join(", ")
+                ));
+            }
+        }
+        let mut enabled = Vec::new();
+        let mut errors = Vec::new();
+        let to_enable: Vec<&String> = wanted.iter().filter(|n| !loaded.contains_key(*n)).collect();
+        for n in to_enable {
+            match self.load_file(n, &files[n]) {
+                Ok(l) => {
+                    let ty = l.factory.info().name.clone();
+                    if broker.exchange_type(&ty).is_some() {
+                        errors.push(format!("plugin {n}: exchange type '{ty}' is already provided by another plugin"));
+                        continue;
+                    }
+                    install(broker, &l.factory);
+                    info!(plugin = %n, exchange_type = %ty, "plugin enabled");
+                    enabled.push(n.clone());
+                    loaded.insert(n.clone(), l);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut disabled = Vec::new();
+        for n in &to_disable {
+            let l = loaded.remove(n).expect("present");
+            let info = l.factory.info().clone();
+            broker.unregister_type(&info.name);
+            let stand_in: Arc<dyn ExchangeTypeFactory> = Arc::new(Unavailable(info.clone()));
+            for x in all_exchanges_of_type(broker, &info.name) {
+                let _ = x.swap_type(stand_in.clone());
+            }
+            info!(plugin = %n, "plugin disabled");
+            disabled.push(n.clone());
+        }
+        let names: Vec<String> = loaded.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        drop(loaded);
+        write_enabled(&self.enabled_file, &names).map_err(|e| format!("cannot write {}: {e}", self.enabled_file.display()))?;
+        let mut report = Vec::new();
+        if !enabled.is_empty() {
+            report.push(format!("The following plugins have been enabled:\n  {}", enabled.join("\n  ")));
+        }
+        if !disabled.is_empty() {
+            report.push(format!("The following plugins have been disabled:\n  {}", disabled.join("\n  ")));
+        }
+        if enabled.is_empty() && disabled.is_empty() && errors.is_empty() {
+            report.push("Plugin configuration unchanged.".into());
+        }
+        if !errors.is_empty() {
+            return Err(format!("{}{}", report.iter().map(|r| format!("{r}\n")).collect::<String>(), errors.join("\n")));
+        }
+        Ok(report.join("\n"))
+    }
+
+    /// Reloads enabled plugin `name` from its file if its content changed. The new version must
+    /// load, pass its world's type check and describe the same exchange type; then every exchange
+    /// of that type gets a new instance with its bindings replayed. Otherwise the old one stays.
+    pub fn reload(&self, name: &str) {
+        let Some(broker) = self.broker.lock().upgrade() else { return };
+        let path = self.dir.join(format!("{name}.wasm"));
+        let old_hash = match self.loaded.lock().get(name) {
+            Some(l) => l.hash.clone(),
+            None => return,
+        };
+        let Ok(bytes) = std::fs::read(&path) else { return };
+        if hash_of(&bytes) == old_hash {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let new = match self.load_file(name, &path) {
+            Ok(l) => l,
+            Err(e) => {
+                error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: {e}");
+                return;
+            }
+        };
+        let mut loaded = self.loaded.lock();
+        let Some(old) = loaded.get(name) else { return };
+        let ty = old.factory.info().name.clone();
+        if new.factory.info().name != ty {
+            error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: it provides exchange type '{}' instead of '{ty}'", new.factory.info().name);
+            return;
+        }
+        install(&broker, &new.factory);
+        let mut moved = 0;
+        for x in all_exchanges_of_type(&broker, &ty) {
+            match x.swap_type(new.factory.clone()) {
+                Ok(()) => moved += 1,
+                Err(e) => error!(plugin = %name, exchange = %x.name, "exchange kept the old version: {}", e.0),
+            }
+        }
+        info!(plugin = %name, exchanges = moved, "plugin reloaded in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+        loaded.insert(name.to_string(), new);
+    }
+
+    /// Watches the plugins folder; changes to enabled plugins' files are reloaded after 250 ms of
+    /// quiet (writers should write a temp file and rename it).
+    fn watch(self: &Arc<Self>) {
+        use notify::{EventKind, RecursiveMode, Watcher};
+        if std::fs::create_dir_all(&self.dir).is_err() {
+            return;
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
+        let mut watcher = match notify::recommended_watcher(tx) {
+            Ok(w) => w,
+            Err(e) => return warn!("cannot watch {}: {e}; plugins will not hot-reload", self.dir.display()),
+        };
+        if let Err(e) = watcher.watch(&self.dir, RecursiveMode::NonRecursive) {
+            return warn!("cannot watch {}: {e}; plugins will not hot-reload", self.dir.display());
+        }
+        *self.watcher.lock() = Some(watcher);
+        let me = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("plugin-watch".into())
+            .spawn(move || {
+                let names = |ev: notify::Event, into: &mut BTreeSet<String>| {
+                    if matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))) {
+                        for p in ev.paths {
+                            if p.extension().is_some_and(|e| e == "wasm")
+                                && let Some(n) = p.file_stem().and_then(|s| s.to_str())
+                            {
+                                into.insert(n.to_string());
+                            }
+                        }
+                    }
+                };
+                while let Ok(first) = rx.recv() {
+                    let mut touched = BTreeSet::new();
+                    if let Ok(ev) = first {
+                        names(ev, &mut touched);
+                    }
+                    loop {
+                        match rx.recv_timeout(Duration::from_millis(250)) {
+                            Ok(Ok(ev)) => names(ev, &mut touched),
+                            Ok(Err(_)) => {}
+                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                    let Some(m) = me.upgrade() else { return };
+                    for n in touched {
+                        m.reload(&n);
+                    }
+                }
+            })
+            .expect("spawn plugin watcher");
+    }
+
+    /// Rows for `warren-plugins list`: marker, name, version, kind, description.
+    fn list(&self) -> Response {
+        let enabled: BTreeSet<String> = read_enabled(&self.enabled_file).unwrap_or_default().into_iter().collect();
+        let loaded = self.loaded.lock();
+        let mut rows = Vec::new();
+        for b in &self.builtins {
+            rows.push(vec![json!("[e*]"), json!(b.plugin()), json!(env!("CARGO_PKG_VERSION")), json!("exchange-type"), json!(format!("{} (built-in)", b.info().description))]);
+        }
+        for (name, path) in available(&self.dir) {
+            let (marker, version, desc) = match loaded.get(&name) {
+                Some(l) => ("[E*]", l.hash.clone(), l.factory.info().description.clone()),
+                None => {
+                    let hash = std::fs::read(&path).map(|b| hash_of(&b)).unwrap_or_default();
+                    (if enabled.contains(&name) { "[E ]" } else { "[  ]" }, hash, String::new())
+                }
+            };
+            rows.push(vec![json!(marker), json!(name), json!(version), json!("exchange-type"), json!(desc)]);
+        }
+        Response {
+            columns: ["marker", "name", "version", "kind", "description"].iter().map(|s| s.to_string()).collect(),
+            rows,
+            ..Default::default()
+        }
+    }
+}
+
+/// Registers a loaded type with the broker and moves its exchanges (e.g. ones recovered while the
+/// plugin was unavailable) onto it.
+fn install(broker: &Arc<Broker>, factory: &Arc<WasmExchangeType>) {
+    let f: Arc<dyn ExchangeTypeFactory> = factory.clone();
+    broker.register_type(f.clone());
+    for x in all_exchanges_of_type(broker, &f.info().name) {
+        if let Err(e) = x.swap_type(f.clone()) {
+            error!(exchange = %x.name, "cannot move exchange onto plugin: {}", e.0);
+        }
+    }
+}
+
+fn all_exchanges_of_type(broker: &Broker, ty: &str) -> Vec<Arc<crate::broker::exchange::Exchange>> {
+    broker.vhosts().iter().flat_map(|v| v.exchanges.read().values().filter(|x| x.kind == ty).cloned().collect::<Vec<_>>()).collect()
+}
+
+fn exchanges_of_type(broker: &Broker, ty: &str) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = all_exchanges_of_type(broker, ty).iter().map(|x| (x.vhost.clone(), x.name.clone())).collect();
+    v.sort();
+    v
+}
+
+impl Extension for PluginManager {
+    fn handle(&self, broker: &Arc<Broker>, req: &Request) -> Option<Response> {
+        match req.command.as_str() {
+            "plugins_list" => Some(self.list()),
+            // args: "force" or "noforce", then the complete new enabled set.
+            "plugins_set" => {
+                let force = req.args.first().is_some_and(|a| a == "force");
+                let names: Vec<String> = req.args.iter().skip(1).cloned().collect();
+                Some(match self.apply(broker, &names, force) {
+                    Ok(m) => Response::message(m),
+                    Err(e) => Response::error(e),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Stands in for the type of a disabled or missing plugin: the exchange keeps its bindings (in
+/// the core) and routes nothing.
+pub struct Unavailable(pub TypeInfo);
+
+impl ExchangeTypeFactory for Unavailable {
+    fn info(&self) -> &TypeInfo {
+        &self.0
+    }
+    fn validate(&self, _arguments: &FieldTable) -> Result<(), String> {
+        Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0.name))
+    }
+    fn create(&self, _exchange: &str, _arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure> {
+        Ok(Box::new(RoutesNothing))
+    }
+}
+
+struct RoutesNothing;
+
+impl ExchangeRouter for RoutesNothing {
+    fn validate_binding(&mut self, _b: &BindingView<'_>) -> Result<Result<(), String>, TypeFailure> {
+        Ok(Ok(()))
+    }
+    fn add_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+    fn remove_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+    fn route(&mut self, _msg: &MessageView<'_>, _out: &mut Vec<DestinationId>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enabled_file_round_trips_in_rabbitmq_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(ENABLED_FILE);
+        assert_eq!(read_enabled(&p).unwrap(), Vec::<String>::new());
+        write_enabled(&p, &["x-random".into(), "warren_management".into()]).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "['x-random',warren_management].\n");
+        assert_eq!(read_enabled(&p).unwrap(), vec!["x-random", "warren_management"]);
+        std::fs::write(&p, "[].\n").unwrap();
+        assert!(read_enabled(&p).unwrap().is_empty());
+        std::fs::write(&p, "garbage").unwrap();
+        assert!(read_enabled(&p).is_err());
+    }
+}
