@@ -68,6 +68,13 @@ async fn declare(ch: &lapin::Channel, name: &str, kind: &str, args: FieldTable) 
     timeout(ch.exchange_declare(name.into(), ExchangeKind::Custom(kind.into()), Default::default(), args)).await
 }
 
+/// A named, non-exclusive queue (other connections of the test read it).
+async fn shared_queue(ch: &lapin::Channel) -> String {
+    let q = uniq("q");
+    named_queue(ch, &q).await;
+    q
+}
+
 async fn bind(ch: &lapin::Channel, q: &str, x: &str, key: &str) {
     timeout(ch.queue_bind(q.into(), x.into(), key.into(), Default::default(), FieldTable::default())).await.unwrap();
 }
@@ -102,7 +109,7 @@ async fn enable_declare_route_and_disable_consistent_hash() {
     // Two queues with equal weights share 400 messages with distinct keys; each message once.
     let (_c, ch) = b.channel().await;
     declare(&ch, "ring", "x-consistent-hash", FieldTable::default()).await.unwrap();
-    let (q1, q2) = (temp_queue(&ch).await, temp_queue(&ch).await);
+    let (q1, q2) = (shared_queue(&ch).await, shared_queue(&ch).await);
     bind(&ch, &q1, "ring", "100").await;
     bind(&ch, &q2, "ring", "100").await;
     for i in 0..400 {
@@ -261,7 +268,7 @@ async fn hot_reload_under_load_loses_nothing() {
     assert_eq!(b.cli(&["enable", "x-consistent-hash"]).0, 0);
     let (_c, ch) = b.channel().await;
     declare(&ch, "ring", "x-consistent-hash", FieldTable::default()).await.unwrap();
-    let (q1, q2) = (temp_queue(&ch).await, temp_queue(&ch).await);
+    let (q1, q2) = (shared_queue(&ch).await, shared_queue(&ch).await);
     bind(&ch, &q1, "ring", "50").await;
     bind(&ch, &q2, "ring", "50").await;
 
@@ -299,12 +306,19 @@ async fn hot_reload_under_load_loses_nothing() {
     assert!(confirmed > 50, "the publisher kept going ({confirmed})");
     assert_eq!(got as u64, confirmed, "every confirmed message routed exactly once across the reloads");
     // The connection survived; the new version serves (the list shows its new hash).
-    let (_, out, _) = b.cli(&["list"]);
     let hash_v3 = {
         use sha2::Digest;
         let d = sha2::Sha256::digest(with_custom_section(&src, "v3"));
         d.iter().take(6).map(|b| format!("{b:02x}")).collect::<String>()
     };
+    let mut out = String::new();
+    for _ in 0..100 {
+        out = b.cli(&["list"]).1;
+        if out.contains(&hash_v3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(out.contains(&hash_v3), "{out}");
     b.stop().await;
 }
