@@ -292,25 +292,59 @@ impl PluginManager {
         std::thread::Builder::new()
             .name("plugin-watch".into())
             .spawn(move || {
-                let names = |ev: notify::Event, into: &mut BTreeSet<String>| {
-                    if matches!(ev.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))) {
+                // Names of .wasm files written, created or renamed into place by an event. Other
+                // events (reads of the folder or of files, e.g. by `warren-plugins list`) are
+                // ignored, and must not extend the quiet period either.
+                let names = |ev: notify::Event, into: &mut BTreeSet<String>| -> bool {
+                    let relevant = matches!(
+                        ev.kind,
+                        EventKind::Create(_)
+                            | EventKind::Modify(_)
+                            | EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
+                    );
+                    let mut any = false;
+                    if relevant {
                         for p in ev.paths {
                             if p.extension().is_some_and(|e| e == "wasm")
                                 && let Some(n) = p.file_stem().and_then(|s| s.to_str())
                             {
                                 into.insert(n.to_string());
+                                any = true;
                             }
                         }
                     }
+                    any
                 };
-                while let Ok(first) = rx.recv() {
+                let quiet = Duration::from_millis(250);
+                loop {
                     let mut touched = BTreeSet::new();
-                    if let Ok(ev) = first {
-                        names(ev, &mut touched);
-                    }
+                    // Wait for a relevant event.
                     loop {
-                        match rx.recv_timeout(Duration::from_millis(250)) {
-                            Ok(Ok(ev)) => names(ev, &mut touched),
+                        match rx.recv() {
+                            Ok(Ok(ev)) => {
+                                if names(ev, &mut touched) {
+                                    break;
+                                }
+                            }
+                            Ok(Err(_)) => {}
+                            Err(_) => return,
+                        }
+                    }
+                    // Debounce: 250 ms without relevant events, at most 1 s in all.
+                    let hard = std::time::Instant::now() + Duration::from_secs(1);
+                    let mut soft = std::time::Instant::now() + quiet;
+                    loop {
+                        let now = std::time::Instant::now();
+                        let until = soft.min(hard);
+                        if now >= until {
+                            break;
+                        }
+                        match rx.recv_timeout(until - now) {
+                            Ok(Ok(ev)) => {
+                                if names(ev, &mut touched) {
+                                    soft = std::time::Instant::now() + quiet;
+                                }
+                            }
                             Ok(Err(_)) => {}
                             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
                             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
