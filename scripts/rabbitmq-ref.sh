@@ -16,8 +16,18 @@ case "${1:-start}" in
     [ -f "$base/rabbitmq.conf" ] || printf 'listeners.tcp.default = 127.0.0.1:5673\n' > "$base/rabbitmq.conf"; id rabbitmq >/dev/null 2>&1 && chown -R rabbitmq: "$base"
     if rabbitmqctl -q status >/dev/null 2>&1; then echo "ref node already running"; exit 0; fi
     # 1,000+ connections need file descriptors (the default soft limit of 1024 trips its fd alarm).
-    ulimit -n 65536 2>/dev/null || true
-    rabbitmq-server -detached >/dev/null 2>&1 || true
+    # Debian's wrapper switches to the rabbitmq user through su, whose PAM session resets the
+    # limit to 1024; setpriv switches without PAM and keeps the raised limit.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    if [ "$(id -u)" = 0 ] && id rabbitmq >/dev/null 2>&1 && command -v setpriv >/dev/null; then
+      # The node then reads the rabbitmq user's cookie; let our CLI calls use the same one.
+      if [ -f /var/lib/rabbitmq/.erlang.cookie ]; then
+        install -m 400 -o rabbitmq -g rabbitmq /var/lib/rabbitmq/.erlang.cookie "$base/.erlang.cookie"
+      fi
+      setpriv --reuid=rabbitmq --regid=rabbitmq --init-groups rabbitmq-server -detached >/dev/null 2>&1 || true
+    else
+      rabbitmq-server -detached >/dev/null 2>&1 || true
+    fi
     for _ in $(seq 1 60); do
       if rabbitmqctl -q await_startup >/dev/null 2>&1; then echo "ref node up on 127.0.0.1:5673"; exit 0; fi
       sleep 1
