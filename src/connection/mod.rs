@@ -128,7 +128,12 @@ async fn write_loop(conn: Arc<ConnShared>, mut wr: OwnedWriteHalf, heartbeat: u1
             conn.close();
             break;
         }
-        batch.clear();
+        // Small batches give their buffer back (idle connections hold none); large ones keep it.
+        if batch.capacity() > 16 * 1024 {
+            batch.clear();
+        } else {
+            batch = BytesMut::new();
+        }
         conn.after_write();
         if conn.is_closed() {
             conn.take_now(&mut batch);
@@ -152,7 +157,7 @@ pub(crate) struct Connection {
 impl Connection {
     async fn run(
         &mut self,
-        mut rd: tokio::net::tcp::OwnedReadHalf,
+        rd: tokio::net::tcp::OwnedReadHalf,
         mut buf: BytesMut,
         heartbeat: u16,
         mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
@@ -189,11 +194,15 @@ impl Connection {
                 Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
                 None => silence,
             };
-            let room = buf.capacity() - buf.len();
+            // An idle connection holds no read buffer while it waits: wait for readability
+            // first, then read into a buffer sized by how busy the connection is.
+            if buf.is_empty() && !busy {
+                buf = BytesMut::new();
+            }
             tokio::select! {
-                r = tokio::time::timeout(wait, rd.read_buf(&mut buf)) => match r {
-                    Ok(Ok(0)) | Ok(Err(_)) => return "client closed TCP connection".into(),
-                    Ok(Ok(n)) => busy = n >= room,
+                r = tokio::time::timeout(wait, rd.readable()) => match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return "client closed TCP connection".into(),
                     Err(_) if self.closing => return "close-ok not received".into(),
                     Err(_) => {
                         warn!(conn = self.ctx.id, "missed heartbeats from client, timeout: {}s", heartbeat);
@@ -205,11 +214,19 @@ impl Connection {
                         self.hard_close(err);
                         self.flush();
                     }
+                    continue;
                 }
             }
             let want = if busy { READ_CHUNK_BUSY } else { READ_CHUNK_IDLE };
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
+            }
+            let room = buf.capacity() - buf.len();
+            match rd.try_read_buf(&mut buf) {
+                Ok(0) => return "client closed TCP connection".into(),
+                Ok(n) => busy = n >= room,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return "client closed TCP connection".into(),
             }
         }
     }

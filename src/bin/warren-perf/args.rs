@@ -66,6 +66,10 @@ pub struct Args {
     #[arg(short = 'e', long)]
     pub exchange: Option<String>,
 
+    /// Binding key of every queue (default: the queue's name), e.g. a weight for x-consistent-hash
+    #[arg(long)]
+    pub binding_key: Option<String>,
+
     /// Topic scenario: bind queues with N distinct patterns (k.<i>.* / k.<i>.#), spread over the queues
     #[arg(long, default_value_t = 0)]
     pub topic_bindings: u32,

@@ -116,7 +116,8 @@ pub async fn declare(conn: &Connection, args: &Args) -> Result<Topology, BoxErro
                     table.insert("x-match".into(), AMQPValue::LongString("all".into()));
                     table.insert(HEADER_KEY.into(), AMQPValue::LongString(q.as_str().into()));
                 }
-                bindings.push((q.clone(), q.clone(), table));
+                let key = args.binding_key.clone().unwrap_or_else(|| q.clone());
+                bindings.push((q.clone(), key, table));
             }
         }
     }
