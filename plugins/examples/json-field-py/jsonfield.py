@@ -22,7 +22,7 @@ def field_of(body, field):
         return None
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except Exception:  # anything that is not a JSON document routes nowhere (never trap)
         return None
     if not isinstance(doc, dict) or field not in doc:
         return None
