@@ -279,3 +279,18 @@ async fn channel_flow_true_gets_flow_ok_and_false_is_540() {
     let _ = conn;
     b.stop().await;
 }
+
+/// Graceful shutdown (SIGTERM/SIGINT in warren-server): every connection gets
+/// connection.close 320 CONNECTION_FORCED before the broker stops.
+#[tokio::test]
+async fn shutdown_closes_connections_with_320() {
+    if std::env::var("WARREN_TEST_URL").is_ok_and(|u| !u.is_empty()) {
+        return; // needs to stop the broker itself
+    }
+    let b = TestBroker::start().await;
+    let mut c = b.raw_open().await;
+    let closing = tokio::spawn(async move { c.expect_connection_close().await });
+    b.stop().await;
+    let (code, text, _, _) = timeout(closing).await.unwrap();
+    assert_eq!((code, text.as_str()), (320, "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"));
+}
