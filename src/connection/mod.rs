@@ -262,6 +262,10 @@ impl Connection {
 
     fn cleanup(&mut self) {
         self.close_channels();
+        self.drop_exclusive_queues();
+    }
+
+    fn drop_exclusive_queues(&mut self) {
         for q in std::mem::take(&mut self.ctx.exclusive) {
             self.ctx.vhost.remove_queue(&q);
         }
@@ -331,7 +335,9 @@ impl Connection {
         match m {
             AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
                 tracing::debug!(conn = self.ctx.id, code = c.reply_code, "client closed connection: {}", c.reply_text.as_str());
+                // Exclusive queues are gone by the time the client sees close-ok (as in RabbitMQ).
                 self.close_channels();
+                self.drop_exclusive_queues();
                 self.send_close_ok();
                 Err(Stop::Done)
             }
