@@ -446,3 +446,4 @@ fn bench_route_costs() {
     route_key(&mut no_cache, "orders.region1.x").unwrap();
     println!("recreate instance + replay {} bindings: {:?}", keys.len(), t0.elapsed());
 }
+

@@ -21,7 +21,9 @@ def field_of(body, field):
     if body is None:
         return None
     try:
-        doc = json.loads(body)
+        # Decode as UTF-8 ourselves: json.loads(bytes) would guess UTF-16/32 from NUL bytes and
+        # look those codecs up, which aborts the stubbed interpreter inside the component.
+        doc = json.loads(bytes(body).decode("utf-8"))
     except Exception:  # anything that is not a JSON document routes nowhere (never trap)
         return None
     if not isinstance(doc, dict) or field not in doc:
