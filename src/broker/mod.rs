@@ -647,9 +647,29 @@ impl Vhost {
         view: &message::Message,
         queues: &mut Vec<Arc<Queue>>,
     ) -> Result<(), (String, String, crate::exchange_type::TypeFailure)> {
-        let mut dests = Vec::new();
-        exchange.route(view, &mut dests).map_err(|e| (exchange.name.clone(), exchange.kind.clone(), e))?;
-        let mut visited: Vec<*const Exchange> = vec![Arc::as_ptr(exchange)];
+        thread_local! {
+            // Reused destination list: routing allocates nothing per message in the common case.
+            static DESTS: std::cell::RefCell<Vec<Destination>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        DESTS.with(|cell| {
+            let mut dests = cell.take();
+            dests.clear();
+            let r = Self::route_into(exchange, view, queues, &mut dests);
+            dests.clear();
+            cell.replace(dests);
+            r
+        })
+    }
+
+    fn route_into(
+        exchange: &Arc<Exchange>,
+        view: &message::Message,
+        queues: &mut Vec<Arc<Queue>>,
+        dests: &mut Vec<Destination>,
+    ) -> Result<(), (String, String, crate::exchange_type::TypeFailure)> {
+        exchange.route(view, dests).map_err(|e| (exchange.name.clone(), exchange.kind.clone(), e))?;
+        // Exchanges already routed through (allocated only when e2e bindings are followed).
+        let mut visited: Vec<*const Exchange> = Vec::new();
         let mut i = 0;
         while i < dests.len() {
             match &dests[i] {
@@ -660,9 +680,9 @@ impl Vhost {
                 }
                 Destination::Exchange(x) => {
                     let x = x.clone();
-                    if !visited.contains(&Arc::as_ptr(&x)) && !x.is_deleted() {
+                    if !Arc::ptr_eq(&x, exchange) && !visited.contains(&Arc::as_ptr(&x)) && !x.is_deleted() {
                         visited.push(Arc::as_ptr(&x));
-                        x.route(view, &mut dests).map_err(|e| (x.name.clone(), x.kind.clone(), e))?;
+                        x.route(view, dests).map_err(|e| (x.name.clone(), x.kind.clone(), e))?;
                     }
                 }
             }
