@@ -189,10 +189,6 @@ impl Exchange {
         !self.state.lock().bindings.is_empty()
     }
 
-    pub fn factory(&self) -> Arc<dyn ExchangeTypeFactory> {
-        self.state.lock().factory.clone()
-    }
-
     /// Moves the exchange to another implementation of its type (a reloaded plugin, or a stand-in
     /// for a disabled one): a new router gets every binding replayed, then replaces the old one.
     /// On failure the old router keeps serving.

@@ -173,14 +173,6 @@ impl Queue {
         Some((r, inner.messages.len() as u32))
     }
 
-    pub fn message_count(&self) -> u32 {
-        self.inner.lock().messages.len() as u32
-    }
-
-    pub fn consumer_count(&self) -> u32 {
-        self.inner.lock().consumers.len() as u32
-    }
-
     pub fn counts(&self) -> (u32, u32) {
         let inner = self.inner.lock();
         (inner.messages.len() as u32, inner.consumers.len() as u32)
