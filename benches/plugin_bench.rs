@@ -31,7 +31,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("route: topic cache hit (1,000 bindings)", |b| {
         b.iter(|| {
             out.clear();
-            r.route(&MessageView { routing_key: "orders.region500.created", headers: None, body: None }, &mut out).unwrap();
+            r.route(&MessageView { routing_key: "orders.region500.created", headers: None, body: None, properties: None }, &mut out).unwrap();
             black_box(&out);
         })
     });
@@ -42,7 +42,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             k = (k + 1) % keys.len();
-            r.route(&MessageView { routing_key: &keys[k], headers: None, body: None }, &mut out).unwrap();
+            r.route(&MessageView { routing_key: &keys[k], headers: None, body: None, properties: None }, &mut out).unwrap();
             black_box(&out);
         })
     });
@@ -60,7 +60,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("route: headers call into Wasm (3 headers)", |b| {
         b.iter(|| {
             out.clear();
-            hr.route(&MessageView { routing_key: "", headers: Some(&h), body: None }, &mut out).unwrap();
+            hr.route(&MessageView { routing_key: "", headers: Some(&h), body: None, properties: None }, &mut out).unwrap();
             black_box(&out);
         })
     });

@@ -10,6 +10,7 @@
 //! `route` receives only the message. After a plugin crash or reload the core replays all bindings
 //! into a fresh router.
 
+use amq_protocol::protocol::basic::AMQPProperties as BasicProperties;
 use amq_protocol::types::FieldTable;
 
 /// Host-assigned number of one destination (queue or exchange) of one exchange.
@@ -21,6 +22,8 @@ pub struct RoutingInputs {
     pub routing_key: bool,
     pub headers: bool,
     pub body: bool,
+    /// The basic properties other than `headers` (message-id, timestamp, ...).
+    pub properties: bool,
 }
 
 /// Static description of an exchange type.
@@ -49,6 +52,8 @@ pub struct MessageView<'a> {
     pub routing_key: &'a str,
     pub headers: Option<&'a FieldTable>,
     pub body: Option<&'a [u8]>,
+    /// The message's basic properties (the host ignores their `headers` here: see `headers`).
+    pub properties: Option<&'a BasicProperties>,
 }
 
 /// A failure inside an exchange type (trap, time-out, memory cap). The core closes the publishing

@@ -152,6 +152,89 @@ async fn enable_declare_route_and_disable_consistent_hash() {
     b.stop().await;
 }
 
+/// Publishes `msgs` (routing key, properties) to `x` and returns how many landed in each queue.
+async fn spread(ch: &lapin::Channel, x: &str, qs: &[String], msgs: Vec<(String, lapin::BasicProperties)>) -> Vec<usize> {
+    let n = msgs.len();
+    for (i, (rk, props)) in msgs.into_iter().enumerate() {
+        publish_c(ch, x, &rk, i.to_string().as_bytes(), props).await;
+    }
+    let mut counts = Vec::new();
+    for q in qs {
+        counts.push(drain(ch, q).await.len());
+    }
+    assert_eq!(counts.iter().sum::<usize>(), n, "every message routed exactly once: {counts:?}");
+    counts
+}
+
+fn used(counts: &[usize]) -> usize {
+    counts.iter().filter(|c| **c > 0).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consistent_hash_on_a_header_or_a_message_property() {
+    use lapin::BasicProperties as P;
+    let b = Broker::start().await;
+    b.install("x-consistent-hash", &example("examples/consistent-hash/consistent-hash.wasm"));
+    let (code, _, err) = b.cli(&["enable", "x-consistent-hash"]);
+    assert_eq!(code, 0, "{err}");
+
+    // RabbitMQ 3.10's refusals, texts included.
+    for (args, text) in [
+        (
+            ft(&[("hash-header", lstr("h")), ("hash-property", lstr("message_id"))]),
+            "PRECONDITION_FAILED - hash-header and hash-property are mutually exclusive",
+        ),
+        (ft(&[("hash-property", lstr("app_id"))]), "PRECONDITION_FAILED - Unsupported property: app_id"),
+    ] {
+        let (_c, ch) = b.channel().await;
+        let e = declare(&ch, "bad", "x-consistent-hash", args).await.unwrap_err();
+        assert_eq!(amqp_error(&e).unwrap(), (406, text.to_string()));
+    }
+
+    let (_c, ch) = b.channel().await;
+    let mut queues = Vec::new();
+    for (x, args) in [
+        ("by-id", ft(&[("hash-property", lstr("message_id"))])),
+        ("by-corr", ft(&[("hash-property", lstr("correlation_id"))])),
+        ("by-ts", ft(&[("hash-property", lstr("timestamp"))])),
+        ("by-header", ft(&[("hash-header", lstr("user"))])),
+    ] {
+        declare(&ch, x, "x-consistent-hash", args).await.unwrap();
+        let qs = vec![shared_queue(&ch).await, shared_queue(&ch).await, shared_queue(&ch).await];
+        // weights 1 : 1 : 2
+        for (q, w) in qs.iter().zip(["50", "50", "100"]) {
+            bind(&ch, q, x, w).await;
+        }
+        queues.push((x, qs));
+    }
+    let user = |v: &str| ft(&[("user", lstr(v))]);
+    type Make = Box<dyn Fn(usize) -> P>;
+    let cases: Vec<(&str, Make, Make)> = vec![
+        // (exchange, property varying with i, property fixed)
+        ("by-id", Box::new(|i| P::default().with_message_id(format!("m-{i}").into())), Box::new(|_| P::default().with_message_id("m".into()))),
+        ("by-corr", Box::new(|i| P::default().with_correlation_id(format!("c-{i}").into())), Box::new(|_| P::default().with_correlation_id("c".into()))),
+        ("by-ts", Box::new(|i| P::default().with_timestamp(1_700_000_000 + i as u64)), Box::new(|_| P::default().with_timestamp(1_700_000_000))),
+        ("by-header", Box::new(move |i| P::default().with_headers(user(&format!("u-{i}")))), Box::new(move |_| P::default().with_headers(ft(&[("user", lstr("alice"))])))),
+    ];
+    for ((x, vary, fixed), (_, qs)) in cases.iter().zip(&queues) {
+        // the property decides: the same value with 30 different routing keys -> one queue ...
+        let c = spread(&ch, x, qs, (0..30).map(|i| (format!("rk-{i}"), fixed(i))).collect()).await;
+        assert_eq!(used(&c), 1, "{x}: same value, different keys: {c:?}");
+        // ... 600 values with one routing key spread over all three, by weight
+        let c = spread(&ch, x, qs, (0..600).map(|i| ("same-key".to_string(), vary(i))).collect()).await;
+        assert_eq!(used(&c), 3, "{x}: {c:?}");
+        assert!(c[2] > c[0] && c[2] > c[1] && c[2] > 200, "{x}: weight 2 gets most: {c:?}");
+        // ... and the same value again lands where it did
+        let again = spread(&ch, x, qs, (0..5).map(|i| (format!("other-{i}"), fixed(i))).collect()).await;
+        let first = spread(&ch, x, qs, (0..1).map(|i| ("z".to_string(), fixed(i))).collect()).await;
+        assert_eq!(again.iter().map(|n| n / 5).collect::<Vec<_>>(), first, "{x}");
+        // messages without the property or header go, as in RabbitMQ, all to one queue
+        let c = spread(&ch, x, qs, (0..30).map(|i| (format!("rk-{i}"), P::default())).collect()).await;
+        assert_eq!(used(&c), 1, "{x}: without the property: {c:?}");
+    }
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn c_random_exchange_routes_each_message_to_one_queue() {
     let b = Broker::start().await;
@@ -247,6 +330,26 @@ async fn bad_plugins_close_only_the_publishing_channel_with_541() {
     publish_c(&bystander, "hungry", "fine", b"2", Default::default()).await;
     let owner = confirm_channel(&c).await;
     assert_eq!(drain(&owner, &q).await, vec!["1", "2"]);
+
+    // `list --verbose` shows, from the running broker, who uses each plugin and what failed.
+    let (code, out, err) = b.cli(&["list", "--verbose"]);
+    assert_eq!(code, 0, "{err}");
+    let block = |name: &str| -> String {
+        let start = out.find(&format!("[E*] {name} ")).unwrap_or_else(|| panic!("{name} missing: {out}"));
+        out[start..].lines().take(5).collect::<Vec<_>>().join("\n")
+    };
+    let lp = block("fixture-loop");
+    assert!(lp.contains("Exchanges:   \t'/':'looping'"), "{lp}");
+    assert!(lp.contains("Failures:    \ttrap 0, timeout 1, out of memory 0"), "{lp}");
+    assert!(lp.contains("Rebuilds:    \t1") && lp.contains("Reloads:     \t0"), "{lp}");
+    let hog = block("fixture-hog");
+    assert!(hog.contains("'/':'hungry'") && hog.contains("trap 0, timeout 0, out of memory 1"), "{hog}");
+    assert!(hog.contains("Rebuilds:    \t1"), "{hog}");
+    // the built-ins are listed with their exchanges (amq.* included) and no failures
+    assert!(out.contains("'/':'amq.topic'") && out.contains("trap 0, timeout 0, out of memory 0"), "{out}");
+    // without --verbose: one line per plugin
+    let (_, plain, _) = b.cli(&["list"]);
+    assert!(!plain.contains("Failures:"), "{plain}");
     b.stop().await;
 }
 
@@ -325,5 +428,12 @@ async fn hot_reload_under_load_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(out.contains(&hash_v3), "{out}");
+    // The reloads were counted: v2 and v3 (v2 may have been read as v3 already if its reload
+    // started late), not the rejected garbage.
+    let out = b.cli(&["list", "-v"]).1;
+    let at = out.find("[E*] x-consistent-hash").unwrap();
+    let block: String = out[at..].lines().take(5).collect::<Vec<_>>().join("\n");
+    assert!(block.contains("Reloads:     \t2") || block.contains("Reloads:     \t1"), "{block}");
+    assert!(block.contains("Exchanges:   \t'/':'ring'") && block.contains("trap 0, timeout 0"), "{block}");
     b.stop().await;
 }

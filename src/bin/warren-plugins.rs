@@ -28,7 +28,12 @@ struct Args {
 #[derive(Subcommand)]
 enum Cmd {
     /// Lists plugins: [E*] explicitly enabled and running, [e*] built in, [  ] available.
-    List,
+    List {
+        /// Also show, for each running plugin, the exchanges using its type and its counters
+        /// (failures by cause, instances rebuilt, reloads), from the running broker.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Enables plugins.
     Enable {
         #[arg(required = true)]
@@ -83,8 +88,9 @@ fn main() -> ExitCode {
     let known: BTreeSet<String> = available(&plugins_dir).into_iter().map(|(n, _)| n).collect();
 
     let (wanted, offline, force) = match &args.command {
-        Cmd::List => {
-            return match control::call(&data_dir, &Request { command: "plugins_list".into(), ..Default::default() }) {
+        Cmd::List { verbose } => {
+            let args = if *verbose { vec!["verbose".to_string()] } else { Vec::new() };
+            return match control::call(&data_dir, &Request { command: "plugins_list".into(), args, ..Default::default() }) {
                 Ok(r) if r.error.is_none() => {
                     println!("Listing plugins with pattern \".*\" ...");
                     println!(" Configured: E = explicitly enabled; e = implicitly enabled (built in)");
@@ -93,6 +99,14 @@ fn main() -> ExitCode {
                     for row in r.rows {
                         let cell = |i: usize| row.get(i).and_then(|v| v.as_str()).unwrap_or("").to_string();
                         println!("{} {:<24} {:<14} {:<14} {}", cell(0), cell(1), cell(2), cell(3), cell(4));
+                        if *verbose && row.len() >= 11 {
+                            let n = |i: usize| row[i].as_u64().unwrap_or(0);
+                            let xs = cell(5);
+                            println!("     Exchanges:   \t{}", if xs.is_empty() { "(none)".to_string() } else { xs });
+                            println!("     Failures:    \ttrap {}, timeout {}, out of memory {}", n(6), n(7), n(8));
+                            println!("     Rebuilds:    \t{}", n(9));
+                            println!("     Reloads:     \t{}", n(10));
+                        }
                     }
                     ExitCode::SUCCESS
                 }
@@ -103,6 +117,9 @@ fn main() -> ExitCode {
                 Err(_) => {
                     // No broker: list from the folder and the file.
                     println!("Listing plugins with pattern \".*\" ... (broker not running: nothing is marked running)");
+                    if *verbose {
+                        println!(" (exchanges and counters need a running broker)");
+                    }
                     for b in BUILTINS {
                         println!("[e ] {b:<24} exchange-type (built-in)");
                     }

@@ -214,6 +214,7 @@ impl Exchange {
             routing_key: &msg.routing_key,
             headers: if st.reads.headers { msg.properties.headers().as_ref() } else { None },
             body: if st.reads.body { Some(&msg.body) } else { None },
+            properties: if st.reads.properties { Some(&msg.properties) } else { None },
         };
         st.router.route(&view, &mut st.scratch)?;
         for id in &st.scratch {

@@ -1,7 +1,8 @@
-//! AMQP field tables (amq-protocol) to the WIT `field-table` and back (the parts needed).
+//! AMQP field tables and basic properties (amq-protocol) to their WIT forms (the parts needed).
 
-use super::bindings::warren::plugin::types::FieldValue;
-use amq_protocol::types::{AMQPValue, FieldTable, generation};
+use super::bindings::warren::plugin::types::{BasicProperties, FieldValue};
+use amq_protocol::protocol::basic::AMQPProperties;
+use amq_protocol::types::{AMQPValue, FieldTable, ShortString, generation};
 
 /// WIT form of a field table, sorted by name (a `BTreeMap` already is).
 pub(crate) fn table(t: &FieldTable) -> Vec<(String, FieldValue)> {
@@ -32,5 +33,25 @@ pub(crate) fn value(v: &AMQPValue) -> FieldValue {
             cookie_factory::gen_simple(generation::gen_field_array(a), Vec::new()).unwrap_or_default(),
         ),
         AMQPValue::Void => FieldValue::Void,
+    }
+}
+
+/// WIT form of a message's basic properties (all but `headers`, which travel separately).
+pub(crate) fn properties(p: &AMQPProperties) -> BasicProperties {
+    let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_string());
+    BasicProperties {
+        content_type: s(p.content_type()),
+        content_encoding: s(p.content_encoding()),
+        delivery_mode: *p.delivery_mode(),
+        priority: *p.priority(),
+        correlation_id: s(p.correlation_id()),
+        reply_to: s(p.reply_to()),
+        expiration: s(p.expiration()),
+        message_id: s(p.message_id()),
+        timestamp: *p.timestamp(),
+        type_: s(p.kind()),
+        user_id: s(p.user_id()),
+        app_id: s(p.app_id()),
+        cluster_id: s(p.cluster_id()),
     }
 }

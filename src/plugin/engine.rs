@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Result};
 
@@ -17,9 +17,11 @@ use wasmtime::{Config, Engine, ResourceLimiter, Result};
 pub struct PluginLimits {
     /// Cap on each linear memory of an instance (default 64 MiB).
     pub memory_bytes: usize,
-    /// Time limit of one guest call (default 10 ms). Enforced by epoch interruption with a
-    /// granularity of `tick`: a call is stopped after between `call_timeout` and
-    /// `call_timeout + tick`.
+    /// CPU-time limit of one guest call (default 10 ms): the CPU time of the calling thread,
+    /// so a call that is descheduled (CPU contention) is not charged for the time it waits.
+    /// Checked by epoch interruption with a granularity of `tick`: a call is stopped once it
+    /// has used between `call_timeout` and `call_timeout + 3 * tick` of CPU time, or after
+    /// [`WALL_FACTOR`] × `call_timeout` of wall-clock time, whichever comes first.
     pub call_timeout: Duration,
     /// Period of the epoch ticker thread (default 2 ms).
     pub tick: Duration,
@@ -36,6 +38,87 @@ impl Default for PluginLimits {
             tick: Duration::from_millis(2),
             route_cache_entries: 10_000,
         }
+    }
+}
+
+/// A call is stopped after this many times `call_timeout` of wall-clock time even if it used
+/// less CPU time than that (e.g. blocked in a host import, or never scheduled).
+pub const WALL_FACTOR: u32 = 10;
+
+/// CPU time consumed so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`). A system call
+/// (about 0.3 µs on bare metal, several µs in some VMs): only taken once a call has run for
+/// an epoch tick, never per call.
+pub(crate) fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: valid pointer to a timespec; CLOCK_THREAD_CPUTIME_ID exists on Linux and the BSDs.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Time accounting of the current guest call of one store (reset by every call).
+#[derive(Debug, Default)]
+pub(crate) struct CallClock {
+    /// Thread CPU time and wall clock when the first epoch deadline of the call was reached
+    /// (at most one tick after the call started): CPU time is counted from there.
+    mark: Option<(Duration, Instant)>,
+    /// Set when the deadline callback stopped the call: why.
+    pub(crate) stopped: Option<Stopped>,
+}
+
+/// Why the deadline callback stopped a call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Stopped {
+    /// Used `call_timeout` of CPU time (the time used).
+    Cpu(Duration),
+    /// Ran `WALL_FACTOR * call_timeout` of wall-clock time (wall time, CPU time used).
+    Wall(Duration, Duration),
+}
+
+impl CallClock {
+    /// Before each call (and instantiation): nothing measured yet.
+    pub(crate) fn reset(&mut self) {
+        self.mark = None;
+        self.stopped = None;
+    }
+}
+
+/// The epoch-deadline callback of every store: decides, each time the deadline is reached,
+/// whether the call has used up its CPU time (or its wall-clock allowance) or may go on, and
+/// for how many ticks. The first deadline comes one tick after the call starts (see
+/// [`FIRST_DEADLINE`]); only calls that run that long ever get here.
+pub(crate) fn on_deadline(clock: &mut CallClock, limits: &PluginLimits) -> Result<wasmtime::UpdateDeadline> {
+    let tick = limits.effective_tick();
+    let ticks = |d: Duration| (d.as_nanos().div_ceil(tick.as_nanos()) as u64).max(1);
+    let cpu = thread_cpu_time();
+    let wall_cap = limits.call_timeout * WALL_FACTOR;
+    let Some((cpu0, wall0)) = clock.mark else {
+        clock.mark = Some((cpu, Instant::now()));
+        return Ok(wasmtime::UpdateDeadline::Continue(ticks(limits.call_timeout)));
+    };
+    let used = cpu.saturating_sub(cpu0);
+    let wall = wall0.elapsed();
+    if used >= limits.call_timeout {
+        clock.stopped = Some(Stopped::Cpu(used));
+        return Err(wasmtime::Trap::Interrupt.into());
+    }
+    if wall >= wall_cap {
+        clock.stopped = Some(Stopped::Wall(wall, used));
+        return Err(wasmtime::Trap::Interrupt.into());
+    }
+    // CPU time cannot advance faster than wall time: nothing can be over before this.
+    let next = (limits.call_timeout - used).min(wall_cap - wall);
+    Ok(wasmtime::UpdateDeadline::Continue(ticks(next)))
+}
+
+/// Epoch deadline set at the start of every call: the next tick.
+pub(crate) const FIRST_DEADLINE: u64 = 1;
+
+impl PluginLimits {
+    pub(crate) fn effective_tick(&self) -> Duration {
+        self.tick.max(Duration::from_micros(100))
     }
 }
 
@@ -72,6 +155,7 @@ impl ResourceLimiter for MemLimiter {
 /// State of one plugin `Store`: what the `host` imports need.
 pub struct HostState {
     pub(crate) limiter: MemLimiter,
+    pub(crate) clock: CallClock,
     pub(crate) plugin: Arc<str>,
     pub(crate) config: Arc<HashMap<String, String>>,
     rng: u64,
@@ -81,6 +165,7 @@ impl HostState {
     pub(crate) fn new(plugin: Arc<str>, config: Arc<HashMap<String, String>>, memory_bytes: usize) -> Self {
         HostState {
             limiter: MemLimiter { cap: memory_bytes, hit: false },
+            clock: CallClock::default(),
             plugin,
             config,
             rng: rand::random::<u64>() | 1,
@@ -133,8 +218,6 @@ pub(crate) struct EngineInner {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<HostState>,
     pub(crate) limits: PluginLimits,
-    /// Epoch ticks a call may run (set before every call).
-    pub(crate) deadline_ticks: u64,
     cache_dir: Option<PathBuf>,
 }
 
@@ -156,9 +239,7 @@ impl PluginEngine {
         let mut linker = Linker::new(&engine);
         ExchangeType::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(err)?;
 
-        let tick = limits.tick.max(Duration::from_micros(100));
-        let ticks = limits.call_timeout.as_nanos().div_ceil(tick.as_nanos()) as u64;
-        let deadline_ticks = ticks.max(1) + 1; // the current tick may be almost over
+        let tick = limits.effective_tick();
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
@@ -178,7 +259,7 @@ impl PluginEngine {
                 LoadError::new("(engine)", format!("cannot create plugin cache {}: {e}", dir.display()))
             })?;
         }
-        Ok(PluginEngine { inner: Arc::new(EngineInner { engine, linker, limits, deadline_ticks, cache_dir }) })
+        Ok(PluginEngine { inner: Arc::new(EngineInner { engine, linker, limits, cache_dir }) })
     }
 
     pub fn limits(&self) -> &PluginLimits {

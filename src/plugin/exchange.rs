@@ -1,9 +1,9 @@
 //! Exchange types backed by Wasm components: the factory (one per loaded plugin) and the router
 //! (one per exchange).
 
-use super::bindings::warren::plugin::types::FieldValue;
+use super::bindings::warren::plugin::types::{FieldValue, RoutingInputs as WitReads};
 use super::bindings::{Binding, ExchangeType, ExchangeTypePre, MessageView as WitMessage};
-use super::engine::{CacheOutcome, EngineInner, HostState, PluginEngine};
+use super::engine::{CacheOutcome, EngineInner, FIRST_DEADLINE, HostState, PluginEngine, Stopped, WALL_FACTOR, on_deadline};
 use super::{LoadError, convert, error_text};
 use crate::exchange_type::{
     BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, RoutingInputs, TypeFailure,
@@ -13,6 +13,8 @@ use amq_protocol::types::FieldTable;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use wasmtime::Store;
 use wasmtime::Trap;
 
@@ -27,7 +29,10 @@ struct Shared {
     /// Memory cap of one instance: the engine's, or the plugin's `memory_limit_mib` setting.
     memory_bytes: usize,
     info: TypeInfo,
-    /// Cache `routing key -> destinations` (deterministic, reads neither headers nor body).
+    /// Failure and rebuild counters of the plugin (shared by its versions across reloads).
+    stats: Arc<PluginStats>,
+    /// Cache `routing key -> destinations` (deterministic, reads neither headers, body nor
+    /// properties): the default of a router until `create-exchange` narrows its reads.
     cacheable: bool,
 }
 
@@ -42,8 +47,9 @@ impl Shared {
         let state = HostState::new(self.plugin.clone(), self.config.clone(), self.memory_bytes);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.engine.deadline_ticks);
+        let limits = self.engine.limits.clone();
+        store.epoch_deadline_callback(move |mut ctx| on_deadline(&mut ctx.data_mut().clock, &limits));
+        store.set_epoch_deadline(FIRST_DEADLINE);
         let guest = self.pre.instantiate(&mut store)?;
         Ok(Live { store, guest })
     }
@@ -54,19 +60,72 @@ impl Shared {
         live: &mut Live,
         f: impl FnOnce(&ExchangeType, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, String> {
-        live.store.data_mut().limiter.hit = false;
-        live.store.set_epoch_deadline(self.engine.deadline_ticks);
+        let data = live.store.data_mut();
+        data.limiter.hit = false;
+        data.clock.reset();
+        live.store.set_epoch_deadline(FIRST_DEADLINE);
         f(&live.guest, &mut live.store).map_err(|e| {
             let text = error_text(&e);
+            let limit = self.engine.limits.call_timeout.as_millis();
+            let ms = |d: Duration| d.as_secs_f64() * 1e3;
+            let cause = if live.store.data().limiter.hit {
+                &self.stats.out_of_memory
+            } else if live.store.data().clock.stopped.is_some() || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                &self.stats.timeouts
+            } else {
+                &self.stats.traps
+            };
+            cause.fetch_add(1, Ordering::Relaxed);
             if live.store.data().limiter.hit {
                 format!("memory limit of {} MiB reached ({text})", self.memory_bytes >> 20)
+            } else if let Some(stopped) = live.store.data().clock.stopped {
+                match stopped {
+                    Stopped::Cpu(used) => format!("time limit of {limit} ms exceeded (CPU time {:.1} ms; {text})", ms(used)),
+                    Stopped::Wall(wall, used) => format!(
+                        "time limit of {limit} ms exceeded (wall-clock cap of {} ms: ran {:.1} ms, CPU time {:.1} ms; {text})",
+                        limit * WALL_FACTOR as u128,
+                        ms(wall),
+                        ms(used)
+                    ),
+                }
             } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                format!("time limit of {} ms exceeded ({text})", self.engine.limits.call_timeout.as_millis())
+                format!("time limit of {limit} ms exceeded ({text})")
             } else {
                 text
             }
         })
     }
+}
+
+/// Counters of one plugin, over all its exchanges and (kept by the plugin manager) across
+/// reloads. Failures of guest calls are counted by cause; a refusal (`err(text)`) is not a
+/// failure.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    /// Calls that trapped (other than by the time or memory limit).
+    pub traps: AtomicU64,
+    /// Calls stopped by the time limit.
+    pub timeouts: AtomicU64,
+    /// Calls that failed at the memory cap.
+    pub out_of_memory: AtomicU64,
+    /// Instances rebuilt (bindings replayed) after a failure.
+    pub rebuilds: AtomicU64,
+    /// Successful hot reloads of the plugin's file.
+    pub reloads: AtomicU64,
+}
+
+fn reads_of(flags: WitReads) -> RoutingInputs {
+    RoutingInputs {
+        routing_key: flags.contains(WitReads::ROUTING_KEY),
+        headers: flags.contains(WitReads::HEADERS),
+        body: flags.contains(WitReads::BODY),
+        properties: flags.contains(WitReads::PROPERTIES),
+    }
+}
+
+/// Routes may be cached by routing key: deterministic, and reading nothing but the key.
+fn cacheable(deterministic: bool, reads: RoutingInputs) -> bool {
+    deterministic && !reads.headers && !reads.body && !reads.properties
 }
 
 /// A loaded exchange-type plugin. Implements [`ExchangeTypeFactory`]: `create` makes one
@@ -86,6 +145,18 @@ impl PluginEngine {
         plugin: &str,
         wasm: &[u8],
         config: HashMap<String, String>,
+    ) -> Result<WasmExchangeType, LoadError> {
+        self.load_exchange_type_counted(plugin, wasm, config, Arc::default())
+    }
+
+    /// [`load_exchange_type`](Self::load_exchange_type), counting failures into `stats` (the
+    /// plugin manager passes the same counters to every version of a plugin).
+    pub fn load_exchange_type_counted(
+        &self,
+        plugin: &str,
+        wasm: &[u8],
+        config: HashMap<String, String>,
+        stats: Arc<PluginStats>,
     ) -> Result<WasmExchangeType, LoadError> {
         let (component, cache) = self.compile(plugin, wasm)?;
         let wrong_world = |e: wasmtime::Error| {
@@ -108,6 +179,7 @@ impl PluginEngine {
             memory_bytes,
             config: Arc::new(config),
             info: TypeInfo { name: String::new(), description: String::new(), reads: RoutingInputs::default(), deterministic: false },
+            stats,
             cacheable: false,
         };
         let mut live = shared
@@ -119,12 +191,8 @@ impl PluginEngine {
         if info.name.is_empty() {
             return Err(LoadError::new(plugin, "describe returned an empty type name"));
         }
-        let reads = RoutingInputs {
-            routing_key: info.reads.contains(super::bindings::warren::plugin::types::RoutingInputs::ROUTING_KEY),
-            headers: info.reads.contains(super::bindings::warren::plugin::types::RoutingInputs::HEADERS),
-            body: info.reads.contains(super::bindings::warren::plugin::types::RoutingInputs::BODY),
-        };
-        shared.cacheable = info.deterministic && !reads.headers && !reads.body;
+        let reads = reads_of(info.reads);
+        shared.cacheable = cacheable(info.deterministic, reads);
         shared.info = TypeInfo { name: info.name, description: info.description, reads, deterministic: info.deterministic };
         Ok(WasmExchangeType { shared: Arc::new(shared), scratch: Mutex::new(Some(live)), cache })
     }
@@ -144,6 +212,11 @@ impl WasmExchangeType {
         &self.shared.plugin
     }
 
+    /// The plugin's failure and rebuild counters.
+    pub fn stats(&self) -> &Arc<PluginStats> {
+        &self.shared.stats
+    }
+
     /// Whether the compiled code came from the on-disk cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
@@ -159,6 +232,9 @@ impl WasmExchangeType {
             bindings: Vec::new(),
             cache: HashMap::new(),
             failures: 0,
+            discarded: false,
+            reads: self.shared.info.reads,
+            cacheable: self.shared.cacheable,
         };
         r.ensure_live()?;
         Ok(r)
@@ -206,6 +282,12 @@ pub struct WasmRouter {
     /// routing key (or "" for types that read nothing) -> destinations
     cache: HashMap<String, Vec<DestinationId>>,
     failures: u64,
+    /// The instance was discarded after a failure (the next one counts as a rebuild).
+    discarded: bool,
+    /// What `route` reads for this exchange: `describe().reads`, narrowed by `create-exchange`.
+    reads: RoutingInputs,
+    /// This exchange's routes may be cached by routing key.
+    cacheable: bool,
 }
 
 impl WasmRouter {
@@ -225,6 +307,11 @@ impl WasmRouter {
         self.live = None;
     }
 
+    /// What `route` reads for this exchange (`describe().reads` narrowed by `create-exchange`).
+    pub fn reads(&self) -> RoutingInputs {
+        self.reads
+    }
+
     /// Entries in the route cache.
     pub fn cached_routes(&self) -> usize {
         self.cache.len()
@@ -232,6 +319,7 @@ impl WasmRouter {
 
     fn failure(&mut self, op: &str, text: String) -> TypeFailure {
         self.live = None;
+        self.discarded = true;
         self.cache.clear();
         self.failures += 1;
         let msg = format!("plugin {} exchange '{}' {op} failed: {text}", self.shared.plugin, self.exchange);
@@ -250,7 +338,23 @@ impl WasmRouter {
         };
         let exchange = self.exchange.clone();
         match self.shared.call(&mut live, |g, s| g.call_create_exchange(s, &exchange, &self.arguments)) {
-            Ok(Ok(())) => {}
+            Ok(Ok(narrowed)) => {
+                let all = self.shared.info.reads;
+                let reads = match narrowed.map(reads_of) {
+                    Some(r) => RoutingInputs {
+                        routing_key: all.routing_key && r.routing_key,
+                        headers: all.headers && r.headers,
+                        body: all.body && r.body,
+                        properties: all.properties && r.properties,
+                    },
+                    None => all,
+                };
+                if reads != self.reads {
+                    self.cache.clear();
+                }
+                self.reads = reads;
+                self.cacheable = cacheable(self.shared.info.deterministic, reads);
+            }
             Ok(Err(refused)) => return Err(self.failure("create-exchange", format!("refused: {refused}"))),
             Err(e) => return Err(self.failure("create-exchange", e)),
         }
@@ -263,6 +367,9 @@ impl WasmRouter {
         }
         if !self.bindings.is_empty() {
             tracing::debug!(exchange = %self.exchange, n = self.bindings.len(), "bindings replayed into a new instance");
+        }
+        if std::mem::take(&mut self.discarded) {
+            self.shared.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
         }
         self.live = Some(live);
         Ok(())
@@ -277,7 +384,7 @@ impl WasmRouter {
     }
 
     fn message(&self, msg: &MessageView<'_>) -> WitMessage {
-        let reads = self.shared.info.reads;
+        let reads = self.reads;
         WitMessage {
             routing_key: if reads.routing_key { msg.routing_key.to_string() } else { String::new() },
             headers: match (reads.headers, msg.headers) {
@@ -285,11 +392,12 @@ impl WasmRouter {
                 _ => Vec::new(),
             },
             body: if reads.body { msg.body.map(|b| b.to_vec()) } else { None },
+            properties: if reads.properties { msg.properties.map(convert::properties) } else { None },
         }
     }
 
     fn cache_key<'m>(&self, msg: &MessageView<'m>) -> &'m str {
-        if self.shared.info.reads.routing_key { msg.routing_key } else { "" }
+        if self.reads.routing_key { msg.routing_key } else { "" }
     }
 
     fn remember(&mut self, key: &str, dests: &[DestinationId]) {
@@ -309,7 +417,7 @@ impl WasmRouter {
         out.resize(msgs.len(), Vec::new());
         let mut todo: Vec<usize> = Vec::new();
         for (i, m) in msgs.iter().enumerate() {
-            match self.shared.cacheable.then(|| self.cache.get(self.cache_key(m))).flatten() {
+            match self.cacheable.then(|| self.cache.get(self.cache_key(m))).flatten() {
                 Some(d) => out[i].extend_from_slice(d),
                 None => todo.push(i),
             }
@@ -326,7 +434,7 @@ impl WasmRouter {
             return Err(self.failure("route-batch", format!("returned {} results for {} messages", res.len(), todo.len())));
         }
         for (&i, dests) in todo.iter().zip(res) {
-            if self.shared.cacheable {
+            if self.cacheable {
                 let key = self.cache_key(&msgs[i]);
                 self.remember(key, &dests);
             }
@@ -379,7 +487,7 @@ impl ExchangeRouter for WasmRouter {
     }
 
     fn route(&mut self, msg: &MessageView<'_>, out: &mut Vec<DestinationId>) -> Result<(), TypeFailure> {
-        if self.shared.cacheable {
+        if self.cacheable {
             if let Some(d) = self.cache.get(self.cache_key(msg)) {
                 out.extend_from_slice(d);
                 return Ok(());
@@ -391,7 +499,7 @@ impl ExchangeRouter for WasmRouter {
         let res = self.shared.call(live, |g, s| g.call_route(s, &view));
         let dests = res.map_err(|e| self.failure("route", e))?;
         out.extend_from_slice(&dests);
-        if self.shared.cacheable {
+        if self.cacheable {
             let key = self.cache_key(msg);
             self.remember(key, &dests);
         }

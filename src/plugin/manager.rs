@@ -8,7 +8,7 @@
 //! or missing at start stay declared with their bindings but route nothing until the plugin is
 //! enabled again; then their bindings are replayed into the plugin.
 
-use super::{PluginEngine, WasmExchangeType};
+use super::{PluginEngine, PluginStats, WasmExchangeType};
 use crate::admin::{Extension, Request, Response};
 use crate::broker::Broker;
 use crate::exchange_type::{BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, TypeFailure, TypeInfo};
@@ -38,6 +38,8 @@ pub struct PluginManager {
     settings: HashMap<String, HashMap<String, String>>,
     builtins: Vec<Arc<WasmExchangeType>>,
     loaded: Mutex<HashMap<String, Loaded>>,
+    /// Failure/rebuild/reload counters per plugin name, kept across reloads and disable/enable.
+    stats: Mutex<HashMap<String, Arc<PluginStats>>>,
     broker: Mutex<Weak<Broker>>,
     /// Keeps the folder watcher alive.
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
@@ -113,6 +115,7 @@ impl PluginManager {
             settings,
             builtins,
             loaded: Mutex::default(),
+            stats: Mutex::default(),
             broker: Mutex::new(Weak::new()),
             watcher: Mutex::default(),
         })
@@ -130,7 +133,11 @@ impl PluginManager {
     fn load_file(&self, name: &str, path: &Path) -> Result<Loaded, String> {
         let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let settings = self.settings.get(name).cloned().unwrap_or_default();
-        let t = self.engine.load_exchange_type(name, &bytes, settings).map_err(|e| format!("{}: {}", path.display(), e.message))?;
+        let stats = self.stats.lock().entry(name.to_string()).or_default().clone();
+        let t = self
+            .engine
+            .load_exchange_type_counted(name, &bytes, settings, stats)
+            .map_err(|e| format!("{}: {}", path.display(), e.message))?;
         Ok(Loaded { hash: hash_of(&bytes), factory: Arc::new(t) })
     }
 
@@ -268,6 +275,7 @@ impl PluginManager {
                 Err(e) => error!(plugin = %name, exchange = %x.name, "exchange kept the old version: {}", e.0),
             }
         }
+        new.factory.stats().reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         info!(plugin = %name, exchanges = moved, "plugin reloaded in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
         loaded.insert(name.to_string(), new);
     }
@@ -359,13 +367,32 @@ impl PluginManager {
             .expect("spawn plugin watcher");
     }
 
-    /// Rows for `warren-plugins list`: marker, name, version, kind, description.
-    fn list(&self) -> Response {
+    /// Rows for `warren-plugins list`: marker, name, version, kind, description; with `verbose`
+    /// also, for running plugins, the exchanges of its type and its counters (failures by
+    /// cause, instance rebuilds, reloads).
+    fn list(&self, broker: &Arc<Broker>, verbose: bool) -> Response {
         let enabled: BTreeSet<String> = read_enabled(&self.enabled_file).unwrap_or_default().into_iter().collect();
         let loaded = self.loaded.lock();
         let mut rows = Vec::new();
+        let details = |t: &WasmExchangeType| {
+            use std::sync::atomic::Ordering::Relaxed;
+            let xs: Vec<String> = exchanges_of_type(broker, &t.info().name).into_iter().map(|(v, x)| format!("'{v}':'{x}'")).collect();
+            let st = t.stats();
+            vec![
+                json!(xs.join(", ")),
+                json!(st.traps.load(Relaxed)),
+                json!(st.timeouts.load(Relaxed)),
+                json!(st.out_of_memory.load(Relaxed)),
+                json!(st.rebuilds.load(Relaxed)),
+                json!(st.reloads.load(Relaxed)),
+            ]
+        };
         for b in &self.builtins {
-            rows.push(vec![json!("[e*]"), json!(b.plugin()), json!(env!("CARGO_PKG_VERSION")), json!("exchange-type"), json!(format!("{} (built-in)", b.info().description))]);
+            let mut row = vec![json!("[e*]"), json!(b.plugin()), json!(env!("CARGO_PKG_VERSION")), json!("exchange-type"), json!(format!("{} (built-in)", b.info().description))];
+            if verbose {
+                row.extend(details(b));
+            }
+            rows.push(row);
         }
         for (name, path) in available(&self.dir) {
             let (marker, version, desc) = match loaded.get(&name) {
@@ -375,13 +402,19 @@ impl PluginManager {
                     (if enabled.contains(&name) { "[E ]" } else { "[  ]" }, hash, String::new())
                 }
             };
-            rows.push(vec![json!(marker), json!(name), json!(version), json!("exchange-type"), json!(desc)]);
+            let mut row = vec![json!(marker), json!(name), json!(version), json!("exchange-type"), json!(desc)];
+            if verbose {
+                if let Some(l) = loaded.get(&name) {
+                    row.extend(details(&l.factory));
+                }
+            }
+            rows.push(row);
         }
-        Response {
-            columns: ["marker", "name", "version", "kind", "description"].iter().map(|s| s.to_string()).collect(),
-            rows,
-            ..Default::default()
+        let mut columns = vec!["marker", "name", "version", "kind", "description"];
+        if verbose {
+            columns.extend(["exchanges", "traps", "timeouts", "out_of_memory", "rebuilds", "reloads"]);
         }
+        Response { columns: columns.iter().map(|s| s.to_string()).collect(), rows, ..Default::default() }
     }
 }
 
@@ -410,7 +443,7 @@ fn exchanges_of_type(broker: &Broker, ty: &str) -> Vec<(String, String)> {
 impl Extension for PluginManager {
     fn handle(&self, broker: &Arc<Broker>, req: &Request) -> Option<Response> {
         match req.command.as_str() {
-            "plugins_list" => Some(self.list()),
+            "plugins_list" => Some(self.list(broker, req.args.iter().any(|a| a == "verbose"))),
             // args: "force" or "noforce", then the complete new enabled set.
             "plugins_set" => {
                 let force = req.args.first().is_some_and(|a| a == "force");

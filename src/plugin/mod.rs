@@ -20,7 +20,7 @@ mod exchange;
 mod tests;
 
 pub use engine::{CacheOutcome, PluginEngine, PluginLimits};
-pub use exchange::{WasmExchangeType, WasmRouter};
+pub use exchange::{PluginStats, WasmExchangeType, WasmRouter};
 pub mod manager;
 
 /// Host bindings generated from `wit/` (world `exchange-type`).

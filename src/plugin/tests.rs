@@ -44,7 +44,7 @@ fn unbind(r: &mut dyn ExchangeRouter, dest: u32, key: &str, args: &FieldTable) {
 
 fn route_key(r: &mut dyn ExchangeRouter, key: &str) -> Result<Vec<u32>, crate::exchange_type::TypeFailure> {
     let mut out = Vec::new();
-    r.route(&MessageView { routing_key: key, headers: None, body: None }, &mut out)?;
+    r.route(&MessageView { routing_key: key, headers: None, body: None, properties: None }, &mut out)?;
     out.sort_unstable();
     out.dedup();
     Ok(out)
@@ -52,7 +52,7 @@ fn route_key(r: &mut dyn ExchangeRouter, key: &str) -> Result<Vec<u32>, crate::e
 
 fn route_headers(r: &mut dyn ExchangeRouter, headers: &FieldTable) -> Vec<u32> {
     let mut out = Vec::new();
-    r.route(&MessageView { routing_key: "", headers: Some(headers), body: None }, &mut out).unwrap();
+    r.route(&MessageView { routing_key: "", headers: Some(headers), body: None, properties: None }, &mut out).unwrap();
     out.sort_unstable();
     out.dedup();
     out
@@ -173,7 +173,7 @@ fn topic_route_batch_and_cache() {
     bind(&mut r, 2, "#.z", &none);
     let msgs: Vec<MessageView> = ["a.b", "y.z", "a.z", "q"]
         .iter()
-        .map(|k| MessageView { routing_key: k, headers: None, body: None })
+        .map(|k| MessageView { routing_key: k, headers: None, body: None, properties: None })
         .collect();
     let mut out = Vec::new();
     r.route_batch(&msgs, &mut out).unwrap();
@@ -263,8 +263,9 @@ fn infinite_loop_is_interrupted_and_instance_recreated() {
     let start = Instant::now();
     let err = route_key(&mut r, "loop").unwrap_err();
     let took = start.elapsed();
-    assert!(took < Duration::from_millis(100), "took {took:?}");
-    assert!(err.0.starts_with("plugin loop exchange '/:loop' route failed: time limit of 10 ms exceeded"), "{err}");
+    // 10 ms of CPU time; on a busy machine the wall-clock cap (10 x 10 ms) ends it at the latest
+    assert!(took < Duration::from_millis(400), "took {took:?}");
+    assert!(err.0.starts_with("plugin loop exchange '/:loop' route failed: time limit of 10 ms exceeded ("), "{err}");
     assert_eq!(r.failures(), 1);
     // the next call gets a fresh instance with the bindings replayed
     assert_eq!(route_key(&mut r, "ok").unwrap(), [1, 2, 3]);
@@ -273,6 +274,64 @@ fn infinite_loop_is_interrupted_and_instance_recreated() {
     let mut r2 = t.create_router("/:other", &none).unwrap();
     bind(&mut r2, 9, "", &none);
     assert_eq!(route_key(&mut r2, "ok").unwrap(), [9]);
+}
+
+/// A `tracing` writer that blocks for `SLEEP` on every write: a guest's `host.log` call then
+/// stalls the call for that long while using almost no CPU time.
+struct SleepyWriter;
+const SLEEP: Duration = Duration::from_millis(30);
+
+impl std::io::Write for SleepyWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::thread::sleep(SLEEP);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` with the sleepy writer as this thread's log subscriber.
+fn with_sleepy_log<R>(f: impl FnOnce() -> R) -> R {
+    let sub = tracing_subscriber::fmt().with_max_level(tracing::Level::INFO).with_writer(|| SleepyWriter).finish();
+    tracing::subscriber::with_default(sub, f)
+}
+
+#[test]
+fn time_limit_counts_cpu_time_not_a_wall_clock_stall() {
+    // The loop fixture's `log:N` key calls host.log N times: 2 x 30 ms of wall-clock time but
+    // well under 10 ms of CPU time. A wall-clock deadline (10 ms + a tick) interrupts it.
+    let e = engine();
+    let t = load(&e, "loop", LOOP);
+    let none = FieldTable::default();
+    let mut r = t.create_router("/:stall", &none).unwrap();
+    bind(&mut r, 1, "", &none);
+    let start = Instant::now();
+    let res = with_sleepy_log(|| route_key(&mut r, "log:2"));
+    let took = start.elapsed();
+    assert!(took >= 2 * SLEEP, "the log calls did not stall the call ({took:?}): the test proves nothing");
+    assert_eq!(res.unwrap(), [1], "stalled {took:?}");
+    assert_eq!(r.failures(), 0);
+    // a runaway loop on the same router is still stopped by its CPU time
+    let err = route_key(&mut r, "loop").unwrap_err();
+    assert!(err.0.contains("time limit of 10 ms exceeded (CPU time"), "{err}");
+}
+
+#[test]
+fn wall_clock_cap_ends_a_call_that_never_uses_its_cpu_time() {
+    // 100 log calls of 30 ms: 3 s of wall-clock time, almost no CPU time. The cap of
+    // 10 x 10 ms stops it after the log call that crosses 100 ms returns.
+    let e = engine();
+    let t = load(&e, "loop", LOOP);
+    let none = FieldTable::default();
+    let mut r = t.create_router("/:stall", &none).unwrap();
+    bind(&mut r, 1, "", &none);
+    let start = Instant::now();
+    let err = with_sleepy_log(|| route_key(&mut r, "log:100")).unwrap_err();
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(1000), "took {took:?}");
+    assert!(err.0.contains("time limit of 10 ms exceeded (wall-clock cap of 100 ms: ran"), "{err}");
+    assert_eq!(route_key(&mut r, "ok").unwrap(), [1]);
 }
 
 #[test]
@@ -381,7 +440,7 @@ fn bench_route_costs() {
     for (i, k) in keys.iter().enumerate() {
         bind(&mut with_cache, i as u32, k, &none);
     }
-    let msg = MessageView { routing_key: "orders.region500.created", headers: None, body: None };
+    let msg = MessageView { routing_key: "orders.region500.created", headers: None, body: None, properties: None };
     let mut out = Vec::with_capacity(8);
     let n = 200_000;
     for _ in 0..1000 {
@@ -414,7 +473,7 @@ fn bench_route_costs() {
     let direct = load(&nocache, "direct", builtin::DIRECT);
     let mut d = direct.create_router("/:d", &none).unwrap();
     bind(&mut d, 1, "k", &none);
-    let dm = MessageView { routing_key: "k", headers: None, body: None };
+    let dm = MessageView { routing_key: "k", headers: None, body: None, properties: None };
     let t0 = Instant::now();
     for _ in 0..n {
         out.clear();
@@ -425,7 +484,7 @@ fn bench_route_costs() {
     let mut h = headers.create_router("/:h", &none).unwrap();
     bind(&mut h, 1, "", &table(&[("x-match", s("any")), ("a", s("1"))]));
     let ht = table(&[("a", s("1")), ("b", s("2")), ("c", AMQPValue::LongInt(3))]);
-    let hm = MessageView { routing_key: "", headers: Some(&ht), body: None };
+    let hm = MessageView { routing_key: "", headers: Some(&ht), body: None, properties: None };
     let t0 = Instant::now();
     for _ in 0..n {
         out.clear();
@@ -447,3 +506,58 @@ fn bench_route_costs() {
     println!("recreate instance + replay {} bindings: {:?}", keys.len(), t0.elapsed());
 }
 
+
+const CONSISTENT_HASH: &[u8] = include_bytes!("../../plugins/examples/consistent-hash/consistent-hash.wasm");
+
+#[test]
+fn create_exchange_narrows_reads_and_properties_reach_the_guest() {
+    use amq_protocol::protocol::basic::AMQPProperties;
+    use crate::exchange_type::RoutingInputs;
+    let e = engine();
+    let t = load(&e, "x-consistent-hash", CONSISTENT_HASH);
+    let all = t.info().reads;
+    assert!(all.routing_key && all.headers && all.properties && !all.body, "{all:?}");
+    assert!(t.info().deterministic);
+    let none = FieldTable::default();
+
+    // No hash-header / hash-property: the exchange reads only the routing key, so its routes
+    // are cached although the type as a whole reads headers and properties.
+    let mut by_key = t.create_router("/:by-key", &none).unwrap();
+    assert_eq!(by_key.reads(), RoutingInputs { routing_key: true, ..Default::default() });
+    for d in 1..=4 {
+        bind(&mut by_key, d, "20", &none);
+    }
+    let a = route_key(&mut by_key, "k1").unwrap();
+    assert_eq!(route_key(&mut by_key, "k1").unwrap(), a);
+    assert_eq!(by_key.cached_routes(), 1);
+
+    // hash-property = message_id: reads only the properties, never cached; the message id
+    // decides, whatever the routing key.
+    let args = table(&[("hash-property", s("message_id"))]);
+    let mut by_id = t.create_router("/:by-id", &args).unwrap();
+    assert_eq!(by_id.reads(), RoutingInputs { properties: true, ..Default::default() });
+    for d in 1..=4 {
+        bind(&mut by_id, d, "20", &none);
+    }
+    let route_props = |r: &mut WasmRouter, rk: &str, p: &AMQPProperties| {
+        let mut out = Vec::new();
+        r.route(&MessageView { routing_key: rk, headers: None, body: None, properties: Some(p) }, &mut out).unwrap();
+        out
+    };
+    let m = AMQPProperties::default().with_message_id("order-17".into()).with_timestamp(5);
+    let first = route_props(&mut by_id, "a", &m);
+    assert_eq!(first.len(), 1);
+    let mut seen = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        assert_eq!(route_props(&mut by_id, &format!("rk{i}"), &m), first);
+        let other = AMQPProperties::default().with_message_id(format!("order-{i}").as_str().into());
+        seen.extend(route_props(&mut by_id, "a", &other));
+    }
+    assert_eq!(seen.len(), 4, "40 message ids spread over the 4 destinations: {seen:?}");
+    assert_eq!(by_id.cached_routes(), 0);
+
+    // the properties survive an instance rebuild (create-exchange is called again)
+    by_id.discard_instance();
+    assert_eq!(route_props(&mut by_id, "zz", &m), first);
+    assert_eq!(by_id.reads(), RoutingInputs { properties: true, ..Default::default() });
+}

@@ -5,7 +5,6 @@ wit_bindgen::generate!({ path: "../../wit", world: "exchange-type" });
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use warren::plugin::types::RoutingInputs;
 use warren_guest_common::DestSet;
 
 thread_local! {
@@ -36,8 +35,8 @@ impl Guest for Direct {
     fn validate(_arguments: FieldTable) -> Result<(), String> {
         Ok(())
     }
-    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<(), String> {
-        Ok(())
+    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        Ok(None)
     }
     fn delete_exchange() {}
     fn validate_binding(_b: Binding) -> Result<(), String> {

@@ -4,7 +4,6 @@
 wit_bindgen::generate!({ path: "../../wit", world: "exchange-type" });
 
 use std::cell::RefCell;
-use warren::plugin::types::RoutingInputs;
 use warren_guest_common::DestSet;
 
 thread_local! {
@@ -33,8 +32,8 @@ impl Guest for Fanout {
     fn validate(_arguments: FieldTable) -> Result<(), String> {
         Ok(())
     }
-    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<(), String> {
-        Ok(())
+    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        Ok(None)
     }
     fn delete_exchange() {}
     fn validate_binding(_b: Binding) -> Result<(), String> {

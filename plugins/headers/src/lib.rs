@@ -13,7 +13,7 @@ wit_bindgen::generate!({
 });
 
 use std::cell::RefCell;
-use warren::plugin::types::{FieldValue, RoutingInputs};
+use warren::plugin::types::FieldValue; // RoutingInputs is at the root (the world uses it)
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -215,8 +215,8 @@ impl Guest for Headers {
     fn validate(_arguments: FieldTable) -> Result<(), String> {
         Ok(())
     }
-    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<(), String> {
-        Ok(())
+    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        Ok(None)
     }
     fn delete_exchange() {}
     fn validate_binding(b: Binding) -> Result<(), String> {

@@ -6,7 +6,6 @@ wit_bindgen::generate!({ path: "../../wit", world: "exchange-type" });
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use warren::plugin::types::RoutingInputs;
 use warren_guest_common::{topic_words, DestSet};
 
 /// One trie node: the binding-key prefix that leads here.
@@ -120,8 +119,8 @@ impl Guest for Topic {
     fn validate(_arguments: FieldTable) -> Result<(), String> {
         Ok(())
     }
-    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<(), String> {
-        Ok(())
+    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        Ok(None)
     }
     fn delete_exchange() {}
     fn validate_binding(_b: Binding) -> Result<(), String> {
