@@ -36,8 +36,17 @@ def binding(dest, key, args=()):
     return rec(destination=dest, binding_key=key, arguments=list(args))
 
 
-def msg(rk="", headers=(), body=None):
-    return rec(routing_key=rk, headers=list(headers), body=body)
+PROPERTY_FIELDS = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id",
+                   "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id",
+                   "cluster_id")
+
+
+def props(**given):
+    return rec(**{f: given.get(f) for f in PROPERTY_FIELDS})
+
+
+def msg(rk="", headers=(), body=None, properties=None):
+    return rec(routing_key=rk, headers=list(headers), body=body, properties=properties)
 
 
 class Plugin:
@@ -90,13 +99,15 @@ def common(p, name, reads, deterministic):
 
 
 def test_consistent_hash(p):
-    common(p, "x-consistent-hash", {"routing-key", "headers"}, True)
+    common(p, "x-consistent-hash", {"routing-key", "headers", "properties"}, True)
     expect(p.call("validate", []) is None, "validate []")
     err = p.call("validate", [("hash-header", s("h")), ("hash-property", s("message_id"))])
-    expect("mutually exclusive" in err, err)
-    err = p.call("validate", [("hash-property", s("message_id"))])
-    expect("not supported" in err, err)
-    expect(p.call("create-exchange", "/:ch", []) is None, "create")
+    expect(err == "hash-header and hash-property are mutually exclusive", err)
+    expect(p.call("validate", [("hash-property", s("message_id"))]) is None, "message_id")
+    err = p.call("validate", [("hash-property", s("app_id"))])
+    expect(err == "Unsupported property: app_id", err)
+    r = p.call("create-exchange", "/:ch", [])
+    expect(r == {"routing-key"}, f"create narrows reads to the routing key: {r}")
     err = p.call("validate-binding", binding(1, "abc"))
     expect("not an integer" in err, err)
     print(f"  validate-binding 'abc': {err}")
@@ -121,14 +132,26 @@ def test_consistent_hash(p):
     expect(moved == only3, "only keys of the removed destination move")
     # hash-header
     p.new_instance()
-    expect(p.call("create-exchange", "/:ch2", [("hash-header", s("user"))]) is None, "create")
+    r = p.call("create-exchange", "/:ch2", [("hash-header", s("user"))])
+    expect(r == {"headers"}, f"create narrows reads to the headers: {r}")
     for d in (1, 2, 3):
         p.call("add-binding", binding(d, "5"))
     a = p.call("route", msg("x", [("user", s("alice"))]))
     b = p.call("route", msg("y", [("user", s("alice"))]))
     expect(a == b and len(a) == 1, "same header, same destination")
-    expect(p.call("route", msg("x")) == [], "no header, no route")
-    print(f"  hash-header: alice -> {a}, message without the header -> []")
+    none = {p.call("route", msg(f"k{i}"))[0] for i in range(20)}
+    expect(len(none) == 1, "no header: one fixed destination, as RabbitMQ")
+    print(f"  hash-header: alice -> {a}, messages without the header -> {none}")
+    # hash-property
+    p.new_instance()
+    r = p.call("create-exchange", "/:ch3", [("hash-property", s("message_id"))])
+    expect(r == {"properties"}, f"create narrows reads to the properties: {r}")
+    for d in (1, 2, 3):
+        p.call("add-binding", binding(d, "50"))
+    same = {p.call("route", msg(f"k{i}", properties=props(message_id="m")))[0] for i in range(20)}
+    spread = {p.call("route", msg("k", properties=props(message_id=f"m{i}")))[0] for i in range(60)}
+    expect(len(same) == 1 and len(spread) == 3, f"message_id decides: {same} {spread}")
+    print(f"  hash-property message_id: one id -> {same}, 60 ids -> {sorted(spread)}")
 
 
 def test_random(p):

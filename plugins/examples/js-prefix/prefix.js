@@ -51,7 +51,7 @@ export function describe() {
   return {
     name: 'x-prefix',
     description: 'routes to bindings whose key is a prefix of the routing key (x-prefix-match: all | longest)',
-    reads: { routingKey: true, headers: false, body: false },
+    reads: { routingKey: true, headers: false, body: false, properties: false },
     deterministic: true,
   };
 }
@@ -65,6 +65,8 @@ export function createExchange(exchange, args) {
   byPrefix = new Map();
   maxLen = 0;
   log('debug', `exchange ${exchange}: prefix match mode ${longest ? 'longest' : 'all'}`);
+  // option<routing-inputs>: undefined = what describe() says (the routing key)
+  return undefined;
 }
 
 export function deleteExchange() {

@@ -8,6 +8,7 @@ routed. Reads only the body; not deterministic (the routing key does not decide 
 so the host must not cache by key).
 """
 
+from typing import Optional
 import wit_world
 from wit_world.imports import types
 from wit_world.imports.host import LogLevel, log
@@ -41,11 +42,12 @@ class WitWorld(wit_world.WitWorld):
     def validate(self, arguments) -> None:
         _field_argument(arguments)
 
-    def create_exchange(self, exchange, arguments) -> None:
+    def create_exchange(self, exchange, arguments) -> Optional[types.RoutingInputs]:
         global _field, _bindings
         _field = _field_argument(arguments)
         _bindings = Bindings()
         log(LogLevel.DEBUG, f"exchange {exchange} routes on JSON field {_field!r}")
+        return None  # read what describe() says (the body)
 
     def delete_exchange(self) -> None:
         global _bindings

@@ -7,6 +7,9 @@
 # The C bindings in gen/ are committed. They are regenerated only when wit-bindgen-cli 0.61.1
 # is on PATH (cargo install wit-bindgen-cli --version 0.61.1 --locked, ~9 min):
 #   wit-bindgen c wit --world exchange-type --out-dir gen
+# and gen/WIT.sha256 then records the SHA-256 of wit/*.wit. Without wit-bindgen the build fails
+# if wit/ changed since (the committed bindings are stale). WARREN_CHECK_GEN=1 (build-all.sh
+# --check) also fails if regenerating changes any committed file in gen/.
 set -eu
 . "$(dirname "$0")/../tools.sh"
 HERE="$EXAMPLES/random-c"
@@ -14,11 +17,28 @@ OUTDIR="$EXAMPLES/target/random-c"
 start=$(date +%s)
 mkdir -p "$OUTDIR"
 
-if command -v wit-bindgen >/dev/null 2>&1; then
-    if wit-bindgen --version | grep -q ' 0\.61\.1'; then
-        wit-bindgen c "$REPO/wit" --world exchange-type --out-dir "$HERE/gen" >/dev/null
-    else
+# gen/WIT.sha256 records which wit/ the committed bindings were generated from.
+wit_sum=$(cat "$REPO"/wit/*.wit | sha256sum | cut -d' ' -f1)
+if command -v wit-bindgen >/dev/null 2>&1 && wit-bindgen --version | grep -q ' 0\.61\.1'; then
+    if [ "${WARREN_CHECK_GEN:-0}" = 1 ]; then rm -rf "$OUTDIR/gen.committed"; cp -r "$HERE/gen" "$OUTDIR/gen.committed"; fi
+    wit-bindgen c "$REPO/wit" --world exchange-type --out-dir "$HERE/gen" >/dev/null
+    echo "$wit_sum" > "$HERE/gen/WIT.sha256"
+    if [ "${WARREN_CHECK_GEN:-0}" = 1 ]; then
+        if ! diff -r "$OUTDIR/gen.committed" "$HERE/gen" >/dev/null; then
+            rm -rf "$OUTDIR/gen.committed"
+            echo "error: the committed random-c/gen/ differs from what wit-bindgen 0.61.1 generates from wit/: commit the regenerated files" >&2
+            exit 1
+        fi
+        rm -rf "$OUTDIR/gen.committed"
+    fi
+else
+    if command -v wit-bindgen >/dev/null 2>&1; then
         echo "note: $(wit-bindgen --version) is not 0.61.1; using the committed gen/" >&2
+    fi
+    if [ "$(cat "$HERE/gen/WIT.sha256" 2>/dev/null)" != "$wit_sum" ]; then
+        echo "error: random-c/gen/ was generated from another version of wit/ (gen/WIT.sha256 does not match);" >&2
+        echo "       regenerate it: cargo install wit-bindgen-cli --version 0.61.1 --locked, then run this script again" >&2
+        exit 1
     fi
 fi
 

@@ -50,8 +50,10 @@ bool exports_exchange_type_validate(exchange_type_field_table_t *arguments,
 
 bool exports_exchange_type_create_exchange(exchange_type_string_t *exchange,
                                            exchange_type_field_table_t *arguments,
+                                           exchange_type_option_routing_inputs_t *ret,
                                            exchange_type_string_t *err) {
   (void)err;
+  ret->is_some = false; /* read what describe() says (nothing) */
   exchange_type_string_free(exchange);
   exchange_type_field_table_free(arguments);
   clear_slots();

@@ -5,10 +5,14 @@
 //!   Several bindings to the same destination add their weights up.
 //! - A message goes to exactly one destination: the owner of the first ring point at or after
 //!   the hash of its routing key, wrapping round. With the exchange argument
-//!   `hash-header = NAME` the value of header NAME is hashed instead; a message without that
-//!   header is not routed.
-//! - `hash-property` (hash message_id, correlation_id or timestamp) is refused by `validate`:
-//!   `message-view` in warren:plugin@0.1.0 carries no message properties.
+//!   `hash-header = NAME` the value of header NAME is hashed instead, with
+//!   `hash-property = message_id | correlation_id | timestamp` that property (the timestamp as
+//!   decimal text). A message without that header or property goes, as in RabbitMQ, to one
+//!   fixed destination (its hash input is then the empty string). Both arguments together, or
+//!   another property, are refused with RabbitMQ 3.10's texts.
+//! - `describe` says it reads the routing key, headers and properties; `create-exchange` narrows
+//!   that per exchange to the one it hashes on, so the host caches the routes of an exchange
+//!   that hashes the routing key.
 //! - The hash is FNV-1a 64 + murmur3's finaliser (see `ring.rs`): the same key goes to the same
 //!   destination as long as the bindings (and the host's destination ids) stay the same.
 
@@ -17,17 +21,38 @@ wit_bindgen::generate!({ path: "../../../wit", world: "exchange-type" });
 mod ring;
 
 use std::cell::RefCell;
-use warren::plugin::types::{FieldValue, RoutingInputs};
+use warren::plugin::types::FieldValue; // RoutingInputs is at the root (the world uses it)
+#[cfg(test)]
+use warren::plugin::types::BasicProperties;
 
 use ring::{Ring, hash_bytes, parse_weight};
 
 const HASH_HEADER: &str = "hash-header";
 const HASH_PROPERTY: &str = "hash-property";
+/// The properties `hash-property` may name (RabbitMQ's list).
+const PROPERTIES: [&str; 3] = ["message_id", "correlation_id", "timestamp"];
+
+/// What a message is hashed on (from the exchange arguments).
+#[derive(Debug, Clone, PartialEq, Default)]
+enum HashOn {
+    #[default]
+    RoutingKey,
+    /// `hash-header = NAME`
+    Header(String),
+    /// `hash-property = message_id | correlation_id | timestamp`
+    Property(Property),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Property {
+    MessageId,
+    CorrelationId,
+    Timestamp,
+}
 
 #[derive(Default)]
 struct State {
-    /// `hash-header` argument of the exchange; None: hash the routing key
-    hash_header: Option<String>,
+    hash_on: HashOn,
     ring: Ring,
 }
 
@@ -39,31 +64,24 @@ fn arg<'a>(args: &'a FieldTable, name: &str) -> Option<&'a FieldValue> {
     args.iter().find(|(k, _)| k == name).map(|(_, v)| v)
 }
 
-/// Checks the exchange arguments; returns the header to hash on, if any.
-fn parse_arguments(args: &FieldTable) -> Result<Option<String>, String> {
-    let header = arg(args, HASH_HEADER);
-    let property = arg(args, HASH_PROPERTY);
-    if header.is_some() && property.is_some() {
-        return Err(format!(
-            "x-consistent-hash: arguments {HASH_HEADER} and {HASH_PROPERTY} are mutually exclusive; give at most one"
-        ));
-    }
-    if let Some(p) = property {
-        let name = match p {
-            FieldValue::LongString(s) => s.as_str(),
-            _ => "?",
-        };
-        return Err(format!(
-            "x-consistent-hash: {HASH_PROPERTY} ({name}) is not supported by this plugin: Warren's plugin interface (warren:plugin@0.1.0) passes no message properties to exchange types; use {HASH_HEADER} or the routing key"
-        ));
-    }
-    match header {
+/// Checks the exchange arguments (RabbitMQ 3.10's rules and texts); returns what to hash on.
+/// RabbitMQ fails with an internal error (541) on a non-string argument; this refuses it.
+fn parse_arguments(args: &FieldTable) -> Result<HashOn, String> {
+    let string = |name: &str| match arg(args, name) {
         None => Ok(None),
-        Some(FieldValue::LongString(s)) if !s.is_empty() => Ok(Some(s.clone())),
-        Some(FieldValue::LongString(_)) => {
-            Err(format!("x-consistent-hash: {HASH_HEADER} must not be empty"))
-        }
-        Some(_) => Err(format!("x-consistent-hash: {HASH_HEADER} must be a string (a header name)")),
+        Some(FieldValue::LongString(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(format!("{name} must be a string")),
+    };
+    match (string(HASH_HEADER)?, string(HASH_PROPERTY)?) {
+        (Some(_), Some(_)) => Err(format!("{HASH_HEADER} and {HASH_PROPERTY} are mutually exclusive")),
+        (Some(h), None) => Ok(HashOn::Header(h)),
+        (None, Some(p)) => match PROPERTIES.iter().position(|x| *x == p) {
+            Some(0) => Ok(HashOn::Property(Property::MessageId)),
+            Some(1) => Ok(HashOn::Property(Property::CorrelationId)),
+            Some(_) => Ok(HashOn::Property(Property::Timestamp)),
+            None => Err(format!("Unsupported property: {p}")),
+        },
+        (None, None) => Ok(HashOn::RoutingKey),
     }
 }
 
@@ -85,15 +103,41 @@ fn header_bytes(v: &FieldValue) -> std::borrow::Cow<'_, [u8]> {
     }
 }
 
+/// The value hashed for a message. A message without the header or property named by the
+/// exchange is hashed on the empty string: like RabbitMQ (which hashes `undefined` then), all
+/// such messages go to one and the same destination.
+fn hash_input<'m>(on: &HashOn, msg: &'m MessageView) -> std::borrow::Cow<'m, [u8]> {
+    use std::borrow::Cow::{Borrowed, Owned};
+    let props = msg.properties.as_ref();
+    match on {
+        HashOn::RoutingKey => Borrowed(msg.routing_key.as_bytes()),
+        HashOn::Header(h) => arg(&msg.headers, h).map(header_bytes).unwrap_or(Borrowed(b"")),
+        HashOn::Property(Property::MessageId) => {
+            props.and_then(|p| p.message_id.as_deref()).map(|s| Borrowed(s.as_bytes())).unwrap_or(Borrowed(b""))
+        }
+        HashOn::Property(Property::CorrelationId) => {
+            props.and_then(|p| p.correlation_id.as_deref()).map(|s| Borrowed(s.as_bytes())).unwrap_or(Borrowed(b""))
+        }
+        // RabbitMQ hashes the decimal text of the timestamp
+        HashOn::Property(Property::Timestamp) => {
+            props.and_then(|p| p.timestamp).map(|t| Owned(t.to_string().into_bytes())).unwrap_or(Borrowed(b""))
+        }
+    }
+}
+
+/// What `route` reads for an exchange hashing on `on`: only the routing key unless the
+/// arguments name a header or a property (the host then caches the routes of routing-key
+/// exchanges).
+fn reads_for(on: &HashOn) -> RoutingInputs {
+    match on {
+        HashOn::RoutingKey => RoutingInputs::ROUTING_KEY,
+        HashOn::Header(_) => RoutingInputs::HEADERS,
+        HashOn::Property(_) => RoutingInputs::PROPERTIES,
+    }
+}
+
 fn route_one(state: &State, msg: &MessageView) -> Vec<DestinationId> {
-    let hash = match &state.hash_header {
-        None => hash_bytes(msg.routing_key.as_bytes()),
-        Some(h) => match arg(&msg.headers, h) {
-            Some(v) => hash_bytes(&header_bytes(v)),
-            None => return Vec::new(),
-        },
-    };
-    state.ring.lookup(hash).into_iter().collect()
+    state.ring.lookup(hash_bytes(&hash_input(&state.hash_on, msg))).into_iter().collect()
 }
 
 struct ConsistentHash;
@@ -102,10 +146,9 @@ impl Guest for ConsistentHash {
     fn describe() -> Info {
         Info {
             name: "x-consistent-hash".into(),
-            description: "consistent hashing: each message goes to one destination, chosen by the hash of its routing key (or of a header); binding key = weight".into(),
-            // static: headers are needed only with hash-header, but describe cannot depend on
-            // the exchange's arguments
-            reads: RoutingInputs::ROUTING_KEY | RoutingInputs::HEADERS,
+            description: "consistent hashing: each message goes to one destination, chosen by the hash of its routing key (or of a header or property); binding key = weight".into(),
+            // the most an exchange reads; create-exchange narrows it to what its arguments need
+            reads: RoutingInputs::ROUTING_KEY | RoutingInputs::HEADERS | RoutingInputs::PROPERTIES,
             deterministic: true,
         }
     }
@@ -114,14 +157,15 @@ impl Guest for ConsistentHash {
         parse_arguments(&arguments).map(|_| ())
     }
 
-    fn create_exchange(_exchange: String, arguments: FieldTable) -> Result<(), String> {
-        let header = parse_arguments(&arguments)?;
+    fn create_exchange(_exchange: String, arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        let hash_on = parse_arguments(&arguments)?;
+        let reads = reads_for(&hash_on);
         STATE.with(|s| {
             let mut s = s.borrow_mut();
-            s.hash_header = header;
+            s.hash_on = hash_on;
             s.ring.clear();
         });
-        Ok(())
+        Ok(Some(reads))
     }
 
     fn delete_exchange() {
@@ -169,32 +213,103 @@ mod tests {
 
     #[test]
     fn arguments() {
-        assert_eq!(parse_arguments(&vec![]), Ok(None));
-        assert_eq!(parse_arguments(&vec![(HASH_HEADER.into(), s("h"))]), Ok(Some("h".into())));
+        assert_eq!(parse_arguments(&vec![]), Ok(HashOn::RoutingKey));
+        assert_eq!(parse_arguments(&vec![(HASH_HEADER.into(), s("h"))]), Ok(HashOn::Header("h".into())));
         let both = vec![(HASH_HEADER.into(), s("h")), (HASH_PROPERTY.into(), s("message_id"))];
-        assert!(parse_arguments(&both).unwrap_err().contains("mutually exclusive"));
-        let prop = vec![(HASH_PROPERTY.into(), s("message_id"))];
-        assert!(parse_arguments(&prop).unwrap_err().contains("not supported"));
+        assert_eq!(parse_arguments(&both), Err("hash-header and hash-property are mutually exclusive".into()));
+        for (name, p) in [("message_id", Property::MessageId), ("correlation_id", Property::CorrelationId), ("timestamp", Property::Timestamp)] {
+            assert_eq!(parse_arguments(&vec![(HASH_PROPERTY.into(), s(name))]), Ok(HashOn::Property(p)));
+        }
+        let prop = vec![(HASH_PROPERTY.into(), s("app_id"))];
+        assert_eq!(parse_arguments(&prop), Err("Unsupported property: app_id".into()));
         assert!(parse_arguments(&vec![(HASH_HEADER.into(), FieldValue::Signed(1))]).is_err());
     }
 
-    #[test]
-    fn routes_on_header_or_key() {
-        let mut st = State::default();
-        st.ring.add(1, 10);
-        st.ring.add(2, 10);
-        let msg = |rk: &str, h: Option<&str>| MessageView {
+    fn msg(rk: &str, h: Option<&str>, props: Option<BasicProperties>) -> MessageView {
+        MessageView {
             routing_key: rk.into(),
             headers: h.map(|v| vec![("h".to_string(), s(v))]).unwrap_or_default(),
             body: None,
-        };
-        assert_eq!(route_one(&st, &msg("a", None)).len(), 1);
-        st.hash_header = Some("h".into());
-        assert!(route_one(&st, &msg("a", None)).is_empty());
-        let one = route_one(&st, &msg("x", Some("v")));
-        assert_eq!(one, route_one(&st, &msg("y", Some("v"))));
+            properties: props,
+        }
+    }
+
+    fn props(message_id: Option<&str>, correlation_id: Option<&str>, timestamp: Option<u64>) -> BasicProperties {
+        BasicProperties {
+            content_type: None,
+            content_encoding: None,
+            delivery_mode: None,
+            priority: None,
+            correlation_id: correlation_id.map(Into::into),
+            reply_to: None,
+            expiration: None,
+            message_id: message_id.map(Into::into),
+            timestamp,
+            type_: None,
+            user_id: None,
+            app_id: None,
+            cluster_id: None,
+        }
+    }
+
+    /// Ring of 8 destinations; `n` messages made by `f(i)` must land on more than one
+    /// destination iff `spread`.
+    fn spreads(st: &State, n: usize, f: impl Fn(usize) -> MessageView) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..n {
+            let d = route_one(st, &f(i));
+            assert_eq!(d.len(), 1);
+            seen.insert(d[0]);
+        }
+        seen.len()
+    }
+
+    fn ring8(hash_on: HashOn) -> State {
+        let mut st = State { hash_on, ring: Ring::default() };
+        for d in 0..8 {
+            st.ring.add(d, 50);
+        }
+        st
+    }
+
+    #[test]
+    fn routes_on_header() {
+        let st = ring8(HashOn::Header("h".into()));
+        // the routing key does not matter, the header does
+        assert_eq!(spreads(&st, 50, |i| msg(&format!("k{i}"), Some("v"), None)), 1);
+        assert!(spreads(&st, 50, |i| msg("k", Some(&format!("v{i}")), None)) > 4);
+        // without the header: one fixed destination, as RabbitMQ
+        assert_eq!(spreads(&st, 50, |i| msg(&format!("k{i}"), None, None)), 1);
         // header 42 and "42" hash alike
-        let n = MessageView { routing_key: String::new(), headers: vec![("h".into(), FieldValue::Signed(42))], body: None };
-        assert_eq!(route_one(&st, &n), route_one(&st, &msg("", Some("42"))));
+        let n = MessageView { routing_key: String::new(), headers: vec![("h".into(), FieldValue::Signed(42))], body: None, properties: None };
+        assert_eq!(route_one(&st, &n), route_one(&st, &msg("", Some("42"), None)));
+    }
+
+    #[test]
+    fn routes_on_properties() {
+        let st = ring8(HashOn::Property(Property::MessageId));
+        assert_eq!(spreads(&st, 50, |i| msg(&format!("k{i}"), None, Some(props(Some("m"), None, None)))), 1);
+        assert!(spreads(&st, 50, |i| msg("k", None, Some(props(Some(&format!("m{i}")), None, None)))) > 4);
+        assert_eq!(spreads(&st, 50, |i| msg(&format!("k{i}"), None, Some(props(None, Some(&format!("c{i}")), None)))), 1);
+        assert_eq!(spreads(&st, 50, |i| msg(&format!("k{i}"), None, None)), 1);
+        let st = ring8(HashOn::Property(Property::CorrelationId));
+        assert!(spreads(&st, 50, |i| msg("k", None, Some(props(None, Some(&format!("c{i}")), None)))) > 4);
+        let st = ring8(HashOn::Property(Property::Timestamp));
+        assert!(spreads(&st, 50, |i| msg("k", None, Some(props(None, None, Some(1000 + i as u64))))) > 4);
+        assert_eq!(spreads(&st, 50, |i| msg(&format!("k{i}"), None, Some(props(None, None, Some(7))))), 1);
+    }
+
+    #[test]
+    fn reads_follow_the_arguments() {
+        assert_eq!(reads_for(&HashOn::RoutingKey), RoutingInputs::ROUTING_KEY);
+        assert_eq!(reads_for(&HashOn::Header("h".into())), RoutingInputs::HEADERS);
+        assert_eq!(reads_for(&HashOn::Property(Property::Timestamp)), RoutingInputs::PROPERTIES);
+    }
+
+    #[test]
+    fn routes_on_routing_key() {
+        let st = ring8(HashOn::RoutingKey);
+        assert!(spreads(&st, 50, |i| msg(&format!("k{i}"), Some("v"), None)) > 4);
+        assert_eq!(spreads(&st, 50, |_| msg("k", None, None)), 1);
     }
 }

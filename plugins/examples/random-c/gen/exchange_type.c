@@ -226,9 +226,41 @@ void warren_plugin_types_binding_free(warren_plugin_types_binding_t *ptr) {
   warren_plugin_types_field_table_free(&ptr->arguments);
 }
 
+void exchange_type_option_u8_free(exchange_type_option_u8_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void exchange_type_option_u64_free(exchange_type_option_u64_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void warren_plugin_types_basic_properties_free(warren_plugin_types_basic_properties_t *ptr) {
+  exchange_type_option_string_free(&ptr->content_type);
+  exchange_type_option_string_free(&ptr->content_encoding);
+  exchange_type_option_u8_free(&ptr->delivery_mode);
+  exchange_type_option_u8_free(&ptr->priority);
+  exchange_type_option_string_free(&ptr->correlation_id);
+  exchange_type_option_string_free(&ptr->reply_to);
+  exchange_type_option_string_free(&ptr->expiration);
+  exchange_type_option_string_free(&ptr->message_id);
+  exchange_type_option_u64_free(&ptr->timestamp);
+  exchange_type_option_string_free(&ptr->type);
+  exchange_type_option_string_free(&ptr->user_id);
+  exchange_type_option_string_free(&ptr->app_id);
+  exchange_type_option_string_free(&ptr->cluster_id);
+}
+
 void exchange_type_option_list_u8_free(exchange_type_option_list_u8_t *ptr) {
   if (ptr->is_some) {
     exchange_type_list_u8_free(&ptr->val);
+  }
+}
+
+void warren_plugin_types_option_basic_properties_free(warren_plugin_types_option_basic_properties_t *ptr) {
+  if (ptr->is_some) {
+    warren_plugin_types_basic_properties_free(&ptr->val);
   }
 }
 
@@ -236,6 +268,7 @@ void warren_plugin_types_message_view_free(warren_plugin_types_message_view_t *p
   exchange_type_string_free(&ptr->routing_key);
   warren_plugin_types_field_table_free(&ptr->headers);
   exchange_type_option_list_u8_free(&ptr->body);
+  warren_plugin_types_option_basic_properties_free(&ptr->properties);
 }
 
 void exchange_type_info_free(exchange_type_info_t *ptr) {
@@ -256,6 +289,19 @@ void exchange_type_message_view_free(exchange_type_message_view_t *ptr) {
 
 void exchange_type_result_void_string_free(exchange_type_result_void_string_t *ptr) {
   if (!ptr->is_err) {
+  } else {
+    exchange_type_string_free(&ptr->val.err);
+  }
+}
+
+void exchange_type_option_routing_inputs_free(exchange_type_option_routing_inputs_t *ptr) {
+  if (ptr->is_some) {
+  }
+}
+
+void exchange_type_result_option_routing_inputs_string_free(exchange_type_result_option_routing_inputs_string_t *ptr) {
+  if (!ptr->is_err) {
+    exchange_type_option_routing_inputs_free(&ptr->val.ok);
   } else {
     exchange_type_string_free(&ptr->val.err);
   }
@@ -393,19 +439,30 @@ __attribute__((__export_name__("create-exchange")))
 uint8_t * __wasm_export_exports_exchange_type_create_exchange(uint8_t * arg, size_t arg0, uint8_t * arg1, size_t arg2) {
   exchange_type_string_t arg3 = (exchange_type_string_t) { (uint8_t*)(arg), (arg0) };
   exchange_type_field_table_t arg4 = (warren_plugin_types_field_table_t) { (warren_plugin_types_tuple2_string_field_value_t*)(arg1), (arg2) };
-  exchange_type_result_void_string_t ret;
+  exchange_type_result_option_routing_inputs_string_t ret;
+  exchange_type_option_routing_inputs_t ok;
   exchange_type_string_t err;
-  ret.is_err = !exports_exchange_type_create_exchange(&arg3, &arg4, &err);
+  ret.is_err = !exports_exchange_type_create_exchange(&arg3, &arg4, &ok, &err);
   if (ret.is_err) {
     ret.val.err = err;
   }
+  if (!ret.is_err) {
+    ret.val.ok = ok;
+  }
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   if ((ret).is_err) {
-    const exchange_type_string_t *payload5 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
-    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload5).len;
-    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload5).ptr;
+    const exchange_type_string_t *payload7 = &(ret).val.err;*((int8_t*)(ptr + 0)) = 1;
+    *((size_t*)(ptr + (2*sizeof(void*)))) = (*payload7).len;
+    *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) (*payload7).ptr;
   } else {
-    *((int8_t*)(ptr + 0)) = 0;
+    const exchange_type_option_routing_inputs_t *payload = &(ret).val.ok;*((int8_t*)(ptr + 0)) = 0;
+    if ((*payload).is_some) {
+      const exchange_type_routing_inputs_t *payload6 = &(*payload).val;
+      *((int8_t*)(ptr + sizeof(void*))) = 1;
+      *((int8_t*)(ptr + (1+1*sizeof(void*)))) = *payload6;
+    } else {
+      *((int8_t*)(ptr + sizeof(void*))) = 0;
+    }
   }
   return ptr;
 }
@@ -475,26 +532,211 @@ int32_t __wasm_export_exports_exchange_type_remove_binding(int32_t arg, uint8_t 
 }
 
 __attribute__((__export_name__("route")))
-uint8_t * __wasm_export_exports_exchange_type_route(uint8_t * arg, size_t arg0, uint8_t * arg1, size_t arg2, int32_t arg3, uint8_t * arg4, size_t arg5) {
+uint8_t * __wasm_export_exports_exchange_type_route(uint8_t * arg) {
   exchange_type_option_list_u8_t option;
-  switch (arg3) {
+  switch ((int32_t) *((uint8_t*) (arg + (4*sizeof(void*))))) {
     case 0: {
       option.is_some = false;
       break;
     }
     case 1: {
       option.is_some = true;
-      option.val = (exchange_type_list_u8_t) { (uint8_t*)(arg4), (arg5) };
+      option.val = (exchange_type_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (5*sizeof(void*))))), (*((size_t*) (arg + (6*sizeof(void*))))) };
       break;
     }
   }
-  exchange_type_message_view_t arg6 = (warren_plugin_types_message_view_t) {
-    (exchange_type_string_t) (exchange_type_string_t) { (uint8_t*)(arg), (arg0) },
-    (warren_plugin_types_field_table_t) (warren_plugin_types_field_table_t) { (warren_plugin_types_tuple2_string_field_value_t*)(arg1), (arg2) },
+  warren_plugin_types_option_basic_properties_t option13;
+  switch ((int32_t) *((uint8_t*) (arg + (8+6*sizeof(void*))))) {
+    case 0: {
+      option13.is_some = false;
+      break;
+    }
+    case 1: {
+      option13.is_some = true;
+      exchange_type_option_string_t option0;
+      switch ((int32_t) *((uint8_t*) (arg + (16+6*sizeof(void*))))) {
+        case 0: {
+          option0.is_some = false;
+          break;
+        }
+        case 1: {
+          option0.is_some = true;
+          option0.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+7*sizeof(void*))))), (*((size_t*) (arg + (16+8*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_string_t option1;
+      switch ((int32_t) *((uint8_t*) (arg + (16+9*sizeof(void*))))) {
+        case 0: {
+          option1.is_some = false;
+          break;
+        }
+        case 1: {
+          option1.is_some = true;
+          option1.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+10*sizeof(void*))))), (*((size_t*) (arg + (16+11*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_u8_t option2;
+      switch ((int32_t) *((uint8_t*) (arg + (16+12*sizeof(void*))))) {
+        case 0: {
+          option2.is_some = false;
+          break;
+        }
+        case 1: {
+          option2.is_some = true;
+          option2.val = (uint8_t) ((int32_t) *((uint8_t*) (arg + (17+12*sizeof(void*)))));
+          break;
+        }
+      }
+      exchange_type_option_u8_t option3;
+      switch ((int32_t) *((uint8_t*) (arg + (18+12*sizeof(void*))))) {
+        case 0: {
+          option3.is_some = false;
+          break;
+        }
+        case 1: {
+          option3.is_some = true;
+          option3.val = (uint8_t) ((int32_t) *((uint8_t*) (arg + (19+12*sizeof(void*)))));
+          break;
+        }
+      }
+      exchange_type_option_string_t option4;
+      switch ((int32_t) *((uint8_t*) (arg + (16+13*sizeof(void*))))) {
+        case 0: {
+          option4.is_some = false;
+          break;
+        }
+        case 1: {
+          option4.is_some = true;
+          option4.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+14*sizeof(void*))))), (*((size_t*) (arg + (16+15*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_string_t option5;
+      switch ((int32_t) *((uint8_t*) (arg + (16+16*sizeof(void*))))) {
+        case 0: {
+          option5.is_some = false;
+          break;
+        }
+        case 1: {
+          option5.is_some = true;
+          option5.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+17*sizeof(void*))))), (*((size_t*) (arg + (16+18*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_string_t option6;
+      switch ((int32_t) *((uint8_t*) (arg + (16+19*sizeof(void*))))) {
+        case 0: {
+          option6.is_some = false;
+          break;
+        }
+        case 1: {
+          option6.is_some = true;
+          option6.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+20*sizeof(void*))))), (*((size_t*) (arg + (16+21*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_string_t option7;
+      switch ((int32_t) *((uint8_t*) (arg + (16+22*sizeof(void*))))) {
+        case 0: {
+          option7.is_some = false;
+          break;
+        }
+        case 1: {
+          option7.is_some = true;
+          option7.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (16+23*sizeof(void*))))), (*((size_t*) (arg + (16+24*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_u64_t option8;
+      switch ((int32_t) *((uint8_t*) (arg + (24+24*sizeof(void*))))) {
+        case 0: {
+          option8.is_some = false;
+          break;
+        }
+        case 1: {
+          option8.is_some = true;
+          option8.val = (uint64_t) (*((int64_t*) (arg + (32+24*sizeof(void*)))));
+          break;
+        }
+      }
+      exchange_type_option_string_t option9;
+      switch ((int32_t) *((uint8_t*) (arg + (40+24*sizeof(void*))))) {
+        case 0: {
+          option9.is_some = false;
+          break;
+        }
+        case 1: {
+          option9.is_some = true;
+          option9.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (40+25*sizeof(void*))))), (*((size_t*) (arg + (40+26*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_string_t option10;
+      switch ((int32_t) *((uint8_t*) (arg + (40+27*sizeof(void*))))) {
+        case 0: {
+          option10.is_some = false;
+          break;
+        }
+        case 1: {
+          option10.is_some = true;
+          option10.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (40+28*sizeof(void*))))), (*((size_t*) (arg + (40+29*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_string_t option11;
+      switch ((int32_t) *((uint8_t*) (arg + (40+30*sizeof(void*))))) {
+        case 0: {
+          option11.is_some = false;
+          break;
+        }
+        case 1: {
+          option11.is_some = true;
+          option11.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (40+31*sizeof(void*))))), (*((size_t*) (arg + (40+32*sizeof(void*))))) };
+          break;
+        }
+      }
+      exchange_type_option_string_t option12;
+      switch ((int32_t) *((uint8_t*) (arg + (40+33*sizeof(void*))))) {
+        case 0: {
+          option12.is_some = false;
+          break;
+        }
+        case 1: {
+          option12.is_some = true;
+          option12.val = (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + (40+34*sizeof(void*))))), (*((size_t*) (arg + (40+35*sizeof(void*))))) };
+          break;
+        }
+      }
+
+      option13.val = (warren_plugin_types_basic_properties_t) {
+        (exchange_type_option_string_t) option0,
+        (exchange_type_option_string_t) option1,
+        (exchange_type_option_u8_t) option2,
+        (exchange_type_option_u8_t) option3,
+        (exchange_type_option_string_t) option4,
+        (exchange_type_option_string_t) option5,
+        (exchange_type_option_string_t) option6,
+        (exchange_type_option_string_t) option7,
+        (exchange_type_option_u64_t) option8,
+        (exchange_type_option_string_t) option9,
+        (exchange_type_option_string_t) option10,
+        (exchange_type_option_string_t) option11,
+        (exchange_type_option_string_t) option12,
+      };
+      break;
+    }
+  }
+  exchange_type_message_view_t arg14 = (warren_plugin_types_message_view_t) {
+    (exchange_type_string_t) (exchange_type_string_t) { (uint8_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
+    (warren_plugin_types_field_table_t) (warren_plugin_types_field_table_t) { (warren_plugin_types_tuple2_string_field_value_t*)(*((uint8_t **) (arg + (2*sizeof(void*))))), (*((size_t*) (arg + (3*sizeof(void*))))) },
     (exchange_type_option_list_u8_t) option,
+    (warren_plugin_types_option_basic_properties_t) option13,
   };
   exchange_type_list_destination_id_t ret;
-  exports_exchange_type_route(&arg6, &ret);
+  exports_exchange_type_route(&arg14, &ret);
+  free(arg);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   *((size_t*)(ptr + sizeof(void*))) = (ret).len;
   *((uint8_t **)(ptr + 0)) = (uint8_t *) (ret).ptr;
@@ -503,9 +745,9 @@ uint8_t * __wasm_export_exports_exchange_type_route(uint8_t * arg, size_t arg0, 
 
 __attribute__((__export_name__("route-batch")))
 uint8_t * __wasm_export_exports_exchange_type_route_batch(uint8_t * arg, size_t arg0) {
-  exchange_type_list_message_view_t arg1 = (exchange_type_list_message_view_t) { (exchange_type_message_view_t*)(arg), (arg0) };
+  exchange_type_list_message_view_t arg15 = (exchange_type_list_message_view_t) { (exchange_type_message_view_t*)(arg), (arg0) };
   exchange_type_list_list_destination_id_t ret;
-  exports_exchange_type_route_batch(&arg1, &ret);
+  exports_exchange_type_route_batch(&arg15, &ret);
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   *((size_t*)(ptr + sizeof(void*))) = (ret).len;
   *((uint8_t **)(ptr + 0)) = (uint8_t *) (ret).ptr;

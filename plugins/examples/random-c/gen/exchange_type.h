@@ -111,6 +111,9 @@ typedef uint8_t warren_plugin_types_routing_inputs_t;
 #define WARREN_PLUGIN_TYPES_ROUTING_INPUTS_HEADERS (1 << 1)
 // The message body.
 #define WARREN_PLUGIN_TYPES_ROUTING_INPUTS_BODY (1 << 2)
+// The message's basic properties other than `headers` (content-type, message-id,
+// timestamp, ...): see `basic-properties`.
+#define WARREN_PLUGIN_TYPES_ROUTING_INPUTS_PROPERTIES (1 << 3)
 
 // Static description of an exchange type, returned by `describe`.
 typedef struct warren_plugin_types_info_t {
@@ -118,7 +121,8 @@ typedef struct warren_plugin_types_info_t {
   exchange_type_string_t   name;
   // One line for `warren-plugins list` and the management UI.
   exchange_type_string_t   description;
-  // What `route` reads; see `routing-inputs`.
+  // What `route` reads; see `routing-inputs`. The most any exchange of the type reads:
+  // `create-exchange` can narrow it per exchange.
   warren_plugin_types_routing_inputs_t   reads;
   // True if the same inputs and the same bindings always give the same destinations.
   // For types that read only the routing key the host then caches
@@ -141,8 +145,57 @@ typedef struct warren_plugin_types_binding_t {
 
 typedef struct {
   bool is_some;
+  uint8_t val;
+} exchange_type_option_u8_t;
+
+typedef struct {
+  bool is_some;
+  uint64_t val;
+} exchange_type_option_u64_t;
+
+// The AMQP 0-9-1 basic properties of a message (the content header), except `headers`,
+// which `message-view` carries separately. Each field is `none` when the publisher did not
+// set that property. Short strings are not necessarily valid UTF-8 on the wire; the host
+// replaces invalid sequences with U+FFFD.
+typedef struct warren_plugin_types_basic_properties_t {
+  // `content-type`, a MIME type such as "application/json".
+  exchange_type_option_string_t   content_type;
+  // `content-encoding`, a MIME content encoding such as "gzip".
+  exchange_type_option_string_t   content_encoding;
+  // `delivery-mode`: 1 transient, 2 persistent (other values are passed as sent).
+  exchange_type_option_u8_t   delivery_mode;
+  // `priority`, 0..=255 on the wire (queues use 0..=9 by convention).
+  exchange_type_option_u8_t   priority;
+  // `correlation-id`, an application correlation identifier.
+  exchange_type_option_string_t   correlation_id;
+  // `reply-to`, the address (usually a queue name) to reply to.
+  exchange_type_option_string_t   reply_to;
+  // `expiration`, the per-message TTL as the publisher sent it: a decimal number of
+  // milliseconds, as text.
+  exchange_type_option_string_t   expiration;
+  // `message-id`, an application message identifier.
+  exchange_type_option_string_t   message_id;
+  // `timestamp`, seconds since the Unix epoch.
+  exchange_type_option_u64_t   timestamp;
+  // `type`, the application's message type name.
+  exchange_type_option_string_t   type;
+  // `user-id`, the publishing user as claimed by the publisher.
+  exchange_type_option_string_t   user_id;
+  // `app-id`, the publishing application.
+  exchange_type_option_string_t   app_id;
+  // `cluster-id` (deprecated in AMQP 0-9-1, still carried).
+  exchange_type_option_string_t   cluster_id;
+} warren_plugin_types_basic_properties_t;
+
+typedef struct {
+  bool is_some;
   exchange_type_list_u8_t val;
 } exchange_type_option_list_u8_t;
+
+typedef struct {
+  bool is_some;
+  warren_plugin_types_basic_properties_t val;
+} warren_plugin_types_option_basic_properties_t;
 
 // The parts of a message an exchange type may read. Parts not named in `info.reads`
 // are left empty (`""`, `[]`, `none`).
@@ -153,6 +206,8 @@ typedef struct warren_plugin_types_message_view_t {
   warren_plugin_types_field_table_t   headers;
   // The message body, only if `info.reads` has `body`.
   exchange_type_option_list_u8_t   body;
+  // The basic properties (all but `headers`), only if `info.reads` has `properties`.
+  warren_plugin_types_option_basic_properties_t   properties;
 } warren_plugin_types_message_view_t;
 
 typedef warren_plugin_types_info_t exchange_type_info_t;
@@ -165,12 +220,27 @@ typedef warren_plugin_types_message_view_t exchange_type_message_view_t;
 
 typedef warren_plugin_types_destination_id_t exchange_type_destination_id_t;
 
+typedef warren_plugin_types_routing_inputs_t exchange_type_routing_inputs_t;
+
 typedef struct {
   bool is_err;
   union {
     exchange_type_string_t err;
   } val;
 } exchange_type_result_void_string_t;
+
+typedef struct {
+  bool is_some;
+  exchange_type_routing_inputs_t val;
+} exchange_type_option_routing_inputs_t;
+
+typedef struct {
+  bool is_err;
+  union {
+    exchange_type_option_routing_inputs_t ok;
+    exchange_type_string_t err;
+  } val;
+} exchange_type_result_option_routing_inputs_string_t;
 
 typedef struct {
   exchange_type_destination_id_t *ptr;
@@ -201,7 +271,7 @@ extern uint64_t warren_plugin_host_random_u64(void);
 // Exported Functions from `exchange-type`
 void exports_exchange_type_describe(exchange_type_info_t *ret);
 bool exports_exchange_type_validate(exchange_type_field_table_t *arguments, exchange_type_string_t *err);
-bool exports_exchange_type_create_exchange(exchange_type_string_t *exchange, exchange_type_field_table_t *arguments, exchange_type_string_t *err);
+bool exports_exchange_type_create_exchange(exchange_type_string_t *exchange, exchange_type_field_table_t *arguments, exchange_type_option_routing_inputs_t *ret, exchange_type_string_t *err);
 void exports_exchange_type_delete_exchange(void);
 bool exports_exchange_type_validate_binding(exchange_type_binding_t *b, exchange_type_string_t *err);
 bool exports_exchange_type_add_binding(exchange_type_binding_t *b, exchange_type_string_t *err);
@@ -225,7 +295,15 @@ void warren_plugin_types_info_free(warren_plugin_types_info_t *ptr);
 
 void warren_plugin_types_binding_free(warren_plugin_types_binding_t *ptr);
 
+void exchange_type_option_u8_free(exchange_type_option_u8_t *ptr);
+
+void exchange_type_option_u64_free(exchange_type_option_u64_t *ptr);
+
+void warren_plugin_types_basic_properties_free(warren_plugin_types_basic_properties_t *ptr);
+
 void exchange_type_option_list_u8_free(exchange_type_option_list_u8_t *ptr);
+
+void warren_plugin_types_option_basic_properties_free(warren_plugin_types_option_basic_properties_t *ptr);
 
 void warren_plugin_types_message_view_free(warren_plugin_types_message_view_t *ptr);
 
@@ -238,6 +316,10 @@ void exchange_type_binding_free(exchange_type_binding_t *ptr);
 void exchange_type_message_view_free(exchange_type_message_view_t *ptr);
 
 void exchange_type_result_void_string_free(exchange_type_result_void_string_t *ptr);
+
+void exchange_type_option_routing_inputs_free(exchange_type_option_routing_inputs_t *ptr);
+
+void exchange_type_result_option_routing_inputs_string_free(exchange_type_result_option_routing_inputs_string_t *ptr);
 
 void exchange_type_list_destination_id_free(exchange_type_list_destination_id_t *ptr);
 
