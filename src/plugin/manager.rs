@@ -390,7 +390,7 @@ impl PluginManager {
         for b in &self.builtins {
             let mut row = vec![json!("[e*]"), json!(b.plugin()), json!(env!("CARGO_PKG_VERSION")), json!("exchange-type"), json!(format!("{} (built-in)", b.info().description))];
             if verbose {
-                row.extend(details(b));
+                row.extend(details(&**b));
             }
             rows.push(row);
         }
@@ -405,7 +405,7 @@ impl PluginManager {
             let mut row = vec![json!(marker), json!(name), json!(version), json!("exchange-type"), json!(desc)];
             if verbose {
                 if let Some(l) = loaded.get(&name) {
-                    row.extend(details(&l.factory));
+                    row.extend(details(&*l.factory));
                 }
             }
             rows.push(row);
