@@ -105,6 +105,7 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
                     .iter()
                     .map(|q| {
                         let (m, c) = q.counts();
+                        let (ram, ram_bytes, paged) = q.memory();
                         vec![
                             json!(q.name),
                             json!(m),
@@ -112,11 +113,14 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
                             json!(q.durable),
                             json!(q.auto_delete),
                             json!(q.exclusive_owner.is_some()),
+                            json!(ram),
+                            json!(ram_bytes),
+                            json!(paged),
                         ]
                     })
                     .collect();
                 select(
-                    &["name", "messages", "consumers", "durable", "auto_delete", "exclusive"],
+                    &["name", "messages", "consumers", "durable", "auto_delete", "exclusive", "messages_ram", "message_bytes_ram", "messages_paged_out"],
                     &["name", "messages"],
                     &req.args,
                     rows,

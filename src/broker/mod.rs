@@ -135,7 +135,7 @@ impl Broker {
         let mut v = self.vhosts.write();
         v.entry(name.to_owned())
             .or_insert_with(|| {
-                let vh = Arc::new(Vhost::new(name, self.store.clone()));
+                let vh = Arc::new(Vhost::new(name, self.store.clone(), self.config.storage.queue_ram_limit as usize));
                 for (n, t) in [
                     ("amq.direct", "direct"),
                     ("amq.fanout", "fanout"),
@@ -190,6 +190,8 @@ pub struct Vhost {
     pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     pub queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Option<Arc<Store>>,
+    /// Body bytes each durable queue keeps in memory ahead of its consumers.
+    queue_ram_limit: usize,
 }
 
 /// Parameters of exchange.declare.
@@ -342,8 +344,8 @@ fn validate_queue_args(args: &FieldTable, name: &str, vhost: &str) -> Result<(),
 }
 
 impl Vhost {
-    fn new(name: &str, store: Option<Arc<Store>>) -> Vhost {
-        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store }
+    fn new(name: &str, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
+        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit }
     }
 
     /// Runs a definition write if the object is durable and there is a store.
@@ -577,6 +579,7 @@ impl Vhost {
             d.exclusive.then_some(d.owner),
             d.arguments.clone(),
             stored,
+            self.queue_ram_limit,
         ));
         map.insert(d.name.into(), q.clone());
         Ok((q, 0, 0))

@@ -9,6 +9,8 @@
 //! reads/parses frames with `amq-protocol`.
 #![allow(dead_code)]
 
+pub mod process;
+
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame, WriteContext, gen_frame, parse_frame};
 use amq_protocol::protocol::{AMQPClass, basic, channel, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};

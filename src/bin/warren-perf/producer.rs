@@ -33,6 +33,8 @@ pub struct ProducerConfig {
     /// Max unconfirmed messages (0 = confirms off).
     pub confirm: usize,
     pub write_window: usize,
+    /// Stop after this many messages (0 = run until stopped).
+    pub messages: u64,
 }
 
 pub async fn connect(cfg: &ProducerConfig) -> Result<(Connection, Channel), BoxError> {
@@ -87,7 +89,7 @@ pub async fn run(cfg: ProducerConfig, conn: Connection, ch: Channel, start: Inst
     let mut inflight = FuturesUnordered::new();
     let tick = Duration::from_millis(100);
 
-    while !stopped() {
+    while !stopped() && (cfg.messages == 0 || published < cfg.messages) {
         if let Some(interval) = interval {
             // Interval-based limiter: message k is due at start + k/rate. When
             // behind, send back to back; when ahead, sleep until the next due
@@ -141,7 +143,9 @@ pub async fn run(cfg: ProducerConfig, conn: Connection, ch: Channel, start: Inst
             }
             Ok::<(), BoxError>(())
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        // A counted run waits for every confirm (it ends the run); a timed one gives them 2 s.
+        let grace = if cfg.messages > 0 && !stopped() { Duration::from_secs(600) } else { Duration::from_secs(2) };
+        let _ = tokio::time::timeout(grace, drain).await;
     }
     drop(inflight);
     // A broker still flooding deliveries (or holding writes under flow
