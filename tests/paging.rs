@@ -26,18 +26,24 @@ fn number(b: &[u8]) -> u32 {
     n
 }
 
-/// (messages, messages_ram, message_bytes_ram, messages_paged_out) of queue `q`.
-fn queue_memory(data: &Path, q: &str) -> (u64, u64, u64, u64) {
+/// The numeric `columns` of queue `q` in `warrenctl list_queues`.
+fn queue_columns(data: &Path, q: &str, columns: &[&str]) -> Vec<u64> {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
         .arg("--data-dir")
         .arg(data)
-        .args(["-q", "list_queues", "name", "messages", "messages_ram", "message_bytes_ram", "messages_paged_out"])
+        .args(["-q", "list_queues", "name"])
+        .args(columns)
         .output()
         .unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(out.status.success(), "warrenctl: {text} {}", String::from_utf8_lossy(&out.stderr));
     let line = text.lines().find(|l| l.split('\t').next() == Some(q)).unwrap_or_else(|| panic!("no {q} in {text}"));
-    let v: Vec<u64> = line.split('\t').skip(1).map(|f| f.trim().parse().unwrap()).collect();
+    line.split('\t').skip(1).map(|f| f.trim().parse().unwrap()).collect()
+}
+
+/// (messages, messages_ram, message_bytes_ram, messages_paged_out) of queue `q`.
+fn queue_memory(data: &Path, q: &str) -> (u64, u64, u64, u64) {
+    let v = queue_columns(data, q, &["messages", "messages_ram", "message_bytes_ram", "messages_paged_out"]);
     (v[0], v[1], v[2], v[3])
 }
 
@@ -80,6 +86,16 @@ async fn backlog_bodies_stay_on_disk_and_come_back_in_order_after_kill9() {
         assert_eq!(number(&d.data), expect);
         assert!(!d.redelivered);
         timeout(d.acker.ack(Default::default())).await.unwrap();
+    }
+    // 50 more are out (prefetch), unacked: messages = ready + unacknowledged, as RabbitMQ.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let depth = queue_columns(&data, "backlog", &["messages", "messages_ready", "messages_unacknowledged"]);
+        if depth == [2000, 1950, 50] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "queue depth {depth:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // Closing the channel puts its prefetched, unacked messages back at the head.
     timeout(ch.close(200, "bye".into())).await.unwrap();

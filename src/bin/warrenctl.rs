@@ -23,7 +23,7 @@ struct Args {
     /// Print only the rows, no header.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// The command (status, list_queues, list_exchanges, list_bindings, list_connections,
+    /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections,
     /// list_vhosts, purge_queue, delete_queue, close_connection) and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,

@@ -105,6 +105,8 @@ pub struct Queue {
     pub deleted: AtomicBool,
     /// Messages published into the queue (stats).
     pub published: AtomicU64,
+    /// Deliveries awaiting an ack (see `delivery::Unacked`).
+    pub unacked: AtomicU64,
     /// Store id and message log of a durable queue (persistent messages are written there).
     pub store: Option<(u64, MessageLog)>,
     /// Highest store sequence number known to be committed (its body may be paged out).
@@ -137,6 +139,7 @@ impl Queue {
             inner: Mutex::new(QueueInner { next_seq: 1, ..Default::default() }),
             deleted: AtomicBool::new(false),
             published: AtomicU64::new(0),
+            unacked: AtomicU64::new(0),
             store,
             committed: AtomicU64::new(0),
             appended: AtomicU64::new(0),

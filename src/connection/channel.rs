@@ -496,7 +496,7 @@ impl Channel {
         if g.no_ack {
             q.forget(ready.seq);
         } else {
-            st.unacked.push_back(Unacked { tag, queue: q.clone(), msg: msg.clone(), seq: ready.seq, consumer: None });
+            st.unacked.push_back(Unacked::new(tag, q.clone(), msg.clone(), ready.seq, None));
         }
         let m = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
             delivery_tag: tag,
@@ -862,8 +862,8 @@ fn requeue_grouped(unacked: Vec<Unacked>) {
     let mut by_queue: Vec<(Arc<Queue>, Vec<(Arc<Message>, u64)>)> = Vec::new();
     for u in unacked {
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, v)) => v.push((u.msg, u.seq)),
-            None => by_queue.push((u.queue, vec![(u.msg, u.seq)])),
+            Some((_, v)) => v.push((u.msg.clone(), u.seq)),
+            None => by_queue.push((u.queue.clone(), vec![(u.msg.clone(), u.seq)])),
         }
     }
     for (q, msgs) in by_queue {

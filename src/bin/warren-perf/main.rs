@@ -201,8 +201,10 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
     println!("--- warren-perf summary ({})", describe(args));
     println!("duration: {elapsed:.2}s, sent: {}, received: {}", fin.sent, fin.received);
     println!("sent: {sent_rate:.0} msg/s, received: {recv_rate:.0} msg/s");
+    let cl = Percentiles::of(&stats::CONFIRM_LATENCY.lock());
     if confirms {
         println!("confirmed: {conf_rate:.0} msg/s (nacked: {nacked})");
+        println!("confirm latency µs: p50 {} p95 {} p99 {} max {}", cl.p50, cl.p95, cl.p99, cl.max);
     }
     println!("latency µs: p50 {} p95 {} p99 {} max {}", p.p50, p.p95, p.p99, p.max);
     if args.json {
@@ -226,6 +228,7 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
             "received_rate": recv_rate.round(),
             "confirmed_rate": conf_rate.round(),
             "latency_us": {"p50": p.p50, "p95": p.p95, "p99": p.p99, "max": p.max},
+            "confirm_latency_us": {"p50": cl.p50, "p95": cl.p95, "p99": cl.p99, "max": cl.max},
             "errors": errors,
         });
         println!("{v}");

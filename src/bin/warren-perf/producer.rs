@@ -9,7 +9,7 @@
 //! messages without. Futures are first polled in push order, so frames (and
 //! confirm sequence numbers) keep the publish order.
 
-use crate::stats::{COUNTERS, now_ns, stopped};
+use crate::stats::{CONFIRM_LATENCY, COUNTERS, now_ns, stopped};
 use crate::topology::{BoxError, Target};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::{
@@ -55,7 +55,8 @@ async fn publish_one(
     confirm: bool,
 ) -> Result<(), BoxError> {
     let mut body = vec![0u8; size];
-    body[..8].copy_from_slice(&now_ns().to_le_bytes());
+    let sent_at = now_ns();
+    body[..8].copy_from_slice(&sent_at.to_le_bytes());
     let pending = ch
         .basic_publish(
             exchange.clone(),
@@ -67,7 +68,11 @@ async fn publish_one(
         .await?;
     COUNTERS.sent.fetch_add(1, Ordering::Relaxed);
     if confirm {
-        match pending.await? {
+        let confirmation = pending.await?;
+        if !stopped() {
+            CONFIRM_LATENCY.lock().saturating_record(((now_ns() - sent_at) / 1000).max(1));
+        }
+        match confirmation {
             Confirmation::Ack(_) => COUNTERS.confirmed.fetch_add(1, Ordering::Relaxed),
             Confirmation::Nack(_) => COUNTERS.nacked.fetch_add(1, Ordering::Relaxed),
             Confirmation::NotRequested => 0,
