@@ -221,6 +221,15 @@ fn warrenctl(data: &Path, args: &[&str]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
 }
 
+/// The AMQP port listens before the broker has opened its store; the control socket comes after.
+async fn wait_for_control_socket(data: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(data.join("warren.sock")).is_err() {
+        assert!(Instant::now() < deadline, "no control socket in {}", data.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[track_caller]
 fn ctl_ok(data: &Path, args: &[&str]) -> String {
     let (code, out) = warrenctl(data, args);
@@ -241,6 +250,7 @@ async fn users_vhosts_and_permissions_survive_sigkill() {
     let data = dir.path();
     let port = free_port();
     let s = Server::start(data, port).await;
+    wait_for_control_socket(data).await;
     for args in [
         &["add_user", "alice", "s3cret"][..],
         &["add_user", "bob", "pw"],
@@ -271,6 +281,7 @@ async fn users_vhosts_and_permissions_survive_sigkill() {
     s.kill9();
 
     let s = Server::start(data, port).await;
+    wait_for_control_socket(data).await;
     assert_eq!(
         ctl_ok(data, &["list_users", "-q"]),
         "user\ttags\nalice\t[monitoring, management]\ncarol\t[]\nguest\t[administrator]\n",
