@@ -52,14 +52,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-start_server() { # LOG
+start_server() { # LOG; sets pid and boot (seconds until the port accepted connections)
   port_open "$WARREN_PORT" && { echo "port $WARREN_PORT is in use" >&2; exit 1; }
   local t0; t0=$(date +%s.%N)
   "$SERVER" --amqp-port "$WARREN_PORT" --data-dir "$datadir" >"$1" 2>&1 &
   pid=$!
   for _ in $(seq 1 6000); do port_open "$WARREN_PORT" && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.01; done
   port_open "$WARREN_PORT" || { echo "warren-server did not start (see $1)" >&2; exit 1; }
-  python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)"
+  boot=$(python3 -c "import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))" "$t0" "$(date +%s.%N)")
 }
 
 # sample_rss PID FILE: writes the highest RSS (MiB) seen until the file .stop exists
@@ -90,14 +90,14 @@ drain() { # NAME URI BPID
   grep -E '^(duration|sent|received)' "$log" | sed 's/^/   /' >&2 || true
 }
 
-boot1=$(start_server "$outdir/warren-1.log")
+start_server "$outdir/warren-1.log"; boot1=$boot
 rss_idle=$(rss_mib "$pid")
 publish warren "$URI" "$pid"
 rss_after_pub=$(rss_mib "$pid")
 echo "== kill -9 and restart" >&2
 kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=
 db_mib=$(du -m "$datadir/warren.redb" | cut -f1)
-boot2=$(start_server "$outdir/warren-2.log")
+start_server "$outdir/warren-2.log"; boot2=$boot
 recovered=$(grep -o 'recovered [0-9]* durable queues and [0-9]* persistent messages in [0-9.]* ms' "$outdir/warren-2.log" || echo "n/a")
 rss_recovered=$(rss_mib "$pid")
 drain warren "$URI" "$pid"

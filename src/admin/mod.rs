@@ -2,7 +2,9 @@
 //! and, later, by plugins' admin imports. Requests and answers are JSON values, so every front end
 //! formats them its own way (tab-separated like rabbitmqctl, or JSON).
 
+pub mod cli;
 pub mod control;
+pub mod users;
 
 use crate::broker::Broker;
 use crate::broker::exchange::Destination;
@@ -32,6 +34,12 @@ pub struct Response {
     pub rows: Vec<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The exit code `warrenctl` returns with `error` (rabbitmqctl's; 70 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
+    /// Print `error` without rabbitmqctl's "Error:" line (e.g. `delete_vhost` of a missing vhost).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bare_error: bool,
 }
 
 impl Response {
@@ -72,6 +80,9 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
         if let Some(r) = e.handle(broker, req) {
             return r;
         }
+    }
+    if let Some(r) = users::handle(broker, req) {
+        return r;
     }
     let vhost_name = req.vhost.clone().unwrap_or_else(|| broker.config.auth.default_vhost.clone());
     let vhost = || broker.vhost(&vhost_name).ok_or_else(|| Response::error(format!("Virtual host '{vhost_name}' does not exist")));
