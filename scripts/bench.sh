@@ -9,6 +9,8 @@
 #   idle        1,000 idle connections (one channel each): broker RSS growth per 1,000 connections
 #   topic       topic exchange, 10,000 bindings over 2 queues, 1,000 routing keys (half match)
 #   persistent  1 KiB persistent messages, durable queue, --confirm 256, --prefetch 100, manual ack
+#   persistent10  the same with 10 producers: confirm latency p50/p99 and, for Warren, the group
+#               commit's batch sizes (warrenctl store_status before/after)
 #
 # Environment: DURATION (seconds per run, 10), WARREN_PORT (5674), RMQ_URI (the ref node on 5673),
 #   IDLE_CONNS (1000), SKIP_BUILD=1 (use existing release binaries), ONLY=warren|rabbitmq.
@@ -33,8 +35,8 @@ for s in "${scenarios[@]}"; do
   case $s in
     basic) expanded+=(throughput rate) ;;
     all) expanded+=(throughput rate idle topic persistent) ;;
-    throughput|rate|idle|topic|persistent) expanded+=("$s") ;;
-    *) echo "unknown scenario: $s (throughput rate basic idle topic persistent)" >&2; exit 2 ;;
+    throughput|rate|idle|topic|persistent|persistent10) expanded+=("$s") ;;
+    *) echo "unknown scenario: $s (throughput rate basic idle topic persistent persistent10)" >&2; exit 2 ;;
   esac
 done
 
@@ -49,7 +51,7 @@ rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; 
 if [ -z "${SKIP_BUILD:-}" ]; then
   echo "building release binaries..." >&2
   cargo build --release --bin warren-perf >&2
-  cargo build --release --bin warren-server >&2 || echo "warning: warren-server did not build" >&2
+  cargo build --release --bin warren-server --bin warrenctl >&2 || echo "warning: warren-server did not build" >&2
 fi
 
 outdir=$root/target/bench/$(date +%Y%m%d-%H%M%S)
@@ -189,6 +191,29 @@ run_persistent() {
   done
 }
 
+# store_stat KEY: a counter of Warren's store writer (warrenctl store_status)
+store_stat() {
+  "$root/target/release/warrenctl" --data-dir "$datadir" -q store_status 2>/dev/null | awk -F'\t' -v k="$1" '$1 == k {print $2}'
+}
+
+run_persistent10() {
+  for b in "${brokers[@]}"; do
+    local c0=0 o0=0
+    if [ "$b" = warren ]; then c0=$(store_stat batches); o0=$(store_stat ops); fi
+    perf persistent10 "$b" --producers 10 --consumers 1 --queues 1 --size 1024 --persistent \
+      --confirm 256 --prefetch 100 --multi-ack 1
+    results[persistent10.conf.$b]=$(json_get "$outdir/persistent10-$b.log" confirmed_rate)
+    results[persistent10.recv.$b]=$(json_get "$outdir/persistent10-$b.log" received_rate)
+    results[persistent10.cp50.$b]=$(json_get "$outdir/persistent10-$b.log" confirm_latency_us.p50)
+    results[persistent10.cp99.$b]=$(json_get "$outdir/persistent10-$b.log" confirm_latency_us.p99)
+    if [ "$b" = warren ]; then
+      local c1 o1; c1=$(store_stat batches); o1=$(store_stat ops)
+      results[persistent10.batch.$b]=$(awk -v c=$((c1 - c0)) -v o=$((o1 - o0)) 'BEGIN{ if (c > 0) printf "%.0f", o/c; else print "n/a" }')
+      "$root/target/release/warrenctl" --data-dir "$datadir" store_status >"$outdir/persistent10-warren-store.txt" 2>&1 || true
+    fi
+  done
+}
+
 for s in "${expanded[@]}"; do "run_$s"; done
 
 # --- table ---------------------------------------------------------------------------------------
@@ -226,6 +251,12 @@ table() {
         row persistent conf "confirmed msg/s (1 KiB, confirm 256)" higher
         row persistent recv "received msg/s (prefetch 100, manual ack)" higher
         row persistent p99 "p99 latency µs" lower ;;
+      persistent10)
+        row persistent10 conf "confirmed msg/s (10 producers, 1 KiB, confirm 256 each)" higher
+        row persistent10 recv "delivered msg/s" higher
+        row persistent10 cp50 "confirm latency p50 µs" lower
+        row persistent10 cp99 "confirm latency p99 µs" lower
+        row persistent10 batch "store ops per group commit (Warren)" info ;;
     esac
   done
   echo

@@ -50,6 +50,9 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Publishers are blocked when free disk space falls below this many bytes.
     pub disk_free_limit: u64,
+    /// Message body bytes a durable queue keeps in memory ahead of its consumers; beyond it the
+    /// bodies of persistent messages stay on disk until consumers get near them.
+    pub queue_ram_limit: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -108,7 +111,7 @@ impl Default for AuthConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: PathBuf::from("./data"), disk_free_limit: 50_000_000 }
+        StorageConfig { data_dir: PathBuf::from("./data"), disk_free_limit: 50_000_000, queue_ram_limit: 8 << 20 }
     }
 }
 

@@ -22,15 +22,17 @@ pub struct ServerHandle {
 /// Starts a broker with `config` on the current tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     let addr = format!("{}:{}", config.amqp.bind, config.amqp.port);
-    let listener = TcpListener::bind(&addr).await?;
-    let amqp_addr = listener.local_addr()?;
     let data_dir = config.storage.data_dir.clone();
+    // Recovery first, as RabbitMQ: once the port accepts connections, every durable object and
+    // message is back and the control socket answers.
     let broker = Broker::open(config).map_err(std::io::Error::other)?;
     let mut extensions: Vec<Arc<dyn crate::admin::Extension>> = Vec::new();
     if let Some(p) = broker.plugins.read().clone() {
         extensions.push(p);
     }
     crate::admin::control::start(broker.clone(), extensions, &data_dir)?;
+    let listener = TcpListener::bind(&addr).await?;
+    let amqp_addr = listener.local_addr()?;
     info!(%amqp_addr, "started TCP listener for AMQP 0-9-1");
     let (stop, mut stopped) = watch::channel(false);
     let b = broker.clone();

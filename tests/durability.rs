@@ -208,3 +208,107 @@ async fn confirmed_messages_survive_sigkill_at_several_points() {
         eprintln!("round {round}: killed after {kill_after_ms} ms, {} confirmed, {} recovered", confirmed.len(), got.len());
     }
 }
+
+/// Runs the real `warrenctl` against the server's data directory; (exit code, stdout).
+fn warrenctl(data: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run warrenctl");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
+
+/// The AMQP port listens before the broker has opened its store; the control socket comes after.
+async fn wait_for_control_socket(data: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::os::unix::net::UnixStream::connect(data.join("warren.sock")).is_err() {
+        assert!(Instant::now() < deadline, "no control socket in {}", data.display());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[track_caller]
+fn ctl_ok(data: &Path, args: &[&str]) -> String {
+    let (code, out) = warrenctl(data, args);
+    assert_eq!(code, 0, "warrenctl {args:?}: {out}");
+    out
+}
+
+async fn connect_as(port: u16, user: &str, pass: &str, vhost_enc: &str) -> Result<Connection, lapin::Error> {
+    let uri = format!("amqp://{user}:{pass}@127.0.0.1:{port}/{vhost_enc}");
+    timeout(Connection::connect(&uri, ConnectionProperties::default())).await
+}
+
+/// Issue 5: users, vhosts and permissions made with warrenctl survive kill -9 with the durable
+/// queue of the new vhost and its persistent message; a deleted user stays deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_vhosts_and_permissions_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let port = free_port();
+    let s = Server::start(data, port).await;
+    wait_for_control_socket(data).await;
+    for args in [
+        &["add_user", "alice", "s3cret"][..],
+        &["add_user", "bob", "pw"],
+        &["add_user", "carol", "old"],
+        &["change_password", "carol", "new"],
+        &["set_user_tags", "alice", "monitoring", "management"],
+        &["add_vhost", "v1"],
+        &["add_vhost", "gone"],
+        &["set_permissions", "-p", "v1", "alice", "^a-", "^a-|^amq\\.default$", "^a-"],
+        &["set_permissions", "-p", "v1", "bob", ".*", ".*", ".*"],
+        &["set_permissions", "-p", "v1", "carol", ".*", ".*", ".*"],
+        &["clear_permissions", "-p", "v1", "carol"],
+        &["set_permissions", "-p", "gone", "alice", ".*", ".*", ".*"],
+    ] {
+        ctl_ok(data, args);
+    }
+    // alice declares a durable queue in v1 and leaves a persistent, confirmed message in it.
+    let conn = connect_as(port, "alice", "s3cret", "v1").await.expect("alice logs in to v1");
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.confirm_select(Default::default())).await.unwrap();
+    let dq = QueueDeclareOptions { durable: true, ..Default::default() };
+    timeout(ch.queue_declare("a-q".into(), dq, FieldTable::default())).await.unwrap();
+    let c = timeout(ch.basic_publish("".into(), "a-q".into(), Default::default(), b"7", persistent())).await.unwrap();
+    assert!(timeout(c).await.unwrap().is_ack());
+    ctl_ok(data, &["delete_user", "bob"]);
+    ctl_ok(data, &["delete_vhost", "gone"]);
+    drop(conn);
+    s.kill9();
+
+    let s = Server::start(data, port).await;
+    wait_for_control_socket(data).await;
+    assert_eq!(
+        ctl_ok(data, &["list_users", "-q"]),
+        "user\ttags\nalice\t[monitoring, management]\ncarol\t[]\nguest\t[administrator]\n",
+        "bob stays deleted"
+    );
+    assert_eq!(ctl_ok(data, &["list_vhosts", "-q"]), "name\n/\nv1\n");
+    assert_eq!(ctl_ok(data, &["list_permissions", "-q", "-p", "v1"]), "user\tconfigure\twrite\tread\nalice\t^a-\t^a-|^amq\\.default$\t^a-\n");
+    assert_eq!(ctl_ok(data, &["list_user_permissions", "-q", "alice"]), "vhost\tconfigure\twrite\tread\nv1\t^a-\t^a-|^amq\\.default$\t^a-\n");
+    assert_eq!(ctl_ok(data, &["authenticate_user", "-q", "carol", "new"]), "Success\n");
+    // alice's login, queue, message and permissions are back.
+    let conn = connect_as(port, "alice", "s3cret", "v1").await.expect("alice logs in after the restart");
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    let got = drain(&ch, "a-q").await;
+    assert_eq!(got, vec![(7, true)]);
+    let err = timeout(ch.queue_declare("b-q".into(), Default::default(), FieldTable::default())).await.unwrap_err();
+    assert_eq!(
+        common::amqp_error(&err),
+        Some((403, "ACCESS_REFUSED - access to queue 'b-q' in vhost 'v1' refused for user 'alice'".to_string()))
+    );
+    // bob cannot log in; carol can log in but has no permissions on v1 any more; alice has none on /.
+    assert!(connect_as(port, "bob", "pw", "v1").await.is_err());
+    let e = connect_as(port, "carol", "new", "v1").await.unwrap_err();
+    assert_eq!(common::amqp_error(&e), Some((530, "NOT_ALLOWED - access to vhost 'v1' refused for user 'carol'".to_string())));
+    let e = connect_as(port, "alice", "s3cret", "%2f").await.unwrap_err();
+    assert_eq!(common::amqp_error(&e), Some((530, "NOT_ALLOWED - access to vhost '/' refused for user 'alice'".to_string())));
+    let e = connect_as(port, "alice", "s3cret", "gone").await.unwrap_err();
+    assert_eq!(common::amqp_error(&e), Some((530, "NOT_ALLOWED - vhost gone not found".to_string())));
+    drop(conn);
+    s.kill9();
+}

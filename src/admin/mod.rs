@@ -2,7 +2,9 @@
 //! and, later, by plugins' admin imports. Requests and answers are JSON values, so every front end
 //! formats them its own way (tab-separated like rabbitmqctl, or JSON).
 
+pub mod cli;
 pub mod control;
+pub mod users;
 
 use crate::broker::Broker;
 use crate::broker::exchange::Destination;
@@ -32,6 +34,12 @@ pub struct Response {
     pub rows: Vec<Vec<Value>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The exit code `warrenctl` returns with `error` (rabbitmqctl's; 70 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
+    /// Print `error` without rabbitmqctl's "Error:" line (e.g. `delete_vhost` of a missing vhost).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bare_error: bool,
 }
 
 impl Response {
@@ -73,6 +81,9 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
             return r;
         }
     }
+    if let Some(r) = users::handle(broker, req) {
+        return r;
+    }
     let vhost_name = req.vhost.clone().unwrap_or_else(|| broker.config.auth.default_vhost.clone());
     let vhost = || broker.vhost(&vhost_name).ok_or_else(|| Response::error(format!("Virtual host '{vhost_name}' does not exist")));
     match req.command.as_str() {
@@ -91,6 +102,33 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
                 ],
             )
         }
+        "store_status" => match &broker.store {
+            None => Response::error("this broker runs without a store".to_string()),
+            Some(store) => {
+                let s = store.stats();
+                let mut rows = vec![
+                    vec![json!("commits"), json!(s.commits)],
+                    vec![json!("batches"), json!(s.batches)],
+                    vec![json!("failed_batches"), json!(s.failed_batches)],
+                    vec![json!("ops"), json!(s.ops)],
+                    vec![json!("appends"), json!(s.appends)],
+                    vec![json!("removes"), json!(s.removes)],
+                    vec![json!("records_written"), json!(s.records_written)],
+                    vec![json!("records_deleted"), json!(s.records_deleted)],
+                    vec![json!("cancelled_before_commit"), json!(s.cancelled)],
+                    vec![json!("avg_batch_ops"), json!((s.avg_batch() * 10.0).round() / 10.0)],
+                    vec![json!("max_batch_ops"), json!(s.max_batch)],
+                    vec![json!("avg_commit_us"), json!(s.avg_commit_us().round())],
+                    vec![json!("max_commit_us"), json!(s.max_commit_us)],
+                    vec![json!("pending_bytes"), json!(store.message_log().pending_bytes())],
+                ];
+                for (i, n) in s.batch_size_hist.iter().enumerate().filter(|(_, n)| **n > 0) {
+                    let label = if i + 1 == s.batch_size_hist.len() { format!("batches_{}_plus_ops", 1u64 << i) } else { format!("batches_{}_to_{}_ops", 1u64 << i, (1u64 << (i + 1)) - 1) };
+                    rows.push(vec![json!(label), json!(n)]);
+                }
+                Response::table(&["key", "value"], rows)
+            }
+        },
         "list_vhosts" => {
             let mut rows: Vec<Vec<Value>> = broker.vhosts().iter().map(|v| vec![json!(v.name)]).collect();
             rows.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
@@ -105,18 +143,25 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
                     .iter()
                     .map(|q| {
                         let (m, c) = q.counts();
+                        let (ram, ram_bytes, paged) = q.memory();
+                        let unacked = q.unacked.load(std::sync::atomic::Ordering::Relaxed);
                         vec![
                             json!(q.name),
+                            json!(m as u64 + unacked),
                             json!(m),
+                            json!(unacked),
                             json!(c),
                             json!(q.durable),
                             json!(q.auto_delete),
                             json!(q.exclusive_owner.is_some()),
+                            json!(ram),
+                            json!(ram_bytes),
+                            json!(paged),
                         ]
                     })
                     .collect();
                 select(
-                    &["name", "messages", "consumers", "durable", "auto_delete", "exclusive"],
+                    &["name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "durable", "auto_delete", "exclusive", "messages_ram", "message_bytes_ram", "messages_paged_out"],
                     &["name", "messages"],
                     &req.args,
                     rows,

@@ -2,7 +2,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use warren::admin::{Request, control};
+use warren::admin::{Request, cli, control};
 use warren::config::Config;
 
 #[derive(Parser)]
@@ -20,17 +20,52 @@ struct Args {
     /// Output format: table (tab-separated, like rabbitmqctl) or json.
     #[arg(long, default_value = "table")]
     formatter: String,
-    /// Print only the rows, no header.
+    /// No info lines (the table header stays), as rabbitmqctl's -q.
     #[arg(short = 'q', long)]
     quiet: bool,
-    /// The command (status, list_queues, list_exchanges, list_bindings, list_connections,
-    /// list_vhosts, purge_queue, delete_queue, close_connection) and its arguments.
+    /// No info lines and no table header, as rabbitmqctl's -s.
+    #[arg(short = 's', long)]
+    silent: bool,
+    /// No table header.
+    #[arg(long)]
+    no_table_headers: bool,
+    /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections,
+    /// list_vhosts, purge_queue, delete_queue, close_connection, add_user, delete_user,
+    /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,
+    /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions)
+    /// and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,
 }
 
+/// rabbitmqctl accepts its options anywhere, also after the command: moves the known ones out of
+/// the command's arguments.
+fn options_after_command(args: &mut Args) {
+    let mut rest = Vec::new();
+    let mut it = std::mem::take(&mut args.command).into_iter();
+    if let Some(cmd) = it.next() {
+        rest.push(cmd);
+    }
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-q" | "--quiet" => args.quiet = true,
+            "-s" | "--silent" => args.silent = true,
+            "--no-table-headers" => args.no_table_headers = true,
+            "-p" | "--vhost" => args.vhost = it.next().or(args.vhost.take()),
+            "--formatter" => {
+                if let Some(f) = it.next() {
+                    args.formatter = f;
+                }
+            }
+            _ => rest.push(a),
+        }
+    }
+    args.command = rest;
+}
+
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    options_after_command(&mut args);
     let data_dir = match (&args.data_dir, &args.config) {
         (Some(d), _) => d.clone(),
         (None, Some(c)) => match Config::load(c) {
@@ -42,7 +77,30 @@ fn main() -> ExitCode {
         },
         (None, None) => Config::default().storage.data_dir,
     };
-    let req = Request { command: args.command[0].clone(), args: args.command[1..].to_vec(), vhost: args.vhost.clone() };
+    let command = args.command[0].clone();
+    let mut cmd_args = args.command[1..].to_vec();
+    if let Err(usage) = cli::validate(&command, &cmd_args) {
+        eprintln!("{usage}");
+        return ExitCode::from(64);
+    }
+    let json = args.formatter == "json";
+    let info = !(args.quiet || args.silent || json);
+    let vhost_shown = args.vhost.clone().unwrap_or_else(|| "/".into());
+    if info && let Some(b) = cli::banner(&command, &cmd_args, &vhost_shown) {
+        println!("{b}");
+    }
+    if cli::reads_password_from_stdin(&command, &cmd_args) {
+        // rabbitmqctl reads the password from stdin when it is not an argument.
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let pw = line.trim_end_matches(['\r', '\n']);
+        if pw.is_empty() {
+            eprintln!("Error:\nPassword is not provided via argument or stdin");
+            return ExitCode::from(65);
+        }
+        cmd_args.push(pw.to_owned());
+    }
+    let req = Request { command: command.clone(), args: cmd_args, vhost: args.vhost.clone() };
     let resp = match control::call(&data_dir, &req) {
         Ok(r) => r,
         Err(e) => {
@@ -55,16 +113,20 @@ fn main() -> ExitCode {
         }
     };
     if let Some(e) = resp.error {
-        eprintln!("Error:\n{e}");
-        return ExitCode::from(70);
-    }
-    if args.formatter == "json" {
-        let objs: Vec<serde_json::Map<String, serde_json::Value>> =
-            resp.rows.iter().map(|r| resp.columns.iter().cloned().zip(r.iter().cloned()).collect()).collect();
-        if resp.columns.is_empty() {
-            println!("{}", serde_json::json!({"message": resp.message}));
+        if resp.bare_error {
+            eprintln!("{e}");
         } else {
-            println!("{}", serde_json::to_string(&objs).expect("json"));
+            eprintln!("Error:\n{e}");
+        }
+        return ExitCode::from(resp.exit_code.unwrap_or(70));
+    }
+    if json {
+        if resp.columns.is_empty() {
+            if resp.message.is_some() {
+                println!("{}", serde_json::json!({"message": resp.message}));
+            }
+        } else {
+            print!("{}", cli::json(&resp.columns, &resp.rows));
         }
         return ExitCode::SUCCESS;
     }
@@ -72,13 +134,10 @@ fn main() -> ExitCode {
         println!("{m}");
     }
     if !resp.columns.is_empty() {
-        if !args.quiet {
-            println!("{}", resp.columns.join("\t"));
-        }
-        for r in resp.rows {
-            let cells: Vec<String> = r.iter().map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).collect();
-            println!("{}", cells.join("\t"));
-        }
+        print!("{}", cli::table(&resp.columns, &resp.rows, !(args.silent || args.no_table_headers)));
+    }
+    if info && let Some(done) = cli::after_success(&command) {
+        println!("{done}");
     }
     ExitCode::SUCCESS
 }

@@ -54,26 +54,35 @@ pub struct Permission {
     pub configure: Regex,
     pub write: Regex,
     pub read: Regex,
+    /// The patterns as given (configure, write, read), for listing and storing.
+    pub patterns: [String; 3],
 }
 
 impl Permission {
     pub fn new(configure: &str, write: &str, read: &str) -> Result<Permission, regex::Error> {
-        let anchored = |p: &str| Regex::new(&format!("^(?:{p})"));
-        Ok(Permission { configure: anchored(configure)?, write: anchored(write)?, read: anchored(read)? })
+        // RabbitMQ uses re:run(Name, Pattern): unanchored unless the pattern anchors itself, and
+        // an empty pattern stands for "^$" (it matches only the empty name).
+        let compile = |p: &str| Regex::new(if p.is_empty() { "^$" } else { p });
+        Ok(Permission {
+            configure: compile(configure)?,
+            write: compile(write)?,
+            read: compile(read)?,
+            patterns: [configure.to_owned(), write.to_owned(), read.to_owned()],
+        })
     }
 
     pub fn all() -> Permission {
         Permission::new(".*", ".*", ".*").expect("valid regex")
     }
 
-    /// RabbitMQ matches the pattern against the name; an empty pattern grants nothing.
+    /// RabbitMQ matches the pattern against the name (`re:run`, unanchored).
     pub fn allows(&self, access: Access, name: &str) -> bool {
         let re = match access {
             Access::Configure => &self.configure,
             Access::Write => &self.write,
             Access::Read => &self.read,
         };
-        re.as_str() != "^(?:)" && re.is_match(name)
+        re.is_match(name)
     }
 }
 
@@ -98,5 +107,12 @@ mod tests {
         assert!(!p.allows(Access::Configure, "x"));
         assert!(!p.allows(Access::Write, "q1"));
         assert!(p.allows(Access::Read, "anything"));
+        // Unanchored, as re:run: "b" matches "abc"; "" only matches the empty name.
+        let p = Permission::new("b", "", "^b$").unwrap();
+        assert!(p.allows(Access::Configure, "abc"));
+        assert!(!p.allows(Access::Write, "amq.default"));
+        assert!(!p.allows(Access::Read, "abc"));
+        assert_eq!(p.patterns, ["b".to_string(), "".into(), "^b$".into()]);
+        assert!(Permission::new("(", ".*", ".*").is_err());
     }
 }

@@ -151,6 +151,21 @@ pub struct Unacked {
     pub consumer: Option<Arc<Consumer>>,
 }
 
+impl Unacked {
+    /// Records a delivery awaiting its ack; the queue counts it until the entry is dropped
+    /// (acked, rejected, requeued or its channel closed).
+    pub fn new(tag: u64, queue: Arc<Queue>, msg: Arc<Message>, seq: u64, consumer: Option<Arc<Consumer>>) -> Unacked {
+        queue.unacked.fetch_add(1, Ordering::Relaxed);
+        Unacked { tag, queue, msg, seq, consumer }
+    }
+}
+
+impl Drop for Unacked {
+    fn drop(&mut self) {
+        self.queue.unacked.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[derive(Default)]
 pub struct DeliveryState {
     pub next_tag: u64,
@@ -236,13 +251,7 @@ impl Consumer {
             queue.forget(ready.seq);
         } else {
             self.unacked.fetch_add(1, Ordering::Relaxed);
-            st.unacked.push_back(Unacked {
-                tag,
-                queue: queue.clone(),
-                msg: msg.clone(),
-                seq: ready.seq,
-                consumer: Some(self.clone()),
-            });
+            st.unacked.push_back(Unacked::new(tag, queue.clone(), msg.clone(), ready.seq, Some(self.clone())));
         }
         let frame_max = ch.conn.frame_max();
         ch.conn.send(|out| {

@@ -3,6 +3,7 @@
 //! Operations here return `ReplyError`s with RabbitMQ's codes and texts, so the AMQP channel code,
 //! the control socket and plugins' admin calls all behave alike.
 
+pub mod access;
 pub mod auth;
 pub mod confirm;
 pub mod delivery;
@@ -23,7 +24,7 @@ use queue::Queue;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What the broker knows about a live connection (for listing and forced close).
 pub struct ConnectionEntry {
@@ -39,7 +40,11 @@ pub struct Broker {
     vhosts: RwLock<HashMap<String, Arc<Vhost>>>,
     users: RwLock<HashMap<String, User>>,
     /// (vhost, user) → permission.
-    permissions: RwLock<HashMap<(String, String), Permission>>,
+    permissions: RwLock<HashMap<(String, String), Arc<Permission>>>,
+    /// Bumped by every change of users, vhosts or permissions (see `access.rs`).
+    auth_epoch: AtomicU64,
+    /// Serialises access-control changes (each one is a store commit plus a memory update).
+    admin_lock: Mutex<()>,
     types: RwLock<HashMap<String, Arc<dyn ExchangeTypeFactory>>>,
     next_id: AtomicU64,
     pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
@@ -61,6 +66,8 @@ impl Broker {
             vhosts: RwLock::default(),
             users: RwLock::default(),
             permissions: RwLock::default(),
+            auth_epoch: AtomicU64::new(1),
+            admin_lock: Mutex::new(()),
             types: RwLock::default(),
             next_id: AtomicU64::new(1),
             connections: Mutex::default(),
@@ -131,11 +138,20 @@ impl Broker {
         self.types.read().get(name).cloned()
     }
 
+    /// The exchange type, or RabbitMQ's 503 for an unknown one.
+    pub fn exchange_type_or_error(&self, kind: &str) -> Result<Arc<dyn ExchangeTypeFactory>, ReplyError> {
+        self.exchange_type(kind).ok_or_else(|| {
+            let text =
+                if kind.starts_with("x-") { format!("unknown exchange type '{kind}'") } else { format!("invalid exchange type '{kind}'") };
+            ReplyError::new(ErrorKind::CommandInvalid, text)
+        })
+    }
+
     pub fn add_vhost(&self, name: &str) -> Arc<Vhost> {
         let mut v = self.vhosts.write();
         v.entry(name.to_owned())
             .or_insert_with(|| {
-                let vh = Arc::new(Vhost::new(name, self.store.clone()));
+                let vh = Arc::new(Vhost::new(name, self.store.clone(), self.config.storage.queue_ram_limit as usize));
                 for (n, t) in [
                     ("amq.direct", "direct"),
                     ("amq.fanout", "fanout"),
@@ -176,10 +192,10 @@ impl Broker {
     }
 
     pub fn set_permission(&self, vhost: &str, user: &str, p: Permission) {
-        self.permissions.write().insert((vhost.into(), user.into()), p);
+        self.permissions.write().insert((vhost.into(), user.into()), Arc::new(p));
     }
 
-    pub fn permission(&self, vhost: &str, user: &str) -> Option<Permission> {
+    pub fn permission(&self, vhost: &str, user: &str) -> Option<Arc<Permission>> {
         self.permissions.read().get(&(vhost.to_owned(), user.to_owned())).cloned()
     }
 }
@@ -190,6 +206,10 @@ pub struct Vhost {
     pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     pub queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Option<Arc<Store>>,
+    /// Body bytes each durable queue keeps in memory ahead of its consumers.
+    queue_ram_limit: usize,
+    /// Set by `delete_vhost`: connections still holding it write nothing more to the store.
+    deleted: AtomicBool,
 }
 
 /// Parameters of exchange.declare.
@@ -342,14 +362,18 @@ fn validate_queue_args(args: &FieldTable, name: &str, vhost: &str) -> Result<(),
 }
 
 impl Vhost {
-    fn new(name: &str, store: Option<Arc<Store>>) -> Vhost {
-        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store }
+    fn new(name: &str, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
+        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit, deleted: AtomicBool::new(false) }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
     }
 
     /// Runs a definition write if the object is durable and there is a store.
     fn persist(&self, durable: bool, f: impl FnOnce(&Store) -> Result<(), StoreError>) -> Result<(), ReplyError> {
         match &self.store {
-            Some(s) if durable => f(s).map_err(store_error),
+            Some(s) if durable && !self.is_deleted() => f(s).map_err(store_error),
             _ => Ok(()),
         }
     }
@@ -397,14 +421,7 @@ impl Vhost {
         if d.name.starts_with("amq.") && self.exchange(d.name).is_none() {
             return Err(access_refused(format!("exchange name '{}' contains reserved prefix 'amq.*'", d.name)));
         }
-        let Some(factory) = broker.exchange_type(d.kind) else {
-            let text = if d.kind.starts_with("x-") {
-                format!("unknown exchange type '{}'", d.kind)
-            } else {
-                format!("invalid exchange type '{}'", d.kind)
-            };
-            return Err(ReplyError::new(ErrorKind::CommandInvalid, text));
-        };
+        let factory = broker.exchange_type_or_error(d.kind)?;
         let mut map = self.exchanges.write();
         if let Some(x) = map.get(d.name) {
             let ineq = |arg: &str, got: &str, cur: &str| {
@@ -558,7 +575,7 @@ impl Vhost {
         }
         // Durable, non-exclusive queues are written to the store; their persistent messages too.
         let mut stored = None;
-        if let (Some(store), true, false) = (&self.store, d.durable, d.exclusive) {
+        if let (Some(store), true, false, false) = (&self.store, d.durable, d.exclusive, self.is_deleted()) {
             let def = crate::store::QueueDef {
                 vhost: self.name.clone(),
                 name: d.name.into(),
@@ -577,6 +594,7 @@ impl Vhost {
             d.exclusive.then_some(d.owner),
             d.arguments.clone(),
             stored,
+            self.queue_ram_limit,
         ));
         map.insert(d.name.into(), q.clone());
         Ok((q, 0, 0))

@@ -4,7 +4,7 @@
 use super::auth::{Permission, User};
 use super::exchange::Destination;
 use super::message::Message;
-use super::queue::{Queue, Ready};
+use super::queue::Queue;
 use super::{Broker, Vhost};
 use crate::protocol::FieldTable;
 use crate::store::{BindingDef, ExchangeDef, PermissionDef, QueueDef, Store, StoreError, StoredMessage, UserDef, VhostDef};
@@ -41,7 +41,7 @@ pub fn record(msg: &Message) -> Bytes {
     sm.encode().unwrap_or_else(|_| Bytes::new())
 }
 
-fn message_from_record(sm: StoredMessage) -> Option<Message> {
+pub(crate) fn message_from_record(sm: StoredMessage) -> Option<Message> {
     let (_, properties) = basic::parse_properties(&sm.properties[..]).ok()?;
     let mut raw = BytesMut::with_capacity(12 + sm.properties.len());
     raw.put_u16(crate::protocol::CLASS_BASIC);
@@ -162,20 +162,14 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
             None,
             decode_table(&r.def.arguments),
             Some((r.queue_id, log.clone())),
+            broker.config.storage.queue_ram_limit as usize,
         ));
-        let msgs = store.load_queue_messages(r.queue_id)?;
-        nm += msgs.len();
-        let mut ready = Vec::with_capacity(msgs.len());
-        let mut last = 0;
-        for (seq, sm) in msgs {
-            last = seq;
-            match message_from_record(sm) {
-                // Recovered messages may have been delivered before: flag them.
-                Some(m) => ready.push(Ready { msg: Arc::new(m), redelivered: true, seq }),
-                None => warn!("queue '{}': dropping unreadable message {seq}", r.def.name),
-            }
-        }
-        q.restore(ready, last + 1);
+        // Only the index: bodies are read back in batches when consumers come (an unreadable
+        // record is dropped then, with a warning).
+        let seqs: Vec<u64> = store.load_index(r.queue_id, 0, usize::MAX)?.into_iter().map(|(seq, _)| seq).collect();
+        nm += seqs.len();
+        let next = seqs.last().map_or(1, |s| s + 1);
+        q.restore(seqs, next);
         vh.queues.write().insert(r.def.name, q);
         nq += 1;
     }

@@ -56,8 +56,10 @@ pub(crate) struct Channel {
     tx: Option<Tx>,
     /// Name of the last queue declared on this channel ("" in later methods means it).
     last_queue: String,
-    /// Last exchange published to, with the write permission already checked.
-    last_exchange: Option<Arc<Exchange>>,
+    /// Last exchange published to, with the auth epoch at which its write permission was checked.
+    last_exchange: Option<(Arc<Exchange>, u64)>,
+    /// Auth epoch at which write permission on `amq.default` was last granted (0: never).
+    default_write_epoch: u64,
     route_scratch: Vec<Arc<Queue>>,
 }
 
@@ -84,6 +86,7 @@ impl Channel {
             tx: None,
             last_queue: String::new(),
             last_exchange: None,
+            default_write_epoch: 0,
             route_scratch: Vec::new(),
         }
     }
@@ -119,7 +122,10 @@ impl Channel {
         }
     }
 
+    /// RabbitMQ's permission check: `access` on resource `kind` `name` (the default exchange is
+    /// `amq.default`). Checked live, so permission changes apply to the next operation.
     fn check(&self, ctx: &ConnCtx, access: Access, kind: &str, name: &str) -> Result<(), ReplyError> {
+        let name = if kind == "exchange" && name.is_empty() { "amq.default" } else { name };
         let perm = ctx.broker.permission(&ctx.vhost.name, &ctx.user);
         if perm.is_some_and(|p| p.allows(access, name)) {
             return Ok(());
@@ -228,6 +234,8 @@ impl Channel {
                 all.freeze()
             }
         };
+        // As RabbitMQ: write permission, then the exchange's existence, before the properties.
+        self.publish_exchange(ctx, &p.exchange)?;
         if let Some(uid) = header.properties.user_id()
             && uid.as_str() != ctx.user
         {
@@ -267,22 +275,31 @@ impl Channel {
         Ok(())
     }
 
+    /// The exchange of a publish (None: the default exchange), after RabbitMQ's checks: write
+    /// permission (on `amq.default` for ""), existence, not internal. The result is cached per
+    /// channel until users, vhosts or permissions change.
     fn publish_exchange(&mut self, ctx: &ConnCtx, name: &str) -> Result<Option<Arc<Exchange>>, ReplyError> {
+        let epoch = ctx.broker.auth_epoch();
         if name.is_empty() {
+            if self.default_write_epoch != epoch {
+                self.check(ctx, Access::Write, "exchange", name)?;
+                self.default_write_epoch = epoch;
+            }
             return Ok(None);
         }
-        if let Some(x) = &self.last_exchange
+        if let Some((x, checked)) = &self.last_exchange
             && x.name == name
+            && *checked == epoch
             && !x.is_deleted()
         {
             return Ok(Some(x.clone()));
         }
-        let x = ctx.vhost.exchange_or_404(name)?;
         self.check(ctx, Access::Write, "exchange", name)?;
+        let x = ctx.vhost.exchange_or_404(name)?;
         if x.internal {
             return Err(access_refused(format!("cannot publish to internal exchange '{name}' in vhost '{}'", ctx.vhost.name)));
         }
-        self.last_exchange = Some(x.clone());
+        self.last_exchange = Some((x.clone(), epoch));
         Ok(Some(x))
     }
 
@@ -446,8 +463,8 @@ impl Channel {
 
     fn consume(&mut self, ctx: &mut ConnCtx, c: basic::Consume) -> Result<(), ReplyError> {
         let name = self.queue_name(c.queue.as_str())?;
-        let q = ctx.vhost.queue_for(&name, ctx.id)?;
         self.check(ctx, Access::Read, "queue", &name)?;
+        let q = ctx.vhost.queue_for(&name, ctx.id)?;
         let tag = if c.consumer_tag.as_str().is_empty() {
             format!("amq.ctag-{}", random_suffix())
         } else {
@@ -481,8 +498,8 @@ impl Channel {
 
     fn get(&mut self, ctx: &mut ConnCtx, g: basic::Get) -> Result<(), ReplyError> {
         let name = self.queue_name(g.queue.as_str())?;
-        let q = ctx.vhost.queue_for(&name, ctx.id)?;
         self.check(ctx, Access::Read, "queue", &name)?;
+        let q = ctx.vhost.queue_for(&name, ctx.id)?;
         let ch = self.number();
         let Some((ready, left)) = q.get() else {
             send(ctx, ch, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
@@ -496,7 +513,7 @@ impl Channel {
         if g.no_ack {
             q.forget(ready.seq);
         } else {
-            st.unacked.push_back(Unacked { tag, queue: q.clone(), msg: msg.clone(), seq: ready.seq, consumer: None });
+            st.unacked.push_back(Unacked::new(tag, q.clone(), msg.clone(), ready.seq, None));
         }
         let m = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
             delivery_tag: tag,
@@ -654,8 +671,22 @@ impl Channel {
         let vhost = ctx.vhost.clone();
         match m {
             exchange::AMQPMethod::Declare(d) => {
+                // RabbitMQ's order: type, default exchange, configure permission, then (for a new
+                // exchange) the reserved prefix and the alternate exchange's permissions.
+                // Passive declares need no permission.
                 if !d.passive {
+                    ctx.broker.exchange_type_or_error(d.kind.as_str())?;
+                    if d.exchange.as_str().is_empty() {
+                        return Err(access_refused("operation not permitted on the default exchange"));
+                    }
                     self.check(ctx, Access::Configure, "exchange", d.exchange.as_str())?;
+                    if vhost.exchange(d.exchange.as_str()).is_none()
+                        && !d.exchange.as_str().starts_with("amq.")
+                        && let Some(ae) = string_arg(&d.arguments, "alternate-exchange")
+                    {
+                        self.check(ctx, Access::Read, "exchange", d.exchange.as_str())?;
+                        self.check(ctx, Access::Write, "exchange", &ae)?;
+                    }
                 }
                 let decl = ExchangeDecl {
                     name: d.exchange.as_str(),
@@ -673,8 +704,9 @@ impl Channel {
                 Ok(())
             }
             exchange::AMQPMethod::Delete(d) => {
-                if !d.exchange.as_str().is_empty() {
-                    self.check(ctx, Access::Configure, "exchange", d.exchange.as_str())?;
+                let name = d.exchange.as_str();
+                if !name.is_empty() && !name.starts_with("amq.") {
+                    self.check(ctx, Access::Configure, "exchange", name)?;
                 }
                 vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
                 if !d.nowait {
@@ -691,12 +723,8 @@ impl Channel {
                 Ok(())
             }
             exchange::AMQPMethod::Unbind(b) => {
-                if b.source.as_str().is_empty() || b.destination.as_str().is_empty() {
-                    return Err(access_refused("operation not permitted on the default exchange"));
-                }
+                self.binding_checks(ctx, "exchange", b.destination.as_str(), b.source.as_str())?;
                 if let (Some(src), Some(dst)) = (vhost.exchange(b.source.as_str()), vhost.exchange(b.destination.as_str())) {
-                    self.check(ctx, Access::Write, "exchange", &dst.name)?;
-                    self.check(ctx, Access::Read, "exchange", &src.name)?;
                     vhost.unbind(&src, &Destination::Exchange(dst), b.routing_key.as_str(), &b.arguments)?;
                 }
                 if !b.nowait {
@@ -709,14 +737,20 @@ impl Channel {
     }
 
     fn e2e(&self, ctx: &ConnCtx, source: &str, dest: &str) -> Result<(Arc<Exchange>, Arc<Exchange>), ReplyError> {
-        if source.is_empty() || dest.is_empty() {
-            return Err(access_refused("operation not permitted on the default exchange"));
-        }
+        self.binding_checks(ctx, "exchange", dest, source)?;
         let dst = ctx.vhost.exchange_or_404(dest)?;
         let src = ctx.vhost.exchange_or_404(source)?;
-        self.check(ctx, Access::Write, "exchange", dest)?;
-        self.check(ctx, Access::Read, "exchange", source)?;
         Ok((src, dst))
+    }
+
+    /// RabbitMQ's `binding_action` checks, in its order: write on the destination, neither end the
+    /// default exchange, read on the source. Existence is checked after these.
+    fn binding_checks(&self, ctx: &ConnCtx, dest_kind: &str, dest: &str, source: &str) -> Result<(), ReplyError> {
+        self.check(ctx, Access::Write, dest_kind, dest)?;
+        if source.is_empty() || (dest_kind == "exchange" && dest.is_empty()) {
+            return Err(access_refused("operation not permitted on the default exchange"));
+        }
+        self.check(ctx, Access::Read, "exchange", source)
     }
 
     // ---- queue ------------------------------------------------------------------------------
@@ -734,7 +768,18 @@ impl Channel {
                     d.queue.as_str().to_owned()
                 };
                 if !d.passive {
+                    // As RabbitMQ: the reserved prefix first, then configure permission, then (for
+                    // a new queue with a dead-letter exchange) read on it and write on the DLX.
+                    if name.starts_with("amq.") && !d.queue.as_str().is_empty() {
+                        return Err(access_refused(format!("queue name '{name}' contains reserved prefix 'amq.*'")));
+                    }
                     self.check(ctx, Access::Configure, "queue", &name)?;
+                    if vhost.queue(&name).is_none()
+                        && let Some(dlx) = string_arg(&d.arguments, "x-dead-letter-exchange")
+                    {
+                        self.check(ctx, Access::Read, "queue", &name)?;
+                        self.check(ctx, Access::Write, "exchange", &dlx)?;
+                    }
                 }
                 let decl = QueueDecl {
                     name: &name,
@@ -759,13 +804,9 @@ impl Channel {
             }
             queue::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
-                if b.exchange.as_str().is_empty() {
-                    return Err(access_refused("operation not permitted on the default exchange"));
-                }
+                self.binding_checks(ctx, "queue", &name, b.exchange.as_str())?;
                 let q = vhost.queue_for(&name, ctx.id)?;
                 let x = vhost.exchange_or_404(b.exchange.as_str())?;
-                self.check(ctx, Access::Write, "queue", &name)?;
-                self.check(ctx, Access::Read, "exchange", &x.name)?;
                 vhost.bind(&x, Destination::Queue(q), b.routing_key.as_str(), &b.arguments)?;
                 if !b.nowait {
                     send(ctx, ch, AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
@@ -774,13 +815,9 @@ impl Channel {
             }
             queue::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
-                if b.exchange.as_str().is_empty() {
-                    return Err(access_refused("operation not permitted on the default exchange"));
-                }
+                self.binding_checks(ctx, "queue", &name, b.exchange.as_str())?;
                 if let (Some(q), Some(x)) = (vhost.queue(&name), vhost.exchange(b.exchange.as_str())) {
                     vhost.check_exclusive(&q, ctx.id)?;
-                    self.check(ctx, Access::Write, "queue", &name)?;
-                    self.check(ctx, Access::Read, "exchange", &x.name)?;
                     vhost.unbind(&x, &Destination::Queue(q), b.routing_key.as_str(), &b.arguments)?;
                 }
                 send(ctx, ch, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
@@ -788,8 +825,8 @@ impl Channel {
             }
             queue::AMQPMethod::Purge(p) => {
                 let name = self.queue_name(p.queue.as_str())?;
-                let q = vhost.queue_for(&name, ctx.id)?;
                 self.check(ctx, Access::Read, "queue", &name)?;
+                let q = vhost.queue_for(&name, ctx.id)?;
                 let n = q.purge();
                 if !p.nowait {
                     send(ctx, ch, AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n })));
@@ -798,11 +835,11 @@ impl Channel {
             }
             queue::AMQPMethod::Delete(d) => {
                 let name = self.queue_name(d.queue.as_str())?;
+                self.check(ctx, Access::Configure, "queue", &name)?;
                 let n = match vhost.queue(&name) {
                     None => 0,
                     Some(q) => {
                         vhost.check_exclusive(&q, ctx.id)?;
-                        self.check(ctx, Access::Configure, "queue", &name)?;
                         vhost.delete_queue(&q, d.if_unused, d.if_empty)?
                     }
                 };
@@ -813,6 +850,15 @@ impl Channel {
             }
             _ => Err(ReplyError::new(ErrorKind::CommandInvalid, "unexpected queue method")),
         }
+    }
+}
+
+/// A string-valued argument (e.g. `alternate-exchange`, `x-dead-letter-exchange`).
+fn string_arg(args: &crate::protocol::FieldTable, key: &str) -> Option<String> {
+    match args.inner().get(key)? {
+        crate::protocol::AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        crate::protocol::AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
     }
 }
 
@@ -862,8 +908,8 @@ fn requeue_grouped(unacked: Vec<Unacked>) {
     let mut by_queue: Vec<(Arc<Queue>, Vec<(Arc<Message>, u64)>)> = Vec::new();
     for u in unacked {
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, v)) => v.push((u.msg, u.seq)),
-            None => by_queue.push((u.queue, vec![(u.msg, u.seq)])),
+            Some((_, v)) => v.push((u.msg.clone(), u.seq)),
+            None => by_queue.push((u.queue.clone(), vec![(u.msg.clone(), u.seq)])),
         }
     }
     for (q, msgs) in by_queue {

@@ -86,8 +86,15 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     let (close_tx, close_rx) = mpsc::unbounded_channel();
     broker.connections.lock().insert(
         id,
-        ConnectionEntry { id, peer, user: hs.user.clone(), vhost: hs.vhost.name.clone(), close: close_tx },
+        ConnectionEntry { id, peer, user: hs.user.clone(), vhost: hs.vhost.name.clone(), close: close_tx.clone() },
     );
+    // A user or vhost deleted during the handshake closes the connection it just missed.
+    if broker.user(&hs.user).is_none() {
+        let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, format!("user '{}' is deleted", hs.user)));
+    } else if hs.vhost.is_deleted() {
+        let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, format!("vhost '{}' is deleted", hs.vhost.name)));
+    }
+    drop(close_tx);
     let writer = tokio::spawn(write_loop(conn.clone(), wr, hs.heartbeat));
     let mut c = Connection {
         ctx: ConnCtx {

@@ -334,12 +334,13 @@ impl Store {
                 .map_err(|e| io_err(&path, e))?
         };
         Ok(Store {
-            db,
+            db: db.clone(),
             path,
             log: MessageLog {
                 tx,
                 stats,
                 pending_bytes: pending,
+                db: Arc::downgrade(&db),
             },
             writer: Some(writer),
         })
@@ -698,7 +699,7 @@ fn existed(r: DefReply) -> Result<bool, StoreError> {
     }
 }
 
-fn decode_record(rec: &[u8]) -> Result<StoredMessage, StoreError> {
+pub(crate) fn decode_record(rec: &[u8]) -> Result<StoredMessage, StoreError> {
     StoredMessage::decode_slice(rec).map_err(|e| StoreError::Record {
         table: "v1.messages",
         detail: e.to_string(),

@@ -46,7 +46,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use redb::{Database, Durability, ReadableTableMetadata, WriteTransaction};
+use redb::{Database, Durability, ReadableDatabase, ReadableTableMetadata, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::error::StoreError;
@@ -282,9 +282,32 @@ pub struct MessageLog {
     pub(crate) tx: Sender<Op>,
     pub(crate) stats: Arc<WriterStats>,
     pub(crate) pending_bytes: Arc<AtomicU64>,
+    /// For reading bodies back (paging in); reads never wait for the writer. Weak, so that
+    /// closing the store closes the file even while handles live on.
+    pub(crate) db: std::sync::Weak<redb::Database>,
 }
 
 impl MessageLog {
+    /// Reads committed messages `seqs` (ascending) of queue `queue_id` in one read
+    /// transaction: element i is `None` if message `seqs[i]` is not on disk.
+    pub fn read_batch(
+        &self,
+        queue_id: u64,
+        seqs: &[u64],
+    ) -> Result<Vec<Option<super::codec::StoredMessage>>, StoreError> {
+        let db = self.db.upgrade().ok_or(StoreError::Closed)?;
+        let rtx = db.begin_read()?;
+        let table = rtx.open_table(super::MESSAGES)?;
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            out.push(match table.get(super::msg_key(queue_id, seq))? {
+                Some(v) => Some(super::decode_record(v.value())?),
+                None => None,
+            });
+        }
+        Ok(out)
+    }
+
     pub(crate) fn send(&self, op: Op) {
         if let Err(std::sync::mpsc::SendError(op)) = self.tx.send(op) {
             if let Op::Append { record, .. } = &op {

@@ -9,6 +9,8 @@
 //! reads/parses frames with `amq-protocol`.
 #![allow(dead_code)]
 
+pub mod process;
+
 use amq_protocol::frame::{AMQPContentHeader, AMQPFrame, WriteContext, gen_frame, parse_frame};
 use amq_protocol::protocol::{AMQPClass, basic, channel, connection};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
@@ -92,6 +94,52 @@ impl TestBroker {
         let mut c = RawClient::handshake(self.addr, HandshakeOpts::default()).await;
         c.open_channel(1).await;
         c
+    }
+
+    /// The data directory of an in-process broker (holds the control socket).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
+    /// Runs an operator command (rabbitmqctl syntax) and returns (exit code, stdout, stderr):
+    /// the real `warrenctl` binary against an in-process broker, or `$WARREN_TEST_RABBITMQCTL`
+    /// (e.g. `rabbitmqctl -n ref@localhost`) against an external one. None when an external
+    /// broker has no such command configured (the caller skips).
+    pub async fn ctl(&self, args: &[&str]) -> Option<(i32, String, String)> {
+        let mut cmd = match self.data_dir() {
+            Some(dir) => {
+                let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"));
+                c.arg("--data-dir").arg(dir);
+                c
+            }
+            None => {
+                let line = std::env::var("WARREN_TEST_RABBITMQCTL").ok().filter(|s| !s.trim().is_empty())?;
+                let mut parts = line.split_whitespace();
+                let mut c = tokio::process::Command::new(parts.next().unwrap());
+                c.args(parts);
+                c
+            }
+        };
+        cmd.args(args).stdin(std::process::Stdio::null());
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("ctl timed out").expect("run ctl");
+        Some((
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    }
+
+    /// Like [`ctl`](Self::ctl), but the command must succeed. None: skip (see `ctl`).
+    pub async fn ctl_ok(&self, args: &[&str]) -> Option<String> {
+        let (code, out, err) = self.ctl(args).await?;
+        assert_eq!(code, 0, "ctl {args:?} failed: {out}{err}");
+        Some(out)
+    }
+
+    /// An amqp URI for `user`/`pass` on `vhost` (percent-encoded here).
+    pub fn uri_for(&self, user: &str, pass: &str, vhost: &str) -> String {
+        let enc: String = vhost.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+        format!("amqp://{user}:{pass}@{}/{enc}", self.addr)
     }
 
     /// Stops an in-process broker (no-op for an external one).

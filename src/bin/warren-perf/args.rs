@@ -78,6 +78,15 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub routing_keys: u32,
 
+    /// Each producer stops after publishing N messages (0 = no limit); with confirms it
+    /// then waits for all of them. The run ends when every producer and consumer is done
+    #[arg(short = 'C', long, default_value_t = 0)]
+    pub pmessages: u64,
+
+    /// Each consumer stops after receiving N messages (0 = no limit)
+    #[arg(short = 'D', long, default_value_t = 0)]
+    pub cmessages: u64,
+
     /// Test duration in seconds
     #[arg(short = 'z', long, default_value_t = 10.0)]
     pub duration: f64,

@@ -19,6 +19,8 @@ pub struct ConsumerConfig {
     pub autoack: bool,
     pub multi_ack: u32,
     pub prefetch: u16,
+    /// Stop after this many deliveries (0 = run until stopped).
+    pub messages: u64,
 }
 
 /// Connects and starts consuming; returns once the broker has acknowledged
@@ -51,6 +53,7 @@ pub async fn run(
     // frame is written; first polls happen in push order, so multiple=true
     // acks reach the broker in increasing tag order.
     let mut acks = FuturesUnordered::new();
+    let mut received: u64 = 0;
     let result: Result<(), BoxError> = loop {
         tokio::select! {
             biased;
@@ -71,9 +74,11 @@ pub async fn run(
                     hist.lock().saturating_record(us.max(1));
                 }
                 COUNTERS.received.fetch_add(1, Ordering::Relaxed);
+                received += 1;
+                let last = cfg.messages > 0 && received >= cfg.messages;
                 if !cfg.autoack {
                     unacked += 1;
-                    if unacked >= cfg.multi_ack {
+                    if unacked >= cfg.multi_ack || last {
                         unacked = 0;
                         let tag = d.delivery_tag;
                         acks.push(ch.basic_ack(tag, BasicAckOptions { multiple }));
@@ -81,6 +86,9 @@ pub async fn run(
                             if let Some(Err(e)) = acks.next().await { break Err(Box::new(e) as BoxError); }
                         }
                     }
+                }
+                if last {
+                    break Ok(());
                 }
             }
         }

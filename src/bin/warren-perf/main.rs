@@ -91,6 +91,7 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
             autoack: args.autoack,
             multi_ack: args.multi_ack,
             prefetch: args.prefetch,
+            messages: args.cmessages,
         };
         let (conn, ch, cons) = consumer::start(&cfg).await.map_err(|e| format!("consumer {id}: {e}"))?;
         let hist = new_shared_histogram();
@@ -110,6 +111,7 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
             rate: if args.producers > 0 { args.rate / args.producers as f64 } else { 0.0 },
             confirm: args.confirm,
             write_window: args.write_window,
+            messages: args.pmessages,
         };
         let (conn, ch) = producer::connect(&cfg).await.map_err(|e| format!("producer {id}: {e}"))?;
         producers.push((cfg, conn, ch));
@@ -163,7 +165,11 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
         if now >= end {
             break;
         }
-        if let Some(t) = producer_tasks.iter().chain(consumer_tasks.iter()).find(|t| t.is_finished()) {
+        let counted = args.pmessages > 0 || args.cmessages > 0;
+        if counted && producer_tasks.iter().chain(consumer_tasks.iter()).all(|t| t.is_finished()) {
+            break;
+        }
+        if let Some(t) = producer_tasks.iter().chain(consumer_tasks.iter()).find(|t| t.is_finished() && !counted) {
             let _ = t;
             failed = Some("a producer or consumer stopped early".into());
             break;
@@ -195,8 +201,10 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
     println!("--- warren-perf summary ({})", describe(args));
     println!("duration: {elapsed:.2}s, sent: {}, received: {}", fin.sent, fin.received);
     println!("sent: {sent_rate:.0} msg/s, received: {recv_rate:.0} msg/s");
+    let cl = Percentiles::of(&stats::CONFIRM_LATENCY.lock());
     if confirms {
         println!("confirmed: {conf_rate:.0} msg/s (nacked: {nacked})");
+        println!("confirm latency µs: p50 {} p95 {} p99 {} max {}", cl.p50, cl.p95, cl.p99, cl.max);
     }
     println!("latency µs: p50 {} p95 {} p99 {} max {}", p.p50, p.p95, p.p99, p.max);
     if args.json {
@@ -220,6 +228,7 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
             "received_rate": recv_rate.round(),
             "confirmed_rate": conf_rate.round(),
             "latency_us": {"p50": p.p50, "p95": p.p95, "p99": p.p99, "max": p.max},
+            "confirm_latency_us": {"p50": cl.p50, "p95": cl.p95, "p99": cl.p99, "max": cl.max},
             "errors": errors,
         });
         println!("{v}");
@@ -260,6 +269,12 @@ fn describe(a: &Args) -> String {
     }
     if a.prefetch > 0 {
         s += &format!(", prefetch {}", a.prefetch);
+    }
+    if a.pmessages > 0 {
+        s += &format!(", {} msgs/producer", a.pmessages);
+    }
+    if a.cmessages > 0 {
+        s += &format!(", {} msgs/consumer", a.cmessages);
     }
     if let Some(t) = a.effective_exchange_type() {
         s += &format!(", exchange {} ({t})", a.exchange_name());

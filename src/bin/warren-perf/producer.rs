@@ -9,7 +9,7 @@
 //! messages without. Futures are first polled in push order, so frames (and
 //! confirm sequence numbers) keep the publish order.
 
-use crate::stats::{COUNTERS, now_ns, stopped};
+use crate::stats::{CONFIRM_LATENCY, COUNTERS, now_ns, stopped};
 use crate::topology::{BoxError, Target};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::{
@@ -33,6 +33,8 @@ pub struct ProducerConfig {
     /// Max unconfirmed messages (0 = confirms off).
     pub confirm: usize,
     pub write_window: usize,
+    /// Stop after this many messages (0 = run until stopped).
+    pub messages: u64,
 }
 
 pub async fn connect(cfg: &ProducerConfig) -> Result<(Connection, Channel), BoxError> {
@@ -53,7 +55,8 @@ async fn publish_one(
     confirm: bool,
 ) -> Result<(), BoxError> {
     let mut body = vec![0u8; size];
-    body[..8].copy_from_slice(&now_ns().to_le_bytes());
+    let sent_at = now_ns();
+    body[..8].copy_from_slice(&sent_at.to_le_bytes());
     let pending = ch
         .basic_publish(
             exchange.clone(),
@@ -65,7 +68,11 @@ async fn publish_one(
         .await?;
     COUNTERS.sent.fetch_add(1, Ordering::Relaxed);
     if confirm {
-        match pending.await? {
+        let confirmation = pending.await?;
+        if !stopped() {
+            CONFIRM_LATENCY.lock().saturating_record(((now_ns() - sent_at) / 1000).max(1));
+        }
+        match confirmation {
             Confirmation::Ack(_) => COUNTERS.confirmed.fetch_add(1, Ordering::Relaxed),
             Confirmation::Nack(_) => COUNTERS.nacked.fetch_add(1, Ordering::Relaxed),
             Confirmation::NotRequested => 0,
@@ -87,7 +94,7 @@ pub async fn run(cfg: ProducerConfig, conn: Connection, ch: Channel, start: Inst
     let mut inflight = FuturesUnordered::new();
     let tick = Duration::from_millis(100);
 
-    while !stopped() {
+    while !stopped() && (cfg.messages == 0 || published < cfg.messages) {
         if let Some(interval) = interval {
             // Interval-based limiter: message k is due at start + k/rate. When
             // behind, send back to back; when ahead, sleep until the next due
@@ -141,7 +148,9 @@ pub async fn run(cfg: ProducerConfig, conn: Connection, ch: Channel, start: Inst
             }
             Ok::<(), BoxError>(())
         };
-        let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+        // A counted run waits for every confirm (it ends the run); a timed one gives them 2 s.
+        let grace = if cfg.messages > 0 && !stopped() { Duration::from_secs(600) } else { Duration::from_secs(2) };
+        let _ = tokio::time::timeout(grace, drain).await;
     }
     drop(inflight);
     // A broker still flooding deliveries (or holding writes under flow

@@ -53,6 +53,9 @@ impl Counters {
 
 pub static COUNTERS: LazyLock<Counters> = LazyLock::new(Counters::default);
 
+/// Publish-to-confirm latencies in µs of every producer, for the whole run.
+pub static CONFIRM_LATENCY: LazyLock<Mutex<Histogram<u64>>> = LazyLock::new(|| Mutex::new(new_histogram()));
+
 /// Latencies in microseconds, 1 µs .. 1 hour, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")

@@ -1,0 +1,184 @@
+//! The client side of rabbitmqctl's conventions, shared by `warrenctl` (and unit-tested here):
+//! argument validation, info lines ("Adding user ..."), table and JSON output.
+//!
+//! - Info lines go to stdout before the command runs; `-q` drops them, `-s` drops them and the
+//!   table header, `--no-table-headers` drops the header; the JSON formatter prints no info lines.
+//! - Tables are tab-separated with a header row; an empty result is one blank line (no header),
+//!   as rabbitmqctl 3.10 prints it. Lists (user tags) print as `[a, b]`.
+//! - JSON is rabbitmqctl's: `[`, one object per line, later lines starting with `,`, `]`.
+
+use serde_json::Value;
+
+/// A command's argument count limits and usage line.
+struct Spec {
+    min: usize,
+    max: usize,
+    usage: &'static str,
+}
+
+fn spec(command: &str) -> Option<Spec> {
+    let s = |min, max, usage| Some(Spec { min, max, usage });
+    match command {
+        // The password may come from stdin instead (see `reads_password_from_stdin`).
+        "add_user" => s(1, 2, "add_user <username> <password>"),
+        "change_password" => s(1, 2, "change_password <username> <password>"),
+        "authenticate_user" => s(1, 2, "authenticate_user <username> <password>"),
+        "delete_user" => s(1, 1, "delete_user <username>"),
+        "clear_password" => s(1, 1, "clear_password <username>"),
+        "set_user_tags" => s(1, usize::MAX, "set_user_tags <username> <tag> [...]"),
+        "list_users" => s(0, 0, "list_users [--no-table-headers]"),
+        "add_vhost" => s(1, 1, "add_vhost <vhost>"),
+        "delete_vhost" => s(1, 1, "delete_vhost <vhost>"),
+        "set_permissions" => s(4, 4, "set_permissions [--vhost <vhost>] <username> <conf> <write> <read>"),
+        "clear_permissions" => s(1, 1, "clear_permissions [--vhost <vhost>] <username>"),
+        "list_permissions" => s(0, 0, "list_permissions [--vhost <vhost>] [--no-table-headers]"),
+        "list_user_permissions" => s(1, 1, "list_user_permissions [--no-table-headers] <username>"),
+        _ => None,
+    }
+}
+
+/// Commands that read the password from stdin when it is not an argument.
+pub fn reads_password_from_stdin(command: &str, args: &[String]) -> bool {
+    matches!(command, "add_user" | "change_password" | "authenticate_user") && args.len() == 1
+}
+
+/// rabbitmqctl's argument validation (exit code 64); `Ok` if the arguments fit the command.
+pub fn validate(command: &str, args: &[String]) -> Result<(), String> {
+    let Some(sp) = spec(command) else { return Ok(()) };
+    let problem = if args.len() < sp.min {
+        "not enough arguments."
+    } else if args.len() > sp.max {
+        "too many arguments."
+    } else {
+        return Ok(());
+    };
+    let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    Err(format!(
+        "Error (argument validation): {problem}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {}",
+        sp.usage
+    ))
+}
+
+/// The info line printed before a command runs (None: the command has none).
+pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
+    let a = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    Some(match command {
+        "add_user" => format!("Adding user \"{}\" ...", a(0)),
+        "delete_user" => format!("Deleting user \"{}\" ...", a(0)),
+        "change_password" => format!("Changing password for user \"{}\" ...", a(0)),
+        "clear_password" => format!("Clearing password for user \"{}\" ...", a(0)),
+        "authenticate_user" => format!("Authenticating user \"{}\" ...", a(0)),
+        "set_user_tags" => format!("Setting tags for user \"{}\" to [{}] ...", a(0), args.get(1..).unwrap_or(&[]).join(", ")),
+        "list_users" => "Listing users ...".into(),
+        "add_vhost" => format!("Adding vhost \"{}\" ...", a(0)),
+        "delete_vhost" => format!("Deleting vhost \"{}\" ...", a(0)),
+        "list_vhosts" => "Listing vhosts ...".into(),
+        "set_permissions" => format!("Setting permissions for user \"{}\" in vhost \"{vhost}\" ...", a(0)),
+        "clear_permissions" => format!("Clearing permissions for user \"{}\" in vhost \"{vhost}\" ...", a(0)),
+        "list_permissions" => format!("Listing permissions for vhost \"{vhost}\" ..."),
+        "list_user_permissions" => format!("Listing permissions for user \"{}\" ...", a(0)),
+        _ => return None,
+    })
+}
+
+/// An info line printed after a command succeeded.
+pub fn after_success(command: &str) -> Option<&'static str> {
+    match command {
+        "add_user" => Some(
+            "Done. Don't forget to grant the user permissions to some virtual hosts! See 'rabbitmqctl help set_permissions' to learn more.",
+        ),
+        _ => None,
+    }
+}
+
+/// A table cell: strings as they are, lists as `[a, b]`, anything else as JSON.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(items) => format!("[{}]", items.iter().map(cell).collect::<Vec<_>>().join(", ")),
+        other => other.to_string(),
+    }
+}
+
+/// The tab-separated table (with or without header), ending in a newline.
+pub fn table(columns: &[String], rows: &[Vec<Value>], headers: bool) -> String {
+    if rows.is_empty() {
+        return "\n".into();
+    }
+    let mut out = String::new();
+    if headers {
+        out.push_str(&columns.join("\t"));
+        out.push('\n');
+    }
+    for r in rows {
+        out.push_str(&r.iter().map(cell).collect::<Vec<_>>().join("\t"));
+        out.push('\n');
+    }
+    out
+}
+
+/// rabbitmqctl's JSON formatter output, ending in a newline.
+pub fn json(columns: &[String], rows: &[Vec<Value>]) -> String {
+    if rows.is_empty() {
+        return "[]\n".into();
+    }
+    let mut out = String::from("[\n");
+    for (i, r) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Keys in column order (a serde_json Map would sort them).
+        let fields: Vec<String> = columns.iter().zip(r).map(|(k, v)| format!("{}:{v}", Value::String(k.clone()))).collect();
+        out.push('{');
+        out.push_str(&fields.join(","));
+        out.push('}');
+        out.push('\n');
+    }
+    out.push_str("]\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn validation_texts() {
+        assert!(validate("add_user", &s(&["bob", "pw"])).is_ok());
+        assert!(validate("add_user", &s(&["bob"])).is_ok(), "password from stdin");
+        let e = validate("add_user", &[]).unwrap_err();
+        assert!(e.starts_with("Error (argument validation): not enough arguments.\nArguments given:\n\tadd_user\n"), "{e}");
+        let e = validate("list_users", &s(&["name"])).unwrap_err();
+        assert!(e.starts_with("Error (argument validation): too many arguments.\nArguments given:\n\tlist_users name\n"), "{e}");
+        assert!(validate("set_permissions", &s(&["u", "a", "b"])).is_err());
+        assert!(validate("list_queues", &s(&["name", "messages"])).is_ok(), "other commands are not validated here");
+    }
+
+    #[test]
+    fn banners_as_rabbitmqctl() {
+        assert_eq!(banner("set_user_tags", &s(&["zz", "monitoring", "management"]), "/").unwrap(), "Setting tags for user \"zz\" to [monitoring, management] ...");
+        assert_eq!(banner("set_user_tags", &s(&["zz"]), "/").unwrap(), "Setting tags for user \"zz\" to [] ...");
+        assert_eq!(banner("set_permissions", &s(&["u", ".*", ".*", ".*"]), "v1").unwrap(), "Setting permissions for user \"u\" in vhost \"v1\" ...");
+        assert_eq!(banner("list_permissions", &[], "/").unwrap(), "Listing permissions for vhost \"/\" ...");
+        assert_eq!(banner("status", &[], "/"), None);
+    }
+
+    #[test]
+    fn table_and_json_output() {
+        let cols = s(&["user", "tags"]);
+        let rows = vec![vec![json!("guest"), json!(["administrator"])], vec![json!("bob"), json!(["a", "b"])]];
+        assert_eq!(table(&cols, &rows, true), "user\ttags\nguest\t[administrator]\nbob\t[a, b]\n");
+        assert_eq!(table(&cols, &rows, false), "guest\t[administrator]\nbob\t[a, b]\n");
+        assert_eq!(table(&cols, &[], true), "\n");
+        assert_eq!(
+            json(&cols, &rows),
+            "[\n{\"user\":\"guest\",\"tags\":[\"administrator\"]}\n,{\"user\":\"bob\",\"tags\":[\"a\",\"b\"]}\n]\n"
+        );
+        assert_eq!(json(&cols, &[]), "[]\n");
+    }
+}
