@@ -31,6 +31,8 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         extensions.push(p);
     }
     crate::admin::control::start(broker.clone(), extensions, &data_dir)?;
+    // First disk check before accepting anyone: a full disk blocks publishers from the start.
+    broker.disk.start();
     info!(%amqp_addr, "started TCP listener for AMQP 0-9-1");
     let (stop, mut stopped) = watch::channel(false);
     let b = broker.clone();
