@@ -48,8 +48,13 @@ pub struct AuthConfig {
 pub struct StorageConfig {
     /// Directory for the redb database and the control socket.
     pub data_dir: PathBuf,
-    /// Publishers are blocked when free disk space falls below this many bytes.
+    /// Publishers are blocked when free disk space falls below this many bytes. The file may
+    /// give bytes or a string with RabbitMQ's units ("50MB", "1GB", "500MiB").
+    #[serde(deserialize_with = "crate::alarm::deserialize_limit")]
     pub disk_free_limit: u64,
+    /// Longest time between two free disk space checks, in milliseconds (checks come sooner
+    /// near the limit).
+    pub disk_check_interval_ms: u64,
     /// Message body bytes a durable queue keeps in memory ahead of its consumers; beyond it the
     /// bodies of persistent messages stay on disk until consumers get near them.
     pub queue_ram_limit: u64,
@@ -111,7 +116,12 @@ impl Default for AuthConfig {
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_dir: PathBuf::from("./data"), disk_free_limit: 50_000_000, queue_ram_limit: 8 << 20 }
+        StorageConfig {
+            data_dir: PathBuf::from("./data"),
+            disk_free_limit: crate::alarm::DEFAULT_DISK_FREE_LIMIT,
+            disk_check_interval_ms: 1000,
+            queue_ram_limit: 8 << 20,
+        }
     }
 }
 
@@ -180,7 +190,21 @@ mod tests {
         assert_eq!(c.amqp.frame_max, d.amqp.frame_max);
         assert_eq!(c.auth.loopback_users, d.auth.loopback_users);
         assert_eq!(c.storage.data_dir, d.storage.data_dir);
+        assert_eq!(c.storage.disk_free_limit, d.storage.disk_free_limit);
+        assert_eq!(c.storage.disk_check_interval_ms, d.storage.disk_check_interval_ms);
         assert_eq!(c.plugins.memory_limit_mib, d.plugins.memory_limit_mib);
+    }
+
+    #[test]
+    fn disk_free_limit_takes_bytes_or_units() {
+        let c: Config = toml::from_str("[storage]\ndisk_free_limit = 1000\n").unwrap();
+        assert_eq!(c.storage.disk_free_limit, 1000);
+        let c: Config = toml::from_str("[storage]\ndisk_free_limit = \"2GB\"\n").unwrap();
+        assert_eq!(c.storage.disk_free_limit, 2_000_000_000);
+        let c: Config = toml::from_str("[storage]\ndisk_free_limit = \"500MiB\"\n").unwrap();
+        assert_eq!(c.storage.disk_free_limit, 500 << 20);
+        let err = toml::from_str::<Config>("[storage]\ndisk_free_limit = \"lots\"\n").unwrap_err();
+        assert!(err.to_string().contains("disk_free_limit"), "{err}");
     }
 
     #[test]

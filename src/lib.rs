@@ -1,6 +1,7 @@
 //! Warren: an AMQP 0-9-1 message broker.
 pub mod config;
 pub mod admin;
+pub mod alarm;
 pub mod broker;
 pub mod connection;
 pub mod exchange_type;

@@ -31,6 +31,8 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         extensions.push(p);
     }
     crate::admin::control::start(broker.clone(), extensions, &data_dir)?;
+    // First disk check before accepting anyone: a full disk blocks publishers from the start.
+    broker.disk.start();
     let listener = TcpListener::bind(&addr).await?;
     let amqp_addr = listener.local_addr()?;
     info!(%amqp_addr, "started TCP listener for AMQP 0-9-1");

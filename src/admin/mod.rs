@@ -90,12 +90,19 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
         "status" => {
             let conns = broker.connections.lock().len();
             let queues: usize = broker.vhosts().iter().map(|v| v.queues.read().len()).sum();
+            // `alarms` lists RabbitMQ's resource names ("disk"); `disk_free` is null until measured.
+            let alarms: Vec<&str> = if broker.disk.alarmed() { vec!["disk"] } else { vec![] };
             Response::table(
                 &["key", "value"],
                 vec![
                     vec![json!("product"), json!("Warren")],
                     vec![json!("version"), json!(env!("CARGO_PKG_VERSION"))],
+                    vec![json!("node"), json!(crate::alarm::NODE_NAME)],
                     vec![json!("os_pid"), json!(std::process::id())],
+                    vec![json!("data_directory"), json!(broker.config.storage.data_dir.display().to_string())],
+                    vec![json!("alarms"), json!(alarms)],
+                    vec![json!("disk_free"), json!(broker.disk.free())],
+                    vec![json!("disk_free_limit"), json!(broker.disk.limit())],
                     vec![json!("connections"), json!(conns)],
                     vec![json!("queues"), json!(queues)],
                     vec![json!("vhosts"), json!(broker.vhosts().len())],
@@ -128,6 +135,20 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
                 }
                 Response::table(&["key", "value"], rows)
             }
+        "set_disk_free_limit" => match req.args.as_slice() {
+            [limit] => match crate::alarm::parse_information_unit(limit) {
+                Some(bytes) => {
+                    broker.disk.set_limit(bytes);
+                    Response::message(format!("Setting disk free limit on {} to {limit} bytes ...", crate::alarm::NODE_NAME))
+                }
+                None => Response::error(format!(
+                    "Unable to parse disk free limit value \"{limit}\" (bytes, or with a unit: 50MB, 1GB, 500MiB, 2GiB)"
+                )),
+            },
+            [m, _] if m == "mem_relative" => {
+                Response::error("set_disk_free_limit mem_relative is not supported: Warren has no memory monitor")
+            }
+            _ => Response::error("usage: set_disk_free_limit <disk_limit>"),
         },
         "list_vhosts" => {
             let mut rows: Vec<Vec<Value>> = broker.vhosts().iter().map(|v| vec![json!(v.name)]).collect();
@@ -209,11 +230,19 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
             }
         },
         "list_connections" => {
+            // RabbitMQ's states: `blocking` while an alarm is set, `blocked` once the connection
+            // published during it (its socket is no longer read).
+            let alarm = broker.disk.alarmed();
+            let state = |c: &crate::broker::ConnectionEntry| match (c.blocked.load(std::sync::atomic::Ordering::Relaxed), alarm) {
+                (true, _) => "blocked",
+                (false, true) => "blocking",
+                (false, false) => "running",
+            };
             let mut rows: Vec<Vec<Value>> = broker
                 .connections
                 .lock()
                 .values()
-                .map(|c| vec![json!(c.id), json!(c.user), json!(c.peer.ip().to_string()), json!(c.peer.port()), json!(c.vhost), json!("running")])
+                .map(|c| vec![json!(c.id), json!(c.user), json!(c.peer.ip().to_string()), json!(c.peer.port()), json!(c.vhost), json!(state(c))])
                 .collect();
             rows.sort_by_key(|r| r[0].as_u64());
             select(&["pid", "user", "peer_host", "peer_port", "vhost", "state"], &["user", "peer_host", "peer_port", "state"], &req.args, rows)

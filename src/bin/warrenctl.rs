@@ -30,7 +30,7 @@ struct Args {
     #[arg(long)]
     no_table_headers: bool,
     /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections,
-    /// list_vhosts, purge_queue, delete_queue, close_connection, add_user, delete_user,
+    /// list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit, add_user, delete_user,
     /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,
     /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions)
     /// and its arguments.
@@ -120,6 +120,16 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(resp.exit_code.unwrap_or(70));
     }
+    if req.command == "status" {
+        let fields: serde_json::Map<String, serde_json::Value> =
+            resp.rows.iter().filter_map(|r| Some((r.first()?.as_str()?.to_owned(), r.get(1)?.clone()))).collect();
+        if json {
+            println!("{}", serde_json::Value::Object(fields));
+        } else {
+            print!("{}", status_text(&fields));
+        }
+        return ExitCode::SUCCESS;
+    }
     if json {
         if resp.columns.is_empty() {
             if resp.message.is_some() {
@@ -140,4 +150,47 @@ fn main() -> ExitCode {
         println!("{done}");
     }
     ExitCode::SUCCESS
+}
+
+/// `status` in rabbitmqctl's layout: sections with ANSI-bold titles (bold even when piped, as
+/// rabbitmqctl does), `Alarms` and `Free Disk Space` as RabbitMQ prints them.
+fn status_text(f: &serde_json::Map<String, serde_json::Value>) -> String {
+    use std::fmt::Write;
+    let get = |k: &str| f.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    let node = get("node");
+    let mut out = String::new();
+    let section = |out: &mut String, title: &str| {
+        let _ = write!(out, "\n\x1b[1m{title}\x1b[0m\n\n");
+    };
+    let _ = writeln!(out, "Status of node {node} ...");
+    section(&mut out, "Runtime");
+    let _ = writeln!(out, "OS PID: {}", get("os_pid"));
+    let _ = writeln!(out, "Warren version: {}", get("version"));
+    let _ = writeln!(out, "Node name: {node}");
+    section(&mut out, "Data directory");
+    let _ = writeln!(out, "Node data directory: {}", get("data_directory"));
+    section(&mut out, "Alarms");
+    let alarms: Vec<String> = f
+        .get("alarms")
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().filter_map(|r| r.as_str()).map(|r| match r {
+            "disk" => format!("Free disk space alarm on node {node}"),
+            other => format!("{other} alarm on node {node}"),
+        }).collect())
+        .unwrap_or_default();
+    if alarms.is_empty() {
+        let _ = writeln!(out, "(none)");
+    }
+    for a in alarms {
+        let _ = writeln!(out, "{a}");
+    }
+    section(&mut out, "Free Disk Space");
+    let gb = |k: &str| f.get(k).and_then(|v| v.as_u64()).map(warren::alarm::format_gb).unwrap_or_else(|| "unknown".into());
+    let _ = writeln!(out, "Low free disk space watermark: {}", gb("disk_free_limit"));
+    let _ = writeln!(out, "Free disk space: {}", gb("disk_free"));
+    section(&mut out, "Totals");
+    let _ = writeln!(out, "Connection count: {}", get("connections"));
+    let _ = writeln!(out, "Queue count: {}", get("queues"));
+    let _ = writeln!(out, "Virtual host count: {}", get("vhosts"));
+    out
 }

@@ -33,6 +33,8 @@ pub struct ConnectionEntry {
     pub user: String,
     pub vhost: String,
     pub close: tokio::sync::mpsc::UnboundedSender<ReplyError>,
+    /// The reader stopped reading the socket because of a resource alarm (state `blocked`).
+    pub blocked: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Broker {
@@ -52,6 +54,8 @@ pub struct Broker {
     pub store: Option<Arc<Store>>,
     /// The plugin manager (None without a data directory).
     pub plugins: RwLock<Option<Arc<crate::plugin::manager::PluginManager>>>,
+    /// The free disk space alarm (its checks run once `server::start` calls `start`).
+    pub disk: Arc<crate::alarm::DiskMonitor>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -61,6 +65,11 @@ fn store_error(e: StoreError) -> ReplyError {
 
 impl Broker {
     fn empty(config: Config, store: Option<Arc<Store>>) -> Arc<Broker> {
+        let disk = crate::alarm::DiskMonitor::new(
+            config.storage.data_dir.clone(),
+            config.storage.disk_free_limit,
+            std::time::Duration::from_millis(config.storage.disk_check_interval_ms),
+        );
         let b = Arc::new(Broker {
             config,
             vhosts: RwLock::default(),
@@ -73,6 +82,7 @@ impl Broker {
             connections: Mutex::default(),
             store,
             plugins: RwLock::default(),
+            disk,
         });
         b
     }

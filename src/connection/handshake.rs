@@ -19,6 +19,8 @@ pub(super) struct Handshake {
     pub frame_max: u32,
     pub channel_max: u16,
     pub cancel_notify: bool,
+    /// The client takes connection.blocked / unblocked (capability `connection.blocked`).
+    pub blocked_notify: bool,
 }
 
 /// The server properties of connection.start (keys are sorted on the wire, as RabbitMQ's).
@@ -40,7 +42,7 @@ pub fn server_properties() -> FieldTable {
     let mut p = FieldTable::default();
     let s = |v: &str| AMQPValue::LongString(v.into());
     p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-    p.insert("cluster_name".into(), s("warren@localhost"));
+    p.insert("cluster_name".into(), s(crate::alarm::NODE_NAME));
     p.insert("copyright".into(), s("Copyright (c) the Warren developers"));
     p.insert("information".into(), s("Licensed under the MPL 2.0. An AMQP 0-9-1 broker with WebAssembly plugins"));
     p.insert("platform".into(), s("Rust"));
@@ -143,6 +145,7 @@ pub(super) async fn run(
     };
     let failure_close = client_capability(&start_ok.client_properties, "authentication_failure_close");
     let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
     let valid = broker.user(&user).is_some_and(|u| auth::check_password(&u.password_hash, &pass));
     let loopback_ok = !broker.config.auth.loopback_users.contains(&user) || local.is_some_and(|a| a.ip().is_loopback());
     if !valid || !loopback_ok {
@@ -196,7 +199,7 @@ pub(super) async fn run(
         return Err(());
     }
     send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
-    Ok(Handshake { user, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify })
+    Ok(Handshake { user, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify })
 }
 
 #[cfg(test)]

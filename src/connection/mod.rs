@@ -15,11 +15,12 @@ use channel::Channel;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 /// The 0-9-1 protocol header, also sent back to a client that offers another protocol.
@@ -84,9 +85,17 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
 
     conn.cancel_notify.store(hs.cancel_notify, std::sync::atomic::Ordering::Relaxed);
     let (close_tx, close_rx) = mpsc::unbounded_channel();
+    let blocked = Arc::new(AtomicBool::new(false));
     broker.connections.lock().insert(
         id,
-        ConnectionEntry { id, peer, user: hs.user.clone(), vhost: hs.vhost.name.clone(), close: close_tx.clone() },
+        ConnectionEntry {
+            id,
+            peer,
+            user: hs.user.clone(),
+            vhost: hs.vhost.name.clone(),
+            close: close_tx.clone(),
+            blocked: blocked.clone(),
+        },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.
     if broker.user(&hs.user).is_none() {
@@ -110,8 +119,12 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
         frame_max: hs.frame_max,
         closing: false,
         max_message_size: broker.config.amqp.max_message_size,
+        blocked,
+        blocked_notify: hs.blocked_notify,
+        blocked_sent: false,
     };
-    let reason = c.run(rd, buf, hs.heartbeat, close_rx).await;
+    let alarm = broker.disk.subscribe();
+    let reason = c.run(rd, buf, hs.heartbeat, close_rx, alarm).await;
     c.cleanup();
     broker.connections.lock().remove(&id);
     conn.close();
@@ -159,6 +172,13 @@ pub(crate) struct Connection {
     /// connection.close sent by the server; waiting for close-ok.
     closing: bool,
     max_message_size: u64,
+    /// Resource alarm flow control (RabbitMQ's `throttle`): set when the connection published
+    /// during an alarm; the reader then stops reading and parsing until the alarm clears.
+    blocked: Arc<AtomicBool>,
+    /// The client advertised the `connection.blocked` capability.
+    blocked_notify: bool,
+    /// connection.blocked was sent and connection.unblocked is owed.
+    blocked_sent: bool,
 }
 
 impl Connection {
@@ -168,21 +188,30 @@ impl Connection {
         mut buf: BytesMut,
         heartbeat: u16,
         mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
+        mut alarm: watch::Receiver<bool>,
     ) -> String {
         // A peer silent for two heartbeat intervals is dropped (RabbitMQ: 2–3 intervals).
         let silence = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64 * 2) };
         let mut close_deadline: Option<tokio::time::Instant> = None;
         let mut busy = false;
         loop {
-            loop {
+            // While blocked, frames already buffered wait too (RabbitMQ's recvloop stops at once).
+            while !self.reading_paused() {
                 match parse_frame(&mut buf, self.frame_max) {
-                    Ok(Some(f)) => match self.handle(f) {
-                        Ok(()) => {}
-                        Err(Stop::Done) => {
-                            self.flush();
-                            return "client closed".into();
+                    Ok(Some(f)) => {
+                        let content = matches!(f, Frame::Header { .. } | Frame::Body { .. });
+                        match self.handle(f) {
+                            Ok(()) => {}
+                            Err(Stop::Done) => {
+                                self.flush();
+                                return "client closed".into();
+                            }
                         }
-                    },
+                        if content {
+                            // One atomic load per content frame.
+                            self.publish_received(self.ctx.broker.disk.alarmed());
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         let err = frame_error(e);
@@ -194,6 +223,29 @@ impl Connection {
                 }
             }
             self.flush();
+            if self.reading_paused() {
+                // Blocked: no reads, no heartbeat timeout, until the alarm clears or the broker
+                // closes the connection. A dead peer shows up as the writer failing (heartbeats).
+                tokio::select! {
+                    r = async { alarm.wait_for(|set| !*set).await.map(|_| ()) } => {
+                        if r.is_err() {
+                            return "broker stopped".into();
+                        }
+                        self.unblock();
+                    }
+                    Some(err) = close_rx.recv() => {
+                        self.blocked.store(false, Ordering::Relaxed);
+                        self.hard_close(err);
+                        self.flush();
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if self.ctx.conn.is_closed() {
+                            return "client closed TCP connection".into();
+                        }
+                    }
+                }
+                continue;
+            }
             if self.closing && close_deadline.is_none() {
                 close_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3));
             }
@@ -236,6 +288,39 @@ impl Connection {
                 Err(_) => return "client closed TCP connection".into(),
             }
         }
+    }
+
+    /// The socket is not read: blocked by an alarm (a closing connection reads its close-ok).
+    fn reading_paused(&self) -> bool {
+        !self.closing && self.blocked.load(Ordering::Relaxed)
+    }
+
+    /// A content header or body was handled (RabbitMQ's `publish_received`): during an alarm the
+    /// connection becomes blocked after this frame, and is told so once if it asked to be.
+    fn publish_received(&mut self, alarm_set: bool) {
+        if !alarm_set || self.closing || self.blocked.load(Ordering::Relaxed) {
+            return;
+        }
+        self.blocked.store(true, Ordering::Relaxed);
+        tracing::debug!(conn = self.ctx.id, "blocked by the disk alarm");
+        if self.blocked_notify && !self.blocked_sent {
+            self.blocked_sent = true;
+            let m = AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked {
+                reason: crate::alarm::DISK_BLOCKED_REASON.into(),
+            }));
+            self.ctx.conn.append(|out| frame::write_method(out, 0, m));
+        }
+    }
+
+    /// The alarm cleared: resume reading; connection.unblocked if connection.blocked was sent.
+    fn unblock(&mut self) {
+        self.blocked.store(false, Ordering::Relaxed);
+        tracing::debug!(conn = self.ctx.id, "unblocked");
+        if std::mem::take(&mut self.blocked_sent) {
+            let m = AMQPClass::Connection(connection::AMQPMethod::Unblocked(connection::Unblocked {}));
+            self.ctx.conn.append(|out| frame::write_method(out, 0, m));
+        }
+        self.ctx.conn.wake();
     }
 
     fn flush(&mut self) {

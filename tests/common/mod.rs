@@ -35,6 +35,11 @@ pub struct TestBroker {
 
 impl TestBroker {
     pub async fn start() -> TestBroker {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Like [`TestBroker::start`], with the in-process broker's config adjusted by `f`.
+    pub async fn start_with(f: impl FnOnce(&mut warren::config::Config)) -> TestBroker {
         if let Ok(url) = std::env::var("WARREN_TEST_URL") {
             if !url.is_empty() {
                 let addr = addr_of_url(&url);
@@ -42,7 +47,8 @@ impl TestBroker {
             }
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = warren::config::Config::for_tests(dir.path());
+        let mut cfg = warren::config::Config::for_tests(dir.path());
+        f(&mut cfg);
         let server = tokio::time::timeout(WAIT, warren::server::start(cfg))
             .await
             .expect("warren start timed out")
@@ -140,6 +146,18 @@ impl TestBroker {
     pub fn uri_for(&self, user: &str, pass: &str, vhost: &str) -> String {
         let enc: String = vhost.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
         format!("amqp://{user}:{pass}@{}/{enc}", self.addr)
+    /// Runs an admin command over the control socket of the in-process broker (as warrenctl does).
+    pub async fn admin_call(&self, command: &str, args: &[&str]) -> warren::admin::Response {
+        let dir = self._dir.as_ref().expect("ctl needs the in-process broker").path().to_owned();
+        let req = warren::admin::Request {
+            command: command.into(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            vhost: None,
+        };
+        tokio::task::spawn_blocking(move || warren::admin::control::call(&dir, &req))
+            .await
+            .unwrap()
+            .expect("control socket call")
     }
 
     /// Stops an in-process broker (no-op for an external one).

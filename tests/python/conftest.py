@@ -6,9 +6,14 @@ warren-server (WARREN_SERVER_BIN, default <repo>/target/debug/warren-server) is 
 for the whole session on a free loopback port with a temporary data directory.
 
 Tests never share queue or exchange names: each takes its own prefix from `names`.
+
+`broker_ctl` runs the broker's control CLI: warrenctl against the session's warren-server, or,
+with WARREN_TEST_URL, the command in WARREN_TEST_CTL (e.g. `rabbitmqctl -n ref@localhost`);
+tests that need it are skipped when neither is available.
 """
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -21,6 +26,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 20.0
+# The session's warren-server: its binary and data directory (empty with WARREN_TEST_URL).
+_SERVER = {}
 
 
 def _free_port():
@@ -60,6 +67,7 @@ def _start_warren(tmp_dir):
             output = log_path.read_text(errors="replace")
             pytest.exit(f"warren-server {why}. Its output:\n{output}", returncode=3)
         time.sleep(0.05)
+    _SERVER.update(binary=binary, data_dir=data_dir)
     return proc, log, port
 
 
@@ -124,3 +132,20 @@ def names(request):
         return f"{prefix}.{suffix}"
 
     return make
+
+
+@pytest.fixture
+def broker_ctl(broker_url):
+    """broker_ctl(*args) runs warrenctl (or WARREN_TEST_CTL) and returns its CompletedProcess."""
+    if os.environ.get("WARREN_TEST_URL"):
+        ctl = os.environ.get("WARREN_TEST_CTL")
+        if not ctl:
+            pytest.skip("needs WARREN_TEST_CTL (the broker's control command) with WARREN_TEST_URL")
+        base = shlex.split(ctl)
+    else:
+        base = [str(_SERVER["binary"].with_name("warrenctl")), "--data-dir", str(_SERVER["data_dir"])]
+
+    def run(*args):
+        return subprocess.run(base + list(args), capture_output=True, text=True, timeout=60)
+
+    return run
