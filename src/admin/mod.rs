@@ -135,6 +135,7 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
                 }
                 Response::table(&["key", "value"], rows)
             }
+        },
         "set_disk_free_limit" => match req.args.as_slice() {
             [limit] => match crate::alarm::parse_information_unit(limit) {
                 Some(bytes) => {
