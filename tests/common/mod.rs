@@ -146,6 +146,8 @@ impl TestBroker {
     pub fn uri_for(&self, user: &str, pass: &str, vhost: &str) -> String {
         let enc: String = vhost.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
         format!("amqp://{user}:{pass}@{}/{enc}", self.addr)
+    }
+
     /// Runs an admin command over the control socket of the in-process broker (as warrenctl does).
     pub async fn admin_call(&self, command: &str, args: &[&str]) -> warren::admin::Response {
         let dir = self._dir.as_ref().expect("ctl needs the in-process broker").path().to_owned();
