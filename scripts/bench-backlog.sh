@@ -84,7 +84,7 @@ drain() { # NAME URI BPID
   local log=$outdir/drain-$1.log
   echo "== drain $MESSAGES from $1" >&2
   rm -f "$outdir/rss-drain-$1.stop"; sample_rss "$3" "$outdir/rss-drain-$1" & local s=$!
-  "$PERF" --uri "$2" -x 0 -y 1 --persistent -s "$SIZE" -q 100 -D "$MESSAGES" -z 7200 --quiet --json >"$log" 2>&1 \
+  "$PERF" --uri "$2" -x 0 -y 1 --keep-queues --persistent -s "$SIZE" -q 100 -D "$MESSAGES" -z 7200 --quiet --json >"$log" 2>&1 \
     || echo "   warren-perf failed (see $log)" >&2
   touch "$outdir/rss-drain-$1.stop"; wait "$s"
   grep -E '^(duration|sent|received)' "$log" | sed 's/^/   /' >&2 || true

@@ -87,6 +87,11 @@ pub struct Args {
     #[arg(short = 'D', long, default_value_t = 0)]
     pub cmessages: u64,
 
+    /// Keep the perf queues and their messages (default: delete them first so the run starts
+    /// empty), e.g. to drain a backlog left by an earlier run with `-x 0 -D N`
+    #[arg(long)]
+    pub keep_queues: bool,
+
     /// Test duration in seconds
     #[arg(short = 'z', long, default_value_t = 10.0)]
     pub duration: f64,

@@ -81,8 +81,10 @@ pub async fn declare(conn: &Connection, args: &Args) -> Result<Topology, BoxErro
     let ex_type = args.effective_exchange_type();
     let queues: Vec<String> = (0..args.queues).map(queue_name).collect();
 
-    for q in &queues {
-        ch = delete_queue_if_exists(conn, ch, q).await?;
+    if !args.keep_queues {
+        for q in &queues {
+            ch = delete_queue_if_exists(conn, ch, q).await?;
+        }
     }
     if let Some(t) = &ex_type {
         if !is_predeclared(&exchange) {
