@@ -5,55 +5,11 @@ use common::timeout;
 use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl Server {
-    async fn start(data: &Path, port: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_warren-server"))
-            .args(["--amqp-port", &port.to_string(), "--bind", "127.0.0.1", "--data-dir"])
-            .arg(data)
-            .env("WARREN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn warren-server");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "warren-server did not listen on {port}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Server { child, port }
-    }
-
-    async fn connect(&self) -> Connection {
-        let uri = format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port);
-        timeout(Connection::connect(&uri, ConnectionProperties::default())).await.unwrap()
-    }
-
-    fn kill9(mut self) {
-        self.child.kill().unwrap(); // SIGKILL
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::process::{Server, free_port};
 
 fn persistent() -> BasicProperties {
     BasicProperties::default().with_delivery_mode(2)
@@ -74,7 +30,7 @@ async fn drain(ch: &lapin::Channel, q: &str) -> Vec<(u64, bool)> {
 async fn restart_keeps_durable_definitions_and_persistent_messages_only() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let s = Server::start(dir.path(), port).await;
+    let s = Server::start_with(dir.path(), port, &[]).await;
     let conn = s.connect().await;
     let ch = timeout(conn.create_channel()).await.unwrap();
     timeout(ch.confirm_select(Default::default())).await.unwrap();
@@ -103,7 +59,7 @@ async fn restart_keeps_durable_definitions_and_persistent_messages_only() {
     drop(conn);
     s.kill9();
 
-    let s = Server::start(dir.path(), port).await;
+    let s = Server::start_with(dir.path(), port, &[]).await;
     let conn = s.connect().await;
     let ch = timeout(conn.create_channel()).await.unwrap();
     let got = drain(&ch, "dq").await;
@@ -144,7 +100,7 @@ async fn confirmed_messages_survive_sigkill_at_several_points() {
     for (round, kill_after_ms) in [40u64, 120, 250, 400].into_iter().enumerate() {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let s = Server::start(dir.path(), port).await;
+        let s = Server::start_with(dir.path(), port, &[]).await;
         let conn = s.connect().await;
         let ch = timeout(conn.create_channel()).await.unwrap();
         timeout(ch.confirm_select(Default::default())).await.unwrap();
@@ -190,7 +146,7 @@ async fn confirmed_messages_survive_sigkill_at_several_points() {
         let confirmed = confirmed.lock().clone();
         let published = published.load(std::sync::atomic::Ordering::SeqCst);
 
-        let s = Server::start(dir.path(), port).await;
+        let s = Server::start_with(dir.path(), port, &[]).await;
         let conn = s.connect().await;
         let ch = timeout(conn.create_channel()).await.unwrap();
         let got: Vec<u64> = drain(&ch, "crash").await.into_iter().map(|(n, _)| n).collect();
@@ -249,7 +205,7 @@ async fn users_vhosts_and_permissions_survive_sigkill() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let port = free_port();
-    let s = Server::start(data, port).await;
+    let s = Server::start_with(data, port, &[]).await;
     wait_for_control_socket(data).await;
     for args in [
         &["add_user", "alice", "s3cret"][..],
@@ -280,7 +236,7 @@ async fn users_vhosts_and_permissions_survive_sigkill() {
     drop(conn);
     s.kill9();
 
-    let s = Server::start(data, port).await;
+    let s = Server::start_with(data, port, &[]).await;
     wait_for_control_socket(data).await;
     assert_eq!(
         ctl_ok(data, &["list_users", "-q"]),
