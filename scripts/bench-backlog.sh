@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 MESSAGES=${MESSAGES:-1048576}
 SIZE=${SIZE:-1024}
 WARREN_PORT=${WARREN_PORT:-5675}
@@ -28,19 +30,7 @@ SERVER=$root/target/release/warren-server
 if [ -z "${SKIP_BUILD:-}" ]; then
   cargo build --release --bin warren-perf --bin warren-server >&2
 fi
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status" 2>/dev/null || echo 0; }
-pid_on_port() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
-json_get() {
-  python3 - "$1" "$2" <<'EOF'
-import json, sys
-lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
-if not lines: print("n/a"); sys.exit()
-v = json.loads(lines[-1])
-for k in sys.argv[2].split("."): v = v.get(k, "n/a") if isinstance(v, dict) else "n/a"
-print(round(v) if isinstance(v, float) else v)
-EOF
-}
 
 outdir=$root/target/bench/backlog-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$outdir"

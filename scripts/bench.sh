@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/lib.sh
+. "$root/scripts/lib.sh"
 
 DURATION=${DURATION:-10}
 WARREN_PORT=${WARREN_PORT:-5674}
@@ -44,8 +46,6 @@ done
 # own limit: check `grep "open files" /proc/<beam pid>/limits`; Debian's default 1024 is too low.)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-pid_on_port() { ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2; }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 if [ -z "${SKIP_BUILD:-}" ]; then
@@ -99,17 +99,6 @@ has_broker() { local b; for b in "${brokers[@]}"; do [ "$b" = "$1" ] && return 0
 # results[scenario.metric.broker]=value
 declare -A results
 
-# json_get FILE KEY.PATH -> value from the last JSON line of FILE
-json_get() {
-  python3 - "$1" "$2" <<'EOF'
-import json, sys
-lines = [l for l in open(sys.argv[1]) if l.startswith("{")]
-if not lines: print("n/a"); sys.exit()
-v = json.loads(lines[-1])
-for k in sys.argv[2].split("."): v = v.get(k, "n/a") if isinstance(v, dict) else "n/a"
-print(int(v) if isinstance(v, float) and v.is_integer() else v)
-EOF
-}
 
 # perf SCENARIO BROKER ARGS...: runs warren-perf, stores its output in $outdir/SCENARIO-BROKER.log
 perf() {

@@ -161,11 +161,13 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
             Ok(v) => {
                 let mut qs: Vec<_> = v.queues.read().values().cloned().collect();
                 qs.sort_by(|a, b| a.name.cmp(&b.name));
+                // Memory columns walk the whole backlog: only when asked for.
+                let memory = req.args.iter().any(|a| matches!(a.as_str(), "messages_ram" | "message_bytes_ram" | "messages_paged_out"));
                 let rows = qs
                     .iter()
                     .map(|q| {
                         let (m, c) = q.counts();
-                        let (ram, ram_bytes, paged) = q.memory();
+                        let (ram, ram_bytes, paged) = if memory { q.memory() } else { (0, 0, 0) };
                         let unacked = q.unacked.load(std::sync::atomic::Ordering::Relaxed);
                         vec![
                             json!(q.name),
