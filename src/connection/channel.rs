@@ -250,6 +250,11 @@ impl Channel {
         {
             return Err(precondition(format!("invalid expiration '{}': no_integer", exp.as_str())));
         }
+        if let Some(mode) = header.properties.delivery_mode()
+            && !matches!(mode, 1 | 2)
+        {
+            return Err(precondition(format!("invalid message: {{delivery_mode_unknown,{mode}}}")));
+        }
         let msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,

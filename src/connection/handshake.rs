@@ -58,13 +58,23 @@ async fn send(wr: &mut OwnedWriteHalf, m: AMQPClass) -> Result<(), ()> {
 }
 
 /// Reads the next method on channel 0 (heartbeats are skipped).
-async fn next_method(rd: &mut OwnedReadHalf, buf: &mut BytesMut, frame_max: u32) -> Result<AMQPClass, ()> {
+async fn next_method(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    frame_max: u32,
+) -> Result<AMQPClass, ()> {
     loop {
         match parse_frame(buf, frame_max) {
             Ok(Some(Frame::Method { channel: 0, method })) => return Ok(method),
             Ok(Some(Frame::Heartbeat { .. })) => continue,
+            // A frame that cannot be decoded: connection.close with the frame error, then drop.
+            Err(e) => {
+                close(wr, super::frame_error(e)).await;
+                return Err(());
+            }
             // Any other frame during the handshake is a protocol violation: drop the socket.
-            Ok(Some(_)) | Err(_) => return Err(()),
+            Ok(Some(_)) => return Err(()),
             Ok(None) => {}
         }
         if rd.read_buf(buf).await.map_err(|_| ())? == 0 {
@@ -76,7 +86,7 @@ async fn next_method(rd: &mut OwnedReadHalf, buf: &mut BytesMut, frame_max: u32)
 async fn close(wr: &mut OwnedWriteHalf, err: ReplyError) {
     let m = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
         reply_code: err.code(),
-        reply_text: err.text.as_str().into(),
+        reply_text: err.wire_text(),
         class_id: err.class_id,
         method_id: err.method_id,
     }));
@@ -135,7 +145,7 @@ pub(super) async fn run(
     }));
     send(wr, start).await?;
 
-    let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) = next_method(rd, buf, cfg.frame_max).await? else {
+    let AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)) = next_method(rd, wr, buf, cfg.frame_max).await? else {
         return Err(());
     };
     let mechanism = start_ok.mechanism.as_str().to_owned();
@@ -173,7 +183,7 @@ pub(super) async fn run(
         heartbeat: cfg.heartbeat,
     }));
     send(wr, tune).await?;
-    let AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) = next_method(rd, buf, cfg.frame_max).await? else {
+    let AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) = next_method(rd, wr, buf, cfg.frame_max).await? else {
         return Err(());
     };
     // 0 means "no limit" from the client: take ours.
@@ -185,7 +195,7 @@ pub(super) async fn run(
     }
     conn.set_frame_max(frame_max);
 
-    let AMQPClass::Connection(connection::AMQPMethod::Open(open)) = next_method(rd, buf, frame_max).await? else {
+    let AMQPClass::Connection(connection::AMQPMethod::Open(open)) = next_method(rd, wr, buf, frame_max).await? else {
         return Err(());
     };
     let vhost_name = open.virtual_host.as_str();

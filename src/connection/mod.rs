@@ -339,7 +339,7 @@ impl Connection {
         self.close_channels();
         let m = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
             reply_code: err.code(),
-            reply_text: err.text.as_str().into(),
+            reply_text: err.wire_text(),
             class_id: err.class_id,
             method_id: err.method_id,
         }));
@@ -390,12 +390,12 @@ impl Connection {
                 Ok(())
             }
             Frame::Header { channel: 0, header } => {
-                let text = format!("type 2, all octets = {}", frame::erlang_binary(&header.raw));
+                let text = format!("type 2, {}", frame::payload_snippet(&header.raw));
                 self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, text));
                 Ok(())
             }
             Frame::Body { channel: 0, payload } => {
-                let text = format!("type 3, all octets = {}", frame::erlang_binary(&payload));
+                let text = format!("type 3, {}", frame::payload_snippet(&payload));
                 self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, text));
                 Ok(())
             }
@@ -505,7 +505,7 @@ impl Connection {
             ch.set_closing();
             let m = AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
                 reply_code: err.code(),
-                reply_text: err.text.as_str().into(),
+                reply_text: err.wire_text(),
                 class_id: err.class_id,
                 method_id: err.method_id,
             }));
@@ -514,7 +514,7 @@ impl Connection {
     }
 }
 
-fn frame_error(e: FrameError) -> ReplyError {
+pub(super) fn frame_error(e: FrameError) -> ReplyError {
     match e {
         FrameError::UnknownMethod { class_id, method_id } => {
             ReplyError::new(ErrorKind::CommandInvalid, format!("unknown method {class_id}/{method_id}")).on(class_id, method_id)
@@ -525,6 +525,11 @@ fn frame_error(e: FrameError) -> ReplyError {
         FrameError::Malformed { class_id, method_id, what, .. } => {
             ReplyError::new(ErrorKind::FrameError, format!("cannot decode {what}")).on(class_id, method_id)
         }
+        FrameError::TooDeep { class_id, method_id, what, .. } => ReplyError::new(
+            ErrorKind::FrameError,
+            format!("cannot decode {what}: field tables nested deeper than {} levels", crate::protocol::guard::MAX_NESTING),
+        )
+        .on(class_id, method_id),
         other => ReplyError::new(ErrorKind::FrameError, other.to_string()),
     }
 }

@@ -6,7 +6,7 @@
 //! generated from the spec; content headers keep their raw payload so that deliveries forward the
 //! publisher's properties byte for byte.
 
-use super::{AMQPClass, basic};
+use super::{AMQPClass, basic, guard};
 use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame};
 use amq_protocol::protocol::basic::AMQPProperties;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -42,12 +42,12 @@ pub struct ContentHeader {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    /// Texts follow RabbitMQ's (`type T, all octets = <<…>>: reason`).
+    /// Texts follow RabbitMQ's (`type T, all octets = <<…>>: reason`, see [`payload_snippet`]).
     #[error("type {kind}, all octets = <<>>: {{frame_too_large,{size},{max}}}")]
     TooLarge { kind: u8, size: u32, max: u32 },
-    #[error("type {kind}, all octets = {}: {{invalid_frame_end_marker,{end}}}", erlang_binary(payload))]
+    #[error("type {kind}, {}: {{invalid_frame_end_marker,{end}}}", payload_snippet(payload))]
     BadEnd { kind: u8, payload: Bytes, end: u8 },
-    #[error("type {kind}, all octets = {}: unknown_frame", erlang_binary(payload))]
+    #[error("type {kind}, {}: unknown_frame", payload_snippet(payload))]
     UnknownType { kind: u8, payload: Bytes },
     #[error("unknown method {class_id}/{method_id}")]
     UnknownMethod { class_id: u16, method_id: u16 },
@@ -56,6 +56,9 @@ pub enum FrameError {
     NotImplemented { class_id: u16, method_id: u16, text: String },
     #[error("cannot decode {what} on channel {channel}")]
     Malformed { channel: u16, what: &'static str, class_id: u16, method_id: u16 },
+    /// Field tables or arrays nested deeper than `guard::MAX_NESTING`.
+    #[error("cannot decode {what} on channel {channel}: field tables nested deeper than {} levels", guard::MAX_NESTING)]
+    TooDeep { channel: u16, what: &'static str, class_id: u16, method_id: u16 },
 }
 
 /// Splits one complete frame off the front of `buf`. `Ok(None)` means more bytes are needed.
@@ -79,16 +82,48 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
     let mut frame = buf.split_to(total);
     frame.advance(7);
     frame.truncate(size as usize);
-    let payload = frame.freeze();
     if end != FRAME_END {
-        return Err(FrameError::BadEnd { kind, payload, end });
+        return Err(FrameError::BadEnd { kind, payload: frame.freeze(), end });
+    }
+    // Bounded nesting and byte-tolerant short strings before the generated decoder (guard.rs).
+    let mut repaired = None;
+    let checked = match kind {
+        FRAME_METHOD => guard::method(&mut frame),
+        FRAME_HEADER => match guard::content_header(&mut frame, false) {
+            // Decode a repaired copy; the raw header forwarded to consumers stays as sent.
+            Ok(true) => {
+                let mut copy = frame.clone();
+                guard::content_header(&mut copy, true).map(|_| repaired = Some(copy))
+            }
+            other => other.map(drop),
+        },
+        _ => Ok(()),
+    };
+    let payload = frame.freeze();
+    if let Err(e) = checked {
+        let (class_id, method_id) = if kind == FRAME_METHOD { ids(&payload) } else { (0, 0) };
+        let what = if kind == FRAME_METHOD { "method frame" } else { "content header" };
+        return Err(match e {
+            guard::GuardError::TooDeep => FrameError::TooDeep { channel, what, class_id, method_id },
+            guard::GuardError::Malformed => FrameError::Malformed { channel, what, class_id, method_id },
+        });
     }
     match kind {
         FRAME_METHOD => decode_method(channel, &payload).map(|method| Some(Frame::Method { channel, method })),
-        FRAME_HEADER => decode_header(channel, payload).map(|header| Some(Frame::Header { channel, header })),
+        FRAME_HEADER => decode_header(channel, payload, repaired.as_deref()).map(|header| Some(Frame::Header { channel, header })),
         FRAME_BODY => Ok(Some(Frame::Body { channel, payload })),
         FRAME_HEARTBEAT => Ok(Some(Frame::Heartbeat { channel })),
         kind => Err(FrameError::UnknownType { kind, payload }),
+    }
+}
+
+/// How RabbitMQ quotes a frame payload in frame errors (`rabbit_reader:payload_snippet`): all of
+/// it up to 16 bytes, else the first 16.
+pub fn payload_snippet(b: &[u8]) -> String {
+    if b.len() <= 16 {
+        format!("all octets = {}", erlang_binary(b))
+    } else {
+        format!("first 16 octets = {}", erlang_binary(&b[..16]))
     }
 }
 
@@ -147,14 +182,15 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> 
     }
 }
 
-fn decode_header(channel: u16, payload: Bytes) -> Result<ContentHeader, FrameError> {
+/// `repaired`: the payload with non-UTF-8 short strings replaced (guard.rs), to decode from.
+fn decode_header(channel: u16, payload: Bytes, repaired: Option<&[u8]>) -> Result<ContentHeader, FrameError> {
     let malformed = FrameError::Malformed { channel, what: "content header", class_id: 0, method_id: 0 };
     if payload.len() < 14 {
         return Err(malformed);
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let body_size = u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
-    match basic::parse_properties(&payload[12..]) {
+    match basic::parse_properties(&repaired.unwrap_or(&payload)[12..]) {
         Ok((rest, properties)) if rest.is_empty() => Ok(ContentHeader { class_id, body_size, properties, raw: payload }),
         _ => Err(malformed),
     }
@@ -330,6 +366,7 @@ mod tests {
         let mut b = BytesMut::from(&[9u8, 0, 0, 0, 0, 0, 3, b'a', b'b', b'c', 0xCE][..]);
         assert_eq!(parse_frame(&mut b, 4096).unwrap_err().to_string(), "type 9, all octets = <<\"abc\">>: unknown_frame");
         assert_eq!(erlang_binary(&[0, 60]), "<<0,60>>");
+        assert_eq!(payload_snippet(&[b'a'; 17]), "first 16 octets = <<\"aaaaaaaaaaaaaaaa\">>");
         let mut b = BytesMut::from(&[1u8, 0, 1, 0, 0, 0, 4, 0, 99, 0, 10, 0xCE][..]);
         assert!(matches!(parse_frame(&mut b, 4096), Err(FrameError::UnknownMethod { class_id: 99, method_id: 10 })));
     }

@@ -5,6 +5,7 @@
 //! bodies are never copied after they are read), frame writers, and the reply codes.
 
 pub mod frame;
+pub mod guard;
 pub mod reply;
 
 pub use amq_protocol::protocol::{

@@ -1,6 +1,8 @@
 //! Reply codes (spec §1.9 constants) and the error type the channel and connection code raise.
 //! The texts follow RabbitMQ: `NAME - explanation`.
 
+use amq_protocol::types::ShortString;
+
 /// The reply codes Warren sends, named as in the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -127,6 +129,26 @@ impl ReplyError {
     pub fn code(&self) -> u16 {
         self.kind.code()
     }
+
+    /// The reply text as sent in channel.close / connection.close: a short string, so a text
+    /// over 255 bytes is cut to 252 and ends in "..." as RabbitMQ does
+    /// (`rabbit_binary_generator:amqp_exception_explanation`); the cut falls on a character
+    /// boundary. The full text stays in `text` for the log.
+    pub fn wire_text(&self) -> ShortString {
+        ShortString::from(truncate_short(&self.text))
+    }
+}
+
+/// `text` if it fits a short string, else its first 252 bytes (at a character boundary) + "...".
+pub fn truncate_short(text: &str) -> String {
+    if text.len() <= 255 {
+        return text.to_string();
+    }
+    let mut cut = 252;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &text[..cut])
 }
 
 impl std::fmt::Display for ReplyError {
@@ -166,5 +188,18 @@ mod tests {
         assert!(!e.kind.is_hard());
         assert!(ErrorKind::FrameError.is_hard());
         assert_eq!(ReplyError::new(ErrorKind::InternalError, "").text, "INTERNAL_ERROR");
+    }
+
+    #[test]
+    fn long_texts_are_cut_like_rabbitmq() {
+        let e = not_found("queue", &"q".repeat(240), "/");
+        let wire = e.wire_text();
+        assert_eq!(wire.as_str().len(), 255);
+        assert!(wire.as_str().starts_with("NOT_FOUND - no queue 'qqq"));
+        assert!(wire.as_str().ends_with("qqq..."));
+        // A multi-byte character across byte 252 is not split.
+        let t = format!("{}é{}", "a".repeat(251), "b".repeat(10));
+        assert_eq!(truncate_short(&t), format!("{}...", "a".repeat(251)));
+        assert_eq!(truncate_short("short"), "short");
     }
 }

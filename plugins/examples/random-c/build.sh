@@ -1,9 +1,9 @@
 #!/bin/sh
 # Builds the x-random example into plugins/examples/random-c/random-c.wasm.
 #
-# Needs (Debian 12): apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc
-# (binaryen optional: clang then runs wasm-opt on the module) and the project's rustup cargo
-# for the componentize tool (../tools.sh).
+# Needs (Debian 12): apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc (binaryen's
+# wasm-opt is never used, see the link step below) and the project's rustup cargo for the
+# componentize tool (../tools.sh).
 # The C bindings in gen/ are committed. They are regenerated only when wit-bindgen-cli 0.61.1
 # is on PATH (cargo install wit-bindgen-cli --version 0.61.1 --locked, ~9 min):
 #   wit-bindgen c wit --world exchange-type --out-dir gen
@@ -42,10 +42,14 @@ else
     fi
 fi
 
-clang-19 --target=wasm32-wasi --sysroot=/usr -mexec-model=reactor -Os -Wall -Werror \
-    -ffile-prefix-map="$REPO"=/warren -Wl,--strip-all \
-    -o "$OUTDIR/x_random.core.wasm" \
-    "$HERE/x_random.c" "$HERE/gen/exchange_type.c" "$HERE/gen/exchange_type_component_type.o"
+# Compiled with -Os, linked without an optimisation level: when the link step gets one, clang runs
+# binaryen's wasm-opt on the module if wasm-opt is on PATH, so the output would depend on the
+# machine (clang 19's --no-wasm-opt drops the link step altogether instead of skipping wasm-opt).
+CC="clang-19 --target=wasm32-wasi --sysroot=/usr"
+$CC -Os -Wall -Werror -ffile-prefix-map="$REPO"=/warren -c "$HERE/x_random.c" -o "$OUTDIR/x_random.o"
+$CC -Os -Wall -Werror -ffile-prefix-map="$REPO"=/warren -c "$HERE/gen/exchange_type.c" -o "$OUTDIR/exchange_type.o"
+$CC -mexec-model=reactor -Wl,--strip-all -o "$OUTDIR/x_random.core.wasm" \
+    "$OUTDIR/x_random.o" "$OUTDIR/exchange_type.o" "$HERE/gen/exchange_type_component_type.o"
 
 build_tools
 "$COMPONENTIZE" "$OUTDIR/x_random.core.wasm" "$HERE/random-c.wasm"

