@@ -33,6 +33,12 @@ fn spec(command: &str) -> Option<Spec> {
         "clear_permissions" => s(1, 1, "clear_permissions [--vhost <vhost>] <username>"),
         "list_permissions" => s(0, 0, "list_permissions [--vhost <vhost>] [--no-table-headers]"),
         "list_user_permissions" => s(1, 1, "list_user_permissions [--no-table-headers] <username>"),
+        "set_vhost_limits" => s(1, 1, "set_vhost_limits [--vhost <vhost>] <definition>"),
+        "clear_vhost_limits" => s(0, 0, "clear_vhost_limits [--vhost <vhost>]"),
+        "list_vhost_limits" => s(0, 1, "list_vhost_limits [--vhost <vhost>] [--global] [--no-table-headers]"),
+        "set_user_limits" => s(2, 2, "set_user_limits <username> <definition>"),
+        "clear_user_limits" => s(2, 2, "clear_user_limits <username> <limit>|all"),
+        "list_user_limits" => s(0, 2, "list_user_limits [--user <username>] [--global]"),
         _ => None,
     }
 }
@@ -77,6 +83,18 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
         "clear_permissions" => format!("Clearing permissions for user \"{}\" in vhost \"{vhost}\" ...", a(0)),
         "list_permissions" => format!("Listing permissions for vhost \"{vhost}\" ..."),
         "list_user_permissions" => format!("Listing permissions for user \"{}\" ...", a(0)),
+        "set_vhost_limits" => format!("Setting vhost limits to \"{}\" for vhost \"{vhost}\" ...", a(0)),
+        "clear_vhost_limits" => format!("Clearing vhost \"{vhost}\" limits ..."),
+        "list_vhost_limits" if args.iter().any(|x| x == "--global") => "Listing limits for all vhosts ...".into(),
+        "list_vhost_limits" => format!("Listing limits for vhost \"{vhost}\" ..."),
+        "set_user_limits" => format!("Setting user limits to \"{}\" for user \"{}\" ...", a(1), a(0)),
+        "clear_user_limits" if a(1) == "all" => format!("Clearing all limits for user \"{}\" ...", a(0)),
+        "clear_user_limits" => format!("Clearing \"{}\" limit for user \"{}\" ...", a(1), a(0)),
+        "list_user_limits" if args.iter().any(|x| x == "--global") => "Listing limits for all users ...".into(),
+        "list_user_limits" => {
+            let user = args.iter().position(|x| x == "--user").and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or("guest");
+            format!("Listing limits for user \"{user}\" ...")
+        }
         _ => return None,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod control;
+pub mod limits;
 pub mod users;
 
 use crate::broker::Broker;
@@ -81,7 +82,7 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
             return r;
         }
     }
-    if let Some(r) = users::handle(broker, req) {
+    if let Some(r) = users::handle(broker, req).or_else(|| limits::handle(broker, req)) {
         return r;
     }
     let vhost_name = req.vhost.clone().unwrap_or_else(|| broker.config.auth.default_vhost.clone());

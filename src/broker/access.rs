@@ -42,8 +42,8 @@ impl From<StoreError> for AccessError {
     }
 }
 
-fn user_def(u: &User) -> UserDef {
-    UserDef { name: u.name.clone(), password_hash: u.password_hash.clone(), tags: u.tags.clone() }
+pub(super) fn user_def(u: &User) -> UserDef {
+    UserDef { name: u.name.clone(), password_hash: u.password_hash.clone(), tags: u.tags.clone(), limits: u.limits.clone() }
 }
 
 impl Broker {
@@ -57,7 +57,7 @@ impl Broker {
         self.auth_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
-    fn write(&self, f: impl FnOnce(&Store) -> Result<(), StoreError>) -> Result<(), AccessError> {
+    pub(super) fn write(&self, f: impl FnOnce(&Store) -> Result<(), StoreError>) -> Result<(), AccessError> {
         match &self.store {
             Some(s) => Ok(f(s)?),
             None => Ok(()),
@@ -89,7 +89,7 @@ impl Broker {
         if self.users.read().contains_key(name) {
             return Err(AccessError::UserExists(name.into()));
         }
-        let u = User { name: name.into(), password_hash: auth::hash_password(password), tags: Vec::new() };
+        let u = User { name: name.into(), password_hash: auth::hash_password(password), tags: Vec::new(), limits: Default::default() };
         self.write(|s| s.put_user(&user_def(&u)))?;
         self.users.write().insert(name.into(), u);
         self.bump_auth_epoch();
@@ -138,7 +138,7 @@ impl Broker {
         if self.vhost(name).is_some() {
             return Ok(false);
         }
-        self.write(|s| s.put_vhost(&VhostDef { name: name.into() }))?;
+        self.write(|s| s.put_vhost(&VhostDef { name: name.into(), ..Default::default() }))?;
         self.add_vhost(name);
         self.bump_auth_epoch();
         Ok(true)

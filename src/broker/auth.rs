@@ -12,6 +12,8 @@ pub struct User {
     /// base64(salt(4) ‖ SHA-256(salt ‖ password)).
     pub password_hash: String,
     pub tags: Vec<String>,
+    /// `set_user_limits` (see `limits.rs`).
+    pub limits: super::limits::Limits,
 }
 
 /// Hashes `password` with a fresh random salt, as RabbitMQ's sha256 algorithm.

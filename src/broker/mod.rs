@@ -8,6 +8,7 @@ pub mod auth;
 pub mod confirm;
 pub mod delivery;
 pub mod exchange;
+pub mod limits;
 pub mod message;
 pub mod persist;
 pub mod queue;
@@ -35,6 +36,8 @@ pub struct ConnectionEntry {
     pub close: tokio::sync::mpsc::UnboundedSender<ReplyError>,
     /// The reader stopped reading the socket because of a resource alarm (state `blocked`).
     pub blocked: Arc<std::sync::atomic::AtomicBool>,
+    /// Open channels (user `max-channels`, listings).
+    pub channels: Arc<std::sync::atomic::AtomicU32>,
 }
 
 pub struct Broker {
@@ -189,7 +192,7 @@ impl Broker {
     }
 
     pub fn add_user(&self, name: &str, password: &str, tags: Vec<String>) {
-        let u = User { name: name.into(), password_hash: auth::hash_password(password), tags };
+        let u = User { name: name.into(), password_hash: auth::hash_password(password), tags, limits: Default::default() };
         self.users.write().insert(name.into(), u);
     }
 
@@ -220,6 +223,8 @@ pub struct Vhost {
     queue_ram_limit: usize,
     /// Set by `delete_vhost`: connections still holding it write nothing more to the store.
     deleted: AtomicBool,
+    /// `set_vhost_limits` (see `limits.rs`).
+    pub limits: RwLock<limits::Limits>,
 }
 
 /// Parameters of exchange.declare.
@@ -373,7 +378,15 @@ fn validate_queue_args(args: &FieldTable, name: &str, vhost: &str) -> Result<(),
 
 impl Vhost {
     fn new(name: &str, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
-        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit, deleted: AtomicBool::new(false) }
+        Vhost {
+            name: name.into(),
+            exchanges: RwLock::default(),
+            queues: RwLock::default(),
+            store,
+            queue_ram_limit,
+            deleted: AtomicBool::new(false),
+            limits: RwLock::default(),
+        }
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -520,6 +533,9 @@ impl Vhost {
         }
         validate_queue_args(d.arguments, d.name, &self.name)?;
         let mut map = self.queues.write();
+        if !map.contains_key(d.name) {
+            limits::check_queue_limit(&self.limits.read(), &self.name, d.name, map.len())?;
+        }
         if let Some(q) = map.get(d.name) {
             let q = q.clone();
             drop(map);

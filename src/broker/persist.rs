@@ -104,8 +104,8 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         broker.add_vhost(&a.default_vhost);
         broker.set_permission(&a.default_vhost, &a.default_user, Permission::all());
         let u = broker.user(&a.default_user).expect("just added");
-        store.put_user(&UserDef { name: u.name, password_hash: u.password_hash, tags: u.tags })?;
-        store.put_vhost(&VhostDef { name: a.default_vhost.clone() })?;
+        store.put_user(&UserDef { name: u.name, password_hash: u.password_hash, tags: u.tags, limits: u.limits })?;
+        store.put_vhost(&VhostDef { name: a.default_vhost.clone(), ..Default::default() })?;
         store.put_permission(&PermissionDef {
             user: a.default_user.clone(),
             vhost: a.default_vhost.clone(),
@@ -117,10 +117,10 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         return Ok(());
     }
     for v in &defs.vhosts {
-        broker.add_vhost(&v.name);
+        *broker.add_vhost(&v.name).limits.write() = v.limits.clone();
     }
     for u in defs.users {
-        broker.insert_user(User { name: u.name, password_hash: u.password_hash, tags: u.tags });
+        broker.insert_user(User { name: u.name, password_hash: u.password_hash, tags: u.tags, limits: u.limits });
     }
     for p in defs.permissions {
         match Permission::new(&p.configure, &p.write, &p.read) {

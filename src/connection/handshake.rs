@@ -208,6 +208,11 @@ pub(super) async fn run(
             .await;
         return Err(());
     }
+    if let Err(e) = broker.check_connection_limits(vhost_name, &user) {
+        warn!(peer = %peer, "{}", e.text);
+        close(wr, e).await;
+        return Err(());
+    }
     send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
     Ok(Handshake { user, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify })
 }

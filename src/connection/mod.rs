@@ -86,6 +86,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     conn.cancel_notify.store(hs.cancel_notify, std::sync::atomic::Ordering::Relaxed);
     let (close_tx, close_rx) = mpsc::unbounded_channel();
     let blocked = Arc::new(AtomicBool::new(false));
+    let channel_count = Arc::new(std::sync::atomic::AtomicU32::new(0));
     broker.connections.lock().insert(
         id,
         ConnectionEntry {
@@ -95,6 +96,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             vhost: hs.vhost.name.clone(),
             close: close_tx.clone(),
             blocked: blocked.clone(),
+            channels: channel_count.clone(),
         },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.
@@ -115,6 +117,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             exclusive: Vec::new(),
         },
         channels: HashMap::new(),
+        channel_count,
         channel_max: hs.channel_max,
         frame_max: hs.frame_max,
         closing: false,
@@ -167,6 +170,9 @@ async fn write_loop(conn: Arc<ConnShared>, mut wr: OwnedWriteHalf, heartbeat: u1
 pub(crate) struct Connection {
     ctx: ConnCtx,
     channels: HashMap<u16, Channel>,
+    /// `channels.len()`, shared with the connection's `ConnectionEntry` (user channel limits).
+    channel_count: Arc<std::sync::atomic::AtomicU32>,
+    /// The most channels open at once (RabbitMQ counts them; channel numbers are free).
     channel_max: u16,
     frame_max: u32,
     /// connection.close sent by the server; waiting for close-ok.
@@ -346,10 +352,15 @@ impl Connection {
         self.ctx.conn.append(|out| frame::write_method(out, 0, m));
     }
 
+    fn count_channels(&self) {
+        self.channel_count.store(self.channels.len() as u32, std::sync::atomic::Ordering::Relaxed);
+    }
+
     fn close_channels(&mut self) {
         for (_, mut ch) in self.channels.drain() {
             ch.close(&mut self.ctx);
         }
+        self.count_channels();
     }
 
     fn cleanup(&mut self) {
@@ -446,17 +457,27 @@ impl Connection {
     fn channel_method(&mut self, number: u16, m: AMQPClass) {
         let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
         if let AMQPClass::Channel(chan::AMQPMethod::Open(_)) = m {
-            if number > self.channel_max {
-                self.hard_close(
-                    ReplyError::new(ErrorKind::NotAllowed, format!("channel number {number} exceeds limit {}", self.channel_max)).on(20, 10),
-                );
-                return;
-            }
             if self.channels.contains_key(&number) {
                 self.hard_close(ReplyError::new(ErrorKind::ChannelError, "second 'channel.open' seen").on(20, 10));
                 return;
             }
+            // As RabbitMQ: channel_max limits how many are open, not their numbers.
+            if self.channel_max > 0 && self.channels.len() >= self.channel_max as usize {
+                let n = self.channels.len();
+                self.hard_close(
+                    ReplyError::new(
+                        ErrorKind::NotAllowed,
+                        format!("number of channels opened ({n}) has reached the negotiated channel_max ({})", self.channel_max),
+                    ),
+                );
+                return;
+            }
+            if let Err(e) = self.ctx.broker.check_channel_limit(&self.ctx.user) {
+                self.hard_close(e);
+                return;
+            }
             self.channels.insert(number, Channel::new(number, self.ctx.conn.clone()));
+            self.count_channels();
             let ok = AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {}));
             self.ctx.conn.append(|out| frame::write_method(out, number, ok));
             return;
@@ -469,11 +490,13 @@ impl Connection {
             AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => {
                 if ch.is_closing() {
                     self.channels.remove(&number);
+                    self.count_channels();
                 }
                 return;
             }
             AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
                 let mut ch = self.channels.remove(&number).expect("present");
+                self.count_channels();
                 ch.close(&mut self.ctx);
                 let ok = AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}));
                 self.ctx.conn.append(|out| frame::write_method(out, number, ok));

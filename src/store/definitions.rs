@@ -3,19 +3,26 @@
 //! extensible encoding (new fields get `#[serde(default)]`) beats compactness.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VhostDef {
     pub name: String,
+    /// `set_vhost_limits`: `max-connections`, `max-queues` (negative: unlimited).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDef {
     pub name: String,
     /// RabbitMQ's format: base64(salt(4 bytes) ++ sha256(salt ++ password)).
     pub password_hash: String,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// `set_user_limits`: `max-connections`, `max-channels` (negative: unlimited).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -84,15 +84,17 @@ fn fresh_store_is_empty_and_reopens() {
 fn definitions_survive_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
-    s.put_vhost(&VhostDef { name: "/".into() }).unwrap();
+    s.put_vhost(&VhostDef { name: "/".into(), ..Default::default() }).unwrap();
     s.put_vhost(&VhostDef {
         name: "prod".into(),
+        limits: [("max-queues".to_string(), 10)].into(),
     })
     .unwrap();
     let user = UserDef {
         name: "guest".into(),
         password_hash: "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR".into(),
         tags: vec!["administrator".into()],
+        limits: [("max-channels".to_string(), 5)].into(),
     };
     s.put_user(&user).unwrap();
     let perm = PermissionDef {
@@ -145,8 +147,8 @@ fn deletes_cascade() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open(dir.path()).unwrap();
     let log = s.message_log();
-    s.put_vhost(&VhostDef { name: "/".into() }).unwrap();
-    s.put_vhost(&VhostDef { name: "v2".into() }).unwrap();
+    s.put_vhost(&VhostDef { name: "/".into(), ..Default::default() }).unwrap();
+    s.put_vhost(&VhostDef { name: "v2".into(), ..Default::default() }).unwrap();
     s.put_exchange(&exchange("/", "x")).unwrap();
     s.put_exchange(&exchange("/", "y")).unwrap();
     let qa = s.put_queue(&qdef("/", "a")).unwrap();
@@ -200,6 +202,7 @@ fn deletes_cascade() {
         name: "u".into(),
         password_hash: "x".into(),
         tags: vec![],
+        ..Default::default()
     })
     .unwrap();
     for vh in ["/", "v2"] {
@@ -221,7 +224,7 @@ fn deletes_cascade() {
     // Deleting a vhost removes everything in it, messages included.
     assert!(s.delete_vhost("v2").unwrap());
     let d = s.load_definitions().unwrap();
-    assert_eq!(d.vhosts, vec![VhostDef { name: "/".into() }]);
+    assert_eq!(d.vhosts, vec![VhostDef { name: "/".into(), ..Default::default() }]);
     assert!(d.queues.iter().all(|q| q.def.vhost == "/"));
     assert!(d.bindings.iter().all(|b| b.vhost == "/"));
     assert_eq!(s.message_count(qv2).unwrap(), 0);
