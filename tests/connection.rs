@@ -50,6 +50,12 @@ async fn connection_start_advertises_capabilities_and_mechanisms() {
             other => panic!("server property {key} must be a longstr, got {other:?}"),
         }
     }
+    // Client libraries choose RabbitMQ's semantics from product/version (kombu: "RabbitMQ" >= 3.3).
+    assert!(matches!(props.get("product"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"RabbitMQ"));
+    if !b.is_external() {
+        assert!(matches!(props.get("version"), Some(AMQPValue::LongString(s)) if s.as_bytes() == b"3.10.8"));
+        assert!(matches!(props.get("warren_version"), Some(AMQPValue::LongString(s)) if s.as_bytes() == env!("CARGO_PKG_VERSION").as_bytes()));
+    }
     let caps = match props.get("capabilities") {
         Some(AMQPValue::FieldTable(t)) => t.inner().clone(),
         other => panic!("capabilities must be a table, got {other:?}"),

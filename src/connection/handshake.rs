@@ -23,6 +23,15 @@ pub(super) struct Handshake {
     pub blocked_notify: bool,
 }
 
+/// Warren's own version, in `warren_version`, `platform` and `information`.
+const WARREN: &str = env!("CARGO_PKG_VERSION");
+/// The RabbitMQ release whose behaviour Warren reproduces. Advertised as product "RabbitMQ" with
+/// this version, as browsers keep "Mozilla" in their user agent: client libraries pick
+/// RabbitMQ's semantics from it (kombu/celery apply basic.qos `global` as RabbitMQ ≥ 3.3 does only
+/// when product is "RabbitMQ"; otherwise their prefetch increases for ETA tasks never reach the
+/// consumer). Warren identifies itself in `warren_version`, `platform` and `information`.
+pub const RABBITMQ_COMPAT: &str = "3.10.8";
+
 /// The server properties of connection.start (keys are sorted on the wire, as RabbitMQ's).
 pub fn server_properties() -> FieldTable {
     let mut caps = FieldTable::default();
@@ -44,10 +53,14 @@ pub fn server_properties() -> FieldTable {
     p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     p.insert("cluster_name".into(), s(crate::alarm::NODE_NAME));
     p.insert("copyright".into(), s("Copyright (c) the Warren developers"));
-    p.insert("information".into(), s("Licensed under the MPL 2.0. An AMQP 0-9-1 broker with WebAssembly plugins"));
-    p.insert("platform".into(), s("Rust"));
-    p.insert("product".into(), s("Warren"));
-    p.insert("version".into(), s(env!("CARGO_PKG_VERSION")));
+    p.insert(
+        "information".into(),
+        s(&format!("Warren {WARREN}: an AMQP 0-9-1 broker with WebAssembly plugins, compatible with RabbitMQ {RABBITMQ_COMPAT}. Licensed under the MPL 2.0")),
+    );
+    p.insert("platform".into(), s(&format!("Warren {WARREN} (Rust)")));
+    p.insert("product".into(), s("RabbitMQ"));
+    p.insert("version".into(), s(RABBITMQ_COMPAT));
+    p.insert("warren_version".into(), s(WARREN));
     p
 }
 
