@@ -154,13 +154,21 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
     let (mut nq, mut nm) = (0usize, 0usize);
     for r in defs.queues {
         let Some(vh) = broker.vhost(&r.def.vhost) else { continue };
+        let arguments = decode_table(&r.def.arguments);
+        // Stored arguments passed validation at declare; a file from another version that
+        // fails it now keeps the queue (as RabbitMQ would) with default behaviour.
+        let args = super::queue_args::QueueArgs::parse(&arguments, &r.def.name, &r.def.vhost).unwrap_or_else(|e| {
+            tracing::warn!(queue = %r.def.name, vhost = %r.def.vhost, "stored queue arguments refused: {}", e.text);
+            Default::default()
+        });
         let q = Arc::new(Queue::new(
             r.def.name.clone(),
             r.def.vhost.clone(),
             r.def.durable,
             r.def.auto_delete,
             None,
-            decode_table(&r.def.arguments),
+            arguments,
+            args,
             Some((r.queue_id, log.clone())),
             broker.config.storage.queue_ram_limit as usize,
         ));

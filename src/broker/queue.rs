@@ -1,83 +1,17 @@
 //! A classic queue: ready messages in order, consumers served round-robin with credit.
 
+use super::backlog::{Backlog, StoreRef};
+pub use super::backlog::Ready;
 use super::delivery::{Consumer, Offer};
 use super::message::Message;
+use super::queue_args::QueueArgs;
 use crate::protocol::frame;
 use crate::protocol::{AMQPClass, FieldTable, basic};
 use crate::store::{Callback, MessageLog};
 use bytes::Bytes;
 use parking_lot::Mutex;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-
-/// A message taken off a queue, body in memory.
-pub struct Ready {
-    pub msg: Arc<Message>,
-    pub redelivered: bool,
-    /// Sequence number in the store (0: not stored).
-    pub seq: u64,
-}
-
-/// One queued message. `msg` is `None` while the body of a stored message lives only on disk.
-struct Slot {
-    msg: Option<Arc<Message>>,
-    redelivered: bool,
-    seq: u64,
-}
-
-impl Slot {
-    fn bytes(&self) -> usize {
-        self.msg.as_ref().map_or(0, |m| m.body.len())
-    }
-}
-
-/// How many messages one page-in reads from the store, at most.
-const PAGE_IN_BATCH: usize = 256;
-/// Page in ahead of consumers when fewer loaded messages than this are at the head.
-const PAGE_IN_LOW: usize = 64;
-
-/// The queued messages, oldest first, in three segments:
-///
-/// - `hot`: the first `hot` slots, all with bodies in memory, handed to consumers next;
-/// - `cold`: the next `cold` slots; bodies of stored messages are on disk only (transient ones
-///   stay in memory: they have nowhere else to be);
-/// - tail: the rest, newest messages with bodies in memory, waiting for their store commit
-///   before they are paged out into `cold`.
-///
-/// A durable queue keeps at most `ram_limit` body bytes in `hot`; once it is full, new
-/// messages go to the tail, move to `cold` when committed, and are read back from the store in
-/// batches as consumers drain `hot`. The order of the queue is the order of `slots`.
-#[derive(Default)]
-struct Backlog {
-    slots: VecDeque<Slot>,
-    hot: usize,
-    cold: usize,
-    hot_bytes: usize,
-}
-
-impl Backlog {
-    fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    fn tail(&self) -> usize {
-        self.slots.len() - self.hot - self.cold
-    }
-
-    fn clear(&mut self) -> VecDeque<Slot> {
-        self.hot = 0;
-        self.cold = 0;
-        self.hot_bytes = 0;
-        std::mem::take(&mut self.slots)
-    }
-
-    fn push_front(&mut self, r: Ready) {
-        self.hot += 1;
-        self.hot_bytes += r.msg.body.len();
-        self.slots.push_front(Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq });
-    }
-}
 
 #[derive(Default)]
 pub struct QueueInner {
@@ -93,6 +27,17 @@ pub struct QueueInner {
     next_seq: u64,
 }
 
+/// What a queue did with a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued (and perhaps delivered at once); nothing to wait for.
+    Accepted,
+    /// Queued; its record is on the way to the store and `on_disk` runs after the commit.
+    Stored,
+    /// The queue was deleted meanwhile: the message was dropped (`on_disk` has run).
+    Gone,
+}
+
 pub struct Queue {
     pub name: String,
     pub vhost: String,
@@ -101,6 +46,8 @@ pub struct Queue {
     /// Connection id of the owner of an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// `arguments`, parsed and validated at declare.
+    pub args: QueueArgs,
     pub inner: Mutex<QueueInner>,
     pub deleted: AtomicBool,
     /// Messages published into the queue (stats).
@@ -126,6 +73,7 @@ impl Queue {
         auto_delete: bool,
         exclusive_owner: Option<u64>,
         arguments: FieldTable,
+        args: QueueArgs,
         store: Option<(u64, MessageLog)>,
         ram_limit: usize,
     ) -> Queue {
@@ -136,6 +84,7 @@ impl Queue {
             auto_delete,
             exclusive_owner,
             arguments,
+            args,
             inner: Mutex::new(QueueInner { next_seq: 1, ..Default::default() }),
             deleted: AtomicBool::new(false),
             published: AtomicU64::new(0),
@@ -152,12 +101,7 @@ impl Queue {
     /// redelivered (they may have been delivered before the restart).
     pub fn restore(&self, seqs: impl IntoIterator<Item = u64>, next_seq: u64) {
         let mut inner = self.inner.lock();
-        let b = &mut inner.backlog;
-        debug_assert_eq!(b.tail(), 0);
-        for seq in seqs {
-            b.slots.push_back(Slot { msg: None, redelivered: true, seq });
-            b.cold += 1;
-        }
+        inner.backlog.restore(seqs);
         inner.next_seq = inner.next_seq.max(next_seq);
         self.committed.fetch_max(next_seq.saturating_sub(1), Ordering::AcqRel);
     }
@@ -183,7 +127,7 @@ impl Queue {
     /// Appends a message and delivers what consumers can take. With `persist` (a persistent
     /// message on a durable queue) the record is handed to the store's group-commit writer and
     /// `on_disk` runs once it is committed; it is delivered meanwhile, as in RabbitMQ.
-    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, persist: Option<(&Bytes, Callback)>) {
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, persist: Option<(&Bytes, Callback)>) -> Enqueued {
         self.published.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.inner.lock();
         if self.is_deleted() {
@@ -191,7 +135,7 @@ impl Queue {
             if let Some((_, done)) = persist {
                 done(Ok(()));
             }
-            return;
+            return Enqueued::Gone;
         }
         let mut seq = 0;
         if let (Some((record, done)), Some((id, log))) = (persist, &self.store) {
@@ -206,17 +150,14 @@ impl Queue {
                 done(r);
             });
         }
-        let size = msg.body.len();
+        let limit = self.store.is_some().then_some(self.ram_limit);
         let b = &mut inner.backlog;
-        if b.len() == b.hot && (self.store.is_none() || b.hot_bytes + size <= self.ram_limit || b.hot == 0) {
-            b.hot += 1;
-            b.hot_bytes += size;
-        }
-        b.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq });
+        b.push_back(msg, seq, limit);
         if b.tail() > 0 {
-            self.page_out(b);
+            b.page_out(self.committed.load(Ordering::Acquire));
         }
         self.dispatch_locked(&mut inner);
+        if seq != 0 { Enqueued::Stored } else { Enqueued::Accepted }
     }
 
     /// Runs on the store's writer thread once message `seq` is on disk. A failed append was
@@ -228,97 +169,20 @@ impl Queue {
         if self.appended.load(Ordering::Acquire) == seq {
             let mut inner = self.inner.lock();
             if inner.backlog.tail() > 0 {
-                self.page_out(&mut inner.backlog);
+                inner.backlog.page_out(self.committed.load(Ordering::Acquire));
             }
-        }
-    }
-
-    /// Moves committed messages from the tail into `cold`, dropping their bodies.
-    fn page_out(&self, b: &mut Backlog) {
-        let committed = self.committed.load(Ordering::Acquire);
-        while b.tail() > 0 {
-            let slot = &mut b.slots[b.hot + b.cold];
-            if slot.seq != 0 {
-                if slot.seq > committed {
-                    break;
-                }
-                slot.msg = None;
-            }
-            b.cold += 1;
-        }
-    }
-
-    /// Makes sure a few messages are loaded at the head: reads the next batch of `cold`
-    /// messages from the store, or takes over the tail once `cold` is empty.
-    fn page_in(&self, b: &mut Backlog) {
-        if b.hot >= PAGE_IN_LOW {
-            return;
-        }
-        if b.cold == 0 {
-            if b.hot == 0 && b.tail() > 0 {
-                // Nothing on disk ahead of the tail: it becomes the head.
-                b.hot = b.slots.len();
-                b.hot_bytes = b.slots.iter().map(Slot::bytes).sum();
-            }
-            return;
-        }
-        let Some((id, log)) = &self.store else {
-            b.hot += b.cold;
-            b.cold = 0;
-            return;
-        };
-        let n = b.cold.min(PAGE_IN_BATCH);
-        let first = b.hot;
-        let seqs: Vec<u64> = (first..first + n).filter_map(|i| b.slots[i].msg.is_none().then_some(b.slots[i].seq)).collect();
-        let loaded = if seqs.is_empty() {
-            Vec::new()
-        } else {
-            match log.read_batch(*id, &seqs) {
-                Ok(v) => v,
-                Err(e) => {
-                    // Leave them on disk; the next dispatch tries again.
-                    tracing::error!(queue = %self.name, vhost = %self.vhost, "cannot read messages back from the store: {e}");
-                    return;
-                }
-            }
-        };
-        let mut loaded = loaded.into_iter();
-        let (mut i, mut moved) = (first, 0);
-        while moved < n {
-            moved += 1;
-            if b.slots[i].msg.is_none() {
-                let seq = b.slots[i].seq;
-                match loaded.next().flatten().and_then(super::persist::message_from_record) {
-                    Some(m) => b.slots[i].msg = Some(Arc::new(m)),
-                    None => {
-                        tracing::warn!(queue = %self.name, vhost = %self.vhost, "dropping message {seq}: missing or unreadable in the store");
-                        b.slots.remove(i);
-                        b.cold -= 1;
-                        self.forget(seq);
-                        continue;
-                    }
-                }
-            }
-            b.hot_bytes += b.slots[i].bytes();
-            b.hot += 1;
-            b.cold -= 1;
-            i += 1;
         }
     }
 
     /// Takes the message at the head, loading bodies from the store first if needed.
     fn pop(&self, b: &mut Backlog) -> Option<Ready> {
-        if b.hot < PAGE_IN_LOW && b.hot < b.len() {
-            self.page_in(b);
+        let store = self.store.as_ref().map(|(id, log)| StoreRef { id: *id, log, queue: &self.name, vhost: &self.vhost });
+        let mut lost = Vec::new();
+        let r = b.pop(store.as_ref(), &mut lost);
+        for seq in lost {
+            self.forget(seq);
         }
-        if b.hot == 0 {
-            return None;
-        }
-        let slot = b.slots.pop_front().expect("hot slot");
-        b.hot -= 1;
-        let msg = slot.msg.expect("hot slots are loaded");
-        b.hot_bytes -= msg.body.len();
-        Some(Ready { msg, redelivered: slot.redelivered, seq: slot.seq })
+        r
     }
 
     /// Puts messages (with their store sequence numbers) back at the head of the queue, oldest
@@ -338,7 +202,7 @@ impl Queue {
     pub fn dispatch(self: &Arc<Self>) {
         let mut inner = self.inner.lock();
         if inner.backlog.tail() > 0 {
-            self.page_out(&mut inner.backlog);
+            inner.backlog.page_out(self.committed.load(Ordering::Acquire));
         }
         self.dispatch_locked(&mut inner);
     }
@@ -385,10 +249,7 @@ impl Queue {
     /// whose body is on disk only (RabbitMQ's messages_ram, message_bytes_ram,
     /// messages_paged_out). Walks the whole queue: for statistics, not for the hot path.
     pub fn memory(&self) -> (usize, usize, usize) {
-        let inner = self.inner.lock();
-        let b = &inner.backlog;
-        let paged = b.slots.range(b.hot..b.hot + b.cold).filter(|s| s.msg.is_none()).count();
-        (b.len() - paged, b.slots.iter().map(Slot::bytes).sum(), paged)
+        self.inner.lock().backlog.memory()
     }
 
     /// Removes all ready messages (unacked ones stay); returns how many.
@@ -500,7 +361,7 @@ mod tests {
     fn durable_queue(store: &Store, limit: usize) -> Arc<Queue> {
         let def = crate::store::QueueDef { vhost: "/".into(), name: "q".into(), durable: true, auto_delete: false, arguments: vec![] };
         let id = store.put_queue(&def).unwrap();
-        Arc::new(Queue::new("q".into(), "/".into(), true, false, None, FieldTable::default(), Some((id, store.message_log())), limit))
+        Arc::new(Queue::new("q".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), limit))
     }
 
     /// Bodies beyond the queue's memory limit go to disk once committed and come back, in
@@ -578,7 +439,7 @@ mod tests {
         let seqs: Vec<u64> = store.load_index(id, 0, usize::MAX).unwrap().into_iter().map(|(s, _)| s).collect();
         store.message_log().remove(id, seqs[3]);
         store.message_log().flush().wait().unwrap();
-        let r = Arc::new(Queue::new("r".into(), "/".into(), true, false, None, FieldTable::default(), Some((id, store.message_log())), 1 << 20));
+        let r = Arc::new(Queue::new("r".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), 1 << 20));
         r.restore(seqs.clone(), seqs.last().unwrap() + 1);
         assert_eq!(r.memory(), (0, 0, 10));
         let got: Vec<u32> = std::iter::from_fn(|| r.get()).map(|(m, _)| {
