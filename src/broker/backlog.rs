@@ -14,6 +14,9 @@ pub struct Ready {
     pub redelivered: bool,
     /// Sequence number in the store (0: not stored).
     pub seq: u64,
+    /// When it expires, in ms since the Unix epoch (0: never). Kept through requeues, as in
+    /// RabbitMQ.
+    pub expires: u64,
 }
 
 /// One queued message. `msg` is `None` while the body of a stored message lives only on disk.
@@ -21,6 +24,8 @@ pub(super) struct Slot {
     pub msg: Option<Arc<Message>>,
     pub redelivered: bool,
     pub seq: u64,
+    /// Expiry in ms since the Unix epoch (0: never).
+    pub expires: u64,
 }
 
 impl Slot {
@@ -82,25 +87,26 @@ impl Backlog {
     pub fn push_front(&mut self, r: Ready) {
         self.hot += 1;
         self.hot_bytes += r.msg.body.len();
-        self.slots.push_front(Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq });
+        self.slots.push_front(Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq, expires: r.expires });
     }
 
     /// Appends a newly published message. It joins the hot head if nothing is queued behind the
     /// head and the head has room (`ram_limit` None: unlimited); otherwise it waits in the tail.
-    pub fn push_back(&mut self, msg: Arc<Message>, seq: u64, ram_limit: Option<usize>) {
+    pub fn push_back(&mut self, msg: Arc<Message>, seq: u64, expires: u64, ram_limit: Option<usize>) {
         let size = msg.body.len();
         if self.len() == self.hot && (ram_limit.is_none_or(|limit| self.hot_bytes + size <= limit) || self.hot == 0) {
             self.hot += 1;
             self.hot_bytes += size;
         }
-        self.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq });
+        self.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq, expires });
     }
 
-    /// Appends recovered messages (store sequence numbers, bodies on disk), flagged redelivered.
-    pub fn restore(&mut self, seqs: impl IntoIterator<Item = u64>) {
+    /// Appends recovered messages (store sequence numbers and expiry, bodies on disk), flagged
+    /// redelivered.
+    pub fn restore(&mut self, seqs: impl IntoIterator<Item = (u64, u64)>) {
         debug_assert_eq!(self.tail(), 0);
-        for seq in seqs {
-            self.slots.push_back(Slot { msg: None, redelivered: true, seq });
+        for (seq, expires) in seqs {
+            self.slots.push_back(Slot { msg: None, redelivered: true, seq, expires });
             self.cold += 1;
         }
     }
@@ -194,7 +200,25 @@ impl Backlog {
         self.hot -= 1;
         let msg = slot.msg.expect("hot slots are loaded");
         self.hot_bytes -= msg.body.len();
-        Some(Ready { msg, redelivered: slot.redelivered, seq: slot.seq })
+        Some(Ready { msg, redelivered: slot.redelivered, seq: slot.seq, expires: slot.expires })
+    }
+
+    /// The expiry of the message at the head, if it has one.
+    pub fn head_expires(&self) -> Option<u64> {
+        self.slots.front().map(|s| s.expires).filter(|&e| e != 0)
+    }
+
+    /// Removes the message at the head whatever segment it is in (expiry); its body may be on
+    /// disk only.
+    pub fn drop_head(&mut self) -> Option<Slot> {
+        let slot = self.slots.pop_front()?;
+        if self.hot > 0 {
+            self.hot -= 1;
+            self.hot_bytes -= slot.bytes();
+        } else if self.cold > 0 {
+            self.cold -= 1;
+        }
+        Some(slot)
     }
 
     /// Ready messages with their body in memory, the bytes of those bodies, and ready messages

@@ -14,6 +14,7 @@ pub mod persist;
 pub mod publish;
 pub mod queue;
 pub mod queue_args;
+pub mod ttl;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};

@@ -177,7 +177,7 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         let seqs: Vec<u64> = store.load_index(r.queue_id, 0, usize::MAX)?.into_iter().map(|(seq, _)| seq).collect();
         nm += seqs.len();
         let next = seqs.last().map_or(1, |s| s + 1);
-        q.restore(seqs, next);
+        q.restore(seqs.into_iter().map(|s| (s, 0)), next);
         vh.queues.write().insert(r.def.name, q);
         nq += 1;
     }

@@ -62,6 +62,8 @@ pub struct Queue {
     appended: AtomicU64,
     /// Body bytes a durable queue keeps in memory ahead of its consumers.
     ram_limit: usize,
+    /// Drops messages whose TTL ran out (started by the first message with one).
+    timer: super::ttl::Timer,
 }
 
 impl Queue {
@@ -93,15 +95,20 @@ impl Queue {
             committed: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             ram_limit,
+            timer: Default::default(),
         }
     }
 
     /// Puts recovered messages in (at start, before any client): their store sequence
     /// numbers, in order. Bodies stay on disk until consumers come; all are flagged
     /// redelivered (they may have been delivered before the restart).
-    pub fn restore(&self, seqs: impl IntoIterator<Item = u64>, next_seq: u64) {
+    pub fn restore(self: &Arc<Self>, seqs: impl IntoIterator<Item = (u64, u64)>, next_seq: u64) {
         let mut inner = self.inner.lock();
         inner.backlog.restore(seqs);
+        if let Some(at) = inner.backlog.head_expires() {
+            self.timer.start(self);
+            self.timer.wake_by(at);
+        }
         inner.next_seq = inner.next_seq.max(next_seq);
         self.committed.fetch_max(next_seq.saturating_sub(1), Ordering::AcqRel);
     }
@@ -151,12 +158,23 @@ impl Queue {
             });
         }
         let limit = self.store.is_some().then_some(self.ram_limit);
+        // A TTL costs a clock read here, and only for queues or messages that have one.
+        let expires = if self.args.message_ttl.is_some() || msg.properties.expiration().is_some() {
+            super::ttl::expiry(self.args.message_ttl, &msg)
+        } else {
+            0
+        };
         let b = &mut inner.backlog;
-        b.push_back(msg, seq, limit);
+        b.push_back(msg, seq, expires, limit);
         if b.tail() > 0 {
             b.page_out(self.committed.load(Ordering::Acquire));
         }
         self.dispatch_locked(&mut inner);
+        if expires != 0 {
+            // Not taken at once: x-message-ttl 0 means deliver now or never.
+            self.timer.start(self);
+            self.expire_heads(&mut inner.backlog, false);
+        }
         if seq != 0 { Enqueued::Stored } else { Enqueued::Accepted }
     }
 
@@ -174,28 +192,67 @@ impl Queue {
         }
     }
 
-    /// Takes the message at the head, loading bodies from the store first if needed.
+    /// Drops the expired messages at the head and arms the timer for the next head. A message
+    /// expiring this very millisecond counts as expired, except when `take` (a consumer is
+    /// taking the head: x-message-ttl 0 still delivers to a consumer that is there).
+    fn expire_heads(&self, b: &mut Backlog, take: bool) {
+        let Some(mut at) = b.head_expires() else { return };
+        let now = super::ttl::now_ms() + u64::from(!take);
+        while at < now {
+            let slot = b.drop_head().expect("head");
+            self.forget(slot.seq);
+            match b.head_expires() {
+                Some(next) => at = next,
+                None => return,
+            }
+        }
+        self.timer.wake_by(at);
+    }
+
+    /// Run by the expiry timer: drops what has expired; returns the next head's expiry.
+    pub(super) fn expire_due(&self) -> Option<u64> {
+        let mut inner = self.inner.lock();
+        self.expire_heads(&mut inner.backlog, false);
+        let next = inner.backlog.head_expires();
+        self.timer.arm(next);
+        next
+    }
+
+    /// Takes the message at the head, loading bodies from the store first if needed. Expired
+    /// messages at the head are dropped first.
     fn pop(&self, b: &mut Backlog) -> Option<Ready> {
+        if b.head_expires().is_some() {
+            self.expire_heads(b, true);
+        }
         let store = self.store.as_ref().map(|(id, log)| StoreRef { id: *id, log, queue: &self.name, vhost: &self.vhost });
         let mut lost = Vec::new();
         let r = b.pop(store.as_ref(), &mut lost);
         for seq in lost {
             self.forget(seq);
         }
+        if let Some(at) = b.head_expires() {
+            self.timer.wake_by(at);
+        }
         r
     }
 
     /// Puts messages (with their store sequence numbers) back at the head of the queue, oldest
     /// first, flagged redelivered.
-    pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64)>) {
+    pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64, u64)>) {
         let mut inner = self.inner.lock();
         if self.is_deleted() {
             return;
         }
-        for (msg, seq) in msgs.rev() {
-            inner.backlog.push_front(Ready { msg, redelivered: true, seq });
+        let mut ttl = false;
+        for (msg, seq, expires) in msgs.rev() {
+            ttl |= expires != 0;
+            inner.backlog.push_front(Ready { msg, redelivered: true, seq, expires });
         }
         self.dispatch_locked(&mut inner);
+        if ttl {
+            self.timer.start(self);
+            self.expire_heads(&mut inner.backlog, false);
+        }
     }
 
     /// Delivers ready messages to consumers with credit.
@@ -241,7 +298,10 @@ impl Queue {
     }
 
     pub fn counts(&self) -> (u32, u32) {
-        let inner = self.inner.lock();
+        let mut inner = self.inner.lock();
+        if inner.backlog.head_expires().is_some() {
+            self.expire_heads(&mut inner.backlog, false);
+        }
         (inner.backlog.len() as u32, inner.consumers.len() as u32)
     }
 
@@ -306,6 +366,7 @@ impl Queue {
             inner.exclusive_consumer = false;
             (std::mem::take(&mut inner.consumers), n)
         };
+        self.timer.stop();
         for c in consumers {
             if !c.cancelled.swap(true, Ordering::AcqRel)
                 && c.channel.open.load(Ordering::Relaxed)
@@ -380,7 +441,7 @@ mod tests {
         assert!(paged >= 1_970, "{paged} paged");
         // A redelivery in the middle goes back to the head.
         let (first, _) = q.get().unwrap();
-        q.requeue(std::iter::once((first.msg.clone(), first.seq)));
+        q.requeue(std::iter::once((first.msg.clone(), first.seq, first.expires)));
         for i in 0..2_000u32 {
             let (r, left) = q.get().expect("message");
             assert_eq!(r.msg.body[..], body(i)[..], "message {i}");
@@ -440,7 +501,7 @@ mod tests {
         store.message_log().remove(id, seqs[3]);
         store.message_log().flush().wait().unwrap();
         let r = Arc::new(Queue::new("r".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), 1 << 20));
-        r.restore(seqs.clone(), seqs.last().unwrap() + 1);
+        r.restore(seqs.iter().map(|&s| (s, 0)), seqs.last().unwrap() + 1);
         assert_eq!(r.memory(), (0, 0, 10));
         let got: Vec<u32> = std::iter::from_fn(|| r.get()).map(|(m, _)| {
             assert!(m.redelivered);

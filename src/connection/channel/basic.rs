@@ -149,7 +149,7 @@ impl Channel {
         if g.no_ack {
             q.forget(ready.seq);
         } else {
-            st.unacked.push_back(Unacked::new(tag, q.clone(), msg.clone(), ready.seq, None));
+            st.unacked.push_back(Unacked::new(tag, q.clone(), &ready, None));
         }
         let m = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
             delivery_tag: tag,

@@ -164,11 +164,11 @@ fn cancel_consumer(ctx: &ConnCtx, c: &Arc<Consumer>) {
 
 /// Requeues unacked deliveries, keeping their order within each queue.
 fn requeue_grouped(unacked: Vec<Unacked>) {
-    let mut by_queue: Vec<(Arc<Queue>, Vec<(Arc<Message>, u64)>)> = Vec::new();
+    let mut by_queue: Vec<(Arc<Queue>, Vec<(Arc<Message>, u64, u64)>)> = Vec::new();
     for u in unacked {
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, v)) => v.push((u.msg.clone(), u.seq)),
-            None => by_queue.push((u.queue.clone(), vec![(u.msg.clone(), u.seq)])),
+            Some((_, v)) => v.push((u.msg.clone(), u.seq, u.expires)),
+            None => by_queue.push((u.queue.clone(), vec![(u.msg.clone(), u.seq, u.expires)])),
         }
     }
     for (q, msgs) in by_queue {

@@ -1,0 +1,105 @@
+//! Message TTL (`x-message-ttl`, the `expiration` property): expiry times and the per-queue
+//! expiry timer.
+//!
+//! As in RabbitMQ, a message expires only at the head of its queue: one behind an unexpired head
+//! waits (and is counted) until it gets there. So a queue needs one deadline, its head's, and one
+//! timer. Nothing here runs for a queue that never held a message with a TTL: the expiry is
+//! computed at enqueue only when the queue or the message has a TTL, and the timer task is
+//! started by the first such message.
+
+use super::message::Message;
+use super::queue::Queue;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// Wall-clock milliseconds since the Unix epoch (expiry times survive a restart).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The per-message TTL of `msg` (its `expiration` property, validated at publish).
+pub fn message_ttl(msg: &Message) -> Option<u64> {
+    msg.properties.expiration().as_ref().and_then(|e| e.as_str().parse::<u64>().ok())
+}
+
+/// When a message enqueued now expires: the smaller of the queue's and the message's TTL
+/// (0: never).
+pub fn expiry(queue_ttl: Option<u64>, msg: &Message) -> u64 {
+    let ttl = match (queue_ttl, message_ttl(msg)) {
+        (None, None) => return 0,
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(0),
+    };
+    now_ms().saturating_add(ttl).max(1)
+}
+
+/// A queue's expiry timer: a tokio task that sleeps until the head's expiry, drops what has
+/// expired and sleeps again.
+pub struct Timer {
+    notify: Arc<Notify>,
+    /// The deadline the task sleeps until (u64::MAX: none). Read and written under the queue
+    /// lock.
+    armed: AtomicU64,
+    started: AtomicBool,
+}
+
+impl Default for Timer {
+    fn default() -> Timer {
+        Timer { notify: Arc::new(Notify::new()), armed: AtomicU64::new(u64::MAX), started: AtomicBool::new(false) }
+    }
+}
+
+impl Timer {
+    /// Starts the task of `q` if it is not running (outside a tokio runtime, e.g. in unit
+    /// tests, there is none: messages then expire only when taken).
+    pub fn start(&self, q: &Arc<Queue>) {
+        if self.started.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        if self.started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        rt.spawn(run(Arc::downgrade(q), self.notify.clone()));
+    }
+
+    /// The head now expires at `at`: wake the task if it sleeps longer than that. Called under
+    /// the queue lock.
+    pub fn wake_by(&self, at: u64) {
+        if at < self.armed.load(Ordering::Relaxed) {
+            self.armed.store(at, Ordering::Relaxed);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Records the deadline the task is about to sleep until. Called under the queue lock.
+    pub fn arm(&self, at: Option<u64>) {
+        self.armed.store(at.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// The queue is gone: let the task end.
+    pub fn stop(&self) {
+        self.notify.notify_one();
+    }
+}
+
+async fn run(q: Weak<Queue>, notify: Arc<Notify>) {
+    loop {
+        let next = match q.upgrade() {
+            Some(q) if !q.is_deleted() => q.expire_due(),
+            _ => return,
+        };
+        match next {
+            Some(at) => {
+                let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = notify.notified() => {}
+                }
+            }
+            None => notify.notified().await,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Message TTL: `x-message-ttl`, the `expiration` property, TTL 0, expiry at the head only.
+//! Each test passes against RabbitMQ 3.10 (WARREN_TEST_URL) and Warren.
+
+mod common;
+
+use amq_protocol::types::AMQPValue;
+use common::*;
+use lapin::BasicProperties;
+use lapin::options::{BasicConsumeOptions, BasicGetOptions, QueueDeclareOptions};
+use std::time::Duration;
+
+async fn declare(ch: &lapin::Channel, name: &str, args: &[(&str, AMQPValue)]) {
+    timeout(ch.queue_declare(name.into(), QueueDeclareOptions::default(), ft(args))).await.expect("declare");
+}
+
+async fn count(ch: &lapin::Channel, name: &str) -> u32 {
+    let o = QueueDeclareOptions { passive: true, ..Default::default() };
+    timeout(ch.queue_declare(name.into(), o, Default::default())).await.expect("passive declare").message_count()
+}
+
+/// Polls until the queue holds `n` messages (panics after WAIT).
+async fn wait_count(ch: &lapin::Channel, name: &str, n: u32) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let c = count(ch, name).await;
+        if c == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "queue {name} still has {c} messages, expected {n}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn get_body(ch: &lapin::Channel, q: &str) -> Option<String> {
+    let m = timeout(ch.basic_get(q.into(), BasicGetOptions { no_ack: true })).await.expect("get");
+    m.map(|m| String::from_utf8_lossy(&m.delivery.data).into_owned())
+}
+
+fn expiring(ms: &str) -> BasicProperties {
+    BasicProperties::default().with_expiration(ms.into())
+}
+
+/// Messages of a queue with x-message-ttl go away unconsumed, persistent or not, in a durable
+/// queue or not.
+#[tokio::test]
+async fn queue_ttl_expires_unconsumed_messages() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    for durable in [false, true] {
+        let q = uniq("ttl-q");
+        let o = QueueDeclareOptions { durable, ..Default::default() };
+        timeout(ch.queue_declare(q.as_str().into(), o, ft(&[("x-message-ttl", AMQPValue::LongInt(150))]))).await.unwrap();
+        publish_c(&ch, "", &q, b"a", BasicProperties::default()).await;
+        publish_c(&ch, "", &q, b"b", BasicProperties::default().with_delivery_mode(2)).await;
+        assert_eq!(count(&ch, &q).await, 2, "still there right after publishing");
+        wait_count(&ch, &q, 0).await;
+        assert_eq!(get_body(&ch, &q).await, None);
+        timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
+    }
+}
+
+/// The `expiration` property expires one message; the other stays.
+#[tokio::test]
+async fn per_message_expiration() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let q = uniq("ttl-msg");
+    declare(&ch, &q, &[]).await;
+    publish_c(&ch, "", &q, b"short", expiring("100")).await;
+    publish_c(&ch, "", &q, b"forever", BasicProperties::default()).await;
+    wait_count(&ch, &q, 1).await;
+    assert_eq!(get_body(&ch, &q).await.as_deref(), Some("forever"));
+    // The smaller of queue TTL and message TTL wins.
+    let q2 = uniq("ttl-min");
+    declare(&ch, &q2, &[("x-message-ttl", AMQPValue::LongInt(600_000))]).await;
+    publish_c(&ch, "", &q2, b"short", expiring("50")).await;
+    wait_count(&ch, &q2, 0).await;
+    timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
+    timeout(ch.queue_delete(q2.as_str().into(), Default::default())).await.unwrap();
+}
+
+/// x-message-ttl 0: delivered if a consumer can take it now, otherwise dropped at once.
+#[tokio::test]
+async fn ttl_zero_is_deliver_now_or_never() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let q = uniq("ttl-zero");
+    declare(&ch, &q, &[("x-message-ttl", AMQPValue::LongInt(0))]).await;
+    publish_c(&ch, "", &q, b"nobody", BasicProperties::default()).await;
+    assert_eq!(get_body(&ch, &q).await, None, "no consumer: dropped");
+    let cch = timeout(conn.create_channel()).await.unwrap();
+    let mut consumer = timeout(cch.basic_consume(q.as_str().into(), "".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, Default::default()))
+        .await
+        .unwrap();
+    publish_c(&ch, "", &q, b"taken", BasicProperties::default()).await;
+    let d = next_delivery(&mut consumer, WAIT).await.expect("delivered to the waiting consumer");
+    assert_eq!(&d.data[..], b"taken");
+    timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
+}
+
+/// As RabbitMQ: an expired message behind an unexpired head stays (and is counted) until it
+/// reaches the head; then it is dropped, not delivered.
+#[tokio::test]
+async fn expired_message_behind_the_head_waits_for_the_head() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let q = uniq("ttl-behind");
+    declare(&ch, &q, &[]).await;
+    publish_c(&ch, "", &q, b"head", BasicProperties::default()).await;
+    publish_c(&ch, "", &q, b"behind", expiring("1")).await;
+    // Let "behind" expire; a head-less clock check would drop it by now.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(count(&ch, &q).await, 2);
+    assert_eq!(get_body(&ch, &q).await.as_deref(), Some("head"));
+    assert_eq!(get_body(&ch, &q).await, None, "the expired message is dropped at the head");
+    assert_eq!(count(&ch, &q).await, 0);
+    timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
+}
+
+/// A message rejected back to the queue keeps its original expiry.
+#[tokio::test]
+async fn requeued_message_keeps_its_expiry() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let q = uniq("ttl-requeue");
+    declare(&ch, &q, &[("x-message-ttl", AMQPValue::LongInt(200))]).await;
+    publish_c(&ch, "", &q, b"m", BasicProperties::default()).await;
+    let m = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })).await.unwrap().expect("message");
+    timeout(m.delivery.acker.nack(lapin::options::BasicNackOptions { requeue: true, multiple: false })).await.unwrap();
+    wait_count(&ch, &q, 0).await;
+    timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
+}
