@@ -135,3 +135,75 @@ async fn requeued_message_keeps_its_expiry() {
     wait_count(&ch, &q, 0).await;
     timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
 }
+
+/// Passive declare on a fresh channel: does the queue exist?
+async fn exists(conn: &lapin::Connection, name: &str) -> bool {
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    let o = QueueDeclareOptions { passive: true, ..Default::default() };
+    match timeout(ch.queue_declare(name.into(), o, Default::default())).await {
+        Ok(_) => {
+            let _ = ch.close(200, "".into()).await;
+            true
+        }
+        Err(e) => {
+            assert_eq!(amqp_error(&e).map(|(c, _)| c), Some(404), "{e:?}");
+            false
+        }
+    }
+}
+
+/// Waits for x-expires to delete the queue. A passive declare counts as use (it restarts the
+/// period, as in RabbitMQ), so it looks less often than the 200-300 ms periods of these tests.
+async fn wait_gone(conn: &lapin::Connection, name: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        if !exists(conn, name).await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "queue {name} was not deleted by x-expires");
+    }
+}
+
+/// x-expires: an unused queue is deleted, messages and all; a consumer keeps it alive, and the
+/// period restarts when the consumer leaves.
+#[tokio::test]
+async fn unused_queue_expires() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let q = uniq("expires");
+    declare(&ch, &q, &[("x-expires", AMQPValue::LongInt(200))]).await;
+    publish_c(&ch, "", &q, b"m", BasicProperties::default()).await;
+    wait_gone(&conn, &q).await;
+
+    let q = uniq("expires-consumed");
+    declare(&ch, &q, &[("x-expires", AMQPValue::LongInt(200))]).await;
+    let cch = timeout(conn.create_channel()).await.unwrap();
+    let c = timeout(cch.basic_consume(q.as_str().into(), "keep".into(), Default::default(), Default::default())).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(exists(&conn, &q).await, "a queue with a consumer does not expire");
+    timeout(cch.basic_cancel(c.tag().as_str().into(), Default::default())).await.unwrap();
+    wait_gone(&conn, &q).await;
+}
+
+/// basic.get and redeclare count as use: a queue used more often than its x-expires stays.
+#[tokio::test]
+async fn get_and_redeclare_reset_x_expires() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    let q = uniq("expires-reset");
+    let args = [("x-expires", AMQPValue::LongInt(300))];
+    declare(&ch, &q, &args).await;
+    for i in 0..6 {
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        if i % 2 == 0 {
+            assert_eq!(get_body(&ch, &q).await, None);
+        } else {
+            declare(&ch, &q, &args).await;
+        }
+    }
+    assert!(exists(&conn, &q).await, "used every 120 ms, so not expired after 720 ms");
+    wait_gone(&conn, &q).await;
+}

@@ -28,7 +28,7 @@ use queue::Queue;
 use queue_args::{QueueArgs, yes_no};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What the broker knows about a live connection (for listing and forced close).
@@ -166,7 +166,7 @@ impl Broker {
         let mut v = self.vhosts.write();
         v.entry(name.to_owned())
             .or_insert_with(|| {
-                let vh = Arc::new(Vhost::new(name, self.store.clone(), self.config.storage.queue_ram_limit as usize));
+                let vh = Arc::new_cyclic(|me| Vhost::new(name, me.clone(), self.store.clone(), self.config.storage.queue_ram_limit as usize));
                 for (n, t) in [
                     ("amq.direct", "direct"),
                     ("amq.fanout", "fanout"),
@@ -218,6 +218,8 @@ impl Broker {
 /// A virtual host: its own exchanges, queues and bindings.
 pub struct Vhost {
     pub name: String,
+    /// This vhost (for tasks that act on it later, such as queue expiry).
+    me: Weak<Vhost>,
     pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     pub queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Option<Arc<Store>>,
@@ -253,8 +255,8 @@ pub struct QueueDecl<'a> {
 }
 
 impl Vhost {
-    fn new(name: &str, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
-        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit, deleted: AtomicBool::new(false) }
+    fn new(name: &str, me: Weak<Vhost>, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
+        Vhost { name: name.into(), me, exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit, deleted: AtomicBool::new(false) }
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -393,6 +395,7 @@ impl Vhost {
     pub fn declare_queue(&self, d: &QueueDecl<'_>) -> Result<(Arc<Queue>, u32, u32), ReplyError> {
         if d.passive {
             let q = self.queue_for(d.name, d.owner)?;
+            q.touch();
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
@@ -431,6 +434,7 @@ impl Vhost {
                 return ineq("auto_delete", d.auto_delete, q.auto_delete);
             }
             queue_args::check_equivalent(d.arguments, &q.arguments, &q.name, &self.name)?;
+            q.touch();
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
@@ -459,6 +463,7 @@ impl Vhost {
             self.queue_ram_limit,
         ));
         map.insert(d.name.into(), q.clone());
+        ttl::watch_queue_expiry(self.me.clone(), &q);
         Ok((q, 0, 0))
     }
 

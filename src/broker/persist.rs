@@ -178,6 +178,8 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         nm += seqs.len();
         let next = seqs.last().map_or(1, |s| s + 1);
         q.restore(seqs.into_iter().map(|s| (s, 0)), next);
+        // x-expires counts from the restart, as in RabbitMQ.
+        super::ttl::watch_queue_expiry(Arc::downgrade(&vh), &q);
         vh.queues.write().insert(r.def.name, q);
         nq += 1;
     }

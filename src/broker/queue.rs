@@ -64,6 +64,9 @@ pub struct Queue {
     ram_limit: usize,
     /// Drops messages whose TTL ran out (started by the first message with one).
     timer: super::ttl::Timer,
+    /// x-expires: when the queue was last used (declared, consumed from, got from), in ms
+    /// since the Unix epoch. Kept only for queues with x-expires.
+    last_used: AtomicU64,
 }
 
 impl Queue {
@@ -96,6 +99,7 @@ impl Queue {
             appended: AtomicU64::new(0),
             ram_limit,
             timer: Default::default(),
+            last_used: AtomicU64::new(super::ttl::now_ms()),
         }
     }
 
@@ -111,6 +115,23 @@ impl Queue {
         }
         inner.next_seq = inner.next_seq.max(next_seq);
         self.committed.fetch_max(next_seq.saturating_sub(1), Ordering::AcqRel);
+    }
+
+    /// Marks the queue used now (x-expires restarts; nothing for queues without it).
+    pub fn touch(&self) {
+        if self.args.expires.is_some() {
+            self.last_used.store(super::ttl::now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// x-expires: when the queue expires if nothing uses it meanwhile (None: it is in use, or
+    /// has no x-expires).
+    pub fn expires_at(&self) -> Option<u64> {
+        let ms = self.args.expires?;
+        if !self.inner.lock().consumers.is_empty() {
+            return None;
+        }
+        Some(self.last_used.load(Ordering::Relaxed).saturating_add(ms))
     }
 
     /// Does a persistent message published here get written to the store?
@@ -292,6 +313,7 @@ impl Queue {
 
     /// Takes one message for basic.get; returns it with the number of messages left.
     pub fn get(&self) -> Option<(Ready, u32)> {
+        self.touch();
         let mut inner = self.inner.lock();
         let r = self.pop(&mut inner.backlog)?;
         Some((r, inner.backlog.len() as u32))
@@ -332,6 +354,7 @@ impl Queue {
         }
         inner.had_consumer = true;
         inner.consumers.push(c);
+        self.touch();
         self.dispatch_locked(&mut inner);
     }
 
@@ -352,6 +375,10 @@ impl Queue {
         inner.consumers.retain(|x| !Arc::ptr_eq(x, c));
         if inner.consumers.len() != before && c.exclusive {
             inner.exclusive_consumer = false;
+        }
+        if inner.consumers.is_empty() {
+            // x-expires counts from when the last consumer left.
+            self.touch();
         }
         self.auto_delete && inner.had_consumer && inner.consumers.is_empty() && !self.is_deleted()
     }

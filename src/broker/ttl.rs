@@ -1,5 +1,5 @@
 //! Message TTL (`x-message-ttl`, the `expiration` property): expiry times and the per-queue
-//! expiry timer.
+//! expiry timer; queue expiry (`x-expires`): a task per queue that has it.
 //!
 //! As in RabbitMQ, a message expires only at the head of its queue: one behind an unexpired head
 //! waits (and is counted) until it gets there. So a queue needs one deadline, its head's, and one
@@ -8,6 +8,7 @@
 //! started by the first such message.
 
 use super::message::Message;
+use super::Vhost;
 use super::queue::Queue;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -102,4 +103,34 @@ async fn run(q: Weak<Queue>, notify: Arc<Notify>) {
             None => notify.notified().await,
         }
     }
+}
+
+/// x-expires: deletes `q` from `vhost` once it has gone unused (no consumers, no basic.get, no
+/// redeclare) for its expiry period. One task per such queue; it sleeps until the queue could
+/// expire, looks again, and ends with the queue.
+pub fn watch_queue_expiry(vhost: Weak<Vhost>, q: &Arc<Queue>) {
+    let Some(ms) = q.args.expires else { return };
+    let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    let q = Arc::downgrade(q);
+    rt.spawn(async move {
+        loop {
+            let wait = {
+                let (Some(q), Some(vhost)) = (q.upgrade(), vhost.upgrade()) else { return };
+                if q.is_deleted() {
+                    return;
+                }
+                match q.expires_at() {
+                    Some(at) if at <= now_ms() => {
+                        tracing::debug!(queue = %q.name, vhost = %q.vhost, "queue expired (x-expires)");
+                        vhost.remove_queue(&q);
+                        return;
+                    }
+                    Some(at) => at - now_ms(),
+                    // In use: look again after one period.
+                    None => ms,
+                }
+            };
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
+    });
 }
