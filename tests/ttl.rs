@@ -207,3 +207,36 @@ async fn get_and_redeclare_reset_x_expires() {
     assert!(exists(&conn, &q).await, "used every 120 ms, so not expired after 720 ms");
     wait_gone(&conn, &q).await;
 }
+
+/// Durable queues keep their messages' TTL across a restart (kill -9): the expiry counts from
+/// the publish, not from the recovery. Warren only (it restarts the server process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_survives_restart() {
+    if std::env::var("WARREN_TEST_URL").is_ok_and(|u| !u.is_empty()) {
+        return;
+    }
+    use common::process::{Server, free_port};
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = Server::start_with(dir.path(), port, &[]).await;
+    let conn = s.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    timeout(ch.queue_declare("qttl".into(), durable, ft(&[("x-message-ttl", AMQPValue::LongInt(3000))]))).await.unwrap();
+    timeout(ch.queue_declare("mttl".into(), durable, Default::default())).await.unwrap();
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    publish_c(&ch, "", "qttl", b"q", persistent.clone()).await;
+    publish_c(&ch, "", "mttl", b"short", persistent.clone().with_expiration("3000".into())).await;
+    publish_c(&ch, "", "mttl", b"forever", persistent).await;
+    drop(conn);
+    s.kill9();
+    let s = Server::start_with(dir.path(), port, &[]).await;
+    let conn = s.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while count(&ch, "qttl").await + count(&ch, "mttl").await > 1 {
+        assert!(tokio::time::Instant::now() < deadline, "recovered messages did not expire");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(get_body(&ch, "mttl").await.as_deref(), Some("forever"));
+}

@@ -28,8 +28,10 @@ pub fn decode_table(b: &[u8]) -> FieldTable {
     amq_protocol::types::parsing::parse_field_table(b).map(|(_, t)| t).unwrap_or_default()
 }
 
-/// The store record of a persistent message (encoded once, shared by every queue).
-pub fn record(msg: &Message) -> Bytes {
+/// The store record of a persistent message (encoded once, shared by every queue). With
+/// `published` (ms since the Unix epoch; for messages that may expire) recovery can give the
+/// message its TTL back.
+pub fn record(msg: &Message, published: Option<u64>) -> Bytes {
     let sm = StoredMessage {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
@@ -38,7 +40,24 @@ pub fn record(msg: &Message) -> Bytes {
         body: msg.body.clone(),
         delivered: false,
     };
-    sm.encode().unwrap_or_else(|_| Bytes::new())
+    match published {
+        Some(t) => sm.encode_with_published(t),
+        None => sm.encode(),
+    }
+    .unwrap_or_else(|_| Bytes::new())
+}
+
+/// The expiry of a recovered message: its publish time plus the smaller of the queue's and its
+/// own TTL (0: never). Only records written with a publish time can expire.
+fn recovered_expiry(record: &[u8], queue_ttl: Option<u64>) -> u64 {
+    let Some(published) = crate::store::codec::peek_published(record) else { return 0 };
+    let own = StoredMessage::decode_slice(record).ok().and_then(message_from_record).and_then(|m| super::ttl::message_ttl(&m));
+    let ttl = match (queue_ttl, own) {
+        (None, None) => return 0,
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(0),
+    };
+    published.saturating_add(ttl).max(1)
 }
 
 pub(crate) fn message_from_record(sm: StoredMessage) -> Option<Message> {
@@ -174,10 +193,16 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         ));
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
-        let seqs: Vec<u64> = store.load_index(r.queue_id, 0, usize::MAX)?.into_iter().map(|(seq, _)| seq).collect();
+        // Records with a publish time also give back the TTL expiry.
+        let mut seqs: Vec<(u64, u64)> = Vec::new();
+        let ttl = q.args.message_ttl;
+        store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
+            seqs.push((seq, recovered_expiry(rec, ttl)));
+            Ok(())
+        })?;
         nm += seqs.len();
-        let next = seqs.last().map_or(1, |s| s + 1);
-        q.restore(seqs.into_iter().map(|s| (s, 0)), next);
+        let next = seqs.last().map_or(1, |s| s.0 + 1);
+        q.restore(seqs, next);
         // x-expires counts from the restart, as in RabbitMQ.
         super::ttl::watch_queue_expiry(Arc::downgrade(&vh), &q);
         vh.queues.write().insert(r.def.name, q);

@@ -106,7 +106,9 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
         }
         return outcome;
     }
-    let record = persist::record(&msg);
+    // A message that may expire carries its publish time, so recovery can restore its TTL.
+    let may_expire = msg.properties.expiration().is_some() || queues.iter().any(|q| q.stores_persistent() && q.args.message_ttl.is_some());
+    let record = persist::record(&msg, may_expire.then(super::ttl::now_ms));
     let waiter = confirm.map(|(seq, channel)| Arc::new(ConfirmWait::new(seq, durable, channel.clone())));
     for q in queues.drain(..) {
         let r = if q.stores_persistent() {

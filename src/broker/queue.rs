@@ -442,7 +442,7 @@ mod tests {
 
     fn publish(q: &Arc<Queue>, i: u32) {
         let m = persistent(body(i));
-        let rec = crate::broker::persist::record(&m);
+        let rec = crate::broker::persist::record(&m, None);
         q.publish(m, Some((&rec, Box::new(|r| r.expect("stored")))));
     }
 
