@@ -7,6 +7,7 @@ pub mod access;
 pub mod backlog;
 pub mod auth;
 pub mod confirm;
+pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
 pub mod message;
@@ -462,6 +463,7 @@ impl Vhost {
             stored,
             self.queue_ram_limit,
         ));
+        q.set_home(self.me.clone());
         map.insert(d.name.into(), q.clone());
         ttl::watch_queue_expiry(self.me.clone(), &q);
         Ok((q, 0, 0))

@@ -202,6 +202,7 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         })?;
         nm += seqs.len();
         let next = seqs.last().map_or(1, |s| s.0 + 1);
+        q.set_home(Arc::downgrade(&vh));
         q.restore(seqs, next);
         // x-expires counts from the restart, as in RabbitMQ.
         super::ttl::watch_queue_expiry(Arc::downgrade(&vh), &q);

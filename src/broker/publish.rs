@@ -1,7 +1,7 @@
 //! The publish pipeline: how a message enters the broker, whoever sends it.
 //!
-//! basic.publish and tx.commit (through the channel code), and later dead-lettering and the
-//! management API's publish, all call [`publish`]: route (default exchange natively, otherwise
+//! basic.publish and tx.commit (through the channel code), dead-lettering
+//! ([`publish_dead_letter`]) and later the management API's publish all call [`publish`]: route (default exchange natively, otherwise
 //! the exchange and its exchange-to-exchange bindings) → each destination queue enqueues and says
 //! what it did ([`Enqueued`]) → the publisher hears back: basic.return for a mandatory message
 //! that reached no queue, and its publisher confirm once every durable copy is on disk.
@@ -57,6 +57,25 @@ pub fn publish(
     let mut queues = QUEUES.with(|c| c.take());
     queues.clear();
     let r = route(vhost, exchange, &msg, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
+    queues.clear();
+    QUEUES.with(|c| c.replace(queues));
+    r
+}
+
+/// Publishes a dead-lettered message (no publisher to answer), leaving out the destination
+/// queues `cycle` refuses.
+pub fn publish_dead_letter(
+    vhost: &Vhost,
+    exchange: Option<&Arc<Exchange>>,
+    msg: Message,
+    cycle: &dyn Fn(&Queue) -> bool,
+) -> Result<Outcome, ReplyError> {
+    let mut queues = QUEUES.with(|c| c.take());
+    queues.clear();
+    let r = route(vhost, exchange, &msg, &mut queues).map(|()| {
+        queues.retain(|q| !cycle(q));
+        enqueue(msg, &mut queues, false, None)
+    });
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
     r

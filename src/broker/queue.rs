@@ -9,8 +9,8 @@ use crate::protocol::frame;
 use crate::protocol::{AMQPClass, FieldTable, basic};
 use crate::store::{Callback, MessageLog};
 use bytes::Bytes;
-use parking_lot::Mutex;
-use std::sync::Arc;
+use parking_lot::{Mutex, MutexGuard};
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Default)]
@@ -25,6 +25,8 @@ pub struct QueueInner {
     pub had_consumer: bool,
     /// Next store sequence number.
     next_seq: u64,
+    /// Expired messages waiting to be dead-lettered once the lock is released.
+    dead: Vec<super::backlog::Slot>,
 }
 
 /// What a queue did with a published message.
@@ -64,6 +66,8 @@ pub struct Queue {
     ram_limit: usize,
     /// Drops messages whose TTL ran out (started by the first message with one).
     timer: super::ttl::Timer,
+    /// The vhost the queue is registered in (dead-lettering publishes there).
+    home: std::sync::OnceLock<Weak<super::Vhost>>,
     /// x-expires: when the queue was last used (declared, consumed from, got from), in ms
     /// since the Unix epoch. Kept only for queues with x-expires.
     last_used: AtomicU64,
@@ -100,6 +104,7 @@ impl Queue {
             ram_limit,
             timer: Default::default(),
             last_used: AtomicU64::new(super::ttl::now_ms()),
+            home: Default::default(),
         }
     }
 
@@ -194,8 +199,9 @@ impl Queue {
         if expires != 0 {
             // Not taken at once: x-message-ttl 0 means deliver now or never.
             self.timer.start(self);
-            self.expire_heads(&mut inner.backlog, false);
+            self.expire_heads(&mut inner, false);
         }
+        self.finish(inner);
         if seq != 0 { Enqueued::Stored } else { Enqueued::Accepted }
     }
 
@@ -216,12 +222,19 @@ impl Queue {
     /// Drops the expired messages at the head and arms the timer for the next head. A message
     /// expiring this very millisecond counts as expired, except when `take` (a consumer is
     /// taking the head: x-message-ttl 0 still delivers to a consumer that is there).
-    fn expire_heads(&self, b: &mut Backlog, take: bool) {
+    /// With a dead-letter exchange, the dropped messages wait in `dead` until the lock is
+    /// released ([`Queue::finish`]).
+    fn expire_heads(&self, inner: &mut QueueInner, take: bool) {
+        let QueueInner { backlog: b, dead, .. } = inner;
         let Some(mut at) = b.head_expires() else { return };
         let now = super::ttl::now_ms() + u64::from(!take);
         while at < now {
             let slot = b.drop_head().expect("head");
-            self.forget(slot.seq);
+            if self.args.dead_letter_exchange.is_some() {
+                dead.push(slot);
+            } else {
+                self.forget(slot.seq);
+            }
             match b.head_expires() {
                 Some(next) => at = next,
                 None => return,
@@ -233,18 +246,67 @@ impl Queue {
     /// Run by the expiry timer: drops what has expired; returns the next head's expiry.
     pub(super) fn expire_due(&self) -> Option<u64> {
         let mut inner = self.inner.lock();
-        self.expire_heads(&mut inner.backlog, false);
+        self.expire_heads(&mut inner, false);
         let next = inner.backlog.head_expires();
         self.timer.arm(next);
+        self.finish(inner);
         next
+    }
+
+    /// Releases the queue lock, then dead-letters the messages that expired meanwhile (never
+    /// under the lock: the dead-letter exchange may route back here, or to a queue whose
+    /// lock another thread holds while it waits for ours).
+    fn finish(&self, mut inner: MutexGuard<'_, QueueInner>) {
+        if inner.dead.is_empty() {
+            return;
+        }
+        let dead = std::mem::take(&mut inner.dead);
+        drop(inner);
+        // Bodies of paged-out messages are read back from the store first.
+        let missing: Vec<u64> = dead.iter().filter(|s| s.msg.is_none()).map(|s| s.seq).collect();
+        let mut loaded = match (&self.store, missing.is_empty()) {
+            (Some((id, log)), false) => log.read_batch(*id, &missing).unwrap_or_default().into_iter(),
+            _ => Vec::new().into_iter(),
+        };
+        let mut msgs = Vec::with_capacity(dead.len());
+        for slot in &dead {
+            match &slot.msg {
+                Some(m) => msgs.push(m.clone()),
+                None => {
+                    if let Some(m) = loaded.next().flatten().and_then(super::persist::message_from_record) {
+                        msgs.push(Arc::new(m));
+                    }
+                }
+            }
+        }
+        self.dead_letter(msgs, super::dead_letter::Reason::Expired);
+        for slot in dead {
+            self.forget(slot.seq);
+        }
+    }
+
+    /// Dead-letters messages taken off this queue (nothing without a dead-letter exchange).
+    pub fn dead_letter(&self, msgs: Vec<Arc<Message>>, reason: super::dead_letter::Reason) {
+        if self.args.dead_letter_exchange.is_none() || msgs.is_empty() {
+            return;
+        }
+        if let Some(v) = self.home.get().and_then(Weak::upgrade) {
+            super::dead_letter::dead_letter(&v, self, msgs, reason);
+        }
+    }
+
+    /// Records the vhost the queue belongs to (for dead-lettering), once it is registered.
+    pub fn set_home(&self, vhost: Weak<super::Vhost>) {
+        let _ = self.home.set(vhost);
     }
 
     /// Takes the message at the head, loading bodies from the store first if needed. Expired
     /// messages at the head are dropped first.
-    fn pop(&self, b: &mut Backlog) -> Option<Ready> {
-        if b.head_expires().is_some() {
-            self.expire_heads(b, true);
+    fn pop(&self, inner: &mut QueueInner) -> Option<Ready> {
+        if inner.backlog.head_expires().is_some() {
+            self.expire_heads(inner, true);
         }
+        let b = &mut inner.backlog;
         let store = self.store.as_ref().map(|(id, log)| StoreRef { id: *id, log, queue: &self.name, vhost: &self.vhost });
         let mut lost = Vec::new();
         let r = b.pop(store.as_ref(), &mut lost);
@@ -272,8 +334,9 @@ impl Queue {
         self.dispatch_locked(&mut inner);
         if ttl {
             self.timer.start(self);
-            self.expire_heads(&mut inner.backlog, false);
+            self.expire_heads(&mut inner, false);
         }
+        self.finish(inner);
     }
 
     /// Delivers ready messages to consumers with credit.
@@ -283,6 +346,7 @@ impl Queue {
             inner.backlog.page_out(self.committed.load(Ordering::Acquire));
         }
         self.dispatch_locked(&mut inner);
+        self.finish(inner);
     }
 
     fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
@@ -300,7 +364,7 @@ impl Queue {
                 continue;
             }
             let consumer = consumer.clone();
-            let Some(ready) = self.pop(&mut inner.backlog) else { break };
+            let Some(ready) = self.pop(inner) else { break };
             match consumer.offer(self, &ready) {
                 Offer::Delivered => idle = 0,
                 Offer::Refused => {
@@ -315,16 +379,20 @@ impl Queue {
     pub fn get(&self) -> Option<(Ready, u32)> {
         self.touch();
         let mut inner = self.inner.lock();
-        let r = self.pop(&mut inner.backlog)?;
-        Some((r, inner.backlog.len() as u32))
+        let r = self.pop(&mut inner);
+        let left = inner.backlog.len() as u32;
+        self.finish(inner);
+        Some((r?, left))
     }
 
     pub fn counts(&self) -> (u32, u32) {
         let mut inner = self.inner.lock();
         if inner.backlog.head_expires().is_some() {
-            self.expire_heads(&mut inner.backlog, false);
+            self.expire_heads(&mut inner, false);
         }
-        (inner.backlog.len() as u32, inner.consumers.len() as u32)
+        let counts = (inner.backlog.len() as u32, inner.consumers.len() as u32);
+        self.finish(inner);
+        counts
     }
 
     /// Ready messages with their body in memory, the bytes of those bodies, and ready messages
@@ -356,6 +424,7 @@ impl Queue {
         inner.consumers.push(c);
         self.touch();
         self.dispatch_locked(&mut inner);
+        self.finish(inner);
     }
 
     /// `Err(true)` if an exclusive consumer holds the queue, `Err(false)` if `exclusive` was

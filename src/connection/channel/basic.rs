@@ -3,6 +3,7 @@
 use super::tx::TxAck;
 use super::{Channel, cancel_consumer, random_suffix, requeue_grouped, send};
 use crate::broker::auth::Access;
+use crate::broker::dead_letter::Reason;
 use crate::broker::delivery::{Consumer, Unacked};
 use crate::broker::queue::Queue;
 use crate::connection::ConnCtx;
@@ -224,6 +225,9 @@ impl Channel {
             requeue_grouped(taken);
         } else {
             for u in &taken {
+                if requeue == Some(false) {
+                    u.queue.dead_letter(vec![u.msg.clone()], Reason::Rejected);
+                }
                 u.queue.forget(u.seq);
             }
             // Freed credit: let each queue deliver again.
