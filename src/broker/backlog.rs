@@ -26,6 +26,8 @@ pub(super) struct Slot {
     pub seq: u64,
     /// Expiry in ms since the Unix epoch (0: never).
     pub expires: u64,
+    /// Body size (counted for x-max-length-bytes while the body is on disk too).
+    pub size: u32,
 }
 
 impl Slot {
@@ -64,11 +66,18 @@ pub(super) struct Backlog {
     hot: usize,
     cold: usize,
     hot_bytes: usize,
+    /// Body bytes of every queued message, in memory or not (RabbitMQ's message_bytes_ready).
+    bytes: usize,
 }
 
 impl Backlog {
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Body bytes of all queued messages.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn tail(&self) -> usize {
@@ -80,14 +89,17 @@ impl Backlog {
         self.hot = 0;
         self.cold = 0;
         self.hot_bytes = 0;
+        self.bytes = 0;
         std::mem::take(&mut self.slots)
     }
 
     /// Puts a message back at the head (requeue, or a delivery a consumer refused).
     pub fn push_front(&mut self, r: Ready) {
         self.hot += 1;
-        self.hot_bytes += r.msg.body.len();
-        self.slots.push_front(Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq, expires: r.expires });
+        let size = r.msg.body.len();
+        self.hot_bytes += size;
+        self.bytes += size;
+        self.slots.push_front(Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq, expires: r.expires, size: size as u32 });
     }
 
     /// Appends a newly published message. It joins the hot head if nothing is queued behind the
@@ -98,15 +110,17 @@ impl Backlog {
             self.hot += 1;
             self.hot_bytes += size;
         }
-        self.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq, expires });
+        self.bytes += size;
+        self.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq, expires, size: size as u32 });
     }
 
     /// Appends recovered messages (store sequence numbers and expiry, bodies on disk), flagged
     /// redelivered.
-    pub fn restore(&mut self, seqs: impl IntoIterator<Item = (u64, u64)>) {
+    pub fn restore(&mut self, seqs: impl IntoIterator<Item = (u64, u64, u32)>) {
         debug_assert_eq!(self.tail(), 0);
-        for (seq, expires) in seqs {
-            self.slots.push_back(Slot { msg: None, redelivered: true, seq, expires });
+        for (seq, expires, size) in seqs {
+            self.bytes += size as usize;
+            self.slots.push_back(Slot { msg: None, redelivered: true, seq, expires, size });
             self.cold += 1;
         }
     }
@@ -173,7 +187,8 @@ impl Backlog {
                     Some(m) => self.slots[i].msg = Some(Arc::new(m)),
                     None => {
                         tracing::warn!(queue = %store.queue, vhost = %store.vhost, "dropping message {seq}: missing or unreadable in the store");
-                        self.slots.remove(i);
+                        let gone = self.slots.remove(i).expect("slot");
+                        self.bytes -= gone.size as usize;
                         self.cold -= 1;
                         lost.push(seq);
                         continue;
@@ -200,6 +215,7 @@ impl Backlog {
         self.hot -= 1;
         let msg = slot.msg.expect("hot slots are loaded");
         self.hot_bytes -= msg.body.len();
+        self.bytes -= slot.size as usize;
         Some(Ready { msg, redelivered: slot.redelivered, seq: slot.seq, expires: slot.expires })
     }
 
@@ -212,6 +228,7 @@ impl Backlog {
     /// disk only.
     pub fn drop_head(&mut self) -> Option<Slot> {
         let slot = self.slots.pop_front()?;
+        self.bytes -= slot.size as usize;
         if self.hot > 0 {
             self.hot -= 1;
             self.hot_bytes -= slot.bytes();

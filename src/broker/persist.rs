@@ -194,10 +194,13 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
         // Records with a publish time also give back the TTL expiry.
-        let mut seqs: Vec<(u64, u64)> = Vec::new();
+        let mut seqs: Vec<(u64, u64, u32)> = Vec::new();
         let ttl = q.args.message_ttl;
+        let sized = q.args.max_length_bytes.is_some();
         store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
-            seqs.push((seq, recovered_expiry(rec, ttl)));
+            // Body sizes count only for x-max-length-bytes: decoded for such queues only.
+            let size = if sized { StoredMessage::decode_slice(rec).map_or(0, |m| m.body.len() as u32) } else { 0 };
+            seqs.push((seq, recovered_expiry(rec, ttl), size));
             Ok(())
         })?;
         nm += seqs.len();

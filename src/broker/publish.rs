@@ -37,6 +37,8 @@ pub struct Outcome {
     pub returned: bool,
     /// At least one copy went to the store; a confirm completes after the commit.
     pub stored: bool,
+    /// A queue refused it (x-overflow reject-publish): the confirm is a nack.
+    pub rejected: bool,
 }
 
 thread_local! {
@@ -115,22 +117,29 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
     let durable = if msg.is_persistent() { queues.iter().filter(|q| q.stores_persistent()).count() } else { 0 };
     let confirm = from.as_ref().and_then(|p| p.confirm.map(|seq| (seq, p.channel)));
     if durable == 0 {
+        let mut rejected = false;
         for q in queues.drain(..) {
-            if q.publish(msg.clone(), None) != Enqueued::Gone {
-                outcome.routed += 1;
+            match q.publish(msg.clone(), None) {
+                Enqueued::Accepted | Enqueued::Stored => outcome.routed += 1,
+                Enqueued::Rejected => rejected = true,
+                Enqueued::Gone => {}
             }
         }
+        outcome.rejected = rejected;
         if let Some((seq, channel)) = confirm {
-            channel.confirms.complete(seq, true);
+            // A queue that refused it (x-overflow reject-publish) makes it a nack.
+            channel.confirms.complete(seq, !rejected);
         }
         return outcome;
     }
     // A message that may expire carries its publish time, so recovery can restore its TTL.
     let may_expire = msg.properties.expiration().is_some() || queues.iter().any(|q| q.stores_persistent() && q.args.message_ttl.is_some());
     let record = persist::record(&msg, may_expire.then(super::ttl::now_ms));
-    let waiter = confirm.map(|(seq, channel)| Arc::new(ConfirmWait::new(seq, durable, channel.clone())));
+    // One count per durable queue (its commit) plus one for the pipeline itself.
+    let waiter = confirm.map(|(seq, channel)| Arc::new(ConfirmWait::new(seq, durable + 1, channel.clone())));
     for q in queues.drain(..) {
-        let r = if q.stores_persistent() {
+        let durable = q.stores_persistent();
+        let r = if durable {
             let w = waiter.clone();
             q.publish(msg.clone(), Some((&record, Box::new(move |r| ConfirmWait::done(w, r)))))
         } else {
@@ -142,9 +151,18 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
                 outcome.routed += 1;
                 outcome.stored = true;
             }
+            Enqueued::Rejected => {
+                outcome.rejected = true;
+                if durable {
+                    // Its commit will never come: count it down.
+                    ConfirmWait::settle(waiter.clone(), false);
+                }
+            }
             Enqueued::Gone => {}
         }
     }
+    // The pipeline's own count: the confirm cannot complete before every queue has answered.
+    ConfirmWait::settle(waiter, !outcome.rejected);
     outcome
 }
 
@@ -184,8 +202,13 @@ impl ConfirmWait {
     /// Runs on the store's writer thread after the commit (or at once for a queue deleted
     /// meanwhile).
     fn done(w: Option<Arc<ConfirmWait>>, r: Result<(), crate::store::StoreError>) {
+        Self::settle(w, r.is_ok());
+    }
+
+    /// Counts down one answer (`ok` false: the confirm will be a nack).
+    fn settle(w: Option<Arc<ConfirmWait>>, ok: bool) {
         let Some(w) = w else { return };
-        if r.is_err() {
+        if !ok {
             w.ok.store(false, Ordering::Relaxed);
         }
         if w.left.fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -4,7 +4,8 @@ use super::backlog::{Backlog, StoreRef};
 pub use super::backlog::Ready;
 use super::delivery::{Consumer, Offer};
 use super::message::Message;
-use super::queue_args::QueueArgs;
+use super::dead_letter::Reason;
+use super::queue_args::{Overflow, QueueArgs};
 use crate::protocol::frame;
 use crate::protocol::{AMQPClass, FieldTable, basic};
 use crate::store::{Callback, MessageLog};
@@ -25,8 +26,9 @@ pub struct QueueInner {
     pub had_consumer: bool,
     /// Next store sequence number.
     next_seq: u64,
-    /// Expired messages waiting to be dead-lettered once the lock is released.
-    dead: Vec<super::backlog::Slot>,
+    /// Messages waiting to be dead-lettered once the lock is released (expired, or dropped by
+    /// a length limit).
+    dead: Vec<(super::backlog::Slot, Reason)>,
 }
 
 /// What a queue did with a published message.
@@ -38,6 +40,9 @@ pub enum Enqueued {
     Stored,
     /// The queue was deleted meanwhile: the message was dropped (`on_disk` has run).
     Gone,
+    /// The queue is full and refuses new messages (x-overflow reject-publish or
+    /// reject-publish-dlx): the publisher gets a nack (`on_disk` never runs).
+    Rejected,
 }
 
 pub struct Queue {
@@ -111,7 +116,7 @@ impl Queue {
     /// Puts recovered messages in (at start, before any client): their store sequence
     /// numbers, in order. Bodies stay on disk until consumers come; all are flagged
     /// redelivered (they may have been delivered before the restart).
-    pub fn restore(self: &Arc<Self>, seqs: impl IntoIterator<Item = (u64, u64)>, next_seq: u64) {
+    pub fn restore(self: &Arc<Self>, seqs: impl IntoIterator<Item = (u64, u64, u32)>, next_seq: u64) {
         let mut inner = self.inner.lock();
         inner.backlog.restore(seqs);
         if let Some(at) = inner.backlog.head_expires() {
@@ -170,6 +175,14 @@ impl Queue {
             }
             return Enqueued::Gone;
         }
+        let limited = self.args.max_length.is_some() || self.args.max_length_bytes.is_some();
+        if limited && self.args.overflow != Overflow::DropHead && self.would_overflow(&inner.backlog, msg.body.len()) {
+            if self.args.overflow == Overflow::RejectPublishDlx && self.args.dead_letter_exchange.is_some() {
+                drop(inner);
+                self.dead_letter(vec![msg], Reason::Maxlen);
+            }
+            return Enqueued::Rejected;
+        }
         let mut seq = 0;
         if let (Some((record, done)), Some((id, log))) = (persist, &self.store) {
             seq = inner.next_seq;
@@ -201,6 +214,9 @@ impl Queue {
             self.timer.start(self);
             self.expire_heads(&mut inner, false);
         }
+        if limited {
+            self.drop_head_over_limit(&mut inner);
+        }
         self.finish(inner);
         if seq != 0 { Enqueued::Stored } else { Enqueued::Accepted }
     }
@@ -231,7 +247,7 @@ impl Queue {
         while at < now {
             let slot = b.drop_head().expect("head");
             if self.args.dead_letter_exchange.is_some() {
-                dead.push(slot);
+                dead.push((slot, Reason::Expired));
             } else {
                 self.forget(slot.seq);
             }
@@ -241,6 +257,29 @@ impl Queue {
             }
         }
         self.timer.wake_by(at);
+    }
+
+    /// RabbitMQ's `will_overflow`: would one more message of `size` bytes take the ready
+    /// messages past x-max-length or x-max-length-bytes?
+    fn would_overflow(&self, b: &Backlog, size: usize) -> bool {
+        self.args.max_length.is_some_and(|m| b.len() as u64 + 1 > m)
+            || self.args.max_length_bytes.is_some_and(|m| (b.bytes() + size) as u64 > m)
+    }
+
+    /// x-overflow drop-head: drops (or dead-letters, reason maxlen) the oldest ready messages
+    /// until the queue is within its limits again.
+    fn drop_head_over_limit(&self, inner: &mut QueueInner) {
+        let QueueInner { backlog: b, dead, .. } = inner;
+        while self.args.max_length.is_some_and(|m| b.len() as u64 > m)
+            || self.args.max_length_bytes.is_some_and(|m| b.bytes() as u64 > m)
+        {
+            let Some(slot) = b.drop_head() else { break };
+            if self.args.dead_letter_exchange.is_some() {
+                dead.push((slot, Reason::Maxlen));
+            } else {
+                self.forget(slot.seq);
+            }
+        }
     }
 
     /// Run by the expiry timer: drops what has expired; returns the next head's expiry.
@@ -263,30 +302,27 @@ impl Queue {
         let dead = std::mem::take(&mut inner.dead);
         drop(inner);
         // Bodies of paged-out messages are read back from the store first.
-        let missing: Vec<u64> = dead.iter().filter(|s| s.msg.is_none()).map(|s| s.seq).collect();
+        let missing: Vec<u64> = dead.iter().filter(|(s, _)| s.msg.is_none()).map(|(s, _)| s.seq).collect();
         let mut loaded = match (&self.store, missing.is_empty()) {
             (Some((id, log)), false) => log.read_batch(*id, &missing).unwrap_or_default().into_iter(),
             _ => Vec::new().into_iter(),
         };
-        let mut msgs = Vec::with_capacity(dead.len());
-        for slot in &dead {
-            match &slot.msg {
-                Some(m) => msgs.push(m.clone()),
-                None => {
-                    if let Some(m) = loaded.next().flatten().and_then(super::persist::message_from_record) {
-                        msgs.push(Arc::new(m));
-                    }
-                }
+        for (slot, reason) in &dead {
+            let msg = match &slot.msg {
+                Some(m) => Some(m.clone()),
+                None => loaded.next().flatten().and_then(super::persist::message_from_record).map(Arc::new),
+            };
+            if let Some(m) = msg {
+                self.dead_letter(vec![m], *reason);
             }
         }
-        self.dead_letter(msgs, super::dead_letter::Reason::Expired);
-        for slot in dead {
+        for (slot, _) in dead {
             self.forget(slot.seq);
         }
     }
 
     /// Dead-letters messages taken off this queue (nothing without a dead-letter exchange).
-    pub fn dead_letter(&self, msgs: Vec<Arc<Message>>, reason: super::dead_letter::Reason) {
+    pub fn dead_letter(&self, msgs: Vec<Arc<Message>>, reason: Reason) {
         if self.args.dead_letter_exchange.is_none() || msgs.is_empty() {
             return;
         }
@@ -597,7 +633,7 @@ mod tests {
         store.message_log().remove(id, seqs[3]);
         store.message_log().flush().wait().unwrap();
         let r = Arc::new(Queue::new("r".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), 1 << 20));
-        r.restore(seqs.iter().map(|&s| (s, 0)), seqs.last().unwrap() + 1);
+        r.restore(seqs.iter().map(|&s| (s, 0, 1000)), seqs.last().unwrap() + 1);
         assert_eq!(r.memory(), (0, 0, 10));
         let got: Vec<u32> = std::iter::from_fn(|| r.get()).map(|(m, _)| {
             assert!(m.redelivered);
