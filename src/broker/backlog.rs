@@ -245,3 +245,105 @@ impl Backlog {
         (self.len() - paged, self.slots.iter().map(Slot::bytes).sum(), paged)
     }
 }
+
+/// A queue's backlogs: one, or one per priority level for a priority queue (x-max-priority),
+/// the highest level served first and each level in order (FIFO within a priority). Each level
+/// pages to disk on its own.
+pub(super) struct Backlogs {
+    levels: Vec<Backlog>,
+}
+
+impl Default for Backlogs {
+    fn default() -> Backlogs {
+        Backlogs { levels: vec![Backlog::default()] }
+    }
+}
+
+impl Backlogs {
+    /// One level, or `max_priority + 1` levels (RabbitMQ caps a message's priority at the max).
+    pub fn new(max_priority: Option<u8>) -> Backlogs {
+        let n = max_priority.map_or(1, |m| m as usize + 1);
+        Backlogs { levels: (0..n).map(|_| Backlog::default()).collect() }
+    }
+
+    /// The level of a message with priority property `priority`.
+    pub fn level_of(&self, priority: Option<u8>) -> usize {
+        (priority.unwrap_or(0) as usize).min(self.levels.len() - 1)
+    }
+
+    fn level(&self, msg: &Message) -> usize {
+        if self.levels.len() == 1 { 0 } else { self.level_of(*msg.properties.priority()) }
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels.iter().map(Backlog::len).sum()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.levels.iter().map(Backlog::bytes).sum()
+    }
+
+    pub fn tail(&self) -> usize {
+        self.levels.iter().map(Backlog::tail).sum()
+    }
+
+    pub fn clear(&mut self) -> VecDeque<Slot> {
+        let mut all = VecDeque::new();
+        for l in self.levels.iter_mut().rev() {
+            all.append(&mut l.clear());
+        }
+        all
+    }
+
+    pub fn push_front(&mut self, r: Ready) {
+        let i = self.level(&r.msg);
+        self.levels[i].push_front(r);
+    }
+
+    pub fn push_back(&mut self, msg: Arc<Message>, seq: u64, expires: u64, ram_limit: Option<usize>) {
+        let i = self.level(&msg);
+        self.levels[i].push_back(msg, seq, expires, ram_limit);
+    }
+
+    /// Recovered messages: (sequence number, expiry, body size, level), in store order.
+    pub fn restore(&mut self, seqs: impl IntoIterator<Item = (u64, u64, u32, usize)>) {
+        for (seq, expires, size, level) in seqs {
+            let i = level.min(self.levels.len() - 1);
+            self.levels[i].restore(std::iter::once((seq, expires, size)));
+        }
+    }
+
+    pub fn page_out(&mut self, committed: u64) {
+        for l in &mut self.levels {
+            if l.tail() > 0 {
+                l.page_out(committed);
+            }
+        }
+    }
+
+    /// Takes the head of the highest non-empty level.
+    pub fn pop(&mut self, store: Option<&StoreRef<'_>>, lost: &mut Vec<u64>) -> Option<Ready> {
+        let l = self.levels.iter_mut().rev().find(|l| l.len() > 0)?;
+        l.pop(store, lost)
+    }
+
+    /// The earliest expiry among the levels' heads (a message expires at the head of its level).
+    pub fn head_expires(&self) -> Option<u64> {
+        self.levels.iter().filter_map(Backlog::head_expires).min()
+    }
+
+    /// Removes one head that expires before `now`, if any.
+    pub fn drop_expired(&mut self, now: u64) -> Option<Slot> {
+        let l = self.levels.iter_mut().find(|l| l.head_expires().is_some_and(|at| at < now))?;
+        l.drop_head()
+    }
+
+    /// Removes the head of the highest non-empty level (x-overflow drop-head).
+    pub fn drop_head(&mut self) -> Option<Slot> {
+        self.levels.iter_mut().rev().find(|l| l.len() > 0)?.drop_head()
+    }
+
+    pub fn memory(&self) -> (usize, usize, usize) {
+        self.levels.iter().map(Backlog::memory).fold((0, 0, 0), |a, m| (a.0 + m.0, a.1 + m.1, a.2 + m.2))
+    }
+}

@@ -194,13 +194,20 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
         // Records with a publish time also give back the TTL expiry.
-        let mut seqs: Vec<(u64, u64, u32)> = Vec::new();
+        let mut seqs: Vec<(u64, u64, u32, usize)> = Vec::new();
         let ttl = q.args.message_ttl;
-        let sized = q.args.max_length_bytes.is_some();
+        // Body sizes (x-max-length-bytes) and priorities (x-max-priority) need the record
+        // decoded: done for such queues only.
+        let decode = q.args.max_length_bytes.is_some() || q.args.max_priority.is_some();
         store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
-            // Body sizes count only for x-max-length-bytes: decoded for such queues only.
-            let size = if sized { StoredMessage::decode_slice(rec).map_or(0, |m| m.body.len() as u32) } else { 0 };
-            seqs.push((seq, recovered_expiry(rec, ttl), size));
+            let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
+                Some(m) => {
+                    let prio = basic::parse_properties(&m.properties[..]).ok().and_then(|(_, p)| *p.priority());
+                    (m.body.len() as u32, prio.unwrap_or(0) as usize)
+                }
+                None => (0, 0),
+            };
+            seqs.push((seq, recovered_expiry(rec, ttl), size, level));
             Ok(())
         })?;
         nm += seqs.len();

@@ -1,6 +1,6 @@
 //! A classic queue: ready messages in order, consumers served round-robin with credit.
 
-use super::backlog::{Backlog, StoreRef};
+use super::backlog::{Backlogs, StoreRef};
 pub use super::backlog::Ready;
 use super::delivery::{Consumer, Offer};
 use super::message::Message;
@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Default)]
 pub struct QueueInner {
-    backlog: Backlog,
+    backlog: Backlogs,
     pub consumers: Vec<Arc<Consumer>>,
     /// Round-robin position.
     rr: usize,
@@ -91,6 +91,7 @@ impl Queue {
         store: Option<(u64, MessageLog)>,
         ram_limit: usize,
     ) -> Queue {
+        let max_priority = args.max_priority;
         Queue {
             name,
             vhost,
@@ -99,7 +100,7 @@ impl Queue {
             exclusive_owner,
             arguments,
             args,
-            inner: Mutex::new(QueueInner { next_seq: 1, ..Default::default() }),
+            inner: Mutex::new(QueueInner { next_seq: 1, backlog: Backlogs::new(max_priority), ..Default::default() }),
             deleted: AtomicBool::new(false),
             published: AtomicU64::new(0),
             unacked: AtomicU64::new(0),
@@ -116,7 +117,7 @@ impl Queue {
     /// Puts recovered messages in (at start, before any client): their store sequence
     /// numbers, in order. Bodies stay on disk until consumers come; all are flagged
     /// redelivered (they may have been delivered before the restart).
-    pub fn restore(self: &Arc<Self>, seqs: impl IntoIterator<Item = (u64, u64, u32)>, next_seq: u64) {
+    pub fn restore(self: &Arc<Self>, seqs: impl IntoIterator<Item = (u64, u64, u32, usize)>, next_seq: u64) {
         let mut inner = self.inner.lock();
         inner.backlog.restore(seqs);
         if let Some(at) = inner.backlog.head_expires() {
@@ -242,26 +243,25 @@ impl Queue {
     /// released ([`Queue::finish`]).
     fn expire_heads(&self, inner: &mut QueueInner, take: bool) {
         let QueueInner { backlog: b, dead, .. } = inner;
-        let Some(mut at) = b.head_expires() else { return };
+        if b.head_expires().is_none() {
+            return;
+        }
         let now = super::ttl::now_ms() + u64::from(!take);
-        while at < now {
-            let slot = b.drop_head().expect("head");
+        while let Some(slot) = b.drop_expired(now) {
             if self.args.dead_letter_exchange.is_some() {
                 dead.push((slot, Reason::Expired));
             } else {
                 self.forget(slot.seq);
             }
-            match b.head_expires() {
-                Some(next) => at = next,
-                None => return,
-            }
         }
-        self.timer.wake_by(at);
+        if let Some(at) = b.head_expires() {
+            self.timer.wake_by(at);
+        }
     }
 
     /// RabbitMQ's `will_overflow`: would one more message of `size` bytes take the ready
     /// messages past x-max-length or x-max-length-bytes?
-    fn would_overflow(&self, b: &Backlog, size: usize) -> bool {
+    fn would_overflow(&self, b: &Backlogs, size: usize) -> bool {
         self.args.max_length.is_some_and(|m| b.len() as u64 + 1 > m)
             || self.args.max_length_bytes.is_some_and(|m| (b.bytes() + size) as u64 > m)
     }
@@ -633,7 +633,7 @@ mod tests {
         store.message_log().remove(id, seqs[3]);
         store.message_log().flush().wait().unwrap();
         let r = Arc::new(Queue::new("r".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), 1 << 20));
-        r.restore(seqs.iter().map(|&s| (s, 0, 1000)), seqs.last().unwrap() + 1);
+        r.restore(seqs.iter().map(|&s| (s, 0, 1000, 0)), seqs.last().unwrap() + 1);
         assert_eq!(r.memory(), (0, 0, 10));
         let got: Vec<u32> = std::iter::from_fn(|| r.get()).map(|(m, _)| {
             assert!(m.redelivered);
