@@ -91,13 +91,31 @@ fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, queues:
             }
             Ok(())
         }
-        Some(x) => vhost.route(x, msg, queues).map_err(|(name, kind, failure)| {
-            tracing::error!(exchange = %name, kind = %kind, "exchange type failed: {}", failure.0);
-            ReplyError::new(
-                ErrorKind::ChannelInternalError,
-                format!("exchange type '{kind}' of exchange '{name}' in vhost '{}' failed: {}", vhost.name, failure.0),
-            )
-        }),
+        Some(x) => {
+            let failed = |(name, kind, failure): (String, String, crate::exchange_type::TypeFailure)| {
+                tracing::error!(exchange = %name, kind = %kind, "exchange type failed: {}", failure.0);
+                ReplyError::new(
+                    ErrorKind::ChannelInternalError,
+                    format!("exchange type '{kind}' of exchange '{name}' in vhost '{}' failed: {}", vhost.name, failure.0),
+                )
+            };
+            vhost.route(x, msg, queues).map_err(failed)?;
+            // alternate-exchange: what the exchange could not route goes to its AE (and on to
+            // the AE's AE), each exchange once. Looked up only for unroutable messages.
+            let mut cur = x.clone();
+            let mut seen: Vec<*const Exchange> = Vec::new();
+            while queues.is_empty() {
+                let Some(ae) = cur.arguments.inner().get("alternate-exchange").and_then(super::queue_args::as_str) else { break };
+                let Some(ae) = vhost.exchange(&ae) else { break };
+                if Arc::ptr_eq(&ae, x) || seen.contains(&Arc::as_ptr(&ae)) {
+                    break;
+                }
+                seen.push(Arc::as_ptr(&ae));
+                vhost.route(&ae, msg, queues).map_err(failed)?;
+                cur = ae;
+            }
+            Ok(())
+        }
     }
 }
 
