@@ -216,6 +216,8 @@ pub struct Consumer {
     pub queue: Weak<Queue>,
     pub cancelled: AtomicBool,
     pub arguments: amq_protocol::types::FieldTable,
+    /// Consumer priority (`x-priority`; 0 by default).
+    pub priority: i64,
 }
 
 /// The outcome of trying to hand a message to a consumer.

@@ -385,29 +385,36 @@ impl Queue {
         self.finish(inner);
     }
 
+    /// Consumers are kept in priority order (x-priority, highest first); messages go round-robin
+    /// to the consumers of the highest priority that have credit, to lower ones only when none
+    /// has. With x-single-active-consumer only the first consumer (the oldest) receives.
     fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
-        let n = inner.consumers.len();
-        if n == 0 {
-            return;
-        }
-        let mut idle = 0;
-        while idle < n && inner.backlog.len() > 0 {
-            let idx = inner.rr % n;
-            inner.rr = inner.rr.wrapping_add(1);
-            let consumer = &inner.consumers[idx];
-            if !consumer.has_credit() {
-                idle += 1;
-                continue;
-            }
-            let consumer = consumer.clone();
-            let Some(ready) = self.pop(inner) else { break };
-            match consumer.offer(self, &ready) {
-                Offer::Delivered => idle = 0,
-                Offer::Refused => {
-                    inner.backlog.push_front(ready);
+        let total = if self.args.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
+        let mut start = 0;
+        while start < total && inner.backlog.len() > 0 {
+            let prio = inner.consumers[start].priority;
+            let end = (start..total).find(|&i| inner.consumers[i].priority != prio).unwrap_or(total);
+            let n = end - start;
+            let mut idle = 0;
+            while idle < n && inner.backlog.len() > 0 {
+                let idx = start + inner.rr % n;
+                inner.rr = inner.rr.wrapping_add(1);
+                let consumer = &inner.consumers[idx];
+                if !consumer.has_credit() {
                     idle += 1;
+                    continue;
+                }
+                let consumer = consumer.clone();
+                let Some(ready) = self.pop(inner) else { return };
+                match consumer.offer(self, &ready) {
+                    Offer::Delivered => idle = 0,
+                    Offer::Refused => {
+                        inner.backlog.push_front(ready);
+                        idle += 1;
+                    }
                 }
             }
+            start = end;
         }
     }
 
@@ -457,7 +464,9 @@ impl Queue {
             inner.exclusive_consumer = true;
         }
         inner.had_consumer = true;
-        inner.consumers.push(c);
+        // Priority order, oldest first within a priority.
+        let at = inner.consumers.iter().position(|x| x.priority < c.priority).unwrap_or(inner.consumers.len());
+        inner.consumers.insert(at, c);
         self.touch();
         self.dispatch_locked(&mut inner);
         self.finish(inner);

@@ -202,7 +202,7 @@ pub(super) fn yes_no(b: bool) -> &'static str {
 }
 
 /// RabbitMQ's name for a field value type (as in its equivalence errors).
-pub(super) fn type_name(v: &AMQPValue) -> &'static str {
+pub fn type_name(v: &AMQPValue) -> &'static str {
     match v {
         AMQPValue::Boolean(_) => "bool",
         AMQPValue::ShortShortInt(_) => "byte",
@@ -243,7 +243,7 @@ pub(super) fn show(v: &AMQPValue) -> String {
     }
 }
 
-pub(super) fn as_int(v: &AMQPValue) -> Option<i64> {
+pub fn as_int(v: &AMQPValue) -> Option<i64> {
     Some(match v {
         AMQPValue::ShortShortInt(x) => *x as i64,
         AMQPValue::ShortShortUInt(x) => *x as i64,

@@ -4,6 +4,7 @@ use super::tx::TxAck;
 use super::{Channel, cancel_consumer, random_suffix, requeue_grouped, send};
 use crate::broker::auth::Access;
 use crate::broker::dead_letter::Reason;
+use crate::broker::queue_args;
 use crate::broker::delivery::{Consumer, Unacked};
 use crate::broker::queue::Queue;
 use crate::connection::ConnCtx;
@@ -113,6 +114,16 @@ impl Channel {
         if q.check_consume(c.exclusive).is_err() {
             return Err(access_refused(format!("queue '{name}' in vhost '{}' in exclusive use", ctx.vhost.name)));
         }
+        let priority = match c.arguments.inner().get("x-priority") {
+            None => 0,
+            Some(v) => queue_args::as_int(v).ok_or_else(|| {
+                precondition(format!(
+                    "invalid arg 'x-priority' for queue '{name}' in vhost '{}': \"expected integer, got {}\"",
+                    ctx.vhost.name,
+                    queue_args::type_name(v)
+                ))
+            })?,
+        };
         let consumer = Arc::new(Consumer {
             tag: tag.clone(),
             channel: self.shared.clone(),
@@ -123,6 +134,7 @@ impl Channel {
             queue: Arc::downgrade(&q),
             cancelled: Default::default(),
             arguments: c.arguments,
+            priority,
         });
         if !c.nowait {
             let ok = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
