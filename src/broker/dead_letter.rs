@@ -26,6 +26,7 @@ pub enum Reason {
     Rejected,
     Expired,
     Maxlen,
+    DeliveryLimit,
 }
 
 impl Reason {
@@ -34,6 +35,7 @@ impl Reason {
             Reason::Rejected => "rejected",
             Reason::Expired => "expired",
             Reason::Maxlen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
         }
     }
 }

@@ -439,6 +439,13 @@ impl Vhost {
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
+        // A quorum queue is durable, shared and kept: RabbitMQ's checks, in its order.
+        if args.queue_type == queue_args::QueueType::Quorum {
+            let bad = [(d.auto_delete, "auto-delete"), (d.exclusive, "exclusive-owner"), (!d.durable, "non-durable")];
+            if let Some((_, prop)) = bad.iter().find(|(b, _)| *b) {
+                return Err(precondition(format!("invalid property '{prop}' for queue '{}' in vhost '{}'", d.name, self.name)));
+            }
+        }
         // Durable, non-exclusive queues are written to the store; their persistent messages too.
         let mut stored = None;
         if let (Some(store), true, false, false) = (&self.store, d.durable, d.exclusive, self.is_deleted()) {

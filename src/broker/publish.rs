@@ -132,7 +132,7 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
         return outcome;
     }
     let msg = Arc::new(msg);
-    let durable = if msg.is_persistent() { queues.iter().filter(|q| q.stores_persistent()).count() } else { 0 };
+    let durable = queues.iter().filter(|q| q.stores(&msg)).count();
     let confirm = from.as_ref().and_then(|p| p.confirm.map(|seq| (seq, p.channel)));
     if durable == 0 {
         let mut rejected = false;
@@ -151,12 +151,12 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
         return outcome;
     }
     // A message that may expire carries its publish time, so recovery can restore its TTL.
-    let may_expire = msg.properties.expiration().is_some() || queues.iter().any(|q| q.stores_persistent() && q.args.message_ttl.is_some());
+    let may_expire = msg.properties.expiration().is_some() || queues.iter().any(|q| q.stores(&msg) && q.args.message_ttl.is_some());
     let record = persist::record(&msg, may_expire.then(super::ttl::now_ms));
     // One count per durable queue (its commit) plus one for the pipeline itself.
     let waiter = confirm.map(|(seq, channel)| Arc::new(ConfirmWait::new(seq, durable + 1, channel.clone())));
     for q in queues.drain(..) {
-        let durable = q.stores_persistent();
+        let durable = q.stores(&msg);
         let r = if durable {
             let w = waiter.clone();
             q.publish(msg.clone(), Some((&record, Box::new(move |r| ConfirmWait::done(w, r)))))

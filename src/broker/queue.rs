@@ -145,9 +145,14 @@ impl Queue {
         Some(self.last_used.load(Ordering::Relaxed).saturating_add(ms))
     }
 
-    /// Does a persistent message published here get written to the store?
-    pub fn stores_persistent(&self) -> bool {
-        self.store.is_some()
+    /// Is `msg` written to the store when published here? Persistent messages on durable
+    /// queues; every message on a quorum queue (as RabbitMQ's are all in its log).
+    pub fn stores(&self, msg: &Message) -> bool {
+        self.store.is_some() && (msg.is_persistent() || self.is_quorum())
+    }
+
+    pub fn is_quorum(&self) -> bool {
+        self.args.queue_type == super::queue_args::QueueType::Quorum
     }
 
     /// Drops stored message `seq` (acked, rejected, purged, or delivered with no-ack).
@@ -198,6 +203,12 @@ impl Queue {
             });
         }
         let limit = self.store.is_some().then_some(self.ram_limit);
+        // A quorum queue delivers x-delivery-count, 0 the first time (as RabbitMQ 3.10).
+        let msg = if self.is_quorum() && msg.properties.headers().as_ref().is_none_or(|h| !h.inner().contains_key("x-delivery-count")) {
+            Arc::new(msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(0)))
+        } else {
+            msg
+        };
         // A TTL costs a clock read here, and only for queues or messages that have one.
         let expires = if self.args.message_ttl.is_some() || msg.properties.expiration().is_some() {
             super::ttl::expiry(self.args.message_ttl, &msg)
@@ -358,6 +369,9 @@ impl Queue {
     /// Puts messages (with their store sequence numbers) back at the head of the queue, oldest
     /// first, flagged redelivered.
     pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64, u64)>) {
+        if self.is_quorum() {
+            return self.requeue_counted(msgs);
+        }
         let mut inner = self.inner.lock();
         if self.is_deleted() {
             return;
@@ -372,6 +386,36 @@ impl Queue {
             self.timer.start(self);
             self.expire_heads(&mut inner, false);
         }
+        self.finish(inner);
+    }
+
+    /// A quorum queue counts returns: each requeued message carries `x-delivery-count`; one
+    /// returned more than `x-delivery-limit` times is dead-lettered (reason delivery_limit) or
+    /// dropped instead.
+    fn requeue_counted(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64, u64)>) {
+        let mut back = Vec::new();
+        for (msg, seq, expires) in msgs {
+            let count = match msg.properties.headers().as_ref().and_then(|h| h.inner().get("x-delivery-count")) {
+                Some(v) => super::queue_args::as_int(v).unwrap_or(0).max(0) as u64,
+                None => 0,
+            } + 1;
+            if self.args.delivery_limit.is_some_and(|limit| count > limit) {
+                self.dead_letter(vec![msg], Reason::DeliveryLimit);
+                self.forget(seq);
+                continue;
+            }
+            let counted = msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(count as i64));
+            back.push((Arc::new(counted), seq, expires));
+        }
+        let mut inner = self.inner.lock();
+        if self.is_deleted() {
+            return;
+        }
+        for (msg, seq, expires) in back.into_iter().rev() {
+            inner.backlog.push_front(Ready { msg, redelivered: true, seq, expires });
+        }
+        self.dispatch_locked(&mut inner);
+        self.expire_heads(&mut inner, false);
         self.finish(inner);
     }
 

@@ -27,6 +27,9 @@ pub enum Overflow {
 pub enum QueueType {
     #[default]
     Classic,
+    /// On one node: a durable queue that stores every message and counts deliveries
+    /// (`x-delivery-limit`, the `x-delivery-count` header).
+    Quorum,
 }
 
 /// A queue's arguments, typed. Unknown arguments are kept in the queue's field table only
@@ -45,6 +48,8 @@ pub struct QueueArgs {
     pub lazy: bool,
     pub single_active_consumer: bool,
     pub queue_type: QueueType,
+    /// Quorum queues: a message returned more often than this is dead-lettered (or dropped).
+    pub delivery_limit: Option<u64>,
 }
 
 /// Arguments RabbitMQ checks for equivalence on redeclare.
@@ -61,6 +66,9 @@ const EQUIV_ARGS: &[&str] = &[
     "x-queue-type",
     "x-single-active-consumer",
 ];
+
+/// Arguments a quorum queue refuses (RabbitMQ 3.10's `rabbit_quorum_queue` capabilities).
+const NOT_QUORUM: &[&str] = &["x-max-priority", "x-queue-mode", "x-queue-version", "x-max-age", "x-stream-max-segment-size-bytes", "x-initial-cluster-size"];
 
 /// Arguments of other queue types that a classic queue refuses.
 const NOT_CLASSIC: &[&str] =
@@ -149,13 +157,25 @@ impl QueueArgs {
         if let Some(v) = get("x-queue-type") {
             a.queue_type = match text("x-queue-type", v)?.as_str() {
                 "classic" => QueueType::Classic,
+                "quorum" => QueueType::Quorum,
                 other => return Err(invalid("x-queue-type", format!("\"unsupported queue type '{other}'\""))),
             };
         }
-        if let Some(k) = NOT_CLASSIC.iter().find(|k| get(k).is_some()) {
-            return Err(precondition(format!(
-                "invalid arg '{k}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_classic_queue"
-            )));
+        let (refused, type_name) = match a.queue_type {
+            QueueType::Classic => (NOT_CLASSIC, "rabbit_classic_queue"),
+            QueueType::Quorum => (NOT_QUORUM, "rabbit_quorum_queue"),
+        };
+        if let Some(k) = refused.iter().find(|k| get(k).is_some()) {
+            return Err(precondition(format!("invalid arg '{k}' for queue '{queue}' in vhost '{vhost}' of queue type {type_name}")));
+        }
+        if a.queue_type == QueueType::Quorum {
+            if let Some(v) = get("x-dead-letter-strategy")
+                && !matches!(as_str(v).as_deref(), Some("at-most-once" | "at-least-once"))
+            {
+                return Err(invalid("x-dead-letter-strategy", "invalid_dlx_strategy".into()));
+            }
+            // RabbitMQ 3.10 accepts any value here and applies only a non-negative integer.
+            a.delivery_limit = get("x-delivery-limit").and_then(as_int).and_then(|n| u64::try_from(n).ok());
         }
         Ok(a)
     }
@@ -305,6 +325,14 @@ mod tests {
         assert_eq!(err(&[("x-single-active-consumer", s("yes"))]), format!("{p} 'x-single-active-consumer' for queue 'q' in vhost '/': {{unacceptable_type,longstr}}"));
         assert_eq!(err(&[("x-queue-mode", s("bogus"))]), format!("{p} 'x-queue-mode' for queue 'q' in vhost '/': \"unsupported queue mode 'bogus'\""));
         assert_eq!(err(&[("x-delivery-limit", AMQPValue::LongInt(5))]), format!("{p} 'x-delivery-limit' for queue 'q' in vhost '/' of queue type rabbit_classic_queue"));
+        assert_eq!(
+            err(&[("x-queue-type", s("quorum")), ("x-max-priority", AMQPValue::LongInt(5))]),
+            format!("{p} 'x-max-priority' for queue 'q' in vhost '/' of queue type rabbit_quorum_queue")
+        );
+        assert_eq!(
+            err(&[("x-queue-type", s("quorum")), ("x-dead-letter-strategy", s("bogus"))]),
+            format!("{p} 'x-dead-letter-strategy' for queue 'q' in vhost '/': invalid_dlx_strategy")
+        );
         // RabbitMQ's order: x-message-ttl is checked before x-max-priority.
         assert_eq!(
             err(&[("x-max-priority", AMQPValue::LongInt(300)), ("x-message-ttl", AMQPValue::LongInt(-5))]),

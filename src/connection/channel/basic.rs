@@ -111,6 +111,9 @@ impl Channel {
         if self.consumers.get(&tag).is_some_and(|x| !x.cancelled.load(Ordering::Relaxed)) {
             return Err(ReplyError::new(ErrorKind::NotAllowed, format!("attempt to reuse consumer tag '{tag}'")));
         }
+        if q.is_quorum() && self.shared.global_prefetch.load(Ordering::Relaxed) != 0 {
+            return Err(not_implemented(format!("queue '{name}' in vhost '{}' does not support global qos", ctx.vhost.name)));
+        }
         if q.check_consume(c.exclusive).is_err() {
             return Err(access_refused(format!("queue '{name}' in vhost '{}' in exclusive use", ctx.vhost.name)));
         }
