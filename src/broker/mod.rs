@@ -15,6 +15,7 @@ pub mod persist;
 pub mod publish;
 pub mod queue;
 pub mod queue_args;
+pub mod reply_to;
 pub mod ttl;
 
 use crate::config::Config;
@@ -221,6 +222,8 @@ pub struct Vhost {
     pub name: String,
     /// This vhost (for tasks that act on it later, such as queue expiry).
     me: Weak<Vhost>,
+    /// Direct reply-to consumers.
+    pub reply_to: reply_to::ReplyTo,
     pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     pub queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Option<Arc<Store>>,
@@ -257,7 +260,7 @@ pub struct QueueDecl<'a> {
 
 impl Vhost {
     fn new(name: &str, me: Weak<Vhost>, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
-        Vhost { name: name.into(), me, exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit, deleted: AtomicBool::new(false) }
+        Vhost { name: name.into(), me, reply_to: Default::default(), exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit, deleted: AtomicBool::new(false) }
     }
 
     pub fn is_deleted(&self) -> bool {

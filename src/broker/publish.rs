@@ -56,6 +56,9 @@ pub fn publish(
     mandatory: bool,
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
+    if exchange.is_none() && msg.routing_key.starts_with(super::reply_to::PSEUDO_QUEUE) {
+        return Ok(reply(vhost, msg, mandatory, from));
+    }
     let mut queues = QUEUES.with(|c| c.take());
     queues.clear();
     let r = route(vhost, exchange, &msg, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
@@ -117,6 +120,21 @@ fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, queues:
             Ok(())
         }
     }
+}
+
+/// A direct reply-to reply: straight to the consuming channel, or unroutable.
+fn reply(vhost: &Vhost, msg: Message, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
+    let mut outcome = Outcome::default();
+    if vhost.reply_to.deliver(&msg.routing_key, &msg) {
+        outcome.routed = 1;
+    } else if let (true, Some(p)) = (mandatory, &from) {
+        write_return(p.channel, &msg);
+        outcome.returned = true;
+    }
+    if let Some(Publisher { channel, confirm: Some(seq) }) = from {
+        channel.confirms.complete(seq, true);
+    }
+    outcome
 }
 
 fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {

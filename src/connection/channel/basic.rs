@@ -5,6 +5,7 @@ use super::{Channel, cancel_consumer, random_suffix, requeue_grouped, send};
 use crate::broker::auth::Access;
 use crate::broker::dead_letter::Reason;
 use crate::broker::queue_args;
+use crate::broker::reply_to;
 use crate::broker::delivery::{Consumer, Unacked};
 use crate::broker::queue::Queue;
 use crate::connection::ConnCtx;
@@ -48,6 +49,10 @@ impl Channel {
                 let tag = c.consumer_tag.as_str();
                 if let Some(consumer) = self.consumers.remove(tag) {
                     cancel_consumer(ctx, &consumer);
+                }
+                if self.reply.as_ref().is_some_and(|(t, _)| t == tag) {
+                    let (_, token) = self.reply.take().expect("reply consumer");
+                    ctx.vhost.reply_to.unregister(&token);
                 }
                 if !c.nowait {
                     let ok = basic::CancelOk { consumer_tag: c.consumer_tag };
@@ -101,6 +106,9 @@ impl Channel {
 
     pub(super) fn consume(&mut self, ctx: &mut ConnCtx, c: basic::Consume) -> Result<(), ReplyError> {
         let name = self.queue_name(c.queue.as_str())?;
+        if name == reply_to::PSEUDO_QUEUE {
+            return self.consume_replies(ctx, c);
+        }
         self.check(ctx, Access::Read, "queue", &name)?;
         let q = ctx.vhost.queue_for(&name, ctx.id)?;
         let tag = if c.consumer_tag.as_str().is_empty() {
@@ -145,6 +153,27 @@ impl Channel {
         }
         self.consumers.insert(tag, consumer.clone());
         q.add_consumer(consumer);
+        Ok(())
+    }
+
+    /// basic.consume from `amq.rabbitmq.reply-to`: no-ack only, one per channel.
+    fn consume_replies(&mut self, ctx: &mut ConnCtx, c: basic::Consume) -> Result<(), ReplyError> {
+        if !c.no_ack {
+            return Err(precondition("reply consumer cannot acknowledge"));
+        }
+        if self.reply.is_some() {
+            return Err(precondition("reply consumer already set"));
+        }
+        let tag = if c.consumer_tag.as_str().is_empty() { format!("amq.ctag-{}", random_suffix()) } else { c.consumer_tag.as_str().to_owned() };
+        if self.consumers.contains_key(&tag) {
+            return Err(ReplyError::new(ErrorKind::NotAllowed, format!("attempt to reuse consumer tag '{tag}'")));
+        }
+        if !c.nowait {
+            let ok = basic::ConsumeOk { consumer_tag: tag.as_str().into() };
+            send(ctx, self.number(), AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
+        }
+        let token = ctx.vhost.reply_to.register(&self.shared, &tag);
+        self.reply = Some((tag, token));
         Ok(())
     }
 

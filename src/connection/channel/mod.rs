@@ -41,6 +41,8 @@ pub(crate) struct Channel {
     last_exchange: Option<(Arc<Exchange>, u64)>,
     /// Auth epoch at which write permission on `amq.default` was last granted (0: never).
     default_write_epoch: u64,
+    /// Direct reply-to consumer of this channel: (consumer tag, token).
+    reply: Option<(String, String)>,
 }
 
 fn random_suffix() -> String {
@@ -67,6 +69,7 @@ impl Channel {
             last_queue: String::new(),
             last_exchange: None,
             default_write_epoch: 0,
+            reply: None,
         }
     }
 
@@ -87,6 +90,9 @@ impl Channel {
     pub fn close(&mut self, ctx: &mut ConnCtx) {
         self.shared.open.store(false, Ordering::Relaxed);
         self.pending = None;
+        if let Some((_, token)) = self.reply.take() {
+            ctx.vhost.reply_to.unregister(&token);
+        }
         for (_, c) in self.consumers.drain() {
             cancel_consumer(ctx, &c);
         }

@@ -5,6 +5,7 @@ use crate::broker::auth::Access;
 use crate::broker::exchange::Exchange;
 use crate::broker::message::Message;
 use crate::broker::publish::{self, Publisher};
+use crate::broker::reply_to;
 use crate::connection::ConnCtx;
 use crate::protocol::frame::ContentHeader;
 use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, precondition};
@@ -89,13 +90,22 @@ impl Channel {
         {
             return Err(precondition(format!("invalid expiration '{}': no_integer", exp.as_str())));
         }
-        let msg = Message {
+        let mut msg = Message {
             exchange: p.exchange,
             routing_key: p.routing_key,
             properties: header.properties,
             header_raw: header.raw,
             body,
         };
+        // Direct reply-to: the request names this channel's reply consumer.
+        if msg.properties.reply_to().as_ref().is_some_and(|r| r.as_str() == reply_to::PSEUDO_QUEUE) {
+            let Some((_, token)) = &self.reply else {
+                return Err(precondition("fast reply consumer does not exist"));
+            };
+            let properties = msg.properties.clone().with_reply_to(reply_to::reply_key(token).as_str().into());
+            msg.header_raw = crate::protocol::frame::encode_header(msg.body.len() as u64, &properties);
+            msg.properties = properties;
+        }
         if self.confirm {
             self.publish_seq += 1;
         }
