@@ -1,5 +1,7 @@
 //! A classic queue: ready messages in order, consumers served round-robin with credit.
 
+mod limits;
+
 use super::backlog::{Backlogs, StoreRef};
 pub use super::backlog::Ready;
 use super::delivery::{Consumer, Offer};
@@ -10,7 +12,7 @@ use crate::protocol::frame;
 use crate::protocol::{AMQPClass, FieldTable, basic};
 use crate::store::{Callback, MessageLog};
 use bytes::Bytes;
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -247,106 +249,6 @@ impl Queue {
         }
     }
 
-    /// Drops the expired messages at the head and arms the timer for the next head. A message
-    /// expiring this very millisecond counts as expired, except when `take` (a consumer is
-    /// taking the head: x-message-ttl 0 still delivers to a consumer that is there).
-    /// With a dead-letter exchange, the dropped messages wait in `dead` until the lock is
-    /// released ([`Queue::finish`]).
-    fn expire_heads(&self, inner: &mut QueueInner, take: bool) {
-        let QueueInner { backlog: b, dead, .. } = inner;
-        if b.head_expires().is_none() {
-            return;
-        }
-        let now = super::ttl::now_ms() + u64::from(!take);
-        while let Some(slot) = b.drop_expired(now) {
-            if self.args.dead_letter_exchange.is_some() {
-                dead.push((slot, Reason::Expired));
-            } else {
-                self.forget(slot.seq);
-            }
-        }
-        if let Some(at) = b.head_expires() {
-            self.timer.wake_by(at);
-        }
-    }
-
-    /// RabbitMQ's `will_overflow`: would one more message of `size` bytes take the ready
-    /// messages past x-max-length or x-max-length-bytes?
-    fn would_overflow(&self, b: &Backlogs, size: usize) -> bool {
-        self.args.max_length.is_some_and(|m| b.len() as u64 + 1 > m)
-            || self.args.max_length_bytes.is_some_and(|m| (b.bytes() + size) as u64 > m)
-    }
-
-    /// x-overflow drop-head: drops (or dead-letters, reason maxlen) the oldest ready messages
-    /// until the queue is within its limits again.
-    fn drop_head_over_limit(&self, inner: &mut QueueInner) {
-        let QueueInner { backlog: b, dead, .. } = inner;
-        while self.args.max_length.is_some_and(|m| b.len() as u64 > m)
-            || self.args.max_length_bytes.is_some_and(|m| b.bytes() as u64 > m)
-        {
-            let Some(slot) = b.drop_head() else { break };
-            if self.args.dead_letter_exchange.is_some() {
-                dead.push((slot, Reason::Maxlen));
-            } else {
-                self.forget(slot.seq);
-            }
-        }
-    }
-
-    /// Run by the expiry timer: drops what has expired; returns the next head's expiry.
-    pub(super) fn expire_due(&self) -> Option<u64> {
-        let mut inner = self.inner.lock();
-        self.expire_heads(&mut inner, false);
-        let next = inner.backlog.head_expires();
-        self.timer.arm(next);
-        self.finish(inner);
-        next
-    }
-
-    /// Releases the queue lock, then dead-letters the messages that expired meanwhile (never
-    /// under the lock: the dead-letter exchange may route back here, or to a queue whose
-    /// lock another thread holds while it waits for ours).
-    fn finish(&self, mut inner: MutexGuard<'_, QueueInner>) {
-        if inner.dead.is_empty() {
-            return;
-        }
-        let dead = std::mem::take(&mut inner.dead);
-        drop(inner);
-        // Bodies of paged-out messages are read back from the store first.
-        let missing: Vec<u64> = dead.iter().filter(|(s, _)| s.msg.is_none()).map(|(s, _)| s.seq).collect();
-        let mut loaded = match (&self.store, missing.is_empty()) {
-            (Some((id, log)), false) => log.read_batch(*id, &missing).unwrap_or_default().into_iter(),
-            _ => Vec::new().into_iter(),
-        };
-        for (slot, reason) in &dead {
-            let msg = match &slot.msg {
-                Some(m) => Some(m.clone()),
-                None => loaded.next().flatten().and_then(super::persist::message_from_record).map(Arc::new),
-            };
-            if let Some(m) = msg {
-                self.dead_letter(vec![m], *reason);
-            }
-        }
-        for (slot, _) in dead {
-            self.forget(slot.seq);
-        }
-    }
-
-    /// Dead-letters messages taken off this queue (nothing without a dead-letter exchange).
-    pub fn dead_letter(&self, msgs: Vec<Arc<Message>>, reason: Reason) {
-        if self.args.dead_letter_exchange.is_none() || msgs.is_empty() {
-            return;
-        }
-        if let Some(v) = self.home.get().and_then(Weak::upgrade) {
-            super::dead_letter::dead_letter(&v, self, msgs, reason);
-        }
-    }
-
-    /// Records the vhost the queue belongs to (for dead-lettering), once it is registered.
-    pub fn set_home(&self, vhost: Weak<super::Vhost>) {
-        let _ = self.home.set(vhost);
-    }
-
     /// Takes the message at the head, loading bodies from the store first if needed. Expired
     /// messages at the head are dropped first.
     fn pop(&self, inner: &mut QueueInner) -> Option<Ready> {
@@ -386,36 +288,6 @@ impl Queue {
             self.timer.start(self);
             self.expire_heads(&mut inner, false);
         }
-        self.finish(inner);
-    }
-
-    /// A quorum queue counts returns: each requeued message carries `x-delivery-count`; one
-    /// returned more than `x-delivery-limit` times is dead-lettered (reason delivery_limit) or
-    /// dropped instead.
-    fn requeue_counted(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64, u64)>) {
-        let mut back = Vec::new();
-        for (msg, seq, expires) in msgs {
-            let count = match msg.properties.headers().as_ref().and_then(|h| h.inner().get("x-delivery-count")) {
-                Some(v) => super::queue_args::as_int(v).unwrap_or(0).max(0) as u64,
-                None => 0,
-            } + 1;
-            if self.args.delivery_limit.is_some_and(|limit| count > limit) {
-                self.dead_letter(vec![msg], Reason::DeliveryLimit);
-                self.forget(seq);
-                continue;
-            }
-            let counted = msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(count as i64));
-            back.push((Arc::new(counted), seq, expires));
-        }
-        let mut inner = self.inner.lock();
-        if self.is_deleted() {
-            return;
-        }
-        for (msg, seq, expires) in back.into_iter().rev() {
-            inner.backlog.push_front(Ready { msg, redelivered: true, seq, expires });
-        }
-        self.dispatch_locked(&mut inner);
-        self.expire_heads(&mut inner, false);
         self.finish(inner);
     }
 
@@ -570,128 +442,4 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Store;
-    use bytes::{BufMut, BytesMut};
-
-    fn persistent(body: Vec<u8>) -> Arc<Message> {
-        let properties = amq_protocol::protocol::basic::AMQPProperties::default().with_delivery_mode(2);
-        let mut raw = BytesMut::new();
-        raw.put_u16(crate::protocol::CLASS_BASIC);
-        raw.put_u16(0);
-        raw.put_u64(body.len() as u64);
-        raw.put_u16(0x1000); // property flags: delivery-mode
-        raw.put_u8(2);
-        Arc::new(Message {
-            exchange: String::new(),
-            routing_key: "q".into(),
-            properties,
-            header_raw: raw.freeze(),
-            body: Bytes::from(body),
-        })
-    }
-
-    fn body(i: u32) -> Vec<u8> {
-        let mut b = vec![(i % 251) as u8; 1000];
-        b[..4].copy_from_slice(&i.to_be_bytes());
-        b
-    }
-
-    fn publish(q: &Arc<Queue>, i: u32) {
-        let m = persistent(body(i));
-        let rec = crate::broker::persist::record(&m, None);
-        q.publish(m, Some((&rec, Box::new(|r| r.expect("stored")))));
-    }
-
-    fn durable_queue(store: &Store, limit: usize) -> Arc<Queue> {
-        let def = crate::store::QueueDef { vhost: "/".into(), name: "q".into(), durable: true, auto_delete: false, arguments: vec![] };
-        let id = store.put_queue(&def).unwrap();
-        Arc::new(Queue::new("q".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), limit))
-    }
-
-    /// Bodies beyond the queue's memory limit go to disk once committed and come back, in
-    /// order and intact, when taken.
-    #[test]
-    fn backlog_beyond_the_limit_is_paged_out_and_back_in_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let q = durable_queue(&store, 20_000);
-        for i in 0..2_000 {
-            publish(&q, i);
-        }
-        store.message_log().flush().wait().unwrap();
-        let (_, in_ram, paged) = q.memory();
-        assert!(in_ram <= 20_000 + 1_000, "{in_ram} body bytes in memory");
-        assert!(paged >= 1_970, "{paged} paged");
-        // A redelivery in the middle goes back to the head.
-        let (first, _) = q.get().unwrap();
-        q.requeue(std::iter::once((first.msg.clone(), first.seq, first.expires)));
-        for i in 0..2_000u32 {
-            let (r, left) = q.get().expect("message");
-            assert_eq!(r.msg.body[..], body(i)[..], "message {i}");
-            assert_eq!(r.redelivered, i == 0);
-            assert_eq!(left, 1_999 - i);
-            q.forget(r.seq);
-        }
-        assert!(q.get().is_none());
-        store.message_log().flush().wait().unwrap();
-        assert_eq!(store.total_message_count().unwrap(), 0);
-    }
-
-    /// Messages published while part of the backlog is on disk queue up behind it, even when
-    /// the head has room again.
-    #[test]
-    fn publishes_after_paging_keep_their_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let q = durable_queue(&store, 5_000);
-        let mut next = 0u32;
-        let mut expect = 0u32;
-        for round in 0..20 {
-            for _ in 0..300 {
-                publish(&q, next);
-                next += 1;
-            }
-            if round % 3 == 0 {
-                store.message_log().flush().wait().unwrap();
-            }
-            for _ in 0..200 {
-                let (r, _) = q.get().expect("message");
-                assert_eq!(r.msg.body[..4], expect.to_be_bytes(), "round {round}");
-                expect += 1;
-                q.forget(r.seq);
-            }
-        }
-        while let Some((r, _)) = q.get() {
-            assert_eq!(r.msg.body[..4], expect.to_be_bytes());
-            expect += 1;
-        }
-        assert_eq!(expect, next);
-    }
-
-    /// A recovered queue holds only the index; bodies are read when taken, and a record that
-    /// vanished from the store is skipped, not delivered empty.
-    #[test]
-    fn restored_index_reads_bodies_on_demand() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let q = durable_queue(&store, 1 << 20);
-        for i in 0..10 {
-            publish(&q, i);
-        }
-        store.message_log().flush().wait().unwrap();
-        let id = q.store.as_ref().unwrap().0;
-        let seqs: Vec<u64> = store.load_index(id, 0, usize::MAX).unwrap().into_iter().map(|(s, _)| s).collect();
-        store.message_log().remove(id, seqs[3]);
-        store.message_log().flush().wait().unwrap();
-        let r = Arc::new(Queue::new("r".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), 1 << 20));
-        r.restore(seqs.iter().map(|&s| (s, 0, 1000, 0)), seqs.last().unwrap() + 1);
-        assert_eq!(r.memory(), (0, 0, 10));
-        let got: Vec<u32> = std::iter::from_fn(|| r.get()).map(|(m, _)| {
-            assert!(m.redelivered);
-            u32::from_be_bytes(m.msg.body[..4].try_into().unwrap())
-        }).collect();
-        assert_eq!(got, vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
-    }
-}
+mod tests;
