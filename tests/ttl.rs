@@ -240,3 +240,22 @@ async fn ttl_survives_restart() {
     }
     assert_eq!(get_body(&ch, "mttl").await.as_deref(), Some("forever"));
 }
+
+/// Ten thousand messages expiring together (more than one expiry batch) all go.
+#[tokio::test]
+async fn many_messages_expire_together() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let q = uniq("ttl-many");
+    declare(&ch, &q, &[("x-message-ttl", AMQPValue::LongInt(300))]).await;
+    let mut confirms = Vec::new();
+    for _ in 0..10_000 {
+        confirms.push(timeout(ch.basic_publish("".into(), q.as_str().into(), Default::default(), b"x", BasicProperties::default())).await.unwrap());
+    }
+    for c in confirms {
+        assert!(timeout(c).await.unwrap().is_ack());
+    }
+    wait_count(&ch, &q, 0).await;
+    timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
+}

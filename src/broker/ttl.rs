@@ -93,6 +93,8 @@ async fn run(q: Weak<Queue>, notify: Arc<Notify>) {
             _ => return,
         };
         match next {
+            // More already due (a batch was cut short): let other tasks run first.
+            Some(at) if at <= now_ms() => tokio::task::yield_now().await,
             Some(at) => {
                 let wait = Duration::from_millis(at.saturating_sub(now_ms()));
                 tokio::select! {

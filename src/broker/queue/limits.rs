@@ -15,12 +15,21 @@ impl Queue {
     /// With a dead-letter exchange, the dropped messages wait in `dead` until the lock is
     /// released ([`Queue::finish`]).
     pub(super) fn expire_heads(&self, inner: &mut QueueInner, take: bool) {
+        self.expire_some(inner, take, usize::MAX);
+    }
+
+    /// Like [`Queue::expire_heads`], dropping at most `max` messages.
+    fn expire_some(&self, inner: &mut QueueInner, take: bool, max: usize) {
         let QueueInner { backlog: b, dead, .. } = inner;
         if b.head_expires().is_none() {
             return;
         }
         let now = crate::broker::ttl::now_ms() + u64::from(!take);
-        while let Some(slot) = b.drop_expired(now) {
+        let mut n = 0;
+        while n < max
+            && let Some(slot) = b.drop_expired(now)
+        {
+            n += 1;
             if self.args.dead_letter_exchange.is_some() {
                 dead.push((slot, Reason::Expired));
             } else {
@@ -56,9 +65,12 @@ impl Queue {
     }
 
     /// Run by the expiry timer: drops what has expired; returns the next head's expiry.
+    /// At most `EXPIRE_BATCH` per call: a million messages expiring at once hold the queue lock
+    /// and the runtime thread only briefly each time; the timer comes straight back for more.
     pub(crate) fn expire_due(&self) -> Option<u64> {
+        const EXPIRE_BATCH: usize = 4096;
         let mut inner = self.inner.lock();
-        self.expire_heads(&mut inner, false);
+        self.expire_some(&mut inner, false, EXPIRE_BATCH);
         let next = inner.backlog.head_expires();
         self.timer.arm(next);
         self.finish(inner);
