@@ -63,6 +63,10 @@ async fn misuse_gets_rabbitmqs_errors() {
     assert_eq!((code, text.as_str()), (406, "PRECONDITION_FAILED - fast reply consumer does not exist"));
 
     let ch = timeout(conn.create_channel()).await.unwrap();
+    // The pseudo-queue answers a passive declare (RabbitMQ: 0 messages, 1 consumer).
+    let passive = lapin::options::QueueDeclareOptions { passive: true, ..Default::default() };
+    let ok = timeout(ch.queue_declare(REPLY_TO.into(), passive, Default::default())).await.expect("passive declare");
+    assert_eq!((ok.message_count(), ok.consumer_count()), (0, 1));
     timeout(ch.basic_consume(REPLY_TO.into(), "one".into(), no_ack(), Default::default())).await.unwrap();
     let r = timeout(ch.basic_consume(REPLY_TO.into(), "two".into(), no_ack(), Default::default())).await;
     assert_amqp_err(r, 406, "PRECONDITION_FAILED - reply consumer already set");

@@ -259,3 +259,17 @@ async fn many_messages_expire_together() {
     wait_count(&ch, &q, 0).await;
     timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
 }
+
+/// A bad `expiration` closes the channel with RabbitMQ's reason.
+#[tokio::test]
+async fn bad_expiration_gets_rabbitmqs_406() {
+    let b = TestBroker::start().await;
+    let conn = b.connect().await;
+    for (exp, why) in [("-1", "{value_negative,-1}"), ("1.5", "{leftover_string,\".5\"}"), ("99999999999999", "{value_too_large,99999999999999}"), ("abc", "no_integer")] {
+        let ch = timeout(conn.create_channel()).await.unwrap();
+        let q = temp_queue(&ch).await;
+        let props = BasicProperties::default().with_expiration(exp.into());
+        let (code, text) = error_after(&ch, ch.basic_publish("".into(), q.as_str().into(), Default::default(), b"x", props)).await;
+        assert_eq!((code, text), (406, format!("PRECONDITION_FAILED - invalid expiration '{exp}': {why}")));
+    }
+}

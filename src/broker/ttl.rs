@@ -20,9 +20,32 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// RabbitMQ's check of an `expiration` property (Erlang's `string:to_integer`, then the range):
+/// the TTL, or the reason of its 406 (`invalid expiration 'S': REASON`).
+pub fn parse_expiration(s: &str) -> Result<u64, String> {
+    let b = s.as_bytes();
+    let sign = usize::from(matches!(b.first(), Some(b'+' | b'-')));
+    let digits = b[sign..].iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let end = sign + digits;
+    if end < b.len() {
+        return Err(format!("{{leftover_string,\"{}\"}}", &s[end..]));
+    }
+    let n: i128 = s[..end].parse().map_err(|_| "no_integer".to_string())?;
+    if n < 0 {
+        return Err(format!("{{value_negative,{n}}}"));
+    }
+    if n > super::queue_args::MAX_EXPIRY_MS as i128 {
+        return Err(format!("{{value_too_large,{n}}}"));
+    }
+    Ok(n as u64)
+}
+
 /// The per-message TTL of `msg` (its `expiration` property, validated at publish).
 pub fn message_ttl(msg: &Message) -> Option<u64> {
-    msg.properties.expiration().as_ref().and_then(|e| e.as_str().parse::<u64>().ok())
+    msg.properties.expiration().as_ref().and_then(|e| parse_expiration(e.as_str()).ok())
 }
 
 /// When a message enqueued now expires: the smaller of the queue's and the message's TTL
@@ -135,4 +158,22 @@ pub fn watch_queue_expiry(vhost: Weak<Vhost>, q: &Arc<Queue>) {
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiration;
+
+    /// Reasons as a RabbitMQ 3.10 node gives them.
+    #[test]
+    fn expiration_like_rabbitmq() {
+        assert_eq!(parse_expiration("60000"), Ok(60000));
+        assert_eq!(parse_expiration("+5"), Ok(5));
+        assert_eq!(parse_expiration("abc"), Err("no_integer".into()));
+        assert_eq!(parse_expiration(" 5"), Err("no_integer".into()));
+        assert_eq!(parse_expiration(""), Err("no_integer".into()));
+        assert_eq!(parse_expiration("-1"), Err("{value_negative,-1}".into()));
+        assert_eq!(parse_expiration("1.5"), Err("{leftover_string,\".5\"}".into()));
+        assert_eq!(parse_expiration("99999999999999"), Err("{value_too_large,99999999999999}".into()));
+    }
 }

@@ -86,9 +86,9 @@ impl Channel {
             )));
         }
         if let Some(exp) = header.properties.expiration()
-            && exp.as_str().parse::<u64>().is_err()
+            && let Err(why) = crate::broker::ttl::parse_expiration(exp.as_str())
         {
-            return Err(precondition(format!("invalid expiration '{}': no_integer", exp.as_str())));
+            return Err(precondition(format!("invalid expiration '{}': {why}", exp.as_str())));
         }
         let mut msg = Message {
             exchange: p.exchange,

@@ -14,6 +14,14 @@ impl Channel {
         let ch = self.number();
         let vhost = ctx.vhost.clone();
         match m {
+            queue::AMQPMethod::Declare(d) if d.passive && d.queue.as_str() == crate::broker::reply_to::PSEUDO_QUEUE => {
+                // Direct reply-to's pseudo-queue exists for passive declares (as RabbitMQ: 0, 1).
+                if !d.nowait {
+                    let ok = queue::DeclareOk { queue: d.queue, message_count: 0, consumer_count: 1 };
+                    send(ctx, ch, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)));
+                }
+                Ok(())
+            }
             queue::AMQPMethod::Declare(d) => {
                 let name = if d.queue.as_str().is_empty() && !d.passive {
                     format!("amq.gen-{}", random_suffix())
