@@ -147,6 +147,8 @@ pub struct Unacked {
     pub msg: Arc<Message>,
     /// Store sequence number in `queue` (0: not stored).
     pub seq: u64,
+    /// Expiry (ms since the Unix epoch, 0: never), kept if the message is requeued.
+    pub expires: u64,
     /// None for basic.get.
     pub consumer: Option<Arc<Consumer>>,
 }
@@ -154,9 +156,9 @@ pub struct Unacked {
 impl Unacked {
     /// Records a delivery awaiting its ack; the queue counts it until the entry is dropped
     /// (acked, rejected, requeued or its channel closed).
-    pub fn new(tag: u64, queue: Arc<Queue>, msg: Arc<Message>, seq: u64, consumer: Option<Arc<Consumer>>) -> Unacked {
+    pub fn new(tag: u64, queue: Arc<Queue>, ready: &Ready, consumer: Option<Arc<Consumer>>) -> Unacked {
         queue.unacked.fetch_add(1, Ordering::Relaxed);
-        Unacked { tag, queue, msg, seq, consumer }
+        Unacked { tag, queue, msg: ready.msg.clone(), seq: ready.seq, expires: ready.expires, consumer }
     }
 }
 
@@ -214,6 +216,8 @@ pub struct Consumer {
     pub queue: Weak<Queue>,
     pub cancelled: AtomicBool,
     pub arguments: amq_protocol::types::FieldTable,
+    /// Consumer priority (`x-priority`; 0 by default).
+    pub priority: i64,
 }
 
 /// The outcome of trying to hand a message to a consumer.
@@ -251,7 +255,7 @@ impl Consumer {
             queue.forget(ready.seq);
         } else {
             self.unacked.fetch_add(1, Ordering::Relaxed);
-            st.unacked.push_back(Unacked::new(tag, queue.clone(), msg.clone(), ready.seq, Some(self.clone())));
+            st.unacked.push_back(Unacked::new(tag, queue.clone(), ready, Some(self.clone())));
         }
         let frame_max = ch.conn.frame_max();
         ch.conn.send(|out| {

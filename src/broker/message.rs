@@ -21,3 +21,19 @@ impl Message {
         matches!(self.properties.delivery_mode(), Some(2))
     }
 }
+
+impl Message {
+    /// A copy with header `key` set to `value` (the content header is encoded anew).
+    pub fn with_header(&self, key: &str, value: amq_protocol::types::AMQPValue) -> Message {
+        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        headers.insert(key.into(), value);
+        let properties = self.properties.clone().with_headers(headers);
+        Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            header_raw: crate::protocol::frame::encode_header(self.body.len() as u64, &properties),
+            properties,
+            body: self.body.clone(),
+        }
+    }
+}

@@ -4,27 +4,34 @@
 //! the control socket and plugins' admin calls all behave alike.
 
 pub mod access;
+pub mod backlog;
 pub mod auth;
 pub mod confirm;
+pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
 pub mod limits;
 pub mod message;
 pub mod persist;
+pub mod publish;
 pub mod queue;
+pub mod queue_args;
+pub mod reply_to;
+pub mod ttl;
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};
 use crate::exchange_type::ExchangeTypeFactory;
 use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_found, precondition};
-use crate::protocol::{AMQPValue, FieldTable};
+use crate::protocol::FieldTable;
 use auth::{Permission, User};
 use exchange::{BindOutcome, Destination, Exchange};
 use parking_lot::{Mutex, RwLock};
 use queue::Queue;
+use queue_args::{QueueArgs, yes_no};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// What the broker knows about a live connection (for listing and forced close).
@@ -164,7 +171,7 @@ impl Broker {
         let mut v = self.vhosts.write();
         v.entry(name.to_owned())
             .or_insert_with(|| {
-                let vh = Arc::new(Vhost::new(name, self.store.clone(), self.config.storage.queue_ram_limit as usize));
+                let vh = Arc::new_cyclic(|me| Vhost::new(name, me.clone(), self.store.clone(), self.config.storage.queue_ram_limit as usize));
                 for (n, t) in [
                     ("amq.direct", "direct"),
                     ("amq.fanout", "fanout"),
@@ -216,6 +223,10 @@ impl Broker {
 /// A virtual host: its own exchanges, queues and bindings.
 pub struct Vhost {
     pub name: String,
+    /// This vhost (for tasks that act on it later, such as queue expiry).
+    me: Weak<Vhost>,
+    /// Direct reply-to consumers.
+    pub reply_to: reply_to::ReplyTo,
     pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
     pub queues: RwLock<HashMap<String, Arc<Queue>>>,
     store: Option<Arc<Store>>,
@@ -252,134 +263,12 @@ pub struct QueueDecl<'a> {
     pub server_named: bool,
 }
 
-fn yes_no(b: bool) -> &'static str {
-    if b { "true" } else { "false" }
-}
-
-/// RabbitMQ's name for a field value type (as in its equivalence errors).
-fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
-}
-
-fn show(v: &AMQPValue) -> String {
-    match v {
-        AMQPValue::Boolean(b) => yes_no(*b).into(),
-        AMQPValue::ShortShortInt(x) => x.to_string(),
-        AMQPValue::ShortShortUInt(x) => x.to_string(),
-        AMQPValue::ShortInt(x) => x.to_string(),
-        AMQPValue::ShortUInt(x) => x.to_string(),
-        AMQPValue::LongInt(x) => x.to_string(),
-        AMQPValue::LongUInt(x) => x.to_string(),
-        AMQPValue::LongLongInt(x) => x.to_string(),
-        AMQPValue::Timestamp(x) => x.to_string(),
-        AMQPValue::Float(x) => x.to_string(),
-        AMQPValue::Double(x) => x.to_string(),
-        AMQPValue::ShortString(s) => s.as_str().to_owned(),
-        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn as_int(v: &AMQPValue) -> Option<i64> {
-    Some(match v {
-        AMQPValue::ShortShortInt(x) => *x as i64,
-        AMQPValue::ShortShortUInt(x) => *x as i64,
-        AMQPValue::ShortInt(x) => *x as i64,
-        AMQPValue::ShortUInt(x) => *x as i64,
-        AMQPValue::LongInt(x) => *x as i64,
-        AMQPValue::LongUInt(x) => *x as i64,
-        AMQPValue::LongLongInt(x) => *x,
-        _ => return None,
-    })
-}
-
-/// Queue arguments RabbitMQ checks for equivalence on redeclare.
-const QUEUE_EQUIV_ARGS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-type",
-    "x-single-active-consumer",
-];
-
-fn validate_queue_args(args: &FieldTable, name: &str, vhost: &str) -> Result<(), ReplyError> {
-    let invalid = |arg: &str, why: String| {
-        precondition(format!("invalid arg '{arg}' for queue '{name}' in vhost '{vhost}': {why}"))
-    };
-    for (k, v) in args.inner() {
-        let k = k.as_str();
-        let int = || as_int(v).ok_or_else(|| invalid(k, format!("\"expected integer, got {}\"", type_name(v))));
-        match k {
-            "x-message-ttl" | "x-max-length" | "x-max-length-bytes" => {
-                let n = int()?;
-                if n < 0 {
-                    return Err(invalid(k, format!("{{value_negative,{n}}}")));
-                }
-            }
-            "x-expires" => {
-                let n = int()?;
-                if n == 0 {
-                    return Err(invalid(k, "{value_zero,0}".into()));
-                }
-                if n < 0 {
-                    return Err(invalid(k, format!("{{value_negative,{n}}}")));
-                }
-            }
-            "x-max-priority" => {
-                let n = int()?;
-                if n < 0 {
-                    return Err(invalid(k, format!("{{value_negative,{n}}}")));
-                }
-                if n > 255 {
-                    return Err(invalid(k, format!("{{max_value_exceeded,{n}}}")));
-                }
-            }
-            "x-overflow" => {
-                let s = show(v);
-                if !matches!(s.as_str(), "drop-head" | "reject-publish" | "reject-publish-dlx") {
-                    return Err(invalid(k, "invalid_overflow".into()));
-                }
-            }
-            "x-queue-type" => {
-                let s = show(v);
-                if s != "classic" {
-                    return Err(invalid(k, format!("\"unsupported queue type '{s}'\"")));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 impl Vhost {
-    fn new(name: &str, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
+    fn new(name: &str, me: Weak<Vhost>, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
         Vhost {
             name: name.into(),
+            me,
+            reply_to: Default::default(),
             exchanges: RwLock::default(),
             queues: RwLock::default(),
             store,
@@ -525,13 +414,14 @@ impl Vhost {
     pub fn declare_queue(&self, d: &QueueDecl<'_>) -> Result<(Arc<Queue>, u32, u32), ReplyError> {
         if d.passive {
             let q = self.queue_for(d.name, d.owner)?;
+            q.touch();
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
         if d.name.starts_with("amq.") && !d.server_named {
             return Err(access_refused(format!("queue name '{}' contains reserved prefix 'amq.*'", d.name)));
         }
-        validate_queue_args(d.arguments, d.name, &self.name)?;
+        let args = QueueArgs::parse(d.arguments, d.name, &self.name)?;
         let mut map = self.queues.write();
         if !map.contains_key(d.name) {
             limits::check_queue_limit(&self.limits.read(), &self.name, d.name, map.len())?;
@@ -565,39 +455,17 @@ impl Vhost {
             if q.auto_delete != d.auto_delete {
                 return ineq("auto_delete", d.auto_delete, q.auto_delete);
             }
-            for arg in QUEUE_EQUIV_ARGS {
-                let got = d.arguments.inner().get(*arg);
-                let cur = q.arguments.inner().get(*arg);
-                let prefix = format!("inequivalent arg '{arg}' for queue '{}' in vhost '{}'", q.name, self.name);
-                match (got, cur) {
-                    (None, None) => {}
-                    (Some(g), None) => {
-                        return Err(precondition(format!(
-                            "{prefix}: received the value '{}' of type '{}' but current is none",
-                            show(g),
-                            type_name(g)
-                        )));
-                    }
-                    (None, Some(c)) => {
-                        return Err(precondition(format!(
-                            "{prefix}: received none but current is the value '{}' of type '{}'",
-                            show(c),
-                            type_name(c)
-                        )));
-                    }
-                    (Some(g), Some(c)) => {
-                        let same = match (as_int(g), as_int(c)) {
-                            (Some(a), Some(b)) => a == b,
-                            _ => show(g) == show(c),
-                        };
-                        if !same {
-                            return Err(precondition(format!("{prefix}: received '{}' but current is '{}'", show(g), show(c))));
-                        }
-                    }
-                }
-            }
+            queue_args::check_equivalent(d.arguments, &q.arguments, &q.name, &self.name)?;
+            q.touch();
             let (m, c) = q.counts();
             return Ok((q, m, c));
+        }
+        // A quorum queue is durable, shared and kept: RabbitMQ's checks, in its order.
+        if args.queue_type == queue_args::QueueType::Quorum {
+            let bad = [(d.auto_delete, "auto-delete"), (d.exclusive, "exclusive-owner"), (!d.durable, "non-durable")];
+            if let Some((_, prop)) = bad.iter().find(|(b, _)| *b) {
+                return Err(precondition(format!("invalid property '{prop}' for queue '{}' in vhost '{}'", d.name, self.name)));
+            }
         }
         // Durable, non-exclusive queues are written to the store; their persistent messages too.
         let mut stored = None;
@@ -619,10 +487,13 @@ impl Vhost {
             d.auto_delete,
             d.exclusive.then_some(d.owner),
             d.arguments.clone(),
+            args,
             stored,
             self.queue_ram_limit,
         ));
+        q.set_home(self.me.clone());
         map.insert(d.name.into(), q.clone());
+        ttl::watch_queue_expiry(self.me.clone(), &q);
         Ok((q, 0, 0))
     }
 

@@ -28,8 +28,10 @@ pub fn decode_table(b: &[u8]) -> FieldTable {
     amq_protocol::types::parsing::parse_field_table(b).map(|(_, t)| t).unwrap_or_default()
 }
 
-/// The store record of a persistent message (encoded once, shared by every queue).
-pub fn record(msg: &Message) -> Bytes {
+/// The store record of a persistent message (encoded once, shared by every queue). With
+/// `published` (ms since the Unix epoch; for messages that may expire) recovery can give the
+/// message its TTL back.
+pub fn record(msg: &Message, published: Option<u64>) -> Bytes {
     let sm = StoredMessage {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
@@ -38,7 +40,24 @@ pub fn record(msg: &Message) -> Bytes {
         body: msg.body.clone(),
         delivered: false,
     };
-    sm.encode().unwrap_or_else(|_| Bytes::new())
+    match published {
+        Some(t) => sm.encode_with_published(t),
+        None => sm.encode(),
+    }
+    .unwrap_or_else(|_| Bytes::new())
+}
+
+/// The expiry of a recovered message: its publish time plus the smaller of the queue's and its
+/// own TTL (0: never). Only records written with a publish time can expire.
+fn recovered_expiry(record: &[u8], queue_ttl: Option<u64>) -> u64 {
+    let Some(published) = crate::store::codec::peek_published(record) else { return 0 };
+    let own = StoredMessage::decode_slice(record).ok().and_then(message_from_record).and_then(|m| super::ttl::message_ttl(&m));
+    let ttl = match (queue_ttl, own) {
+        (None, None) => return 0,
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b).unwrap_or(0),
+    };
+    published.saturating_add(ttl).max(1)
 }
 
 pub(crate) fn message_from_record(sm: StoredMessage) -> Option<Message> {
@@ -154,22 +173,49 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
     let (mut nq, mut nm) = (0usize, 0usize);
     for r in defs.queues {
         let Some(vh) = broker.vhost(&r.def.vhost) else { continue };
+        let arguments = decode_table(&r.def.arguments);
+        // Stored arguments passed validation at declare; a file from another version that
+        // fails it now keeps the queue (as RabbitMQ would) with default behaviour.
+        let args = super::queue_args::QueueArgs::parse(&arguments, &r.def.name, &r.def.vhost).unwrap_or_else(|e| {
+            tracing::warn!(queue = %r.def.name, vhost = %r.def.vhost, "stored queue arguments refused: {}", e.text);
+            Default::default()
+        });
         let q = Arc::new(Queue::new(
             r.def.name.clone(),
             r.def.vhost.clone(),
             r.def.durable,
             r.def.auto_delete,
             None,
-            decode_table(&r.def.arguments),
+            arguments,
+            args,
             Some((r.queue_id, log.clone())),
             broker.config.storage.queue_ram_limit as usize,
         ));
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
-        let seqs: Vec<u64> = store.load_index(r.queue_id, 0, usize::MAX)?.into_iter().map(|(seq, _)| seq).collect();
+        // Records with a publish time also give back the TTL expiry.
+        let mut seqs: Vec<(u64, u64, u32, usize)> = Vec::new();
+        let ttl = q.args.message_ttl;
+        // Body sizes (x-max-length-bytes) and priorities (x-max-priority) need the record
+        // decoded: done for such queues only.
+        let decode = q.args.max_length_bytes.is_some() || q.args.max_priority.is_some();
+        store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
+            let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
+                Some(m) => {
+                    let prio = basic::parse_properties(&m.properties[..]).ok().and_then(|(_, p)| *p.priority());
+                    (m.body.len() as u32, prio.unwrap_or(0) as usize)
+                }
+                None => (0, 0),
+            };
+            seqs.push((seq, recovered_expiry(rec, ttl), size, level));
+            Ok(())
+        })?;
         nm += seqs.len();
-        let next = seqs.last().map_or(1, |s| s + 1);
+        let next = seqs.last().map_or(1, |s| s.0 + 1);
+        q.set_home(Arc::downgrade(&vh));
         q.restore(seqs, next);
+        // x-expires counts from the restart, as in RabbitMQ.
+        super::ttl::watch_queue_expiry(Arc::downgrade(&vh), &q);
         vh.queues.write().insert(r.def.name, q);
         nq += 1;
     }

@@ -1,0 +1,258 @@
+//! The publish pipeline: how a message enters the broker, whoever sends it.
+//!
+//! basic.publish and tx.commit (through the channel code), dead-lettering
+//! ([`publish_dead_letter`]) and later the management API's publish all call [`publish`]: route (default exchange natively, otherwise
+//! the exchange and its exchange-to-exchange bindings) → each destination queue enqueues and says
+//! what it did ([`Enqueued`]) → the publisher hears back: basic.return for a mandatory message
+//! that reached no queue, and its publisher confirm once every durable copy is on disk.
+//! Permission checks and frame assembly stay with the caller (the edge); the caller gets a typed
+//! [`Outcome`].
+
+use super::Vhost;
+use super::delivery::ChannelShared;
+use super::exchange::Exchange;
+use super::message::Message;
+use super::persist;
+use super::queue::{Enqueued, Queue};
+use crate::protocol::frame;
+use crate::protocol::reply::{ErrorKind, ReplyError};
+use crate::protocol::{AMQPClass, basic};
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Who published, when it is a client channel: basic.return and the publisher confirm go there.
+pub struct Publisher<'a> {
+    pub channel: &'a Arc<ChannelShared>,
+    /// The publish's confirm sequence number (confirm mode only).
+    pub confirm: Option<u64>,
+}
+
+/// What became of one published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Queues the message was enqueued on.
+    pub routed: usize,
+    /// It reached no queue and was mandatory: a basic.return went to the publisher.
+    pub returned: bool,
+    /// At least one copy went to the store; a confirm completes after the commit.
+    pub stored: bool,
+    /// A queue refused it (x-overflow reject-publish): the confirm is a nack.
+    pub rejected: bool,
+}
+
+thread_local! {
+    // Reused destination list: the pipeline allocates nothing per message in the common case.
+    // Taken (not borrowed) while in use, so a nested publish (dead-lettering) simply gets a
+    // fresh one.
+    static QUEUES: RefCell<Vec<Arc<Queue>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Publishes `msg` to `exchange` (None: the default exchange, which routes by queue name).
+pub fn publish(
+    vhost: &Vhost,
+    exchange: Option<&Arc<Exchange>>,
+    msg: Message,
+    mandatory: bool,
+    from: Option<Publisher<'_>>,
+) -> Result<Outcome, ReplyError> {
+    if exchange.is_none() && msg.routing_key.starts_with(super::reply_to::PSEUDO_QUEUE) {
+        return Ok(reply(vhost, msg, mandatory, from));
+    }
+    let mut queues = QUEUES.with(|c| c.take());
+    queues.clear();
+    let r = route(vhost, exchange, &msg, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
+    queues.clear();
+    QUEUES.with(|c| c.replace(queues));
+    r
+}
+
+/// Publishes a dead-lettered message (no publisher to answer), leaving out the destination
+/// queues `cycle` refuses.
+pub fn publish_dead_letter(
+    vhost: &Vhost,
+    exchange: Option<&Arc<Exchange>>,
+    msg: Message,
+    cycle: &dyn Fn(&Queue) -> bool,
+) -> Result<Outcome, ReplyError> {
+    let mut queues = QUEUES.with(|c| c.take());
+    queues.clear();
+    let r = route(vhost, exchange, &msg, &mut queues).map(|()| {
+        queues.retain(|q| !cycle(q));
+        enqueue(msg, &mut queues, false, None)
+    });
+    queues.clear();
+    QUEUES.with(|c| c.replace(queues));
+    r
+}
+
+fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, queues: &mut Vec<Arc<Queue>>) -> Result<(), ReplyError> {
+    match exchange {
+        None => {
+            if let Some(q) = vhost.queue(&msg.routing_key) {
+                queues.push(q);
+            }
+            Ok(())
+        }
+        Some(x) => {
+            let failed = |(name, kind, failure): (String, String, crate::exchange_type::TypeFailure)| {
+                tracing::error!(exchange = %name, kind = %kind, "exchange type failed: {}", failure.0);
+                ReplyError::new(
+                    ErrorKind::ChannelInternalError,
+                    format!("exchange type '{kind}' of exchange '{name}' in vhost '{}' failed: {}", vhost.name, failure.0),
+                )
+            };
+            vhost.route(x, msg, queues).map_err(failed)?;
+            // alternate-exchange: what the exchange could not route goes to its AE (and on to
+            // the AE's AE), each exchange once. Looked up only for unroutable messages.
+            let mut cur = x.clone();
+            let mut seen: Vec<*const Exchange> = Vec::new();
+            while queues.is_empty() {
+                let Some(ae) = cur.arguments.inner().get("alternate-exchange").and_then(super::queue_args::as_str) else { break };
+                let Some(ae) = vhost.exchange(&ae) else { break };
+                if Arc::ptr_eq(&ae, x) || seen.contains(&Arc::as_ptr(&ae)) {
+                    break;
+                }
+                seen.push(Arc::as_ptr(&ae));
+                vhost.route(&ae, msg, queues).map_err(failed)?;
+                cur = ae;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A direct reply-to reply: straight to the consuming channel, or unroutable.
+fn reply(vhost: &Vhost, msg: Message, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
+    let mut outcome = Outcome::default();
+    if vhost.reply_to.deliver(&msg.routing_key, &msg) {
+        outcome.routed = 1;
+    } else if let (true, Some(p)) = (mandatory, &from) {
+        write_return(p.channel, &msg);
+        outcome.returned = true;
+    }
+    if let Some(Publisher { channel, confirm: Some(seq) }) = from {
+        channel.confirms.complete(seq, true);
+    }
+    outcome
+}
+
+fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
+    let mut outcome = Outcome::default();
+    if queues.is_empty() {
+        if let (true, Some(p)) = (mandatory, &from) {
+            write_return(p.channel, &msg);
+            outcome.returned = true;
+        }
+        if let Some(Publisher { channel, confirm: Some(seq) }) = from {
+            channel.confirms.complete(seq, true);
+        }
+        return outcome;
+    }
+    let msg = Arc::new(msg);
+    let durable = queues.iter().filter(|q| q.stores(&msg)).count();
+    let confirm = from.as_ref().and_then(|p| p.confirm.map(|seq| (seq, p.channel)));
+    if durable == 0 {
+        let mut rejected = false;
+        for q in queues.drain(..) {
+            match q.publish(msg.clone(), None) {
+                Enqueued::Accepted | Enqueued::Stored => outcome.routed += 1,
+                Enqueued::Rejected => rejected = true,
+                Enqueued::Gone => {}
+            }
+        }
+        outcome.rejected = rejected;
+        if let Some((seq, channel)) = confirm {
+            // A queue that refused it (x-overflow reject-publish) makes it a nack.
+            channel.confirms.complete(seq, !rejected);
+        }
+        return outcome;
+    }
+    // A message that may expire carries its publish time, so recovery can restore its TTL.
+    let may_expire = msg.properties.expiration().is_some() || queues.iter().any(|q| q.stores(&msg) && q.args.message_ttl.is_some());
+    let record = persist::record(&msg, may_expire.then(super::ttl::now_ms));
+    // One count per durable queue (its commit) plus one for the pipeline itself.
+    let waiter = confirm.map(|(seq, channel)| Arc::new(ConfirmWait::new(seq, durable + 1, channel.clone())));
+    for q in queues.drain(..) {
+        let durable = q.stores(&msg);
+        let r = if durable {
+            let w = waiter.clone();
+            q.publish(msg.clone(), Some((&record, Box::new(move |r| ConfirmWait::done(w, r)))))
+        } else {
+            q.publish(msg.clone(), None)
+        };
+        match r {
+            Enqueued::Accepted => outcome.routed += 1,
+            Enqueued::Stored => {
+                outcome.routed += 1;
+                outcome.stored = true;
+            }
+            Enqueued::Rejected => {
+                outcome.rejected = true;
+                if durable {
+                    // Its commit will never come: count it down.
+                    ConfirmWait::settle(waiter.clone(), false);
+                }
+            }
+            Enqueued::Gone => {}
+        }
+    }
+    // The pipeline's own count: the confirm cannot complete before every queue has answered.
+    ConfirmWait::settle(waiter, !outcome.rejected);
+    outcome
+}
+
+/// basic.return 312 NO_ROUTE with the message's properties and body.
+fn write_return(channel: &ChannelShared, msg: &Message) {
+    let (ch, conn) = (channel.number, &channel.conn);
+    let frame_max = conn.frame_max();
+    let m = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
+        reply_code: 312,
+        reply_text: "NO_ROUTE".into(),
+        exchange: msg.exchange.as_str().into(),
+        routing_key: msg.routing_key.as_str().into(),
+    }));
+    conn.append(|out| {
+        frame::write_method(out, ch, m);
+        frame::write_header_raw(out, ch, &msg.header_raw);
+        if !msg.body.is_empty() {
+            frame::write_body(out, ch, &msg.body, frame_max);
+        }
+    });
+}
+
+/// Counts down the store commits of one confirmed publish (one per durable queue it went to),
+/// then completes its confirm.
+struct ConfirmWait {
+    seq: u64,
+    left: AtomicUsize,
+    ok: AtomicBool,
+    channel: Arc<ChannelShared>,
+}
+
+impl ConfirmWait {
+    fn new(seq: u64, n: usize, channel: Arc<ChannelShared>) -> ConfirmWait {
+        ConfirmWait { seq, left: n.into(), ok: true.into(), channel }
+    }
+
+    /// Runs on the store's writer thread after the commit (or at once for a queue deleted
+    /// meanwhile).
+    fn done(w: Option<Arc<ConfirmWait>>, r: Result<(), crate::store::StoreError>) {
+        Self::settle(w, r.is_ok());
+    }
+
+    /// Counts down one answer (`ok` false: the confirm will be a nack).
+    fn settle(w: Option<Arc<ConfirmWait>>, ok: bool) {
+        let Some(w) = w else { return };
+        if !ok {
+            w.ok.store(false, Ordering::Relaxed);
+        }
+        if w.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let ch = &w.channel;
+            ch.confirms.complete(w.seq, w.ok.load(Ordering::Relaxed));
+            if ch.open.load(Ordering::Relaxed) && ch.confirms.flush(&ch.conn, ch.number) {
+                ch.conn.wake();
+            }
+        }
+    }
+}

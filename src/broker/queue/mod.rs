@@ -1,0 +1,445 @@
+//! A classic queue: ready messages in order, consumers served round-robin with credit.
+
+mod limits;
+
+use super::backlog::{Backlogs, StoreRef};
+pub use super::backlog::Ready;
+use super::delivery::{Consumer, Offer};
+use super::message::Message;
+use super::dead_letter::Reason;
+use super::queue_args::{Overflow, QueueArgs};
+use crate::protocol::frame;
+use crate::protocol::{AMQPClass, FieldTable, basic};
+use crate::store::{Callback, MessageLog};
+use bytes::Bytes;
+use parking_lot::Mutex;
+use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct QueueInner {
+    backlog: Backlogs,
+    pub consumers: Vec<Arc<Consumer>>,
+    /// Round-robin position.
+    rr: usize,
+    /// An exclusive consumer holds the queue.
+    pub exclusive_consumer: bool,
+    /// Set once a consumer was attached (auto-delete only applies after that).
+    pub had_consumer: bool,
+    /// Next store sequence number.
+    next_seq: u64,
+    /// Messages waiting to be dead-lettered once the lock is released (expired, or dropped by
+    /// a length limit).
+    dead: Vec<(super::backlog::Slot, Reason)>,
+}
+
+/// What a queue did with a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Queued (and perhaps delivered at once); nothing to wait for.
+    Accepted,
+    /// Queued; its record is on the way to the store and `on_disk` runs after the commit.
+    Stored,
+    /// The queue was deleted meanwhile: the message was dropped (`on_disk` has run).
+    Gone,
+    /// The queue is full and refuses new messages (x-overflow reject-publish or
+    /// reject-publish-dlx): the publisher gets a nack (`on_disk` never runs).
+    Rejected,
+}
+
+pub struct Queue {
+    pub name: String,
+    pub vhost: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// Connection id of the owner of an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+    /// `arguments`, parsed and validated at declare.
+    pub args: QueueArgs,
+    pub inner: Mutex<QueueInner>,
+    pub deleted: AtomicBool,
+    /// Messages published into the queue (stats).
+    pub published: AtomicU64,
+    /// Deliveries awaiting an ack (see `delivery::Unacked`).
+    pub unacked: AtomicU64,
+    /// Store id and message log of a durable queue (persistent messages are written there).
+    pub store: Option<(u64, MessageLog)>,
+    /// Highest store sequence number known to be committed (its body may be paged out).
+    committed: AtomicU64,
+    /// Store sequence number of the newest stored message.
+    appended: AtomicU64,
+    /// Body bytes a durable queue keeps in memory ahead of its consumers.
+    ram_limit: usize,
+    /// Drops messages whose TTL ran out (started by the first message with one).
+    timer: super::ttl::Timer,
+    /// The vhost the queue is registered in (dead-lettering publishes there).
+    home: std::sync::OnceLock<Weak<super::Vhost>>,
+    /// x-expires: when the queue was last used (declared, consumed from, got from), in ms
+    /// since the Unix epoch. Kept only for queues with x-expires.
+    last_used: AtomicU64,
+}
+
+impl Queue {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: String,
+        vhost: String,
+        durable: bool,
+        auto_delete: bool,
+        exclusive_owner: Option<u64>,
+        arguments: FieldTable,
+        args: QueueArgs,
+        store: Option<(u64, MessageLog)>,
+        ram_limit: usize,
+    ) -> Queue {
+        let max_priority = args.max_priority;
+        Queue {
+            name,
+            vhost,
+            durable,
+            auto_delete,
+            exclusive_owner,
+            arguments,
+            args,
+            inner: Mutex::new(QueueInner { next_seq: 1, backlog: Backlogs::new(max_priority), ..Default::default() }),
+            deleted: AtomicBool::new(false),
+            published: AtomicU64::new(0),
+            unacked: AtomicU64::new(0),
+            store,
+            committed: AtomicU64::new(0),
+            appended: AtomicU64::new(0),
+            ram_limit,
+            timer: Default::default(),
+            last_used: AtomicU64::new(super::ttl::now_ms()),
+            home: Default::default(),
+        }
+    }
+
+    /// Puts recovered messages in (at start, before any client): their store sequence
+    /// numbers, in order. Bodies stay on disk until consumers come; all are flagged
+    /// redelivered (they may have been delivered before the restart).
+    pub fn restore(self: &Arc<Self>, seqs: impl IntoIterator<Item = (u64, u64, u32, usize)>, next_seq: u64) {
+        let mut inner = self.inner.lock();
+        inner.backlog.restore(seqs);
+        if let Some(at) = inner.backlog.head_expires() {
+            self.timer.start(self);
+            self.timer.wake_by(at);
+        }
+        inner.next_seq = inner.next_seq.max(next_seq);
+        self.committed.fetch_max(next_seq.saturating_sub(1), Ordering::AcqRel);
+    }
+
+    /// Marks the queue used now (x-expires restarts; nothing for queues without it).
+    pub fn touch(&self) {
+        if self.args.expires.is_some() {
+            self.last_used.store(super::ttl::now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// x-expires: when the queue expires if nothing uses it meanwhile (None: it is in use, or
+    /// has no x-expires).
+    pub fn expires_at(&self) -> Option<u64> {
+        let ms = self.args.expires?;
+        if !self.inner.lock().consumers.is_empty() {
+            return None;
+        }
+        Some(self.last_used.load(Ordering::Relaxed).saturating_add(ms))
+    }
+
+    /// Is `msg` written to the store when published here? Persistent messages on durable
+    /// queues; every message on a quorum queue (as RabbitMQ's are all in its log).
+    pub fn stores(&self, msg: &Message) -> bool {
+        self.store.is_some() && (msg.is_persistent() || self.is_quorum())
+    }
+
+    pub fn is_quorum(&self) -> bool {
+        self.args.queue_type == super::queue_args::QueueType::Quorum
+    }
+
+    /// Drops stored message `seq` (acked, rejected, purged, or delivered with no-ack).
+    pub fn forget(&self, seq: u64) {
+        if seq != 0
+            && let Some((id, log)) = &self.store
+        {
+            log.remove(*id, seq);
+        }
+    }
+
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Appends a message and delivers what consumers can take. With `persist` (a persistent
+    /// message on a durable queue) the record is handed to the store's group-commit writer and
+    /// `on_disk` runs once it is committed; it is delivered meanwhile, as in RabbitMQ.
+    pub fn publish(self: &Arc<Self>, msg: Arc<Message>, persist: Option<(&Bytes, Callback)>) -> Enqueued {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.inner.lock();
+        if self.is_deleted() {
+            drop(inner);
+            if let Some((_, done)) = persist {
+                done(Ok(()));
+            }
+            return Enqueued::Gone;
+        }
+        let limited = self.args.max_length.is_some() || self.args.max_length_bytes.is_some();
+        if limited && self.args.overflow != Overflow::DropHead && self.would_overflow(&inner.backlog, msg.body.len()) {
+            if self.args.overflow == Overflow::RejectPublishDlx && self.args.dead_letter_exchange.is_some() {
+                drop(inner);
+                self.dead_letter(vec![msg], Reason::Maxlen);
+            }
+            return Enqueued::Rejected;
+        }
+        let mut seq = 0;
+        if let (Some((record, done)), Some((id, log))) = (persist, &self.store) {
+            seq = inner.next_seq;
+            inner.next_seq += 1;
+            self.appended.store(seq, Ordering::Release);
+            let queue = Arc::downgrade(self);
+            log.append_then(*id, seq, record.clone(), move |r| {
+                if let Some(q) = queue.upgrade() {
+                    q.committed_up_to(seq);
+                }
+                done(r);
+            });
+        }
+        let limit = self.store.is_some().then_some(self.ram_limit);
+        // A quorum queue delivers x-delivery-count, 0 the first time (as RabbitMQ 3.10).
+        let msg = if self.is_quorum() && msg.properties.headers().as_ref().is_none_or(|h| !h.inner().contains_key("x-delivery-count")) {
+            Arc::new(msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(0)))
+        } else {
+            msg
+        };
+        // A TTL costs a clock read here, and only for queues or messages that have one.
+        let expires = if self.args.message_ttl.is_some() || msg.properties.expiration().is_some() {
+            super::ttl::expiry(self.args.message_ttl, &msg)
+        } else {
+            0
+        };
+        let b = &mut inner.backlog;
+        b.push_back(msg, seq, expires, limit);
+        if b.tail() > 0 {
+            b.page_out(self.committed.load(Ordering::Acquire));
+        }
+        self.dispatch_locked(&mut inner);
+        if expires != 0 {
+            // Not taken at once: x-message-ttl 0 means deliver now or never.
+            self.timer.start(self);
+            self.expire_heads(&mut inner, false);
+        }
+        if limited {
+            self.drop_head_over_limit(&mut inner);
+        }
+        self.finish(inner);
+        if seq != 0 { Enqueued::Stored } else { Enqueued::Accepted }
+    }
+
+    /// Runs on the store's writer thread once message `seq` is on disk. A failed append was
+    /// nacked to its publisher; its body may go too (paging it in finds no record and drops it,
+    /// with a warning). When the newest message is committed, the tail is paged out now: no
+    /// later publish may come to do it.
+    fn committed_up_to(&self, seq: u64) {
+        self.committed.fetch_max(seq, Ordering::AcqRel);
+        if self.appended.load(Ordering::Acquire) == seq {
+            let mut inner = self.inner.lock();
+            if inner.backlog.tail() > 0 {
+                inner.backlog.page_out(self.committed.load(Ordering::Acquire));
+            }
+        }
+    }
+
+    /// Takes the message at the head, loading bodies from the store first if needed. Expired
+    /// messages at the head are dropped first.
+    fn pop(&self, inner: &mut QueueInner) -> Option<Ready> {
+        if inner.backlog.head_expires().is_some() {
+            self.expire_heads(inner, true);
+        }
+        let b = &mut inner.backlog;
+        let store = self.store.as_ref().map(|(id, log)| StoreRef { id: *id, log, queue: &self.name, vhost: &self.vhost });
+        let mut lost = Vec::new();
+        let r = b.pop(store.as_ref(), &mut lost);
+        for seq in lost {
+            self.forget(seq);
+        }
+        if let Some(at) = b.head_expires() {
+            self.timer.wake_by(at);
+        }
+        r
+    }
+
+    /// Puts messages (with their store sequence numbers) back at the head of the queue, oldest
+    /// first, flagged redelivered.
+    pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64, u64)>) {
+        if self.is_quorum() {
+            return self.requeue_counted(msgs);
+        }
+        let mut inner = self.inner.lock();
+        if self.is_deleted() {
+            return;
+        }
+        let mut ttl = false;
+        for (msg, seq, expires) in msgs.rev() {
+            ttl |= expires != 0;
+            inner.backlog.push_front(Ready { msg, redelivered: true, seq, expires });
+        }
+        self.dispatch_locked(&mut inner);
+        if ttl {
+            self.timer.start(self);
+            self.expire_heads(&mut inner, false);
+        }
+        self.finish(inner);
+    }
+
+    /// Delivers ready messages to consumers with credit.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut inner = self.inner.lock();
+        if inner.backlog.tail() > 0 {
+            inner.backlog.page_out(self.committed.load(Ordering::Acquire));
+        }
+        self.dispatch_locked(&mut inner);
+        self.finish(inner);
+    }
+
+    /// Consumers are kept in priority order (x-priority, highest first); messages go round-robin
+    /// to the consumers of the highest priority that have credit, to lower ones only when none
+    /// has. With x-single-active-consumer only the first consumer (the oldest) receives.
+    fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
+        let total = if self.args.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
+        let mut start = 0;
+        while start < total && inner.backlog.len() > 0 {
+            let prio = inner.consumers[start].priority;
+            let end = (start..total).find(|&i| inner.consumers[i].priority != prio).unwrap_or(total);
+            let n = end - start;
+            let mut idle = 0;
+            while idle < n && inner.backlog.len() > 0 {
+                let idx = start + inner.rr % n;
+                inner.rr = inner.rr.wrapping_add(1);
+                let consumer = &inner.consumers[idx];
+                if !consumer.has_credit() {
+                    idle += 1;
+                    continue;
+                }
+                let consumer = consumer.clone();
+                let Some(ready) = self.pop(inner) else { return };
+                match consumer.offer(self, &ready) {
+                    Offer::Delivered => idle = 0,
+                    Offer::Refused => {
+                        inner.backlog.push_front(ready);
+                        idle += 1;
+                    }
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// Takes one message for basic.get; returns it with the number of messages left.
+    pub fn get(&self) -> Option<(Ready, u32)> {
+        self.touch();
+        let mut inner = self.inner.lock();
+        let r = self.pop(&mut inner);
+        let left = inner.backlog.len() as u32;
+        self.finish(inner);
+        Some((r?, left))
+    }
+
+    pub fn counts(&self) -> (u32, u32) {
+        let mut inner = self.inner.lock();
+        if inner.backlog.head_expires().is_some() {
+            self.expire_heads(&mut inner, false);
+        }
+        let counts = (inner.backlog.len() as u32, inner.consumers.len() as u32);
+        self.finish(inner);
+        counts
+    }
+
+    /// Ready messages with their body in memory, the bytes of those bodies, and ready messages
+    /// whose body is on disk only (RabbitMQ's messages_ram, message_bytes_ram,
+    /// messages_paged_out). Walks the whole queue: for statistics, not for the hot path.
+    pub fn memory(&self) -> (usize, usize, usize) {
+        self.inner.lock().backlog.memory()
+    }
+
+    /// Removes all ready messages (unacked ones stay); returns how many.
+    pub fn purge(&self) -> u32 {
+        let mut inner = self.inner.lock();
+        let slots = inner.backlog.clear();
+        let n = slots.len() as u32;
+        for r in slots {
+            self.forget(r.seq);
+        }
+        n
+    }
+
+    /// Adds a consumer (the caller checked exclusivity with [`Queue::check_consume`]).
+    pub fn add_consumer(self: &Arc<Self>, c: Arc<Consumer>) {
+        c.channel.conn.add_feeder(self);
+        let mut inner = self.inner.lock();
+        if c.exclusive {
+            inner.exclusive_consumer = true;
+        }
+        inner.had_consumer = true;
+        // Priority order, oldest first within a priority.
+        let at = inner.consumers.iter().position(|x| x.priority < c.priority).unwrap_or(inner.consumers.len());
+        inner.consumers.insert(at, c);
+        self.touch();
+        self.dispatch_locked(&mut inner);
+        self.finish(inner);
+    }
+
+    /// `Err(true)` if an exclusive consumer holds the queue, `Err(false)` if `exclusive` was
+    /// asked and consumers exist.
+    pub fn check_consume(&self, exclusive: bool) -> Result<(), ()> {
+        let inner = self.inner.lock();
+        if inner.exclusive_consumer || (exclusive && !inner.consumers.is_empty()) {
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// Removes a consumer; returns true if the queue should now be auto-deleted.
+    pub fn remove_consumer(&self, c: &Arc<Consumer>) -> bool {
+        let mut inner = self.inner.lock();
+        let before = inner.consumers.len();
+        inner.consumers.retain(|x| !Arc::ptr_eq(x, c));
+        if inner.consumers.len() != before && c.exclusive {
+            inner.exclusive_consumer = false;
+        }
+        if inner.consumers.is_empty() {
+            // x-expires counts from when the last consumer left.
+            self.touch();
+        }
+        self.auto_delete && inner.had_consumer && inner.consumers.is_empty() && !self.is_deleted()
+    }
+
+    /// Marks the queue deleted, drops its messages and tells its consumers (basic.cancel).
+    /// Returns the number of messages it held.
+    pub fn mark_deleted(&self) -> u32 {
+        let (consumers, n) = {
+            let mut inner = self.inner.lock();
+            self.deleted.store(true, Ordering::Release);
+            let n = inner.backlog.clear().len() as u32;
+            inner.exclusive_consumer = false;
+            (std::mem::take(&mut inner.consumers), n)
+        };
+        self.timer.stop();
+        for c in consumers {
+            if !c.cancelled.swap(true, Ordering::AcqRel)
+                && c.channel.open.load(Ordering::Relaxed)
+                && c.channel.conn.cancel_notify.load(Ordering::Relaxed)
+            {
+                let ch = &c.channel;
+                let m = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                    consumer_tag: c.tag.as_str().into(),
+                    nowait: true,
+                }));
+                ch.conn.send(|out| frame::write_method(out, ch.number, m));
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests;

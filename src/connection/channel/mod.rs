@@ -1,0 +1,183 @@
+//! One AMQP channel: its state and the dispatch of its methods to one file per AMQP class
+//! (`basic.rs`, `exchange.rs`, `queue.rs`, `confirm.rs`, `tx.rs`); `publish.rs` assembles a
+//! published message from its frames and hands it to the broker's publish pipeline.
+
+mod basic;
+mod confirm;
+mod exchange;
+mod publish;
+mod queue;
+mod tx;
+
+use super::ConnCtx;
+use crate::broker::auth::Access;
+use crate::broker::delivery::{ChannelShared, ConnShared, Consumer, Unacked};
+use crate::broker::exchange::Exchange;
+use crate::broker::message::Message;
+use crate::broker::queue::Queue;
+use crate::protocol::frame;
+use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_implemented};
+use crate::protocol::{AMQPClass, channel as chan};
+use publish::Pending;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tx::Tx;
+
+pub(crate) struct Channel {
+    shared: Arc<ChannelShared>,
+    closing: bool,
+    pending: Option<Pending>,
+    consumers: HashMap<String, Arc<Consumer>>,
+    /// basic.qos(global=false): prefetch of consumers created from now on.
+    consumer_prefetch: u32,
+    confirm: bool,
+    /// Sequence number of the last publish in confirm mode.
+    publish_seq: u64,
+    tx: Option<Tx>,
+    /// Name of the last queue declared on this channel ("" in later methods means it).
+    last_queue: String,
+    /// Last exchange published to, with the auth epoch at which its write permission was checked.
+    last_exchange: Option<(Arc<Exchange>, u64)>,
+    /// Auth epoch at which write permission on `amq.default` was last granted (0: never).
+    default_write_epoch: u64,
+    /// Direct reply-to consumer of this channel: (consumer tag, token).
+    reply: Option<(String, String)>,
+}
+
+fn random_suffix() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn send(ctx: &ConnCtx, ch: u16, m: AMQPClass) {
+    ctx.conn.append(|out| frame::write_method(out, ch, m));
+}
+
+impl Channel {
+    pub fn new(number: u16, conn: Arc<ConnShared>) -> Channel {
+        Channel {
+            shared: Arc::new(ChannelShared::new(number, conn)),
+            closing: false,
+            pending: None,
+            consumers: HashMap::new(),
+            consumer_prefetch: 0,
+            confirm: false,
+            publish_seq: 0,
+            tx: None,
+            last_queue: String::new(),
+            last_exchange: None,
+            default_write_epoch: 0,
+            reply: None,
+        }
+    }
+
+    fn number(&self) -> u16 {
+        self.shared.number
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing
+    }
+
+    pub fn set_closing(&mut self) {
+        self.closing = true;
+    }
+
+    /// Releases everything the channel holds: consumers are cancelled, unacked messages go back to
+    /// their queues (in order, flagged redelivered).
+    pub fn close(&mut self, ctx: &mut ConnCtx) {
+        self.shared.open.store(false, Ordering::Relaxed);
+        self.pending = None;
+        if let Some((_, token)) = self.reply.take() {
+            ctx.vhost.reply_to.unregister(&token);
+        }
+        for (_, c) in self.consumers.drain() {
+            cancel_consumer(ctx, &c);
+        }
+        let unacked: Vec<Unacked> = self.shared.state.lock().unacked.drain(..).collect();
+        requeue_grouped(unacked);
+    }
+
+    /// RabbitMQ's permission check: `access` on resource `kind` `name` (the default exchange is
+    /// `amq.default`). Checked live, so permission changes apply to the next operation.
+    fn check(&self, ctx: &ConnCtx, access: Access, kind: &str, name: &str) -> Result<(), ReplyError> {
+        let name = if kind == "exchange" && name.is_empty() { "amq.default" } else { name };
+        let perm = ctx.broker.permission(&ctx.vhost.name, &ctx.user);
+        if perm.is_some_and(|p| p.allows(access, name)) {
+            return Ok(());
+        }
+        Err(access_refused(format!("access to {kind} '{name}' in vhost '{}' refused for user '{}'", ctx.vhost.name, ctx.user)))
+    }
+
+    fn queue_name(&self, name: &str) -> Result<String, ReplyError> {
+        if !name.is_empty() {
+            return Ok(name.to_owned());
+        }
+        if self.last_queue.is_empty() {
+            return Err(ReplyError::new(ErrorKind::NotFound, "no previously declared queue"));
+        }
+        Ok(self.last_queue.clone())
+    }
+
+    pub fn on_method(&mut self, ctx: &mut ConnCtx, m: AMQPClass) -> Result<(), ReplyError> {
+        if self.pending.is_some() {
+            return Err(ReplyError::new(
+                ErrorKind::UnexpectedFrame,
+                "expected content header for class 60, got non content header frame instead",
+            )
+            .on(60, 40));
+        }
+        match m {
+            AMQPClass::Basic(b) => self.basic(ctx, b),
+            AMQPClass::Exchange(x) => self.exchange(ctx, x),
+            AMQPClass::Queue(q) => self.queue(ctx, q),
+            AMQPClass::Confirm(c) => self.confirm(ctx, c),
+            AMQPClass::Tx(t) => self.tx(ctx, t),
+            AMQPClass::Channel(chan::AMQPMethod::Flow(f)) => {
+                if !f.active {
+                    return Err(not_implemented("active=false"));
+                }
+                send(ctx, self.number(), AMQPClass::Channel(chan::AMQPMethod::FlowOk(chan::FlowOk { active: true })));
+                Ok(())
+            }
+            AMQPClass::Channel(chan::AMQPMethod::FlowOk(_)) => Ok(()),
+            other => Err(ReplyError::new(
+                ErrorKind::CommandInvalid,
+                format!("unexpected method {}/{}", other.get_amqp_class_id(), other.get_amqp_method_id()),
+            )),
+        }
+    }
+}
+
+/// A string-valued argument (e.g. `alternate-exchange`, `x-dead-letter-exchange`).
+fn string_arg(args: &crate::protocol::FieldTable, key: &str) -> Option<String> {
+    crate::broker::queue_args::as_str(args.inner().get(key)?)
+}
+
+/// Removes a consumer from its queue; auto-deletes the queue if it was the last one.
+fn cancel_consumer(ctx: &ConnCtx, c: &Arc<Consumer>) {
+    c.cancelled.store(true, Ordering::Relaxed);
+    if let Some(q) = c.queue.upgrade()
+        && q.remove_consumer(c)
+    {
+        if let Some(v) = ctx.broker.vhost(&q.vhost) {
+            v.remove_queue(&q);
+        }
+    }
+}
+
+/// Requeues unacked deliveries, keeping their order within each queue.
+fn requeue_grouped(unacked: Vec<Unacked>) {
+    let mut by_queue: Vec<(Arc<Queue>, Vec<(Arc<Message>, u64, u64)>)> = Vec::new();
+    for u in unacked {
+        match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, v)) => v.push((u.msg.clone(), u.seq, u.expires)),
+            None => by_queue.push((u.queue.clone(), vec![(u.msg.clone(), u.seq, u.expires)])),
+        }
+    }
+    for (q, msgs) in by_queue {
+        q.requeue(msgs.into_iter());
+    }
+}

@@ -1,0 +1,172 @@
+//! basic.publish content: method + header + body frames → a `Message` for the publish pipeline.
+
+use super::Channel;
+use crate::broker::auth::Access;
+use crate::broker::exchange::Exchange;
+use crate::broker::message::Message;
+use crate::broker::publish::{self, Publisher};
+use crate::broker::reply_to;
+use crate::connection::ConnCtx;
+use crate::protocol::frame::ContentHeader;
+use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, precondition};
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+
+/// A basic.publish waiting for its content.
+pub(super) struct Pending {
+    pub exchange: String,
+    pub routing_key: String,
+    pub mandatory: bool,
+    pub header: Option<ContentHeader>,
+    pub body: Vec<Bytes>,
+    pub received: u64,
+}
+
+impl Channel {
+    pub fn on_header(&mut self, ctx: &mut ConnCtx, header: ContentHeader, max_size: u64) -> Result<(), ReplyError> {
+        if self.closing {
+            return Ok(());
+        }
+        let Some(p) = self.pending.as_mut().filter(|p| p.header.is_none()) else {
+            return Err(ReplyError::new(ErrorKind::UnexpectedFrame, "expected method frame, got non method frame instead"));
+        };
+        if header.class_id != crate::protocol::CLASS_BASIC {
+            return Err(ReplyError::new(ErrorKind::FrameError, format!("content header for class {}", header.class_id)).on(60, 40));
+        }
+        if header.body_size > max_size {
+            return Err(precondition(format!("message size {} is larger than configured max size {max_size}", header.body_size))
+                .on(60, 40));
+        }
+        let done = header.body_size == 0;
+        p.header = Some(header);
+        if done { self.publish_pending(ctx).map_err(|e| e.on(60, 40)) } else { Ok(()) }
+    }
+
+    pub fn on_body(&mut self, ctx: &mut ConnCtx, payload: Bytes) -> Result<(), ReplyError> {
+        if self.closing {
+            return Ok(());
+        }
+        let Some(p) = self.pending.as_mut() else {
+            return Err(ReplyError::new(ErrorKind::UnexpectedFrame, "expected method frame, got non method frame instead"));
+        };
+        let Some(h) = &p.header else {
+            return Err(ReplyError::new(ErrorKind::UnexpectedFrame, "expected content header for class 60, got non content header frame instead"));
+        };
+        p.received += payload.len() as u64;
+        if p.received > h.body_size {
+            return Err(ReplyError::new(ErrorKind::FrameError, "content body larger than announced").on(60, 40));
+        }
+        p.body.push(payload);
+        if p.received == h.body_size { self.publish_pending(ctx).map_err(|e| e.on(60, 40)) } else { Ok(()) }
+    }
+
+    pub(super) fn publish_pending(&mut self, ctx: &mut ConnCtx) -> Result<(), ReplyError> {
+        let p = self.pending.take().expect("pending publish");
+        let header = p.header.expect("header");
+        let body = match p.body.len() {
+            0 => Bytes::new(),
+            1 => p.body.into_iter().next().expect("one"),
+            _ => {
+                let mut all = BytesMut::with_capacity(header.body_size as usize);
+                for b in &p.body {
+                    all.extend_from_slice(b);
+                }
+                all.freeze()
+            }
+        };
+        // As RabbitMQ: write permission, then the exchange's existence, before the properties.
+        self.publish_exchange(ctx, &p.exchange)?;
+        if let Some(uid) = header.properties.user_id()
+            && uid.as_str() != ctx.user
+        {
+            return Err(precondition(format!(
+                "user_id property set to '{}' but authenticated user was '{}'",
+                uid.as_str(),
+                ctx.user
+            )));
+        }
+        if let Some(exp) = header.properties.expiration()
+            && let Err(why) = crate::broker::ttl::parse_expiration(exp.as_str())
+        {
+            return Err(precondition(format!("invalid expiration '{}': {why}", exp.as_str())));
+        }
+        if let Some(mode) = header.properties.delivery_mode()
+            && !matches!(mode, 1 | 2)
+        {
+            return Err(precondition(format!("invalid message: {{delivery_mode_unknown,{mode}}}")));
+        }
+        let mut msg = Message {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties: header.properties,
+            header_raw: header.raw,
+            body,
+        };
+        // Direct reply-to: the request names this channel's reply consumer.
+        if msg.properties.reply_to().as_ref().is_some_and(|r| r.as_str() == reply_to::PSEUDO_QUEUE) {
+            let Some((_, token)) = &self.reply else {
+                return Err(precondition("fast reply consumer does not exist"));
+            };
+            let properties = msg.properties.clone().with_reply_to(reply_to::reply_key(token).as_str().into());
+            msg.header_raw = crate::protocol::frame::encode_header(msg.body.len() as u64, &properties);
+            msg.properties = properties;
+        }
+        if self.confirm {
+            self.publish_seq += 1;
+        }
+        if let Some(tx) = &mut self.tx {
+            tx.publishes.push(super::tx::TxPublish {
+                mandatory: p.mandatory,
+                msg,
+            });
+            return Ok(());
+        }
+        let seq = self.confirm.then_some(self.publish_seq);
+        self.route_and_deliver(ctx, msg, p.mandatory, seq)?;
+        Ok(())
+    }
+
+    /// The exchange of a publish (None: the default exchange), after RabbitMQ's checks: write
+    /// permission (on `amq.default` for ""), existence, not internal. The result is cached per
+    /// channel until users, vhosts or permissions change.
+    pub(super) fn publish_exchange(&mut self, ctx: &ConnCtx, name: &str) -> Result<Option<Arc<Exchange>>, ReplyError> {
+        let epoch = ctx.broker.auth_epoch();
+        if name.is_empty() {
+            if self.default_write_epoch != epoch {
+                self.check(ctx, Access::Write, "exchange", name)?;
+                self.default_write_epoch = epoch;
+            }
+            return Ok(None);
+        }
+        if let Some((x, checked)) = &self.last_exchange
+            && x.name == name
+            && *checked == epoch
+            && !x.is_deleted()
+        {
+            return Ok(Some(x.clone()));
+        }
+        self.check(ctx, Access::Write, "exchange", name)?;
+        let x = ctx.vhost.exchange_or_404(name)?;
+        if x.internal {
+            return Err(access_refused(format!("cannot publish to internal exchange '{name}' in vhost '{}'", ctx.vhost.name)));
+        }
+        self.last_exchange = Some((x.clone(), epoch));
+        Ok(Some(x))
+    }
+
+    /// Hands a message to the broker's publish pipeline (after resolving its exchange again: it
+    /// may be gone by tx.commit). Returns true if a copy went to the store, in which case the
+    /// confirm `confirm_seq` (if any) completes after the commit.
+    pub(super) fn route_and_deliver(
+        &mut self,
+        ctx: &mut ConnCtx,
+        msg: Message,
+        mandatory: bool,
+        confirm_seq: Option<u64>,
+    ) -> Result<bool, ReplyError> {
+        let x = self.publish_exchange(ctx, &msg.exchange)?;
+        let from = Publisher { channel: &self.shared, confirm: confirm_seq };
+        let outcome = publish::publish(&ctx.vhost, x.as_ref(), msg, mandatory, Some(from))?;
+        Ok(outcome.stored)
+    }
+}
