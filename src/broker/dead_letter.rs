@@ -57,7 +57,11 @@ pub fn dead_letter(vhost: &Vhost, queue: &Queue, msgs: impl IntoIterator<Item = 
         }
     };
     for msg in msgs {
-        let dead = dead_lettered(&msg, queue, reason);
+        // As RabbitMQ: the original CC keys route the copy too unless a dead-letter routing key
+        // is set; CC/BCC headers do not follow it.
+        let (cc, _) = super::publish::cc_keys(&msg);
+        let extra: &[String] = if queue.args.dead_letter_routing_key.is_some() { &[] } else { &cc };
+        let dead = dead_lettered(&msg, queue, reason, &cc);
         let deaths = death_queues(&dead);
         let cycle = |q: &Queue| {
             let c = reason != Reason::Rejected && is_cycle(&q.name, &deaths);
@@ -66,7 +70,7 @@ pub fn dead_letter(vhost: &Vhost, queue: &Queue, msgs: impl IntoIterator<Item = 
             }
             c
         };
-        if let Err(e) = super::publish::publish_dead_letter(vhost, exchange.as_ref(), dead, &cycle) {
+        if let Err(e) = super::publish::publish_dead_letter(vhost, exchange.as_ref(), dead, extra, &cycle) {
             tracing::warn!(queue = %queue.name, vhost = %vhost.name, "dead-lettering failed: {}", e.text);
         }
     }
@@ -98,9 +102,14 @@ fn text(t: &FieldTable, k: &str) -> Option<String> {
 
 /// The dead-lettered copy of `msg`: to the dead-letter exchange, with the dead-letter routing
 /// key (or the original one), `x-death` updated and `expiration` removed.
-fn dead_lettered(msg: &Message, queue: &Queue, reason: Reason) -> Message {
+fn dead_lettered(msg: &Message, queue: &Queue, reason: Reason, cc: &[String]) -> Message {
     let p = &msg.properties;
-    let mut headers = p.headers().clone().unwrap_or_default();
+    let mut headers = FieldTable::default();
+    for (k, v) in p.headers().as_ref().map(|h| h.inner().iter()).into_iter().flatten() {
+        if k.as_str() != "CC" && k.as_str() != "BCC" {
+            headers.insert(k.clone(), v.clone());
+        }
+    }
     let mut deaths: Vec<AMQPValue> = match headers.inner().get("x-death") {
         Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
         _ => Vec::new(),
@@ -125,7 +134,9 @@ fn dead_lettered(msg: &Message, queue: &Queue, reason: Reason) -> Message {
             t.insert("queue".into(), AMQPValue::LongString(queue.name.as_str().into()));
             t.insert("time".into(), AMQPValue::Timestamp(super::ttl::now_ms() / 1000));
             t.insert("exchange".into(), AMQPValue::LongString(msg.exchange.as_str().into()));
-            t.insert("routing-keys".into(), AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongString(msg.routing_key.as_str().into())])));
+            let keys: Vec<AMQPValue> =
+                std::iter::once(msg.routing_key.as_str()).chain(cc.iter().map(String::as_str)).map(|k| AMQPValue::LongString(k.into())).collect();
+            t.insert("routing-keys".into(), AMQPValue::FieldArray(FieldArray::from(keys)));
             if let Some(e) = p.expiration() {
                 t.insert("original-expiration".into(), AMQPValue::LongString(e.as_str().into()));
             }

@@ -61,7 +61,10 @@ pub fn publish(
     }
     let mut queues = QUEUES.with(|c| c.take());
     queues.clear();
-    let r = route(vhost, exchange, &msg, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
+    // CC/BCC: looked at only when the message has headers.
+    let (extra, bcc) = if msg.properties.headers().is_some() { cc_keys(&msg) } else { (Vec::new(), false) };
+    let msg = if bcc { without_header(&msg, "BCC") } else { msg };
+    let r = route(vhost, exchange, &msg, &extra, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
     r
@@ -73,11 +76,12 @@ pub fn publish_dead_letter(
     vhost: &Vhost,
     exchange: Option<&Arc<Exchange>>,
     msg: Message,
+    extra_keys: &[String],
     cycle: &dyn Fn(&Queue) -> bool,
 ) -> Result<Outcome, ReplyError> {
     let mut queues = QUEUES.with(|c| c.take());
     queues.clear();
-    let r = route(vhost, exchange, &msg, &mut queues).map(|()| {
+    let r = route(vhost, exchange, &msg, extra_keys, &mut queues).map(|()| {
         queues.retain(|q| !cycle(q));
         enqueue(msg, &mut queues, false, None)
     });
@@ -86,10 +90,37 @@ pub fn publish_dead_letter(
     r
 }
 
-fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, queues: &mut Vec<Arc<Queue>>) -> Result<(), ReplyError> {
+/// The routing keys of a message's `CC` and `BCC` headers (RabbitMQ's sender-selected
+/// distribution), and whether it has a `BCC` (removed before delivery).
+pub fn cc_keys(msg: &Message) -> (Vec<String>, bool) {
+    let Some(h) = msg.properties.headers() else { return (Vec::new(), false) };
+    let mut keys = Vec::new();
+    let mut bcc = false;
+    for name in ["CC", "BCC"] {
+        if let Some(crate::protocol::AMQPValue::FieldArray(a)) = h.inner().get(name) {
+            bcc |= name == "BCC";
+            keys.extend(a.as_slice().iter().filter_map(super::queue_args::as_str));
+        }
+    }
+    (keys, bcc)
+}
+
+/// Routes `msg` by its routing key, then by each of `extra` keys (CC/BCC, dead-letter keys).
+fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, extra: &[String], queues: &mut Vec<Arc<Queue>>) -> Result<(), ReplyError> {
+    route_key(vhost, exchange, msg, queues)?;
+    for key in extra {
+        let copy = Message { exchange: msg.exchange.clone(), routing_key: key.clone(), properties: msg.properties.clone(), header_raw: msg.header_raw.clone(), body: msg.body.clone() };
+        route_key(vhost, exchange, &copy, queues)?;
+    }
+    Ok(())
+}
+
+fn route_key(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, queues: &mut Vec<Arc<Queue>>) -> Result<(), ReplyError> {
     match exchange {
         None => {
-            if let Some(q) = vhost.queue(&msg.routing_key) {
+            if let Some(q) = vhost.queue(&msg.routing_key)
+                && !queues.iter().any(|x| Arc::ptr_eq(x, &q))
+            {
                 queues.push(q);
             }
             Ok(())
@@ -119,6 +150,26 @@ fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, queues:
             }
             Ok(())
         }
+    }
+}
+
+/// A copy of `msg` without header `key`.
+pub fn without_header(msg: &Message, key: &str) -> Message {
+    let mut headers = msg.properties.headers().clone().unwrap_or_default();
+    let mut t = crate::protocol::FieldTable::default();
+    for (k, v) in headers.inner() {
+        if k.as_str() != key {
+            t.insert(k.clone(), v.clone());
+        }
+    }
+    headers = t;
+    let properties = msg.properties.clone().with_headers(headers);
+    Message {
+        exchange: msg.exchange.clone(),
+        routing_key: msg.routing_key.clone(),
+        header_raw: crate::protocol::frame::encode_header(msg.body.len() as u64, &properties),
+        properties,
+        body: msg.body.clone(),
     }
 }
 
