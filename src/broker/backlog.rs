@@ -17,6 +17,10 @@ pub struct Ready {
     /// When it expires, in ms since the Unix epoch (0: never). Kept through requeues, as in
     /// RabbitMQ.
     pub expires: u64,
+    /// Arrival number in its backlog. A requeued message goes back to its original place
+    /// among the queued ones (RabbitMQ's classic queues do), whatever order the requeues come
+    /// in; the backlog stays sorted by it.
+    pub pos: u64,
 }
 
 /// One queued message. `msg` is `None` while the body of a stored message lives only on disk.
@@ -28,6 +32,8 @@ pub(super) struct Slot {
     pub expires: u64,
     /// Body size (counted for x-max-length-bytes while the body is on disk too).
     pub size: u32,
+    /// Arrival number (see `Ready::pos`).
+    pub pos: u64,
 }
 
 impl Slot {
@@ -68,6 +74,8 @@ pub(super) struct Backlog {
     hot_bytes: usize,
     /// Body bytes of every queued message, in memory or not (RabbitMQ's message_bytes_ready).
     bytes: usize,
+    /// The next arrival number.
+    next_pos: u64,
 }
 
 impl Backlog {
@@ -93,13 +101,21 @@ impl Backlog {
         std::mem::take(&mut self.slots)
     }
 
-    /// Puts a message back at the head (requeue, or a delivery a consumer refused).
+    /// Puts a message back at its original place (requeue, or a delivery a consumer refused):
+    /// before every queued message that arrived after it. That is within the hot head: the
+    /// message was taken from the head, so everything behind it then is still behind it.
     pub fn push_front(&mut self, r: Ready) {
-        self.hot += 1;
         let size = r.msg.body.len();
+        let at = if self.slots.front().is_none_or(|s| s.pos > r.pos) {
+            0
+        } else {
+            self.slots.partition_point(|s| s.pos < r.pos).min(self.hot)
+        };
+        self.hot += 1;
         self.hot_bytes += size;
         self.bytes += size;
-        self.slots.push_front(Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq, expires: r.expires, size: size as u32 });
+        let slot = Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq, expires: r.expires, size: size as u32, pos: r.pos };
+        self.slots.insert(at, slot);
     }
 
     /// Appends a newly published message. It joins the hot head if nothing is queued behind the
@@ -111,7 +127,9 @@ impl Backlog {
             self.hot_bytes += size;
         }
         self.bytes += size;
-        self.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq, expires, size: size as u32 });
+        let pos = self.next_pos;
+        self.next_pos += 1;
+        self.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq, expires, size: size as u32, pos });
     }
 
     /// Appends recovered messages (store sequence numbers and expiry, bodies on disk), flagged
@@ -120,7 +138,9 @@ impl Backlog {
         debug_assert_eq!(self.tail(), 0);
         for (seq, expires, size) in seqs {
             self.bytes += size as usize;
-            self.slots.push_back(Slot { msg: None, redelivered: true, seq, expires, size });
+            let pos = self.next_pos;
+            self.next_pos += 1;
+            self.slots.push_back(Slot { msg: None, redelivered: true, seq, expires, size, pos });
             self.cold += 1;
         }
     }
@@ -216,7 +236,7 @@ impl Backlog {
         let msg = slot.msg.expect("hot slots are loaded");
         self.hot_bytes -= msg.body.len();
         self.bytes -= slot.size as usize;
-        Some(Ready { msg, redelivered: slot.redelivered, seq: slot.seq, expires: slot.expires })
+        Some(Ready { msg, redelivered: slot.redelivered, seq: slot.seq, expires: slot.expires, pos: slot.pos })
     }
 
     /// The expiry of the message at the head, if it has one.

@@ -149,6 +149,8 @@ pub struct Unacked {
     pub seq: u64,
     /// Expiry (ms since the Unix epoch, 0: never), kept if the message is requeued.
     pub expires: u64,
+    /// Arrival number in the queue: a requeue puts it back at its original place.
+    pub pos: u64,
     /// None for basic.get.
     pub consumer: Option<Arc<Consumer>>,
 }
@@ -158,7 +160,7 @@ impl Unacked {
     /// (acked, rejected, requeued or its channel closed).
     pub fn new(tag: u64, queue: Arc<Queue>, ready: &Ready, consumer: Option<Arc<Consumer>>) -> Unacked {
         queue.unacked.fetch_add(1, Ordering::Relaxed);
-        Unacked { tag, queue, msg: ready.msg.clone(), seq: ready.seq, expires: ready.expires, consumer }
+        Unacked { tag, queue, msg: ready.msg.clone(), seq: ready.seq, expires: ready.expires, pos: ready.pos, consumer }
     }
 }
 

@@ -124,9 +124,9 @@ impl Queue {
     /// A quorum queue counts returns: each requeued message carries `x-delivery-count`; one
     /// returned more than `x-delivery-limit` times is dead-lettered (reason delivery_limit) or
     /// dropped instead.
-    pub(super) fn requeue_counted(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64, u64)>) {
+    pub(super) fn requeue_counted(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = Ready>) {
         let mut back = Vec::new();
-        for (msg, seq, expires) in msgs {
+        for Ready { msg, seq, expires, pos, .. } in msgs {
             let count = match msg.properties.headers().as_ref().and_then(|h| h.inner().get("x-delivery-count")) {
                 Some(v) => crate::broker::queue_args::as_int(v).unwrap_or(0).max(0) as u64,
                 None => 0,
@@ -137,14 +137,14 @@ impl Queue {
                 continue;
             }
             let counted = msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(count as i64));
-            back.push((Arc::new(counted), seq, expires));
+            back.push(Ready { msg: Arc::new(counted), redelivered: true, seq, expires, pos });
         }
         let mut inner = self.inner.lock();
         if self.is_deleted() {
             return;
         }
-        for (msg, seq, expires) in back.into_iter().rev() {
-            inner.backlog.push_front(Ready { msg, redelivered: true, seq, expires });
+        for r in back.into_iter().rev() {
+            inner.backlog.push_front(r);
         }
         self.dispatch_locked(&mut inner);
         self.expire_heads(&mut inner, false);

@@ -270,7 +270,7 @@ impl Queue {
 
     /// Puts messages (with their store sequence numbers) back at the head of the queue, oldest
     /// first, flagged redelivered.
-    pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = (Arc<Message>, u64, u64)>) {
+    pub fn requeue(self: &Arc<Self>, msgs: impl DoubleEndedIterator<Item = Ready>) {
         if self.is_quorum() {
             return self.requeue_counted(msgs);
         }
@@ -279,9 +279,9 @@ impl Queue {
             return;
         }
         let mut ttl = false;
-        for (msg, seq, expires) in msgs.rev() {
-            ttl |= expires != 0;
-            inner.backlog.push_front(Ready { msg, redelivered: true, seq, expires });
+        for r in msgs.rev() {
+            ttl |= r.expires != 0;
+            inner.backlog.push_front(Ready { redelivered: true, ..r });
         }
         self.dispatch_locked(&mut inner);
         if ttl {

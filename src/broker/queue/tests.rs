@@ -54,7 +54,7 @@ fn backlog_beyond_the_limit_is_paged_out_and_back_in_order() {
     assert!(paged >= 1_970, "{paged} paged");
     // A redelivery in the middle goes back to the head.
     let (first, _) = q.get().unwrap();
-    q.requeue(std::iter::once((first.msg.clone(), first.seq, first.expires)));
+    q.requeue(std::iter::once(first));
     for i in 0..2_000u32 {
         let (r, left) = q.get().expect("message");
         assert_eq!(r.msg.body[..], body(i)[..], "message {i}");

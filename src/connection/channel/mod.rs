@@ -13,7 +13,7 @@ use super::ConnCtx;
 use crate::broker::auth::Access;
 use crate::broker::delivery::{ChannelShared, ConnShared, Consumer, Unacked};
 use crate::broker::exchange::Exchange;
-use crate::broker::message::Message;
+use crate::broker::backlog::Ready;
 use crate::broker::queue::Queue;
 use crate::protocol::frame;
 use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_implemented};
@@ -170,11 +170,12 @@ fn cancel_consumer(ctx: &ConnCtx, c: &Arc<Consumer>) {
 
 /// Requeues unacked deliveries, keeping their order within each queue.
 fn requeue_grouped(unacked: Vec<Unacked>) {
-    let mut by_queue: Vec<(Arc<Queue>, Vec<(Arc<Message>, u64, u64)>)> = Vec::new();
+    let mut by_queue: Vec<(Arc<Queue>, Vec<Ready>)> = Vec::new();
     for u in unacked {
+        let r = Ready { msg: u.msg.clone(), redelivered: true, seq: u.seq, expires: u.expires, pos: u.pos };
         match by_queue.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
-            Some((_, v)) => v.push((u.msg.clone(), u.seq, u.expires)),
-            None => by_queue.push((u.queue.clone(), vec![(u.msg.clone(), u.seq, u.expires)])),
+            Some((_, v)) => v.push(r),
+            None => by_queue.push((u.queue.clone(), vec![r])),
         }
     }
     for (q, msgs) in by_queue {
