@@ -83,3 +83,43 @@ pub trait ExchangeRouter: Send {
     /// Called when the exchange is deleted.
     fn delete(&mut self) {}
 }
+
+/// Stands in for the type of a disabled or missing plugin: the exchange keeps its bindings (in
+/// the core) and routes nothing.
+pub struct Unavailable(pub TypeInfo);
+
+impl Unavailable {
+    /// A stand-in for type `name`, known only by its name.
+    pub fn named(name: &str) -> Unavailable {
+        Unavailable(TypeInfo { name: name.to_string(), description: String::new(), reads: RoutingInputs::default(), deterministic: false })
+    }
+}
+
+impl ExchangeTypeFactory for Unavailable {
+    fn info(&self) -> &TypeInfo {
+        &self.0
+    }
+    fn validate(&self, _arguments: &FieldTable) -> Result<(), String> {
+        Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0.name))
+    }
+    fn create(&self, _exchange: &str, _arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure> {
+        Ok(Box::new(RoutesNothing))
+    }
+}
+
+struct RoutesNothing;
+
+impl ExchangeRouter for RoutesNothing {
+    fn validate_binding(&mut self, _b: &BindingView<'_>) -> Result<Result<(), String>, TypeFailure> {
+        Ok(Ok(()))
+    }
+    fn add_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+    fn remove_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+    fn route(&mut self, _msg: &MessageView<'_>, _out: &mut Vec<DestinationId>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+}

@@ -99,13 +99,13 @@ fn main() -> ExitCode {
                     for row in r.rows {
                         let cell = |i: usize| row.get(i).and_then(|v| v.as_str()).unwrap_or("").to_string();
                         println!("{} {:<24} {:<14} {:<14} {}", cell(0), cell(1), cell(2), cell(3), cell(4));
-                        if *verbose && row.len() >= 11 {
+                        if *verbose && row.len() >= 13 {
                             let n = |i: usize| row[i].as_u64().unwrap_or(0);
-                            let xs = cell(5);
+                            let xs = cell(7);
                             println!("     Exchanges:   \t{}", if xs.is_empty() { "(none)".to_string() } else { xs });
-                            println!("     Failures:    \ttrap {}, timeout {}, out of memory {}", n(6), n(7), n(8));
-                            println!("     Rebuilds:    \t{}", n(9));
-                            println!("     Reloads:     \t{}", n(10));
+                            println!("     Failures:    \ttrap {}, timeout {}, out of memory {}", n(8), n(9), n(10));
+                            println!("     Rebuilds:    \t{}", n(11));
+                            println!("     Reloads:     \t{}", n(12));
                         }
                     }
                     ExitCode::SUCCESS
@@ -163,12 +163,24 @@ fn main() -> ExitCode {
         a.extend(wanted.iter().cloned());
         match control::call(&data_dir, &Request { command: "plugins_set".into(), args: a, vhost: None }) {
             Ok(r) => {
+                let changed = |what: &str| -> Vec<String> {
+                    r.rows.iter().filter(|row| row[0] == what).filter_map(|row| row[1].as_str().map(str::to_string)).collect()
+                };
+                let (enabled, disabled) = (changed("enabled"), changed("disabled"));
+                println!("Applying plugin configuration to the broker...");
+                if !enabled.is_empty() {
+                    println!("The following plugins have been enabled:\n  {}", enabled.join("\n  "));
+                }
+                if !disabled.is_empty() {
+                    println!("The following plugins have been disabled:\n  {}", disabled.join("\n  "));
+                }
                 if let Some(e) = r.error {
                     eprintln!("Error:\n{e}");
                     return ExitCode::from(70);
                 }
-                println!("Applying plugin configuration to the broker...");
-                println!("{}", r.message.unwrap_or_default());
+                if enabled.is_empty() && disabled.is_empty() {
+                    println!("Plugin configuration unchanged.");
+                }
                 return ExitCode::SUCCESS;
             }
             Err(_) => eprintln!("The broker is not reachable through {}; changing only the file.", control::socket_path(&data_dir).display()),

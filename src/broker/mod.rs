@@ -52,8 +52,6 @@ pub struct Broker {
     pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
     /// The durable store (None: nothing survives a restart, e.g. unit tests).
     pub store: Option<Arc<Store>>,
-    /// The plugin manager (None without a data directory).
-    pub plugins: RwLock<Option<Arc<crate::plugin::manager::PluginManager>>>,
     /// The free disk space alarm (its checks run once `server::start` calls `start`).
     pub disk: Arc<crate::alarm::DiskMonitor>,
 }
@@ -81,53 +79,34 @@ impl Broker {
             next_id: AtomicU64::new(1),
             connections: Mutex::default(),
             store,
-            plugins: RwLock::default(),
             disk,
         });
         b
     }
 
-    fn plugin_engine(config: &Config, cache: Option<std::path::PathBuf>) -> Result<crate::plugin::PluginEngine, String> {
-        let limits = crate::plugin::PluginLimits {
-            memory_bytes: (config.plugins.memory_limit_mib as usize) << 20,
-            call_timeout: std::time::Duration::from_millis(config.plugins.call_timeout_ms),
-            ..Default::default()
-        };
-        crate::plugin::PluginEngine::new(limits, cache).map_err(|e| e.to_string())
-    }
-
-    /// A broker without storage or plugins folder: the built-in exchange types, the default vhost
-    /// and user of `config`.
-    pub fn new(config: Config) -> Result<Arc<Broker>, String> {
-        let engine = Broker::plugin_engine(&config, None)?;
+    /// A broker without storage: the exchange types `types`, the default vhost and user of
+    /// `config`. (The caller supplies the types: the core has none of its own.)
+    pub fn new(config: Config, types: impl IntoIterator<Item = Arc<dyn ExchangeTypeFactory>>) -> Arc<Broker> {
         let b = Broker::empty(config, None);
-        for t in engine.load_builtins().map_err(|e| e.to_string())? {
-            b.register_type(Arc::new(t));
+        for t in types {
+            b.register_type(t);
         }
         let a = &b.config.auth;
         b.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
         b.add_vhost(&a.default_vhost);
         b.set_permission(&a.default_vhost, &a.default_user, Permission::all());
-        Ok(b)
+        b
     }
 
     /// Opens the store in the data directory and recovers definitions and persistent messages
-    /// (on first start: creates the default user and vhost).
-    /// Plugins: the built-in exchange types, then the enabled plugins of the plugins folder
-    /// (before recovery, so exchanges of plugin types come back with their type).
-    pub fn open(config: Config) -> Result<Arc<Broker>, String> {
+    /// (on first start: creates the default user and vhost). `install` runs between the two: it
+    /// registers the exchange types (`server.rs` hands in the plugin layer), so exchanges of
+    /// plugin types come back with their type.
+    pub fn open(config: Config, install: impl FnOnce(&Arc<Broker>) -> Result<(), String>) -> Result<Arc<Broker>, String> {
         let data_dir = config.storage.data_dir.clone();
         let store = Arc::new(Store::open(&data_dir).map_err(|e| e.to_string())?);
-        let engine = Broker::plugin_engine(&config, Some(data_dir.join("plugin-cache")))?;
-        let plugins = crate::plugin::manager::PluginManager::new(engine, config.plugins_dir(), &data_dir, config.plugins.settings.clone())
-            .map_err(|e| e.to_string())?;
-        let plugins = Arc::new(plugins);
         let b = Broker::empty(config, Some(store.clone()));
-        for t in plugins.builtin_types() {
-            b.register_type(t);
-        }
-        plugins.start(&b);
-        *b.plugins.write() = Some(plugins);
+        install(&b)?;
         persist::recover(&b, &store).map_err(|e| e.to_string())?;
         Ok(b)
     }

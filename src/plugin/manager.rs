@@ -9,12 +9,11 @@
 //! enabled again; then their bindings are replayed into the plugin.
 
 use super::{PluginEngine, PluginStats, WasmExchangeType};
-use crate::admin::{Extension, Request, Response};
+use crate::admin::plugins::{PluginControl, PluginDetails, PluginEntry, PluginState, SetError, SetReport};
 use crate::broker::Broker;
-use crate::exchange_type::{BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, TypeFailure, TypeInfo};
-use crate::protocol::FieldTable;
+use crate::config::Config;
+use crate::exchange_type::{ExchangeTypeFactory, Unavailable};
 use parking_lot::Mutex;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -101,6 +100,14 @@ fn hash_of(bytes: &[u8]) -> String {
 }
 
 impl PluginManager {
+    /// The plugin layer of a broker with `config`: its engine (limits from `[plugins]`, compiled
+    /// components cached in `<data-dir>/plugin-cache`), folder and enabled file.
+    pub fn from_config(config: &Config) -> Result<PluginManager, super::LoadError> {
+        let data_dir = &config.storage.data_dir;
+        let engine = PluginEngine::from_config(config, Some(data_dir.join("plugin-cache")))?;
+        PluginManager::new(engine, config.plugins_dir(), data_dir, config.plugins.settings.clone())
+    }
+
     pub fn new(
         engine: PluginEngine,
         dir: PathBuf,
@@ -141,10 +148,13 @@ impl PluginManager {
         Ok(Loaded { hash: hash_of(&bytes), factory: Arc::new(t) })
     }
 
-    /// Loads the plugins named in the enabled file at start (before definitions are recovered),
-    /// registering their types with `broker`. Failures are logged; the broker starts anyway.
+    /// Registers the built-in types and loads the plugins named in the enabled file (at start,
+    /// before definitions are recovered). Failures are logged; the broker starts anyway.
     pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
         *self.broker.lock() = Arc::downgrade(broker);
+        for t in self.builtin_types() {
+            broker.register_type(t);
+        }
         let wanted = match read_enabled(&self.enabled_file) {
             Ok(w) => w,
             Err(e) => {
@@ -153,23 +163,23 @@ impl PluginManager {
             }
         };
         if let Err(e) = self.apply(broker, &wanted, true) {
-            error!("enabling plugins at start: {e}");
+            error!("enabling plugins at start: {}", e.errors.join("; "));
         }
         self.watch();
     }
 
     /// Makes `wanted` the enabled set on the running broker. Without `force`, disabling a plugin
     /// whose exchange type is used by exchanges is refused (naming them). Returns a report.
-    pub fn apply(&self, broker: &Arc<Broker>, wanted: &[String], force: bool) -> Result<String, String> {
+    pub fn apply(&self, broker: &Arc<Broker>, wanted: &[String], force: bool) -> Result<SetReport, SetError> {
         let files: HashMap<String, PathBuf> = available(&self.dir).into_iter().collect();
         let wanted: BTreeSet<String> = wanted.iter().filter(|n| !self.is_builtin(n)).cloned().collect();
         let missing: Vec<&String> = wanted.iter().filter(|n| !files.contains_key(*n)).collect();
         if !missing.is_empty() {
-            return Err(format!(
+            return Err(SetError::refused(format!(
                 "{{:plugins_not_found, [{}]}} (no such .wasm in {})",
                 missing.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", "),
                 self.dir.display()
-            ));
+            )));
         }
         let mut loaded = self.loaded.lock();
         // Refuse before changing anything.
@@ -181,11 +191,11 @@ impl PluginManager {
                 users.extend(exchanges_of_type(broker, ty).into_iter().map(|(v, x)| format!("'{v}':'{x}'")));
             }
             if !users.is_empty() {
-                return Err(format!(
+                return Err(SetError::refused(format!(
                     "plugin(s) {} in use by exchanges {}; use --force to disable anyway (those exchanges then route nothing until re-enabled)",
                     to_disable.join(", "),
                     users.join(", ")
-                ));
+                )));
             }
         }
         let mut enabled = Vec::new();
@@ -221,21 +231,14 @@ impl PluginManager {
         }
         let names: Vec<String> = loaded.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect();
         drop(loaded);
-        write_enabled(&self.enabled_file, &names).map_err(|e| format!("cannot write {}: {e}", self.enabled_file.display()))?;
-        let mut report = Vec::new();
-        if !enabled.is_empty() {
-            report.push(format!("The following plugins have been enabled:\n  {}", enabled.join("\n  ")));
-        }
-        if !disabled.is_empty() {
-            report.push(format!("The following plugins have been disabled:\n  {}", disabled.join("\n  ")));
-        }
-        if enabled.is_empty() && disabled.is_empty() && errors.is_empty() {
-            report.push("Plugin configuration unchanged.".into());
+        let report = SetReport { enabled, disabled };
+        if let Err(e) = write_enabled(&self.enabled_file, &names) {
+            errors.push(format!("cannot write {}: {e}", self.enabled_file.display()));
         }
         if !errors.is_empty() {
-            return Err(format!("{}{}", report.iter().map(|r| format!("{r}\n")).collect::<String>(), errors.join("\n")));
+            return Err(SetError { report, errors });
         }
-        Ok(report.join("\n"))
+        Ok(report)
     }
 
     /// Reloads enabled plugin `name` from its file if its content changed. The new version must
@@ -367,54 +370,63 @@ impl PluginManager {
             .expect("spawn plugin watcher");
     }
 
-    /// Rows for `warren-plugins list`: marker, name, version, kind, description; with `verbose`
-    /// also, for running plugins, the exchanges of its type and its counters (failures by
+    /// Every plugin for `warren-plugins list`: the built-ins, then the plugins folder; with
+    /// `verbose`, for running plugins, the exchanges of its type and its counters (failures by
     /// cause, instance rebuilds, reloads).
-    fn list(&self, broker: &Arc<Broker>, verbose: bool) -> Response {
+    fn entries(&self, broker: &Arc<Broker>, verbose: bool) -> Vec<PluginEntry> {
         let enabled: BTreeSet<String> = read_enabled(&self.enabled_file).unwrap_or_default().into_iter().collect();
         let loaded = self.loaded.lock();
-        let mut rows = Vec::new();
         let details = |t: &WasmExchangeType| {
             use std::sync::atomic::Ordering::Relaxed;
-            let xs: Vec<String> = exchanges_of_type(broker, &t.info().name).into_iter().map(|(v, x)| format!("'{v}':'{x}'")).collect();
             let st = t.stats();
-            vec![
-                json!(xs.join(", ")),
-                json!(st.traps.load(Relaxed)),
-                json!(st.timeouts.load(Relaxed)),
-                json!(st.out_of_memory.load(Relaxed)),
-                json!(st.rebuilds.load(Relaxed)),
-                json!(st.reloads.load(Relaxed)),
-            ]
-        };
-        for b in &self.builtins {
-            let mut row = vec![json!("[e*]"), json!(b.plugin()), json!(env!("CARGO_PKG_VERSION")), json!("exchange-type"), json!(format!("{} (built-in)", b.info().description))];
-            if verbose {
-                row.extend(details(&**b));
+            PluginDetails {
+                exchanges: exchanges_of_type(broker, &t.info().name).into_iter().map(|(v, x)| format!("'{v}':'{x}'")).collect(),
+                traps: st.traps.load(Relaxed),
+                timeouts: st.timeouts.load(Relaxed),
+                out_of_memory: st.out_of_memory.load(Relaxed),
+                rebuilds: st.rebuilds.load(Relaxed),
+                reloads: st.reloads.load(Relaxed),
             }
-            rows.push(row);
+        };
+        let mut out = Vec::new();
+        for b in &self.builtins {
+            out.push(PluginEntry {
+                name: b.plugin().to_string(),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                kind: "exchange-type".into(),
+                description: format!("{} (built-in)", b.info().description),
+                aliases: Vec::new(),
+                error: None,
+                state: PluginState::BuiltIn,
+                details: verbose.then(|| details(b)),
+            });
         }
         for (name, path) in available(&self.dir) {
-            let (marker, version, desc) = match loaded.get(&name) {
-                Some(l) => ("[E*]", l.hash.clone(), l.factory.info().description.clone()),
-                None => {
-                    let hash = std::fs::read(&path).map(|b| hash_of(&b)).unwrap_or_default();
-                    (if enabled.contains(&name) { "[E ]" } else { "[  ]" }, hash, String::new())
-                }
+            let entry = match loaded.get(&name) {
+                Some(l) => PluginEntry {
+                    name: name.clone(),
+                    version: l.hash.clone(),
+                    kind: "exchange-type".into(),
+                    description: l.factory.info().description.clone(),
+                    aliases: Vec::new(),
+                    error: None,
+                    state: PluginState::Running,
+                    details: verbose.then(|| details(&l.factory)),
+                },
+                None => PluginEntry {
+                    version: std::fs::read(&path).map(|b| hash_of(&b)).unwrap_or_default(),
+                    kind: "exchange-type".into(),
+                    description: String::new(),
+                    aliases: Vec::new(),
+                    error: None,
+                    state: if enabled.contains(&name) { PluginState::EnabledNotRunning } else { PluginState::Available },
+                    details: None,
+                    name,
+                },
             };
-            let mut row = vec![json!(marker), json!(name), json!(version), json!("exchange-type"), json!(desc)];
-            if verbose {
-                if let Some(l) = loaded.get(&name) {
-                    row.extend(details(&*l.factory));
-                }
-            }
-            rows.push(row);
+            out.push(entry);
         }
-        let mut columns = vec!["marker", "name", "version", "kind", "description"];
-        if verbose {
-            columns.extend(["exchanges", "traps", "timeouts", "out_of_memory", "rebuilds", "reloads"]);
-        }
-        Response { columns: columns.iter().map(|s| s.to_string()).collect(), rows, ..Default::default() }
+        out
     }
 }
 
@@ -440,54 +452,19 @@ fn exchanges_of_type(broker: &Broker, ty: &str) -> Vec<(String, String)> {
     v
 }
 
-impl Extension for PluginManager {
-    fn handle(&self, broker: &Arc<Broker>, req: &Request) -> Option<Response> {
-        match req.command.as_str() {
-            "plugins_list" => Some(self.list(broker, req.args.iter().any(|a| a == "verbose"))),
-            // args: "force" or "noforce", then the complete new enabled set.
-            "plugins_set" => {
-                let force = req.args.first().is_some_and(|a| a == "force");
-                let names: Vec<String> = req.args.iter().skip(1).cloned().collect();
-                Some(match self.apply(broker, &names, force) {
-                    Ok(m) => Response::message(m),
-                    Err(e) => Response::error(e),
-                })
-            }
-            _ => None,
+impl PluginControl for PluginManager {
+    fn list(&self, verbose: bool) -> Vec<PluginEntry> {
+        match self.broker.lock().upgrade() {
+            Some(b) => self.entries(&b, verbose),
+            None => Vec::new(),
         }
     }
-}
 
-/// Stands in for the type of a disabled or missing plugin: the exchange keeps its bindings (in
-/// the core) and routes nothing.
-pub struct Unavailable(pub TypeInfo);
-
-impl ExchangeTypeFactory for Unavailable {
-    fn info(&self) -> &TypeInfo {
-        &self.0
-    }
-    fn validate(&self, _arguments: &FieldTable) -> Result<(), String> {
-        Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0.name))
-    }
-    fn create(&self, _exchange: &str, _arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure> {
-        Ok(Box::new(RoutesNothing))
-    }
-}
-
-struct RoutesNothing;
-
-impl ExchangeRouter for RoutesNothing {
-    fn validate_binding(&mut self, _b: &BindingView<'_>) -> Result<Result<(), String>, TypeFailure> {
-        Ok(Ok(()))
-    }
-    fn add_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
-        Ok(())
-    }
-    fn remove_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
-        Ok(())
-    }
-    fn route(&mut self, _msg: &MessageView<'_>, _out: &mut Vec<DestinationId>) -> Result<(), TypeFailure> {
-        Ok(())
+    fn set(&self, enabled: &[String], force: bool) -> Result<SetReport, SetError> {
+        let Some(broker) = self.broker.lock().upgrade() else {
+            return Err(SetError::refused("the broker is stopping"));
+        };
+        self.apply(&broker, enabled, force)
     }
 }
 
