@@ -69,6 +69,10 @@ pub trait ExchangeTypeFactory: Send + Sync {
     fn validate(&self, arguments: &FieldTable) -> Result<(), String>;
     /// Makes the routing state of one exchange.
     fn create(&self, exchange: &str, arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure>;
+    /// False for the stand-in of a type whose plugin is not enabled ([`Unavailable`]).
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// Routing state of one exchange. Calls are serialised by the core (one router is never called
@@ -103,15 +107,20 @@ impl ExchangeTypeFactory for Unavailable {
         Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0.name))
     }
     fn create(&self, _exchange: &str, _arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure> {
-        Ok(Box::new(RoutesNothing))
+        Ok(Box::new(RoutesNothing(self.0.name.clone())))
+    }
+    fn available(&self) -> bool {
+        false
     }
 }
 
-struct RoutesNothing;
+/// The router of an exchange whose type is unavailable: routes nothing, keeps no state (the core
+/// holds the bindings), and refuses new bindings, which no type could check (406).
+struct RoutesNothing(String);
 
 impl ExchangeRouter for RoutesNothing {
     fn validate_binding(&mut self, _b: &BindingView<'_>) -> Result<Result<(), String>, TypeFailure> {
-        Ok(Ok(()))
+        Ok(Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0)))
     }
     fn add_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
         Ok(())

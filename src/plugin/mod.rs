@@ -15,6 +15,7 @@
 //! Built-in types (direct, fanout, topic, headers) are embedded components: see [`builtin`].
 
 pub mod builtin;
+pub mod catalog;
 mod convert;
 mod engine;
 mod exchange;
@@ -26,6 +27,7 @@ pub use engine::{CacheOutcome, PluginEngine, PluginLimits};
 pub use kind::PluginKind;
 pub use exchange::{PluginStats, WasmExchangeType, WasmRouter};
 pub mod manager;
+mod watch;
 
 /// Host bindings generated from `wit/` (world `exchange-type`).
 pub mod bindings {
