@@ -140,4 +140,27 @@ mod tests {
         std::fs::write(&p, "garbage").unwrap();
         assert!(read_enabled(&p).is_err());
     }
+
+    #[test]
+    fn aliases_resolve_to_shipped_names_and_reserved_files_are_flagged() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x-mine.wasm"), b"x").unwrap();
+        std::fs::write(dir.path().join("warren_random_exchange.wasm"), b"x").unwrap();
+        std::fs::write(dir.path().join("topic.wasm"), b"x").unwrap();
+        assert_eq!(canonical("rabbitmq_random_exchange"), "warren_random_exchange");
+        assert_eq!(canonical("x-mine"), "x-mine");
+        let (n, o) = resolve(dir.path(), "rabbitmq_consistent_hash_exchange").unwrap();
+        assert_eq!(n, "warren_consistent_hash_exchange");
+        assert!(matches!(o, Origin::Shipped(_)));
+        // The shipped plugin wins over a file of the same name; built-ins are not optional.
+        assert!(matches!(resolve(dir.path(), "warren_random_exchange").unwrap().1, Origin::Shipped(_)));
+        assert!(resolve(dir.path(), "topic").is_none());
+        assert!(matches!(resolve(dir.path(), "x-mine").unwrap().1, Origin::File(_)));
+        assert!(resolve(dir.path(), "nope").is_none());
+        let all = catalog(dir.path());
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["warren_consistent_hash_exchange", "warren_random_exchange", "topic", "warren_random_exchange", "x-mine"]);
+        assert!(all[2].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
+        assert!(all[3].1.is_err() && all[4].1.is_ok());
+    }
 }
