@@ -254,7 +254,7 @@ mod tests {
         // Stand-ins for the standard types: these tests need the amq.* exchanges to exist, not route.
         let types = ["direct", "fanout", "topic", "headers"]
             .map(|n| Arc::new(crate::exchange_type::Unavailable::named(n)) as Arc<dyn crate::exchange_type::ExchangeTypeFactory>);
-        Broker::new(Config::for_tests(&dir), types)
+        Broker::new(Config::for_tests(&dir), types).unwrap()
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod confirm;
 pub mod delivery;
 pub mod exchange;
+pub mod internal_auth;
 pub mod message;
 pub mod persist;
 pub mod queue;
@@ -54,6 +55,8 @@ pub struct Broker {
     pub store: Option<Arc<Store>>,
     /// The free disk space alarm (its checks run once `server::start` calls `start`).
     pub disk: Arc<crate::alarm::DiskMonitor>,
+    /// The `[auth] backends` chain.
+    pub auth: crate::auth_backend::AuthChain,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -62,32 +65,44 @@ fn store_error(e: StoreError) -> ReplyError {
 }
 
 impl Broker {
-    fn empty(config: Config, store: Option<Arc<Store>>) -> Arc<Broker> {
+    fn empty(config: Config, store: Option<Arc<Store>>) -> Result<Arc<Broker>, String> {
         let disk = crate::alarm::DiskMonitor::new(
             config.storage.data_dir.clone(),
             config.storage.disk_free_limit,
             std::time::Duration::from_millis(config.storage.disk_check_interval_ms),
         );
-        let b = Arc::new(Broker {
-            config,
-            vhosts: RwLock::default(),
-            users: RwLock::default(),
-            permissions: RwLock::default(),
-            auth_epoch: AtomicU64::new(1),
-            admin_lock: Mutex::new(()),
-            types: RwLock::default(),
-            next_id: AtomicU64::new(1),
-            connections: Mutex::default(),
-            store,
-            disk,
-        });
-        b
+        if let Some(b) = config.auth.backends.iter().find(|b| !internal_auth::NAMES.contains(&b.as_str())) {
+            return Err(format!("[auth] backends: unknown backend '{b}' (available: internal)"));
+        }
+        if config.auth.backends.is_empty() {
+            return Err("[auth] backends: at least one backend is needed".into());
+        }
+        let n = config.auth.backends.len();
+        Ok(Arc::new_cyclic(|me| {
+            // Every name is "internal" (checked above); listing it twice asks it twice, as RabbitMQ.
+            let backends: Vec<Arc<dyn crate::auth_backend::AuthBackend>> =
+                (0..n).map(|_| Arc::new(internal_auth::InternalBackend { broker: me.clone() }) as _).collect();
+            Broker {
+                config,
+                vhosts: RwLock::default(),
+                users: RwLock::default(),
+                permissions: RwLock::default(),
+                auth_epoch: AtomicU64::new(1),
+                admin_lock: Mutex::new(()),
+                types: RwLock::default(),
+                next_id: AtomicU64::new(1),
+                connections: Mutex::default(),
+                store,
+                disk,
+                auth: crate::auth_backend::AuthChain::new(backends),
+            }
+        }))
     }
 
     /// A broker without storage: the exchange types `types`, the default vhost and user of
     /// `config`. (The caller supplies the types: the core has none of its own.)
-    pub fn new(config: Config, types: impl IntoIterator<Item = Arc<dyn ExchangeTypeFactory>>) -> Arc<Broker> {
-        let b = Broker::empty(config, None);
+    pub fn new(config: Config, types: impl IntoIterator<Item = Arc<dyn ExchangeTypeFactory>>) -> Result<Arc<Broker>, String> {
+        let b = Broker::empty(config, None)?;
         for t in types {
             b.register_type(t);
         }
@@ -95,7 +110,7 @@ impl Broker {
         b.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
         b.add_vhost(&a.default_vhost);
         b.set_permission(&a.default_vhost, &a.default_user, Permission::all());
-        b
+        Ok(b)
     }
 
     /// Opens the store in the data directory and recovers definitions and persistent messages
@@ -105,7 +120,7 @@ impl Broker {
     pub fn open(config: Config, install: impl FnOnce(&Arc<Broker>) -> Result<(), String>) -> Result<Arc<Broker>, String> {
         let data_dir = config.storage.data_dir.clone();
         let store = Arc::new(Store::open(&data_dir).map_err(|e| e.to_string())?);
-        let b = Broker::empty(config, Some(store.clone()));
+        let b = Broker::empty(config, Some(store.clone()))?;
         install(&b)?;
         persist::recover(&b, &store).map_err(|e| e.to_string())?;
         Ok(b)

@@ -1,5 +1,6 @@
 //! Channel methods: exchange, queue, basic, confirm and tx classes.
 
+use crate::auth_backend::ResourceKind;
 use super::ConnCtx;
 use crate::broker::auth::Access;
 use crate::broker::delivery::{ChannelShared, ConnShared, Consumer, Unacked};
@@ -123,11 +124,12 @@ impl Channel {
     }
 
     /// RabbitMQ's permission check: `access` on resource `kind` `name` (the default exchange is
-    /// `amq.default`). Checked live, so permission changes apply to the next operation.
+    /// `amq.default`), answered by the auth backend that accepted the user. Checked live, so
+    /// permission changes apply to the next operation.
     fn check(&self, ctx: &ConnCtx, access: Access, kind: &str, name: &str) -> Result<(), ReplyError> {
         let name = if kind == "exchange" && name.is_empty() { "amq.default" } else { name };
-        let perm = ctx.broker.permission(&ctx.vhost.name, &ctx.user);
-        if perm.is_some_and(|p| p.allows(access, name)) {
+        let rk = if kind == "queue" { ResourceKind::Queue } else { ResourceKind::Exchange };
+        if ctx.auth.backend.check_resource(&ctx.auth, &ctx.vhost.name, rk, name, access) {
             return Ok(());
         }
         Err(access_refused(format!("access to {kind} '{name}' in vhost '{}' refused for user '{}'", ctx.vhost.name, ctx.user)))
