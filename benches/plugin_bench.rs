@@ -72,7 +72,7 @@ fn benches(c: &mut Criterion) {
     // Hot-reload swap of one exchange: a fresh instance of the new version gets 1,000 bindings replayed.
     let x = Exchange::new("swap".into(), "/".into(), topic.clone(), false, false, false, none.clone()).unwrap();
     for i in 0..1000u32 {
-        let q = Arc::new(Queue::new(format!("q{i}"), "/".into(), false, false, None, none.clone(), None));
+        let q = Arc::new(Queue::new(format!("q{i}"), "/".into(), false, false, None, none.clone(), None, usize::MAX));
         x.add_binding(Destination::Queue(q), &format!("orders.region{i}.*"), &none).unwrap();
     }
     let new_version: Arc<dyn ExchangeTypeFactory> = builtin(&engine, "topic");
