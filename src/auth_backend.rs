@@ -10,9 +10,16 @@
 //! Results are cached by the callers as RabbitMQ does: vhost access once per connection, the
 //! publish path's write check per channel until access control changes (`Broker::auth_epoch`).
 
-pub use crate::broker::auth::Access;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+/// What an operation needs: RabbitMQ's configure, write and read permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Configure,
+    Write,
+    Read,
+}
 
 /// What a client presented at login.
 #[derive(Debug, Clone, Copy)]

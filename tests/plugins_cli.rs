@@ -4,7 +4,6 @@
 //! and bindings made while a type's plugin is disabled.
 mod common;
 use common::*;
-use lapin::options::*;
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use std::process::Command;
