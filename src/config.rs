@@ -41,6 +41,10 @@ pub struct AuthConfig {
     pub default_vhost: String,
     /// Users that may only connect through a loopback interface.
     pub loopback_users: Vec<String>,
+    /// Authentication/authorization backends, asked in order at login; the first that accepts
+    /// wins (RabbitMQ's `auth_backends`). `"internal"` (alias `"rabbit_auth_backend_internal"`):
+    /// the users and permissions managed with `warrenctl`.
+    pub backends: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,6 +114,7 @@ impl Default for AuthConfig {
             default_pass: "guest".into(),
             default_vhost: "/".into(),
             loopback_users: vec!["guest".into()],
+            backends: vec!["internal".into()],
         }
     }
 }

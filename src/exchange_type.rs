@@ -69,6 +69,10 @@ pub trait ExchangeTypeFactory: Send + Sync {
     fn validate(&self, arguments: &FieldTable) -> Result<(), String>;
     /// Makes the routing state of one exchange.
     fn create(&self, exchange: &str, arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure>;
+    /// False for the stand-in of a type whose plugin is not enabled ([`Unavailable`]).
+    fn available(&self) -> bool {
+        true
+    }
 }
 
 /// Routing state of one exchange. Calls are serialised by the core (one router is never called
@@ -82,4 +86,49 @@ pub trait ExchangeRouter: Send {
     fn route(&mut self, msg: &MessageView<'_>, out: &mut Vec<DestinationId>) -> Result<(), TypeFailure>;
     /// Called when the exchange is deleted.
     fn delete(&mut self) {}
+}
+
+/// Stands in for the type of a disabled or missing plugin: the exchange keeps its bindings (in
+/// the core) and routes nothing.
+pub struct Unavailable(pub TypeInfo);
+
+impl Unavailable {
+    /// A stand-in for type `name`, known only by its name.
+    pub fn named(name: &str) -> Unavailable {
+        Unavailable(TypeInfo { name: name.to_string(), description: String::new(), reads: RoutingInputs::default(), deterministic: false })
+    }
+}
+
+impl ExchangeTypeFactory for Unavailable {
+    fn info(&self) -> &TypeInfo {
+        &self.0
+    }
+    fn validate(&self, _arguments: &FieldTable) -> Result<(), String> {
+        Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0.name))
+    }
+    fn create(&self, _exchange: &str, _arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure> {
+        Ok(Box::new(RoutesNothing(self.0.name.clone())))
+    }
+    fn available(&self) -> bool {
+        false
+    }
+}
+
+/// The router of an exchange whose type is unavailable: routes nothing, keeps no state (the core
+/// holds the bindings), and refuses new bindings, which no type could check (406).
+struct RoutesNothing(String);
+
+impl ExchangeRouter for RoutesNothing {
+    fn validate_binding(&mut self, _b: &BindingView<'_>) -> Result<Result<(), String>, TypeFailure> {
+        Ok(Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0)))
+    }
+    fn add_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+    fn remove_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
+    fn route(&mut self, _msg: &MessageView<'_>, _out: &mut Vec<DestinationId>) -> Result<(), TypeFailure> {
+        Ok(())
+    }
 }

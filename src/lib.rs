@@ -2,6 +2,7 @@
 pub mod config;
 pub mod admin;
 pub mod alarm;
+pub mod auth_backend;
 pub mod broker;
 pub mod connection;
 pub mod exchange_type;

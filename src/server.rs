@@ -1,7 +1,11 @@
-//! Server lifecycle: bind the listener, accept connections, shut down.
+//! Server lifecycle: wire the plugin layer into the core, bind the listener, accept connections,
+//! shut down.
 
+use crate::admin::Admin;
+use crate::admin::plugins::PluginControl;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::plugin::manager::PluginManager;
 use crate::protocol::reply::{ErrorKind, ReplyError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +19,8 @@ pub struct ServerHandle {
     /// The address the AMQP listener is bound to (with the real port when 0 was asked).
     pub amqp_addr: SocketAddr,
     pub broker: Arc<Broker>,
+    /// The plugin layer wired into `broker`.
+    pub plugins: Arc<PluginManager>,
     stop: watch::Sender<bool>,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -23,14 +29,19 @@ pub struct ServerHandle {
 pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     let addr = format!("{}:{}", config.amqp.bind, config.amqp.port);
     let data_dir = config.storage.data_dir.clone();
+    // The plugin layer is wired in here: the core sees only its traits (exchange types registered
+    // with the broker, `PluginControl` for the admin API).
+    let plugins = Arc::new(PluginManager::from_config(&config).map_err(std::io::Error::other)?);
     // Recovery first, as RabbitMQ: once the port accepts connections, every durable object and
-    // message is back and the control socket answers.
-    let broker = Broker::open(config).map_err(std::io::Error::other)?;
-    let mut extensions: Vec<Arc<dyn crate::admin::Extension>> = Vec::new();
-    if let Some(p) = broker.plugins.read().clone() {
-        extensions.push(p);
-    }
-    crate::admin::control::start(broker.clone(), extensions, &data_dir)?;
+    // message is back and the control socket answers. Exchange types come before recovery, so
+    // exchanges of plugin types come back with their type.
+    let broker = Broker::open(config, |b| {
+        plugins.start(b);
+        Ok(())
+    })
+    .map_err(std::io::Error::other)?;
+    let admin = Admin { broker: broker.clone(), plugins: Some(plugins.clone() as Arc<dyn PluginControl>) };
+    crate::admin::control::start(admin, &data_dir)?;
     // First disk check before accepting anyone: a full disk blocks publishers from the start.
     broker.disk.start();
     let listener = TcpListener::bind(&addr).await?;
@@ -58,7 +69,7 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
             }
         }
     });
-    Ok(ServerHandle { amqp_addr, broker, stop, accept })
+    Ok(ServerHandle { amqp_addr, broker, plugins, stop, accept })
 }
 
 impl ServerHandle {

@@ -1,8 +1,7 @@
 //! The control socket: a Unix socket in the data directory (owner-only), one JSON request per
 //! line, one JSON response per line. `warrenctl` and `warren-plugins` talk to the broker here.
 
-use super::{Extension, Request, Response, handle};
-use crate::broker::Broker;
+use super::{Admin, Request, Response, handle};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -17,7 +16,7 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Binds the control socket (replacing a stale one) and serves it in the background.
-pub fn start(broker: Arc<Broker>, extensions: Vec<Arc<dyn Extension>>, data_dir: &Path) -> std::io::Result<PathBuf> {
+pub fn start(admin: Admin, data_dir: &Path) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(data_dir)?;
     let path = socket_path(data_dir);
     if path.exists() {
@@ -34,12 +33,12 @@ pub fn start(broker: Arc<Broker>, extensions: Vec<Arc<dyn Extension>>, data_dir:
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     info!(path = %path.display(), "control socket ready");
-    let extensions = Arc::new(extensions);
+    let admin = Arc::new(admin);
     tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((s, _)) => {
-                    tokio::spawn(serve(broker.clone(), extensions.clone(), s));
+                    tokio::spawn(serve(admin.clone(), s));
                 }
                 Err(e) => {
                     warn!("control socket accept failed: {e}");
@@ -51,16 +50,15 @@ pub fn start(broker: Arc<Broker>, extensions: Vec<Arc<dyn Extension>>, data_dir:
     Ok(path)
 }
 
-async fn serve(broker: Arc<Broker>, extensions: Arc<Vec<Arc<dyn Extension>>>, s: UnixStream) {
+async fn serve(admin: Arc<Admin>, s: UnixStream) {
     let (rd, mut wr) = s.into_split();
     let mut lines = BufReader::new(rd).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         let resp = match serde_json::from_str::<Request>(&line) {
             Ok(req) => {
-                let b = broker.clone();
-                let ex = extensions.clone();
+                let a = admin.clone();
                 // Commands may block (file writes, plugin compiles): keep them off the reactor.
-                tokio::task::spawn_blocking(move || handle(&b, &ex, &req)).await.unwrap_or_else(|e| Response::error(e.to_string()))
+                tokio::task::spawn_blocking(move || handle(&a, &req)).await.unwrap_or_else(|e| Response::error(e.to_string()))
             }
             Err(e) => Response::error(format!("bad request: {e}")),
         };

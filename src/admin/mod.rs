@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod control;
 pub mod limits;
+pub mod plugins;
 pub mod users;
 
 use crate::broker::Broker;
@@ -55,10 +56,13 @@ impl Response {
     }
 }
 
-/// Commands other parts of the broker add (e.g. the plugin manager's `plugins_*`).
-pub trait Extension: Send + Sync {
-    /// `None` if the command is not this extension's.
-    fn handle(&self, broker: &Arc<Broker>, req: &Request) -> Option<Response>;
+/// What the admin API serves: the broker, and the services `server.rs` wires in at start (the
+/// core never builds them itself).
+#[derive(Clone)]
+pub struct Admin {
+    pub broker: Arc<Broker>,
+    /// The plugin layer (`warren-plugins`); None in a broker started without one.
+    pub plugins: Option<Arc<dyn plugins::PluginControl>>,
 }
 
 /// Picks the requested columns out of full rows.
@@ -76,11 +80,10 @@ fn select(all: &[&str], default: &[&str], args: &[String], rows: Vec<Vec<Value>>
 }
 
 /// Runs one command against the broker.
-pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Request) -> Response {
-    for e in extensions {
-        if let Some(r) = e.handle(broker, req) {
-            return r;
-        }
+pub fn handle(admin: &Admin, req: &Request) -> Response {
+    let broker = &admin.broker;
+    if let Some(r) = plugins::handle(admin.plugins.as_deref(), req) {
+        return r;
     }
     if let Some(r) = users::handle(broker, req).or_else(|| limits::handle(broker, req)) {
         return r;

@@ -251,7 +251,10 @@ mod tests {
 
     fn broker() -> Arc<Broker> {
         let dir = std::env::temp_dir();
-        Broker::new(Config::for_tests(&dir)).unwrap()
+        // Stand-ins for the standard types: these tests need the amq.* exchanges to exist, not route.
+        let types = ["direct", "fanout", "topic", "headers"]
+            .map(|n| Arc::new(crate::exchange_type::Unavailable::named(n)) as Arc<dyn crate::exchange_type::ExchangeTypeFactory>);
+        Broker::new(Config::for_tests(&dir), types).unwrap()
     }
 
     #[test]

@@ -42,13 +42,8 @@ pub fn check_password(stored: &str, password: &str) -> bool {
     candidate.as_bytes().len() == stored.len() && candidate.as_bytes().iter().zip(stored.as_bytes()).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0
 }
 
-/// What an operation needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    Configure,
-    Write,
-    Read,
-}
+/// What an operation needs (defined with the auth-backend boundary).
+pub use crate::auth_backend::Access;
 
 /// A user's permissions in one vhost.
 #[derive(Debug, Clone)]

@@ -190,13 +190,27 @@ impl Exchange {
     }
 
     /// Moves the exchange to another implementation of its type (a reloaded plugin, or a stand-in
-    /// for a disabled one): a new router gets every binding replayed, then replaces the old one.
-    /// On failure the old router keeps serving.
+    /// for a disabled one): a new router gets every binding validated and replayed, then replaces
+    /// the old one. On failure (a binding the new type refuses) the old router keeps serving.
     pub fn swap_type(&self, factory: Arc<dyn ExchangeTypeFactory>) -> Result<(), TypeFailure> {
         let mut st = self.state.lock();
         let mut router = factory.create(&self.name, &self.arguments)?;
         for b in &st.bindings {
-            router.add_binding(&BindingView { destination: b.id, binding_key: &b.key, arguments: &b.arguments })?;
+            let view = BindingView { destination: b.id, binding_key: &b.key, arguments: &b.arguments };
+            // Bindings made while the type was away were never checked by it. (A stand-in
+            // refuses every new binding but keeps the existing ones.)
+            if factory.available()
+                && let Err(text) = router.validate_binding(&view)?
+            {
+                return Err(TypeFailure(format!(
+                    "the binding to {} '{}' with key '{}' is refused by type '{}': {text}",
+                    b.destination.kind(),
+                    b.destination.name(),
+                    b.key,
+                    factory.info().name
+                )));
+            }
+            router.add_binding(&view)?;
         }
         st.reads = factory.info().reads;
         st.factory = factory;

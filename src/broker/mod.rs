@@ -10,6 +10,7 @@ pub mod confirm;
 pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
+pub mod internal_auth;
 pub mod limits;
 pub mod message;
 pub mod persist;
@@ -62,10 +63,10 @@ pub struct Broker {
     pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
     /// The durable store (None: nothing survives a restart, e.g. unit tests).
     pub store: Option<Arc<Store>>,
-    /// The plugin manager (None without a data directory).
-    pub plugins: RwLock<Option<Arc<crate::plugin::manager::PluginManager>>>,
     /// The free disk space alarm (its checks run once `server::start` calls `start`).
     pub disk: Arc<crate::alarm::DiskMonitor>,
+    /// The `[auth] backends` chain.
+    pub auth: crate::auth_backend::AuthChain,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -74,45 +75,46 @@ fn store_error(e: StoreError) -> ReplyError {
 }
 
 impl Broker {
-    fn empty(config: Config, store: Option<Arc<Store>>) -> Arc<Broker> {
+    fn empty(config: Config, store: Option<Arc<Store>>) -> Result<Arc<Broker>, String> {
         let disk = crate::alarm::DiskMonitor::new(
             config.storage.data_dir.clone(),
             config.storage.disk_free_limit,
             std::time::Duration::from_millis(config.storage.disk_check_interval_ms),
         );
-        let b = Arc::new(Broker {
-            config,
-            vhosts: RwLock::default(),
-            users: RwLock::default(),
-            permissions: RwLock::default(),
-            auth_epoch: AtomicU64::new(1),
-            admin_lock: Mutex::new(()),
-            types: RwLock::default(),
-            next_id: AtomicU64::new(1),
-            connections: Mutex::default(),
-            store,
-            plugins: RwLock::default(),
-            disk,
-        });
-        b
+        if let Some(b) = config.auth.backends.iter().find(|b| !internal_auth::NAMES.contains(&b.as_str())) {
+            return Err(format!("[auth] backends: unknown backend '{b}' (available: internal)"));
+        }
+        if config.auth.backends.is_empty() {
+            return Err("[auth] backends: at least one backend is needed".into());
+        }
+        let n = config.auth.backends.len();
+        Ok(Arc::new_cyclic(|me| {
+            // Every name is "internal" (checked above); listing it twice asks it twice, as RabbitMQ.
+            let backends: Vec<Arc<dyn crate::auth_backend::AuthBackend>> =
+                (0..n).map(|_| Arc::new(internal_auth::InternalBackend { broker: me.clone() }) as _).collect();
+            Broker {
+                config,
+                vhosts: RwLock::default(),
+                users: RwLock::default(),
+                permissions: RwLock::default(),
+                auth_epoch: AtomicU64::new(1),
+                admin_lock: Mutex::new(()),
+                types: RwLock::default(),
+                next_id: AtomicU64::new(1),
+                connections: Mutex::default(),
+                store,
+                disk,
+                auth: crate::auth_backend::AuthChain::new(backends),
+            }
+        }))
     }
 
-    fn plugin_engine(config: &Config, cache: Option<std::path::PathBuf>) -> Result<crate::plugin::PluginEngine, String> {
-        let limits = crate::plugin::PluginLimits {
-            memory_bytes: (config.plugins.memory_limit_mib as usize) << 20,
-            call_timeout: std::time::Duration::from_millis(config.plugins.call_timeout_ms),
-            ..Default::default()
-        };
-        crate::plugin::PluginEngine::new(limits, cache).map_err(|e| e.to_string())
-    }
-
-    /// A broker without storage or plugins folder: the built-in exchange types, the default vhost
-    /// and user of `config`.
-    pub fn new(config: Config) -> Result<Arc<Broker>, String> {
-        let engine = Broker::plugin_engine(&config, None)?;
-        let b = Broker::empty(config, None);
-        for t in engine.load_builtins().map_err(|e| e.to_string())? {
-            b.register_type(Arc::new(t));
+    /// A broker without storage: the exchange types `types`, the default vhost and user of
+    /// `config`. (The caller supplies the types: the core has none of its own.)
+    pub fn new(config: Config, types: impl IntoIterator<Item = Arc<dyn ExchangeTypeFactory>>) -> Result<Arc<Broker>, String> {
+        let b = Broker::empty(config, None)?;
+        for t in types {
+            b.register_type(t);
         }
         let a = &b.config.auth;
         b.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
@@ -122,22 +124,14 @@ impl Broker {
     }
 
     /// Opens the store in the data directory and recovers definitions and persistent messages
-    /// (on first start: creates the default user and vhost).
-    /// Plugins: the built-in exchange types, then the enabled plugins of the plugins folder
-    /// (before recovery, so exchanges of plugin types come back with their type).
-    pub fn open(config: Config) -> Result<Arc<Broker>, String> {
+    /// (on first start: creates the default user and vhost). `install` runs between the two: it
+    /// registers the exchange types (`server.rs` hands in the plugin layer), so exchanges of
+    /// plugin types come back with their type.
+    pub fn open(config: Config, install: impl FnOnce(&Arc<Broker>) -> Result<(), String>) -> Result<Arc<Broker>, String> {
         let data_dir = config.storage.data_dir.clone();
         let store = Arc::new(Store::open(&data_dir).map_err(|e| e.to_string())?);
-        let engine = Broker::plugin_engine(&config, Some(data_dir.join("plugin-cache")))?;
-        let plugins = crate::plugin::manager::PluginManager::new(engine, config.plugins_dir(), &data_dir, config.plugins.settings.clone())
-            .map_err(|e| e.to_string())?;
-        let plugins = Arc::new(plugins);
-        let b = Broker::empty(config, Some(store.clone()));
-        for t in plugins.builtin_types() {
-            b.register_type(t);
-        }
-        plugins.start(&b);
-        *b.plugins.write() = Some(plugins);
+        let b = Broker::empty(config, Some(store.clone()))?;
+        install(&b)?;
         persist::recover(&b, &store).map_err(|e| e.to_string())?;
         Ok(b)
     }

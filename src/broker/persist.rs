@@ -154,13 +154,7 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
             Some(f) => f,
             None => {
                 warn!("exchange '{}' in vhost '{}' has type '{}', whose plugin is not enabled: it routes nothing until it is", x.name, x.vhost, x.kind);
-                let info = crate::exchange_type::TypeInfo {
-                    name: x.kind.clone(),
-                    description: String::new(),
-                    reads: Default::default(),
-                    deterministic: false,
-                };
-                std::sync::Arc::new(crate::plugin::manager::Unavailable(info))
+                std::sync::Arc::new(crate::exchange_type::Unavailable::named(&x.kind))
             }
         };
         match super::exchange::Exchange::new(x.name.clone(), x.vhost.clone(), factory, x.durable, x.auto_delete, x.internal, decode_table(&x.arguments)) {

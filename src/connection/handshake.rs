@@ -1,7 +1,8 @@
 //! connection.start / start-ok (SASL PLAIN, AMQPLAIN) / tune / tune-ok / open.
 
 use crate::broker::delivery::ConnShared;
-use crate::broker::{Broker, Vhost, auth};
+use crate::auth_backend::{AuthUser, Credentials};
+use crate::broker::{Broker, Vhost};
 use crate::protocol::frame::{self, FRAME_MIN_SIZE, Frame, parse_frame};
 use crate::protocol::reply::{ErrorKind, ReplyError};
 use crate::protocol::{AMQPClass, AMQPValue, FieldTable, LongString, connection};
@@ -14,6 +15,8 @@ use tracing::warn;
 
 pub(super) struct Handshake {
     pub user: String,
+    /// The user as accepted by an auth backend, which answers its permission checks.
+    pub auth: AuthUser,
     pub vhost: Arc<Vhost>,
     pub heartbeat: u16,
     pub frame_max: u32,
@@ -169,11 +172,14 @@ pub(super) async fn run(
     let failure_close = client_capability(&start_ok.client_properties, "authentication_failure_close");
     let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
-    let valid = broker.user(&user).is_some_and(|u| auth::check_password(&u.password_hash, &pass));
+    // The `[auth] backends` chain: the first backend that accepts wins.
+    let login = broker.auth.login(&Credentials { username: &user, password: &pass, peer });
     let loopback_ok = !broker.config.auth.loopback_users.contains(&user) || local.is_some_and(|a| a.ip().is_loopback());
-    if !valid || !loopback_ok {
-        if !valid {
-            warn!(peer = %peer, "{mechanism} login refused: user '{user}' - invalid credentials");
+    if login.is_err() || !loopback_ok {
+        if let Err(refusals) = &login {
+            for why in refusals {
+                warn!(peer = %peer, "{mechanism} login refused: {why}");
+            }
         } else {
             warn!(peer = %peer, "{mechanism} login refused: user '{user}' can only connect via localhost");
         }
@@ -189,6 +195,7 @@ pub(super) async fn run(
         }
         return Err(());
     }
+    let Ok(auth) = login else { return Err(()) };
 
     let tune = AMQPClass::Connection(connection::AMQPMethod::Tune(connection::Tune {
         channel_max: cfg.channel_max,
@@ -216,7 +223,7 @@ pub(super) async fn run(
         close(wr, ReplyError::new(ErrorKind::NotAllowed, format!("vhost {vhost_name} not found")).on(10, 40)).await;
         return Err(());
     };
-    if broker.permission(vhost_name, &user).is_none() {
+    if !auth.backend.check_vhost(&auth, vhost_name, peer) {
         close(wr, ReplyError::new(ErrorKind::NotAllowed, format!("access to vhost '{vhost_name}' refused for user '{user}'")).on(10, 40))
             .await;
         return Err(());
@@ -227,7 +234,7 @@ pub(super) async fn run(
         return Err(());
     }
     send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
-    Ok(Handshake { user, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify })
+    Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify })
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub(crate) struct ConnCtx {
     pub conn: Arc<ConnShared>,
     pub vhost: Arc<Vhost>,
     pub user: String,
+    /// The user as its auth backend accepted it (permission checks go there).
+    pub auth: crate::auth_backend::AuthUser,
     pub id: u64,
     /// Exclusive queues declared by this connection, deleted when it closes.
     pub exclusive: Vec<Arc<Queue>>,
@@ -113,6 +115,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             conn: conn.clone(),
             vhost: hs.vhost,
             user: hs.user,
+            auth: hs.auth,
             id,
             exclusive: Vec::new(),
         },

@@ -229,6 +229,16 @@ pub struct PluginEngine {
 }
 
 impl PluginEngine {
+    /// An engine with the limits of `config`'s `[plugins]` section.
+    pub fn from_config(config: &crate::config::Config, cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {
+        let limits = PluginLimits {
+            memory_bytes: (config.plugins.memory_limit_mib as usize) << 20,
+            call_timeout: Duration::from_millis(config.plugins.call_timeout_ms),
+            ..Default::default()
+        };
+        PluginEngine::new(limits, cache_dir)
+    }
+
     /// `cache_dir` (e.g. `<data-dir>/plugin-cache`) holds compiled components; it is created
     /// if missing. `None` compiles on every load.
     pub fn new(limits: PluginLimits, cache_dir: Option<PathBuf>) -> Result<Self, LoadError> {

@@ -1,33 +1,38 @@
-//! Plugin management, as `rabbitmq-plugins` does it: which plugins exist (the `.wasm` files of the
-//! plugins folder, plus the built-ins), which are enabled (the `enabled_plugins` file in the data
-//! directory, in RabbitMQ's format `[name1,'name-2'].`), applying a new enabled set to the running
-//! broker, and hot reload when an enabled plugin's file changes.
+//! Plugin management, as `rabbitmq-plugins` does it: which plugins exist and which are enabled
+//! (see [`catalog`](super::catalog)), applying a new enabled set to the running broker, and hot
+//! reload when an enabled plugin's file changes (see [`watch`](super::watch)).
 //!
-//! A plugin's name is its file's stem (`x-random.wasm` → `x-random`); the exchange type it provides
-//! is whatever its `describe()` says. Exchanges of a type whose plugin is disabled (with `--force`)
-//! or missing at start stay declared with their bindings but route nothing until the plugin is
-//! enabled again; then their bindings are replayed into the plugin.
+//! Kind-aware: a plugin's kind is the world it implements ([`PluginKind`]), read from the
+//! component when it loads; enabling, disabling, hot reload, the sandbox and the failure
+//! counters are the same for every kind. This broker serves `exchange-type` plugins; a component
+//! of another world is refused at load with that reason, shown by `warren-plugins list`.
+//!
+//! A plugin's name is its shipped name or its file's stem (`x-random.wasm` → `x-random`); the
+//! exchange type it provides is whatever its `describe()` says. Exchanges of a type whose plugin
+//! is disabled (with `--force`) or missing at start stay declared with their bindings but route
+//! nothing, and refuse new bindings, until the plugin is enabled again; then their bindings are
+//! replayed into the plugin, and a binding the plugin refuses makes `enable` fail, naming it.
 
-use super::{PluginEngine, PluginStats, WasmExchangeType};
-use crate::admin::{Extension, Request, Response};
+use super::catalog::{Origin, catalog, canonical, read_enabled, resolve, write_enabled};
+use super::{PluginEngine, PluginKind, PluginStats, WasmExchangeType};
+use crate::admin::plugins::{PluginControl, PluginDetails, PluginEntry, PluginState, SetError, SetReport};
 use crate::broker::Broker;
-use crate::exchange_type::{BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, TypeFailure, TypeInfo};
-use crate::protocol::FieldTable;
+use crate::config::Config;
+use crate::exchange_type::{ExchangeTypeFactory, Unavailable};
 use parking_lot::Mutex;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 
-/// File name of the enabled set inside the data directory.
-pub const ENABLED_FILE: &str = "enabled_plugins";
+pub use super::catalog::ENABLED_FILE;
 
 /// A plugin that is loaded and serving.
 struct Loaded {
     hash: String,
+    kind: PluginKind,
+    origin: Origin,
     factory: Arc<WasmExchangeType>,
 }
 
@@ -40,59 +45,11 @@ pub struct PluginManager {
     loaded: Mutex<HashMap<String, Loaded>>,
     /// Failure/rebuild/reload counters per plugin name, kept across reloads and disable/enable.
     stats: Mutex<HashMap<String, Arc<PluginStats>>>,
+    /// Why the latest version of a running plugin's file was refused (the old one serves on).
+    rejected: Mutex<HashMap<String, String>>,
     broker: Mutex<Weak<Broker>>,
     /// Keeps the folder watcher alive.
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
-}
-
-/// Reads an `enabled_plugins` file: `[a,'b-c'].` (missing file: nothing enabled).
-pub fn read_enabled(path: &Path) -> Result<Vec<String>, String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let t = text.trim();
-    let inner = t
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix('.'))
-        .and_then(|r| r.trim_end().strip_suffix(']'))
-        .ok_or_else(|| format!("{} is not a plugin list like [name1,name2].", path.display()))?;
-    Ok(inner
-        .split(',')
-        .map(|n| n.trim().trim_matches('\'').to_string())
-        .filter(|n| !n.is_empty())
-        .collect())
-}
-
-/// Writes an `enabled_plugins` file (temp file + rename).
-pub fn write_enabled(path: &Path, names: &[String]) -> std::io::Result<()> {
-    let atom = |n: &String| {
-        let plain = n.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if plain { n.clone() } else { format!("'{n}'") }
-    };
-    let body = format!("[{}].\n", names.iter().map(atom).collect::<Vec<_>>().join(","));
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(tmp, path)
-}
-
-/// The `.wasm` files of the plugins folder: name → path.
-pub fn available(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
-        .filter_map(|p| Some((p.file_stem()?.to_str()?.to_string(), p)))
-        .collect();
-    out.sort();
-    out
 }
 
 fn hash_of(bytes: &[u8]) -> String {
@@ -101,6 +58,14 @@ fn hash_of(bytes: &[u8]) -> String {
 }
 
 impl PluginManager {
+    /// The plugin layer of a broker with `config`: its engine (limits from `[plugins]`, compiled
+    /// components cached in `<data-dir>/plugin-cache`), folder and enabled file.
+    pub fn from_config(config: &Config) -> Result<PluginManager, super::LoadError> {
+        let data_dir = &config.storage.data_dir;
+        let engine = PluginEngine::from_config(config, Some(data_dir.join("plugin-cache")))?;
+        PluginManager::new(engine, config.plugins_dir(), data_dir, config.plugins.settings.clone())
+    }
+
     pub fn new(
         engine: PluginEngine,
         dir: PathBuf,
@@ -116,9 +81,18 @@ impl PluginManager {
             builtins,
             loaded: Mutex::default(),
             stats: Mutex::default(),
+            rejected: Mutex::default(),
             broker: Mutex::new(Weak::new()),
             watcher: Mutex::default(),
         })
+    }
+
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(super) fn keep_watcher(&self, w: notify::RecommendedWatcher) {
+        *self.watcher.lock() = Some(w);
     }
 
     /// The built-in types (direct, fanout, topic, headers): always enabled.
@@ -126,25 +100,31 @@ impl PluginManager {
         self.builtins.iter().map(|b| b.clone() as Arc<dyn ExchangeTypeFactory>).collect()
     }
 
-    fn is_builtin(&self, name: &str) -> bool {
-        self.builtins.iter().any(|b| b.plugin() == name)
-    }
-
-    fn load_file(&self, name: &str, path: &Path) -> Result<Loaded, String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    /// Loads plugin `name` from `origin`: its kind first, then the world's loader.
+    fn load(&self, name: &str, origin: &Origin) -> Result<Loaded, String> {
+        let place = origin.place();
+        let bytes = origin.bytes()?;
+        let kind = self.engine.kind_of(name, &bytes).map_err(|e| format!("{place}: {}", e.message))?;
+        if kind != PluginKind::ExchangeType {
+            return Err(format!("{place}: a {kind} plugin; this broker runs exchange-type plugins only"));
+        }
         let settings = self.settings.get(name).cloned().unwrap_or_default();
         let stats = self.stats.lock().entry(name.to_string()).or_default().clone();
         let t = self
             .engine
             .load_exchange_type_counted(name, &bytes, settings, stats)
-            .map_err(|e| format!("{}: {}", path.display(), e.message))?;
-        Ok(Loaded { hash: hash_of(&bytes), factory: Arc::new(t) })
+            .map_err(|e| format!("{place}: {}", e.message))?;
+        Ok(Loaded { hash: hash_of(&bytes), kind, origin: origin.clone(), factory: Arc::new(t) })
     }
 
-    /// Loads the plugins named in the enabled file at start (before definitions are recovered),
-    /// registering their types with `broker`. Failures are logged; the broker starts anyway.
+    /// Registers the built-in types and loads the plugins named in the enabled file (at start,
+    /// before definitions are recovered). Failures are logged (and shown by `list`); the broker
+    /// starts anyway and the enabled file is left as it is.
     pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
         *self.broker.lock() = Arc::downgrade(broker);
+        for t in self.builtin_types() {
+            broker.register_type(t);
+        }
         let wanted = match read_enabled(&self.enabled_file) {
             Ok(w) => w,
             Err(e) => {
@@ -152,28 +132,46 @@ impl PluginManager {
                 Vec::new()
             }
         };
-        if let Err(e) = self.apply(broker, &wanted, true) {
-            error!("enabling plugins at start: {e}");
+        if let Err(e) = self.change(broker, &wanted, true, false) {
+            for e in e.errors {
+                error!("enabling plugins at start: {e}");
+            }
         }
         self.watch();
     }
 
-    /// Makes `wanted` the enabled set on the running broker. Without `force`, disabling a plugin
-    /// whose exchange type is used by exchanges is refused (naming them). Returns a report.
-    pub fn apply(&self, broker: &Arc<Broker>, wanted: &[String], force: bool) -> Result<String, String> {
-        let files: HashMap<String, PathBuf> = available(&self.dir).into_iter().collect();
-        let wanted: BTreeSet<String> = wanted.iter().filter(|n| !self.is_builtin(n)).cloned().collect();
-        let missing: Vec<&String> = wanted.iter().filter(|n| !files.contains_key(*n)).collect();
-        if !missing.is_empty() {
-            return Err(format!(
-                "{{:plugins_not_found, [{}]}} (no such .wasm in {})",
+    /// Makes `wanted` (names or aliases) the enabled set on the running broker and writes the
+    /// enabled file. Without `force`, disabling a plugin whose exchange type is used by
+    /// exchanges is refused (naming them).
+    pub fn apply(&self, broker: &Arc<Broker>, wanted: &[String], force: bool) -> Result<SetReport, SetError> {
+        self.change(broker, wanted, force, true)
+    }
+
+    fn change(&self, broker: &Arc<Broker>, wanted: &[String], force: bool, write: bool) -> Result<SetReport, SetError> {
+        let mut origins: HashMap<String, Origin> = HashMap::new();
+        let mut missing = Vec::new();
+        for n in wanted {
+            if super::builtin::is_builtin(n) {
+                continue;
+            }
+            match resolve(&self.dir, n) {
+                Some((name, origin)) => {
+                    origins.insert(name, origin);
+                }
+                None => missing.push(n.clone()),
+            }
+        }
+        if !missing.is_empty() && write {
+            return Err(SetError::refused(format!(
+                "{{:plugins_not_found, [{}]}} (no such plugin inside the binary or .wasm in {})",
                 missing.iter().map(|n| format!(":{n}")).collect::<Vec<_>>().join(", "),
                 self.dir.display()
-            ));
+            )));
         }
+        let mut errors: Vec<String> = missing.iter().map(|n| format!("plugin {n}: not found in {}", self.dir.display())).collect();
         let mut loaded = self.loaded.lock();
         // Refuse before changing anything.
-        let to_disable: Vec<String> = loaded.keys().filter(|n| !wanted.contains(*n)).cloned().collect();
+        let to_disable: Vec<String> = loaded.keys().filter(|n| !origins.contains_key(*n)).cloned().collect();
         if !force {
             let mut users = Vec::new();
             for n in &to_disable {
@@ -181,30 +179,33 @@ impl PluginManager {
                 users.extend(exchanges_of_type(broker, ty).into_iter().map(|(v, x)| format!("'{v}':'{x}'")));
             }
             if !users.is_empty() {
-                return Err(format!(
+                return Err(SetError::refused(format!(
                     "plugin(s) {} in use by exchanges {}; use --force to disable anyway (those exchanges then route nothing until re-enabled)",
                     to_disable.join(", "),
                     users.join(", ")
-                ));
+                )));
             }
         }
         let mut enabled = Vec::new();
-        let mut errors = Vec::new();
-        let to_enable: Vec<&String> = wanted.iter().filter(|n| !loaded.contains_key(*n)).collect();
-        for n in to_enable {
-            match self.load_file(n, &files[n]) {
+        let mut to_enable: Vec<(&String, &Origin)> = origins.iter().filter(|(n, _)| !loaded.contains_key(*n)).collect();
+        to_enable.sort_by_key(|(n, _)| n.as_str());
+        for (n, origin) in to_enable {
+            match self.load(n, origin) {
                 Ok(l) => {
                     let ty = l.factory.info().name.clone();
                     if broker.exchange_type(&ty).is_some() {
                         errors.push(format!("plugin {n}: exchange type '{ty}' is already provided by another plugin"));
                         continue;
                     }
-                    install(broker, &l.factory);
-                    info!(plugin = %n, exchange_type = %ty, "plugin enabled");
+                    errors.extend(install(broker, &l.factory).into_iter().map(|e| format!("plugin {n}: {e}")));
+                    info!(plugin = %n, kind = %l.kind, exchange_type = %ty, "plugin enabled");
                     enabled.push(n.clone());
                     loaded.insert(n.clone(), l);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    error!(plugin = %n, "cannot enable plugin: {e}");
+                    errors.push(format!("plugin {n}: {e}"));
+                }
             }
         }
         let mut disabled = Vec::new();
@@ -216,218 +217,165 @@ impl PluginManager {
             for x in all_exchanges_of_type(broker, &info.name) {
                 let _ = x.swap_type(stand_in.clone());
             }
+            self.rejected.lock().remove(n);
             info!(plugin = %n, "plugin disabled");
             disabled.push(n.clone());
         }
         let names: Vec<String> = loaded.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect();
         drop(loaded);
-        write_enabled(&self.enabled_file, &names).map_err(|e| format!("cannot write {}: {e}", self.enabled_file.display()))?;
-        let mut report = Vec::new();
-        if !enabled.is_empty() {
-            report.push(format!("The following plugins have been enabled:\n  {}", enabled.join("\n  ")));
-        }
-        if !disabled.is_empty() {
-            report.push(format!("The following plugins have been disabled:\n  {}", disabled.join("\n  ")));
-        }
-        if enabled.is_empty() && disabled.is_empty() && errors.is_empty() {
-            report.push("Plugin configuration unchanged.".into());
+        let report = SetReport { enabled, disabled };
+        if write && let Err(e) = write_enabled(&self.enabled_file, &names) {
+            errors.push(format!("cannot write {}: {e}", self.enabled_file.display()));
         }
         if !errors.is_empty() {
-            return Err(format!("{}{}", report.iter().map(|r| format!("{r}\n")).collect::<String>(), errors.join("\n")));
+            return Err(SetError { report, errors });
         }
-        Ok(report.join("\n"))
+        Ok(report)
     }
 
     /// Reloads enabled plugin `name` from its file if its content changed. The new version must
     /// load, pass its world's type check and describe the same exchange type; then every exchange
-    /// of that type gets a new instance with its bindings replayed. Otherwise the old one stays.
+    /// of that type gets a new instance with its bindings replayed. Otherwise the old one stays
+    /// (and `list` shows why the new one was refused).
     pub fn reload(&self, name: &str) {
         let Some(broker) = self.broker.lock().upgrade() else { return };
-        let path = self.dir.join(format!("{name}.wasm"));
-        let old_hash = match self.loaded.lock().get(name) {
-            Some(l) => l.hash.clone(),
+        let (old_hash, origin) = match self.loaded.lock().get(name) {
+            Some(l) => (l.hash.clone(), l.origin.clone()),
             None => return,
         };
-        let Ok(bytes) = std::fs::read(&path) else { return };
+        let Origin::File(path) = &origin else { return };
+        let Ok(bytes) = std::fs::read(path) else { return };
         if hash_of(&bytes) == old_hash {
             return;
         }
         let started = std::time::Instant::now();
-        let new = match self.load_file(name, &path) {
+        let reject = |why: String| {
+            error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: {why}");
+            self.rejected.lock().insert(name.to_string(), format!("new version rejected, the old one keeps serving: {why}"));
+        };
+        let new = match self.load(name, &origin) {
             Ok(l) => l,
-            Err(e) => {
-                error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: {e}");
-                return;
-            }
+            Err(e) => return reject(e),
         };
         let mut loaded = self.loaded.lock();
         let Some(old) = loaded.get(name) else { return };
         let ty = old.factory.info().name.clone();
         if new.factory.info().name != ty {
-            error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: it provides exchange type '{}' instead of '{ty}'", new.factory.info().name);
-            return;
+            return reject(format!("it provides exchange type '{}' instead of '{ty}'", new.factory.info().name));
         }
-        install(&broker, &new.factory);
-        let mut moved = 0;
-        for x in all_exchanges_of_type(&broker, &ty) {
-            match x.swap_type(new.factory.clone()) {
-                Ok(()) => moved += 1,
-                Err(e) => error!(plugin = %name, exchange = %x.name, "exchange kept the old version: {}", e.0),
-            }
+        let failed = install(&broker, &new.factory);
+        for e in &failed {
+            error!(plugin = %name, "{e}");
         }
         new.factory.stats().reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        info!(plugin = %name, exchanges = moved, "plugin reloaded in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+        self.rejected.lock().remove(name);
+        info!(plugin = %name, "plugin reloaded in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
         loaded.insert(name.to_string(), new);
     }
 
-    /// Watches the plugins folder; changes to enabled plugins' files are reloaded after 250 ms of
-    /// quiet (writers should write a temp file and rename it).
-    fn watch(self: &Arc<Self>) {
-        use notify::{EventKind, RecursiveMode, Watcher};
-        if std::fs::create_dir_all(&self.dir).is_err() {
-            return;
-        }
-        let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
-        let mut watcher = match notify::recommended_watcher(tx) {
-            Ok(w) => w,
-            Err(e) => return warn!("cannot watch {}: {e}; plugins will not hot-reload", self.dir.display()),
-        };
-        if let Err(e) = watcher.watch(&self.dir, RecursiveMode::NonRecursive) {
-            return warn!("cannot watch {}: {e}; plugins will not hot-reload", self.dir.display());
-        }
-        *self.watcher.lock() = Some(watcher);
-        let me = Arc::downgrade(self);
-        std::thread::Builder::new()
-            .name("plugin-watch".into())
-            .spawn(move || {
-                // Names of .wasm files written, created or renamed into place by an event. Other
-                // events (reads of the folder or of files, e.g. by `warren-plugins list`) are
-                // ignored, and must not extend the quiet period either.
-                let names = |ev: notify::Event, into: &mut BTreeSet<String>| -> bool {
-                    let relevant = matches!(
-                        ev.kind,
-                        EventKind::Create(_)
-                            | EventKind::Modify(_)
-                            | EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write))
-                    );
-                    let mut any = false;
-                    if relevant {
-                        for p in ev.paths {
-                            if p.extension().is_some_and(|e| e == "wasm")
-                                && let Some(n) = p.file_stem().and_then(|s| s.to_str())
-                            {
-                                into.insert(n.to_string());
-                                any = true;
-                            }
-                        }
-                    }
-                    any
-                };
-                let quiet = Duration::from_millis(250);
-                loop {
-                    let mut touched = BTreeSet::new();
-                    // Wait for a relevant event.
-                    loop {
-                        match rx.recv() {
-                            Ok(Ok(ev)) => {
-                                if names(ev, &mut touched) {
-                                    break;
-                                }
-                            }
-                            Ok(Err(_)) => {}
-                            Err(_) => return,
-                        }
-                    }
-                    // Debounce: 250 ms without relevant events, at most 1 s in all.
-                    let hard = std::time::Instant::now() + Duration::from_secs(1);
-                    let mut soft = std::time::Instant::now() + quiet;
-                    loop {
-                        let now = std::time::Instant::now();
-                        let until = soft.min(hard);
-                        if now >= until {
-                            break;
-                        }
-                        match rx.recv_timeout(until - now) {
-                            Ok(Ok(ev)) => {
-                                if names(ev, &mut touched) {
-                                    soft = std::time::Instant::now() + quiet;
-                                }
-                            }
-                            Ok(Err(_)) => {}
-                            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
-                            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
-                        }
-                    }
-                    let Some(m) = me.upgrade() else { return };
-                    for n in touched {
-                        m.reload(&n);
-                    }
-                }
-            })
-            .expect("spawn plugin watcher");
-    }
-
-    /// Rows for `warren-plugins list`: marker, name, version, kind, description; with `verbose`
-    /// also, for running plugins, the exchanges of its type and its counters (failures by
-    /// cause, instance rebuilds, reloads).
-    fn list(&self, broker: &Arc<Broker>, verbose: bool) -> Response {
-        let enabled: BTreeSet<String> = read_enabled(&self.enabled_file).unwrap_or_default().into_iter().collect();
-        let loaded = self.loaded.lock();
-        let mut rows = Vec::new();
+    /// Every plugin for `warren-plugins list`: the built-ins, the shipped plugins, then the
+    /// plugins folder. Plugins not running are loaded on the side (compiled through the cache,
+    /// never registered) to show their kind and description, or why they cannot load. With
+    /// `verbose`, for running plugins, the exchanges of its type and its counters.
+    fn entries(&self, broker: &Arc<Broker>, verbose: bool) -> Vec<PluginEntry> {
+        let enabled: BTreeSet<String> =
+            read_enabled(&self.enabled_file).unwrap_or_default().iter().map(|n| canonical(n)).collect();
         let details = |t: &WasmExchangeType| {
             use std::sync::atomic::Ordering::Relaxed;
-            let xs: Vec<String> = exchanges_of_type(broker, &t.info().name).into_iter().map(|(v, x)| format!("'{v}':'{x}'")).collect();
             let st = t.stats();
-            vec![
-                json!(xs.join(", ")),
-                json!(st.traps.load(Relaxed)),
-                json!(st.timeouts.load(Relaxed)),
-                json!(st.out_of_memory.load(Relaxed)),
-                json!(st.rebuilds.load(Relaxed)),
-                json!(st.reloads.load(Relaxed)),
-            ]
-        };
-        for b in &self.builtins {
-            let mut row = vec![json!("[e*]"), json!(b.plugin()), json!(env!("CARGO_PKG_VERSION")), json!("exchange-type"), json!(format!("{} (built-in)", b.info().description))];
-            if verbose {
-                row.extend(details(&**b));
+            PluginDetails {
+                exchanges: exchanges_of_type(broker, &t.info().name).into_iter().map(|(v, x)| format!("'{v}':'{x}'")).collect(),
+                traps: st.traps.load(Relaxed),
+                timeouts: st.timeouts.load(Relaxed),
+                out_of_memory: st.out_of_memory.load(Relaxed),
+                rebuilds: st.rebuilds.load(Relaxed),
+                reloads: st.reloads.load(Relaxed),
             }
-            rows.push(row);
+        };
+        let version = env!("CARGO_PKG_VERSION");
+        let mut out = Vec::new();
+        for b in &self.builtins {
+            out.push(PluginEntry {
+                name: b.plugin().to_string(),
+                aliases: Vec::new(),
+                version: version.to_string(),
+                kind: PluginKind::ExchangeType.to_string(),
+                description: format!("{} (built-in)", b.info().description),
+                state: PluginState::BuiltIn,
+                error: None,
+                details: verbose.then(|| details(b)),
+            });
         }
-        for (name, path) in available(&self.dir) {
-            let (marker, version, desc) = match loaded.get(&name) {
-                Some(l) => ("[E*]", l.hash.clone(), l.factory.info().description.clone()),
+        for (name, origin) in catalog(&self.dir) {
+            let aliases = match &origin {
+                Ok(Origin::Shipped(s)) => s.aliases.iter().map(|a| a.to_string()).collect(),
+                _ => Vec::new(),
+            };
+            let running = self.loaded.lock().get(&name).map(|l| (l.hash.clone(), l.kind, l.factory.clone()));
+            let entry = match running {
+                Some((hash, kind, factory)) => PluginEntry {
+                    version: if matches!(origin, Ok(Origin::Shipped(_))) { version.to_string() } else { hash },
+                    kind: kind.to_string(),
+                    description: factory.info().description.clone(),
+                    state: PluginState::Running,
+                    error: self.rejected.lock().get(&name).cloned(),
+                    details: verbose.then(|| details(&factory)),
+                    name,
+                    aliases,
+                },
                 None => {
-                    let hash = std::fs::read(&path).map(|b| hash_of(&b)).unwrap_or_default();
-                    (if enabled.contains(&name) { "[E ]" } else { "[  ]" }, hash, String::new())
+                    let state = if enabled.contains(&name) { PluginState::EnabledNotRunning } else { PluginState::Available };
+                    let probe = origin.and_then(|o| {
+                        let v = match &o {
+                            Origin::Shipped(_) => version.to_string(),
+                            Origin::File(_) => o.bytes().map(|b| hash_of(&b)).unwrap_or_default(),
+                        };
+                        self.load(&name, &o).map(|l| (v, l))
+                    });
+                    match probe {
+                        Ok((v, l)) => PluginEntry {
+                            version: v,
+                            kind: l.kind.to_string(),
+                            description: l.factory.info().description.clone(),
+                            state,
+                            error: None,
+                            details: None,
+                            name,
+                            aliases,
+                        },
+                        Err(e) => PluginEntry {
+                            version: String::new(),
+                            kind: String::new(),
+                            description: String::new(),
+                            state,
+                            error: Some(e),
+                            details: None,
+                            name,
+                            aliases,
+                        },
+                    }
                 }
             };
-            let mut row = vec![json!(marker), json!(name), json!(version), json!("exchange-type"), json!(desc)];
-            if verbose {
-                if let Some(l) = loaded.get(&name) {
-                    row.extend(details(&*l.factory));
-                }
-            }
-            rows.push(row);
+            out.push(entry);
         }
-        let mut columns = vec!["marker", "name", "version", "kind", "description"];
-        if verbose {
-            columns.extend(["exchanges", "traps", "timeouts", "out_of_memory", "rebuilds", "reloads"]);
-        }
-        Response { columns: columns.iter().map(|s| s.to_string()).collect(), rows, ..Default::default() }
+        out
     }
 }
 
 /// Registers a loaded type with the broker and moves its exchanges (e.g. ones recovered while the
-/// plugin was unavailable) onto it.
-fn install(broker: &Arc<Broker>, factory: &Arc<WasmExchangeType>) {
+/// plugin was unavailable) onto it, their bindings replayed. Returns, for each exchange that
+/// could not move (a binding the plugin refuses), why: that exchange keeps routing nothing.
+fn install(broker: &Arc<Broker>, factory: &Arc<WasmExchangeType>) -> Vec<String> {
     let f: Arc<dyn ExchangeTypeFactory> = factory.clone();
     broker.register_type(f.clone());
+    let mut failed = Vec::new();
     for x in all_exchanges_of_type(broker, &f.info().name) {
         if let Err(e) = x.swap_type(f.clone()) {
-            error!(exchange = %x.name, "cannot move exchange onto plugin: {}", e.0);
+            error!(exchange = %x.name, vhost = %x.vhost, "cannot move exchange onto plugin: {}", e.0);
+            failed.push(format!("exchange '{}' in vhost '{}' routes nothing: {}", x.name, x.vhost, e.0));
         }
     }
+    failed
 }
 
 fn all_exchanges_of_type(broker: &Broker, ty: &str) -> Vec<Arc<crate::broker::exchange::Exchange>> {
@@ -440,72 +388,18 @@ fn exchanges_of_type(broker: &Broker, ty: &str) -> Vec<(String, String)> {
     v
 }
 
-impl Extension for PluginManager {
-    fn handle(&self, broker: &Arc<Broker>, req: &Request) -> Option<Response> {
-        match req.command.as_str() {
-            "plugins_list" => Some(self.list(broker, req.args.iter().any(|a| a == "verbose"))),
-            // args: "force" or "noforce", then the complete new enabled set.
-            "plugins_set" => {
-                let force = req.args.first().is_some_and(|a| a == "force");
-                let names: Vec<String> = req.args.iter().skip(1).cloned().collect();
-                Some(match self.apply(broker, &names, force) {
-                    Ok(m) => Response::message(m),
-                    Err(e) => Response::error(e),
-                })
-            }
-            _ => None,
+impl PluginControl for PluginManager {
+    fn list(&self, verbose: bool) -> Vec<PluginEntry> {
+        match self.broker.lock().upgrade() {
+            Some(b) => self.entries(&b, verbose),
+            None => Vec::new(),
         }
     }
-}
 
-/// Stands in for the type of a disabled or missing plugin: the exchange keeps its bindings (in
-/// the core) and routes nothing.
-pub struct Unavailable(pub TypeInfo);
-
-impl ExchangeTypeFactory for Unavailable {
-    fn info(&self) -> &TypeInfo {
-        &self.0
-    }
-    fn validate(&self, _arguments: &FieldTable) -> Result<(), String> {
-        Err(format!("exchange type '{}' is not available (its plugin is not enabled)", self.0.name))
-    }
-    fn create(&self, _exchange: &str, _arguments: &FieldTable) -> Result<Box<dyn ExchangeRouter>, TypeFailure> {
-        Ok(Box::new(RoutesNothing))
-    }
-}
-
-struct RoutesNothing;
-
-impl ExchangeRouter for RoutesNothing {
-    fn validate_binding(&mut self, _b: &BindingView<'_>) -> Result<Result<(), String>, TypeFailure> {
-        Ok(Ok(()))
-    }
-    fn add_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
-        Ok(())
-    }
-    fn remove_binding(&mut self, _b: &BindingView<'_>) -> Result<(), TypeFailure> {
-        Ok(())
-    }
-    fn route(&mut self, _msg: &MessageView<'_>, _out: &mut Vec<DestinationId>) -> Result<(), TypeFailure> {
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn enabled_file_round_trips_in_rabbitmq_format() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(ENABLED_FILE);
-        assert_eq!(read_enabled(&p).unwrap(), Vec::<String>::new());
-        write_enabled(&p, &["x-random".into(), "warren_management".into()]).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "['x-random',warren_management].\n");
-        assert_eq!(read_enabled(&p).unwrap(), vec!["x-random", "warren_management"]);
-        std::fs::write(&p, "[].\n").unwrap();
-        assert!(read_enabled(&p).unwrap().is_empty());
-        std::fs::write(&p, "garbage").unwrap();
-        assert!(read_enabled(&p).is_err());
+    fn set(&self, enabled: &[String], force: bool) -> Result<SetReport, SetError> {
+        let Some(broker) = self.broker.lock().upgrade() else {
+            return Err(SetError::refused("the broker is stopping"));
+        };
+        self.apply(&broker, enabled, force)
     }
 }

@@ -1,5 +1,7 @@
-//! Wasm plugin host: exchange types as WebAssembly components (`wit/warren-plugin.wit`, world
-//! `exchange-type`), run by wasmtime.
+//! Wasm plugin host: plugins as WebAssembly components (the `wit/` package `warren:plugin`;
+//! exchange types: world `exchange-type`), run by wasmtime. The core never imports this module:
+//! `server.rs` wires it in (exchange types registered with the broker, [`manager::PluginManager`]
+//! as the admin API's `PluginControl`).
 //!
 //! - [`PluginEngine`]: one wasmtime `Engine` (epoch interruption, a ticker thread), one `Linker`
 //!   with the `host` interface (no WASI), and an on-disk cache of compiled components keyed by
@@ -13,15 +15,19 @@
 //! Built-in types (direct, fanout, topic, headers) are embedded components: see [`builtin`].
 
 pub mod builtin;
+pub mod catalog;
 mod convert;
 mod engine;
 mod exchange;
+pub mod kind;
 #[cfg(test)]
 mod tests;
 
 pub use engine::{CacheOutcome, PluginEngine, PluginLimits};
+pub use kind::PluginKind;
 pub use exchange::{PluginStats, WasmExchangeType, WasmRouter};
 pub mod manager;
+mod watch;
 
 /// Host bindings generated from `wit/` (world `exchange-type`).
 pub mod bindings {
@@ -46,17 +52,24 @@ impl LoadError {
     }
 }
 
-/// Short text of a wasmtime error: the first line of each cause, without the wasm backtrace.
+/// Text of a wasmtime error on one line: every cause, whole (multi-line messages such as a
+/// parser's `expected=[...] actual=[...]` joined with spaces), without the wasm backtrace.
 pub(crate) fn error_text(e: &wasmtime::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let s = cause.to_string();
-        let first = s.lines().next().unwrap_or("").trim().to_string();
-        if first.is_empty() || first.starts_with("error while executing at wasm backtrace") {
+        if s.trim_start().starts_with("error while executing at wasm backtrace") {
             continue;
         }
-        if !parts.iter().any(|p| p == &first) {
-            parts.push(first);
+        let text = s
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with("wasm backtrace:"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !text.is_empty() && !parts.iter().any(|p| p == &text) {
+            parts.push(text);
         }
     }
     if parts.is_empty() { "unknown error".to_string() } else { parts.join(": ") }

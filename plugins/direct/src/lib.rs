@@ -23,8 +23,14 @@ fn route_one(key: &str) -> Vec<u32> {
     out
 }
 
+/// Panic messages go to the broker's log (see `warren_guest_common::panics_to_log`).
+fn log_panics() {
+    warren_guest_common::panics_to_log(|m| warren::plugin::host::log(warren::plugin::host::LogLevel::Error, m));
+}
+
 impl Guest for Direct {
     fn describe() -> Info {
+        log_panics();
         Info {
             name: "direct".into(),
             description: "AMQP direct exchange, as per the AMQP specification".into(),
@@ -33,9 +39,11 @@ impl Guest for Direct {
         }
     }
     fn validate(_arguments: FieldTable) -> Result<(), String> {
+        log_panics();
         Ok(())
     }
     fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        log_panics();
         Ok(None)
     }
     fn delete_exchange() {}

@@ -18,8 +18,14 @@ fn route_all() -> Vec<u32> {
     out
 }
 
+/// Panic messages go to the broker's log (see `warren_guest_common::panics_to_log`).
+fn log_panics() {
+    warren_guest_common::panics_to_log(|m| warren::plugin::host::log(warren::plugin::host::LogLevel::Error, m));
+}
+
 impl Guest for Fanout {
     fn describe() -> Info {
+        log_panics();
         Info {
             name: "fanout".into(),
             description: "AMQP fanout exchange, as per the AMQP specification".into(),
@@ -30,9 +36,11 @@ impl Guest for Fanout {
         }
     }
     fn validate(_arguments: FieldTable) -> Result<(), String> {
+        log_panics();
         Ok(())
     }
     fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        log_panics();
         Ok(None)
     }
     fn delete_exchange() {}

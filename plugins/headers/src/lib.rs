@@ -203,8 +203,14 @@ fn route_one(headers: Vec<(String, FieldValue)>) -> Vec<u32> {
 
 struct Headers;
 
+/// Panic messages go to the broker's log (see `warren_guest_common::panics_to_log`).
+fn log_panics() {
+    warren_guest_common::panics_to_log(|m| warren::plugin::host::log(warren::plugin::host::LogLevel::Error, m));
+}
+
 impl Guest for Headers {
     fn describe() -> Info {
+        log_panics();
         Info {
             name: "headers".into(),
             description: "AMQP headers exchange, as per the AMQP specification".into(),
@@ -213,9 +219,11 @@ impl Guest for Headers {
         }
     }
     fn validate(_arguments: FieldTable) -> Result<(), String> {
+        log_panics();
         Ok(())
     }
     fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        log_panics();
         Ok(None)
     }
     fn delete_exchange() {}

@@ -107,8 +107,14 @@ fn route_one(key: &str) -> Vec<u32> {
 
 struct Topic;
 
+/// Panic messages go to the broker's log (see `warren_guest_common::panics_to_log`).
+fn log_panics() {
+    warren_guest_common::panics_to_log(|m| warren::plugin::host::log(warren::plugin::host::LogLevel::Error, m));
+}
+
 impl Guest for Topic {
     fn describe() -> Info {
+        log_panics();
         Info {
             name: "topic".into(),
             description: "AMQP topic exchange, as per the AMQP specification".into(),
@@ -117,9 +123,11 @@ impl Guest for Topic {
         }
     }
     fn validate(_arguments: FieldTable) -> Result<(), String> {
+        log_panics();
         Ok(())
     }
     fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+        log_panics();
         Ok(None)
     }
     fn delete_exchange() {}

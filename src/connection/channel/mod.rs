@@ -10,6 +10,7 @@ mod queue;
 mod tx;
 
 use super::ConnCtx;
+use crate::auth_backend::ResourceKind;
 use crate::broker::auth::Access;
 use crate::broker::delivery::{ChannelShared, ConnShared, Consumer, Unacked};
 use crate::broker::exchange::Exchange;
@@ -104,8 +105,8 @@ impl Channel {
     /// `amq.default`). Checked live, so permission changes apply to the next operation.
     fn check(&self, ctx: &ConnCtx, access: Access, kind: &str, name: &str) -> Result<(), ReplyError> {
         let name = if kind == "exchange" && name.is_empty() { "amq.default" } else { name };
-        let perm = ctx.broker.permission(&ctx.vhost.name, &ctx.user);
-        if perm.is_some_and(|p| p.allows(access, name)) {
+        let rk = if kind == "queue" { ResourceKind::Queue } else { ResourceKind::Exchange };
+        if ctx.auth.backend.check_resource(&ctx.auth, &ctx.vhost.name, rk, name, access) {
             return Ok(());
         }
         Err(access_refused(format!("access to {kind} '{name}' in vhost '{}' refused for user '{}'", ctx.vhost.name, ctx.user)))

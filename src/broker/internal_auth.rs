@@ -1,0 +1,46 @@
+//! The internal users and permissions (`warrenctl add_user`, `set_permissions`) as an
+//! authentication/authorization backend (RabbitMQ's `rabbit_auth_backend_internal`).
+
+use super::Broker;
+use super::auth::check_password;
+use crate::auth_backend::{Access, AuthBackend, AuthUser, Credentials, ResourceKind};
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+
+/// Names `[auth] backends` accepts for this backend.
+pub const NAMES: [&str; 2] = ["internal", "rabbit_auth_backend_internal"];
+
+pub struct InternalBackend {
+    pub(super) broker: Weak<Broker>,
+}
+
+impl AuthBackend for InternalBackend {
+    fn name(&self) -> &str {
+        "internal"
+    }
+
+    fn login(self: Arc<Self>, c: &Credentials<'_>) -> Result<AuthUser, String> {
+        let refused = || format!("user '{}' - invalid credentials", c.username);
+        let broker = self.broker.upgrade().ok_or_else(refused)?;
+        match broker.user(c.username) {
+            Some(u) if check_password(&u.password_hash, c.password) => {
+                Ok(AuthUser { username: u.name, tags: u.tags, backend: self.clone() })
+            }
+            _ => Err(refused()),
+        }
+    }
+
+    fn check_vhost(&self, user: &AuthUser, vhost: &str, _peer: SocketAddr) -> bool {
+        self.broker.upgrade().is_some_and(|b| b.permission(vhost, &user.username).is_some())
+    }
+
+    fn check_resource(&self, user: &AuthUser, vhost: &str, _kind: ResourceKind, name: &str, access: Access) -> bool {
+        self.broker.upgrade().and_then(|b| b.permission(vhost, &user.username)).is_some_and(|p| p.allows(access, name))
+    }
+
+    /// Warren has no topic permissions (`set_topic_permissions`): as RabbitMQ without any, every
+    /// routing key is allowed.
+    fn check_topic(&self, _user: &AuthUser, _vhost: &str, _exchange: &str, _routing_key: &str, _access: Access) -> bool {
+        true
+    }
+}
