@@ -5,6 +5,7 @@ pub mod alarm;
 pub mod broker;
 pub mod connection;
 pub mod exchange_type;
+pub mod logging;
 pub mod protocol;
 pub mod plugin;
 pub mod server;

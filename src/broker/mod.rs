@@ -8,6 +8,7 @@ pub mod auth;
 pub mod confirm;
 pub mod delivery;
 pub mod exchange;
+pub mod flow;
 pub mod message;
 pub mod persist;
 pub mod queue;
@@ -35,6 +36,8 @@ pub struct ConnectionEntry {
     pub close: tokio::sync::mpsc::UnboundedSender<ReplyError>,
     /// The reader stopped reading the socket because of a resource alarm (state `blocked`).
     pub blocked: Arc<std::sync::atomic::AtomicBool>,
+    /// Publisher flow control of the reader (state `flow`).
+    pub flow: Arc<flow::FlowState>,
 }
 
 pub struct Broker {
@@ -54,8 +57,12 @@ pub struct Broker {
     pub store: Option<Arc<Store>>,
     /// The plugin manager (None without a data directory).
     pub plugins: RwLock<Option<Arc<crate::plugin::manager::PluginManager>>>,
+    /// The resource alarms in effect (disk, memory); connections block publishers on them.
+    pub alarms: Arc<crate::alarm::Alarms>,
     /// The free disk space alarm (its checks run once `server::start` calls `start`).
     pub disk: Arc<crate::alarm::DiskMonitor>,
+    /// The memory high watermark (its samples run once `server::start` calls `start`).
+    pub memory: Arc<crate::alarm::MemoryMonitor>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -65,7 +72,14 @@ fn store_error(e: StoreError) -> ReplyError {
 
 impl Broker {
     fn empty(config: Config, store: Option<Arc<Store>>) -> Arc<Broker> {
+        let alarms = crate::alarm::Alarms::new();
+        let memory = crate::alarm::MemoryMonitor::new(
+            alarms.clone(),
+            config.memory.high_watermark,
+            std::time::Duration::from_millis(config.memory.check_interval_ms),
+        );
         let disk = crate::alarm::DiskMonitor::new(
+            alarms.clone(),
             config.storage.data_dir.clone(),
             config.storage.disk_free_limit,
             std::time::Duration::from_millis(config.storage.disk_check_interval_ms),
@@ -82,7 +96,9 @@ impl Broker {
             connections: Mutex::default(),
             store,
             plugins: RwLock::default(),
+            alarms,
             disk,
+            memory,
         });
         b
     }
@@ -117,7 +133,8 @@ impl Broker {
     /// (before recovery, so exchanges of plugin types come back with their type).
     pub fn open(config: Config) -> Result<Arc<Broker>, String> {
         let data_dir = config.storage.data_dir.clone();
-        let store = Arc::new(Store::open(&data_dir).map_err(|e| e.to_string())?);
+        let wait = std::time::Duration::from_millis(config.storage.lock_wait_ms);
+        let store = Arc::new(Store::open_waiting(&data_dir, wait).map_err(|e| e.to_string())?);
         let engine = Broker::plugin_engine(&config, Some(data_dir.join("plugin-cache")))?;
         let plugins = crate::plugin::manager::PluginManager::new(engine, config.plugins_dir(), &data_dir, config.plugins.settings.clone())
             .map_err(|e| e.to_string())?;
@@ -161,7 +178,7 @@ impl Broker {
         let mut v = self.vhosts.write();
         v.entry(name.to_owned())
             .or_insert_with(|| {
-                let vh = Arc::new(Vhost::new(name, self.store.clone(), self.config.storage.queue_ram_limit as usize));
+                let vh = Arc::new(Vhost::new(name, self.store.clone(), self.config.storage.queue_ram_limit as usize, flow::FlowLimits::from_config(&self.config.flow)));
                 for (n, t) in [
                     ("amq.direct", "direct"),
                     ("amq.fanout", "fanout"),
@@ -218,6 +235,8 @@ pub struct Vhost {
     store: Option<Arc<Store>>,
     /// Body bytes each durable queue keeps in memory ahead of its consumers.
     queue_ram_limit: usize,
+    /// Publisher flow-control limits of its queues.
+    queue_flow: flow::FlowLimits,
     /// Set by `delete_vhost`: connections still holding it write nothing more to the store.
     deleted: AtomicBool,
 }
@@ -372,8 +391,16 @@ fn validate_queue_args(args: &FieldTable, name: &str, vhost: &str) -> Result<(),
 }
 
 impl Vhost {
-    fn new(name: &str, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
-        Vhost { name: name.into(), exchanges: RwLock::default(), queues: RwLock::default(), store, queue_ram_limit, deleted: AtomicBool::new(false) }
+    fn new(name: &str, store: Option<Arc<Store>>, queue_ram_limit: usize, queue_flow: flow::FlowLimits) -> Vhost {
+        Vhost {
+            name: name.into(),
+            exchanges: RwLock::default(),
+            queues: RwLock::default(),
+            store,
+            queue_ram_limit,
+            queue_flow,
+            deleted: AtomicBool::new(false),
+        }
     }
 
     pub fn is_deleted(&self) -> bool {
@@ -605,7 +632,8 @@ impl Vhost {
             d.arguments.clone(),
             stored,
             self.queue_ram_limit,
-        ));
+        )
+        .with_flow_limits(self.queue_flow));
         map.insert(d.name.into(), q.clone());
         Ok((q, 0, 0))
     }

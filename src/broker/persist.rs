@@ -163,7 +163,8 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
             decode_table(&r.def.arguments),
             Some((r.queue_id, log.clone())),
             broker.config.storage.queue_ram_limit as usize,
-        ));
+        )
+        .with_flow_limits(super::flow::FlowLimits::from_config(&broker.config.flow)));
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
         let seqs: Vec<u64> = store.load_index(r.queue_id, 0, usize::MAX)?.into_iter().map(|(seq, _)| seq).collect();

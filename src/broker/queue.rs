@@ -115,6 +115,8 @@ pub struct Queue {
     appended: AtomicU64,
     /// Body bytes a durable queue keeps in memory ahead of its consumers.
     ram_limit: usize,
+    /// Publisher flow control: raised while consumers are slower than publishers.
+    pub flow: super::flow::QueueFlow,
 }
 
 impl Queue {
@@ -144,7 +146,20 @@ impl Queue {
             committed: AtomicU64::new(0),
             appended: AtomicU64::new(0),
             ram_limit,
+            flow: super::flow::QueueFlow::new(super::flow::FlowLimits::default()),
         }
+    }
+
+    /// The same queue with these flow-control limits.
+    pub fn with_flow_limits(mut self, limits: super::flow::FlowLimits) -> Queue {
+        self.flow = super::flow::QueueFlow::new(limits);
+        self
+    }
+
+    /// Re-evaluates the flow flag (a paused publisher's periodic check).
+    pub fn recheck_flow(&self) {
+        let inner = self.inner.lock();
+        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes, !inner.consumers.is_empty());
     }
 
     /// Puts recovered messages in (at start, before any client): their store sequence
@@ -217,6 +232,7 @@ impl Queue {
             self.page_out(b);
         }
         self.dispatch_locked(&mut inner);
+        self.flow.after_push(inner.backlog.len(), inner.backlog.hot_bytes, !inner.consumers.is_empty());
     }
 
     /// Runs on the store's writer thread once message `seq` is on disk. A failed append was
@@ -346,6 +362,7 @@ impl Queue {
     fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
         let n = inner.consumers.len();
         if n == 0 {
+            self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes, false);
             return;
         }
         let mut idle = 0;
@@ -367,6 +384,7 @@ impl Queue {
                 }
             }
         }
+        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes, true);
     }
 
     /// Takes one message for basic.get; returns it with the number of messages left.
@@ -395,6 +413,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut inner = self.inner.lock();
         let slots = inner.backlog.clear();
+        self.flow.clear();
         let n = slots.len() as u32;
         for r in slots {
             self.forget(r.seq);
@@ -432,6 +451,7 @@ impl Queue {
         if inner.consumers.len() != before && c.exclusive {
             inner.exclusive_consumer = false;
         }
+        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes, !inner.consumers.is_empty());
         self.auto_delete && inner.had_consumer && inner.consumers.is_empty() && !self.is_deleted()
     }
 
@@ -442,6 +462,7 @@ impl Queue {
             let mut inner = self.inner.lock();
             self.deleted.store(true, Ordering::Release);
             let n = inner.backlog.clear().len() as u32;
+            self.flow.clear();
             inner.exclusive_consumer = false;
             (std::mem::take(&mut inner.consumers), n)
         };

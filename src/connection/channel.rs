@@ -354,14 +354,14 @@ impl Channel {
             let msg = Arc::new(msg);
             let durable = if msg.is_persistent() { queues.iter().filter(|q| q.stores_persistent()).count() } else { 0 };
             if durable == 0 {
-                for q in queues.drain(..) {
+                for q in &queues {
                     q.publish(msg.clone(), None);
                 }
             } else {
                 stored = true;
                 let record = persist::record(&msg);
                 let waiter = confirm_seq.map(|seq| Arc::new(DiskWait::new(seq, durable, self.shared.clone())));
-                for q in queues.drain(..) {
+                for q in &queues {
                     if q.stores_persistent() {
                         let w = waiter.clone();
                         q.publish(msg.clone(), Some((&record, Box::new(move |r| DiskWait::done(w, r)))));
@@ -370,6 +370,14 @@ impl Channel {
                     }
                 }
             }
+            // Publisher flow control: a destination whose consumers are behind pauses this
+            // connection's reader after this message (one atomic load per queue).
+            if ctx.flow.is_none()
+                && let Some(q) = queues.iter().find(|q| q.flow.is_over())
+            {
+                ctx.flow = Some(q.clone());
+            }
+            queues.clear();
         }
         self.route_scratch = queues;
         Ok(stored)

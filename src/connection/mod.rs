@@ -2,6 +2,7 @@
 //! task that drains the connection's outbound buffer to the socket in batches and sends heartbeats.
 
 mod channel;
+mod errlog;
 mod handshake;
 
 use crate::broker::delivery::ConnShared;
@@ -46,6 +47,15 @@ pub(crate) struct ConnCtx {
     pub id: u64,
     /// Exclusive queues declared by this connection, deleted when it closes.
     pub exclusive: Vec<Arc<Queue>>,
+    /// Set by a publish that found a destination queue in flow (see `broker/flow.rs`); the
+    /// reader pauses after the current content frame until the queue is relieved.
+    pub flow: Option<Arc<Queue>>,
+}
+
+/// What a reader paused by publisher flow control waits for.
+enum FlowWait {
+    Queue(Arc<Queue>),
+    Store,
 }
 
 /// Serves one accepted socket until it closes.
@@ -86,6 +96,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     conn.cancel_notify.store(hs.cancel_notify, std::sync::atomic::Ordering::Relaxed);
     let (close_tx, close_rx) = mpsc::unbounded_channel();
     let blocked = Arc::new(AtomicBool::new(false));
+    let flow_state = Arc::new(crate::broker::flow::FlowState::default());
     broker.connections.lock().insert(
         id,
         ConnectionEntry {
@@ -95,6 +106,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             vhost: hs.vhost.name.clone(),
             close: close_tx.clone(),
             blocked: blocked.clone(),
+            flow: flow_state.clone(),
         },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.
@@ -105,6 +117,15 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     }
     drop(close_tx);
     let writer = tokio::spawn(write_loop(conn.clone(), wr, hs.heartbeat));
+    let label = errlog::ConnLabel {
+        id,
+        name: match local {
+            Some(l) => format!("{peer} -> {l}"),
+            None => peer.to_string(),
+        },
+        vhost: hs.vhost.name.clone(),
+        user: hs.user.clone(),
+    };
     let mut c = Connection {
         ctx: ConnCtx {
             broker: broker.clone(),
@@ -113,6 +134,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             user: hs.user,
             id,
             exclusive: Vec::new(),
+            flow: None,
         },
         channels: HashMap::new(),
         channel_max: hs.channel_max,
@@ -122,8 +144,11 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
         blocked,
         blocked_notify: hs.blocked_notify,
         blocked_sent: false,
+        flow: None,
+        flow_state,
+        label,
     };
-    let alarm = broker.disk.subscribe();
+    let alarm = broker.alarms.subscribe();
     let reason = c.run(rd, buf, hs.heartbeat, close_rx, alarm).await;
     c.cleanup();
     broker.connections.lock().remove(&id);
@@ -179,6 +204,11 @@ pub(crate) struct Connection {
     blocked_notify: bool,
     /// connection.blocked was sent and connection.unblocked is owed.
     blocked_sent: bool,
+    /// Publisher flow control: the reader is paused until this is relieved.
+    flow: Option<FlowWait>,
+    flow_state: Arc<crate::broker::flow::FlowState>,
+    /// Names the connection in error logs.
+    label: errlog::ConnLabel,
 }
 
 impl Connection {
@@ -188,7 +218,7 @@ impl Connection {
         mut buf: BytesMut,
         heartbeat: u16,
         mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
-        mut alarm: watch::Receiver<bool>,
+        mut alarm: watch::Receiver<u8>,
     ) -> String {
         // A peer silent for two heartbeat intervals is dropped (RabbitMQ: 2–3 intervals).
         let silence = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64 * 2) };
@@ -208,14 +238,14 @@ impl Connection {
                             }
                         }
                         if content {
-                            // One atomic load per content frame.
-                            self.publish_received(self.ctx.broker.disk.alarmed());
+                            // One atomic load per content frame (two with a store).
+                            self.publish_received(self.ctx.broker.alarms.any());
+                            self.check_flow();
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         let err = frame_error(e);
-                        warn!(conn = self.ctx.id, "{}", err.text);
                         self.hard_close(err);
                         buf.clear();
                         break;
@@ -223,11 +253,45 @@ impl Connection {
                 }
             }
             self.flush();
+            if self.flow.is_some() && !self.closing && !self.blocked.load(Ordering::Relaxed) {
+                // Flow control: no reads until the pressure is relieved (or the broker closes
+                // the connection). The heartbeat timeout restarts afterwards.
+                let queue = match &self.flow {
+                    Some(FlowWait::Queue(q)) => Some(q.clone()),
+                    _ => None,
+                };
+                let store = self.ctx.broker.store.clone();
+                let limit = self.ctx.broker.config.flow.store_pending_bytes;
+                let relieved = async move {
+                    match queue {
+                        Some(q) => q.flow.relieved(|| q.recheck_flow()).await,
+                        None => crate::broker::flow::store_relieved(|| store.as_ref().map_or(0, |s| s.pending_bytes()), limit).await,
+                    }
+                };
+                tokio::select! {
+                    _ = relieved => {
+                        self.flow = None;
+                        self.flow_state.resume();
+                    }
+                    Some(err) = close_rx.recv() => {
+                        self.flow = None;
+                        self.flow_state.resume();
+                        self.hard_close(err);
+                        self.flush();
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if self.ctx.conn.is_closed() {
+                            return "client closed TCP connection".into();
+                        }
+                    }
+                }
+                continue;
+            }
             if self.reading_paused() {
                 // Blocked: no reads, no heartbeat timeout, until the alarm clears or the broker
                 // closes the connection. A dead peer shows up as the writer failing (heartbeats).
                 tokio::select! {
-                    r = async { alarm.wait_for(|set| !*set).await.map(|_| ()) } => {
+                    r = async { alarm.wait_for(|set| *set == 0).await.map(|_| ()) } => {
                         if r.is_err() {
                             return "broker stopped".into();
                         }
@@ -290,9 +354,30 @@ impl Connection {
         }
     }
 
-    /// The socket is not read: blocked by an alarm (a closing connection reads its close-ok).
+    /// The socket is not read: blocked by an alarm or paused by flow control (a closing
+    /// connection reads its close-ok).
     fn reading_paused(&self) -> bool {
-        !self.closing && self.blocked.load(Ordering::Relaxed)
+        !self.closing && (self.blocked.load(Ordering::Relaxed) || self.flow.is_some())
+    }
+
+    /// After a content frame: pause reading if the publish found a queue in flow or the store
+    /// writer is too far behind.
+    fn check_flow(&mut self) {
+        if self.flow.is_some() || self.closing {
+            return;
+        }
+        let wait = if let Some(q) = self.ctx.flow.take() {
+            FlowWait::Queue(q)
+        } else if let Some(store) = &self.ctx.broker.store
+            && store.pending_bytes() > self.ctx.broker.config.flow.store_pending_bytes
+        {
+            FlowWait::Store
+        } else {
+            return;
+        };
+        tracing::trace!(conn = self.ctx.id, "flow control: reader paused");
+        self.flow_state.pause();
+        self.flow = Some(wait);
     }
 
     /// A content header or body was handled (RabbitMQ's `publish_received`): during an alarm the
@@ -302,11 +387,12 @@ impl Connection {
             return;
         }
         self.blocked.store(true, Ordering::Relaxed);
-        tracing::debug!(conn = self.ctx.id, "blocked by the disk alarm");
+        let reason = self.ctx.broker.alarms.blocked_reason();
+        tracing::debug!(conn = self.ctx.id, "blocked: {reason}");
         if self.blocked_notify && !self.blocked_sent {
             self.blocked_sent = true;
             let m = AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked {
-                reason: crate::alarm::DISK_BLOCKED_REASON.into(),
+                reason: reason.as_str().into(),
             }));
             self.ctx.conn.append(|out| frame::write_method(out, 0, m));
         }
@@ -330,10 +416,18 @@ impl Connection {
         self.ctx.conn.wake();
     }
 
-    /// Sends connection.close and ignores everything but close / close-ok from now on.
+    /// Sends connection.close and ignores everything but close / close-ok from now on; logs the
+    /// error as RabbitMQ does (a forced close is logged by whoever forced it).
     fn hard_close(&mut self, err: ReplyError) {
+        self.hard_close_on(0, err);
+    }
+
+    fn hard_close_on(&mut self, channel: u16, err: ReplyError) {
         if self.closing {
             return;
+        }
+        if err.kind != ErrorKind::ConnectionForced {
+            tracing::error!("{}", errlog::connection_error(&self.label, channel, &err));
         }
         self.closing = true;
         self.close_channels();
@@ -447,13 +541,13 @@ impl Connection {
         let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
         if let AMQPClass::Channel(chan::AMQPMethod::Open(_)) = m {
             if number > self.channel_max {
-                self.hard_close(
+                self.hard_close_on(number, 
                     ReplyError::new(ErrorKind::NotAllowed, format!("channel number {number} exceeds limit {}", self.channel_max)).on(20, 10),
                 );
                 return;
             }
             if self.channels.contains_key(&number) {
-                self.hard_close(ReplyError::new(ErrorKind::ChannelError, "second 'channel.open' seen").on(20, 10));
+                self.hard_close_on(number, ReplyError::new(ErrorKind::ChannelError, "second 'channel.open' seen").on(20, 10));
                 return;
             }
             self.channels.insert(number, Channel::new(number, self.ctx.conn.clone()));
@@ -462,7 +556,7 @@ impl Connection {
             return;
         }
         let Some(ch) = self.channels.get_mut(&number) else {
-            self.hard_close(ReplyError::new(ErrorKind::ChannelError, "expected 'channel.open'").on(class_id, method_id));
+            self.hard_close_on(number, ReplyError::new(ErrorKind::ChannelError, "expected 'channel.open'").on(class_id, method_id));
             return;
         };
         match m {
@@ -492,15 +586,14 @@ impl Connection {
     fn after_channel_result(&mut self, number: u16, r: Result<(), ReplyError>) {
         let Err(err) = r else { return };
         if err.kind.is_hard() {
-            warn!(conn = self.ctx.id, channel = number, "connection error: {}", err.text);
-            self.hard_close(err);
+            self.hard_close_on(number, err);
             return;
         }
-        tracing::debug!(conn = self.ctx.id, channel = number, "channel error: {}", err.text);
         if let Some(ch) = self.channels.get_mut(&number) {
             if ch.is_closing() {
                 return;
             }
+            tracing::error!("{}", errlog::channel_error(&self.label, number, &err));
             ch.close(&mut self.ctx);
             ch.set_closing();
             let m = AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {
