@@ -312,7 +312,7 @@ fn ticket_resolves_only_once_committed() {
     // Hold redb's write lock: the writer cannot commit, so the ticket must
     // stay pending.
     let base = s.stats().batches;
-    let blocker = s.db.begin_write().unwrap();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
     let mut t = log.append(q, 1, rec(1));
     wait_batches(&s, base + 1);
     std::thread::sleep(Duration::from_millis(50));
@@ -361,7 +361,7 @@ fn append_and_remove_in_one_batch_write_nothing() {
 
     // Stall the writer on batch N (a flush needs no transaction, so use a
     // purge of an empty queue, which does) to make the next ops one batch.
-    let blocker = s.db.begin_write().unwrap();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
     let stall = log.purge_queue(999);
     wait_batches(&s, base.batches + 1);
     let t1 = log.append(q, 1, rec(1));
@@ -387,7 +387,7 @@ fn append_and_remove_in_one_batch_write_nothing() {
 
     // A batch whose appends are all cancelled commits nothing at all.
     let before = s.stats();
-    let blocker = s.db.begin_write().unwrap();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
     let stall = log.purge_queue(999);
     wait_batches(&s, before.batches + 1);
     let t = log.append(q, 10, rec(10));
@@ -624,7 +624,7 @@ fn crash_image_keeps_every_confirmed_message() {
     }
     // Holding redb's write lock freezes the file between two commits, so
     // the copy is a point-in-time image like the one a crash leaves.
-    let blocker = s.db.begin_write().unwrap();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
     let n_confirmed = confirmed.load(Ordering::SeqCst);
     let crash_dir = tempfile::tempdir().unwrap();
     std::fs::copy(dir.path().join(FILE_NAME), crash_dir.path().join(FILE_NAME)).unwrap();
@@ -705,7 +705,7 @@ fn failed_batch_fails_all_its_tickets_and_writer_recovers() {
     let log = s.message_log();
     // Plant an undecodable queue record: re-putting that queue fails.
     {
-        let t = s.db.begin_write().unwrap();
+        let t = s.db.get().unwrap().begin_write().unwrap();
         t.open_table(QUEUES)
             .unwrap()
             .insert(("/", "bad"), &b"not json"[..])
@@ -713,7 +713,7 @@ fn failed_batch_fails_all_its_tickets_and_writer_recovers() {
         t.commit().unwrap();
     }
     let base = s.stats();
-    let blocker = s.db.begin_write().unwrap();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
     let stall = log.purge_queue(999);
     wait_batches(&s, base.batches + 1);
     let t1 = log.append(q, 1, rec(1));
@@ -753,7 +753,7 @@ fn crash_image_cut_short_is_refused() {
         log.append_detached(q, i, rec(i));
     }
     log.flush().wait().unwrap();
-    let blocker = s.db.begin_write().unwrap();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
     let image = file_bytes(dir.path());
     drop(blocker);
     drop(s);
