@@ -89,9 +89,8 @@ async fn second_broker_on_a_running_directory_is_refused_after_the_wait() {
 async fn kill9_and_immediate_restart_loses_nothing_confirmed() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let port = free_port();
     let rounds = 8;
-    let mut server = Server::start_with(&data, port, &[]).await;
+    let mut server = Server::start_with(&data, free_port(), &[]).await;
     let mut confirmed = 0u32;
     for round in 0..rounds {
         let conn = server.connect().await;
@@ -111,7 +110,8 @@ async fn kill9_and_immediate_restart_loses_nothing_confirmed() {
         // SIGKILL without waiting for the process to be reaped, then start at once.
         let mut old = server;
         old.child.kill().unwrap();
-        server = Server::start_with(&data, port, &[]).await;
+        // (A new port: the harness must not mistake the dying process's socket for the new one.)
+        server = Server::start_with(&data, free_port(), &[]).await;
         let _ = old.child.wait();
     }
     let conn = server.connect().await;
