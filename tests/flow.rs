@@ -112,3 +112,49 @@ async fn queue_without_consumers_takes_a_burst() {
     assert_eq!(states(&b).await, ["running"]);
     b.stop().await;
 }
+
+/// A connection that consumes from the queue it publishes to is not paused by that queue (its
+/// reader must stay free to read the acks the queue is waiting for).
+#[tokio::test]
+async fn a_connection_consuming_its_own_queue_is_not_paused_by_it() {
+    let b = TestBroker::start_with(|c| c.flow.queue_messages = 50).await;
+    if b.is_external() {
+        return;
+    }
+    let queue = uniq("flow-self");
+    let conn = b.connect().await;
+    let pch = timeout(conn.create_channel()).await.unwrap();
+    named_queue(&pch, &queue).await;
+    let cch = timeout(conn.create_channel()).await.unwrap();
+    timeout(cch.basic_qos(1, BasicQosOptions::default())).await.unwrap();
+    let mut c = timeout(cch.basic_consume(queue.as_str().into(), "".into(), BasicConsumeOptions::default(), Default::default()))
+        .await
+        .unwrap();
+    let n = 1500;
+    let consuming = tokio::spawn(async move {
+        for i in 0..n {
+            let d = match tokio::time::timeout(Duration::from_secs(30), c.next()).await {
+                Ok(Some(Ok(d))) => d,
+                other => panic!("delivery {i} missing: {other:?}"),
+            };
+            d.ack(BasicAckOptions::default()).await.unwrap();
+        }
+    });
+    let q2 = queue.clone();
+    let publishing = tokio::spawn(async move {
+        for i in 0..n {
+            pch.basic_publish("".into(), q2.as_str().into(), BasicPublishOptions::default(), i.to_string().as_bytes(), Default::default())
+                .await
+                .unwrap();
+        }
+    });
+    let mut saw = Vec::new();
+    while !consuming.is_finished() {
+        saw.extend(states(&b).await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    timeout(consuming).await.unwrap();
+    timeout(publishing).await.unwrap();
+    assert!(!saw.iter().any(|s| s == "flow"), "paused by its own queue: {saw:?}");
+    b.stop().await;
+}

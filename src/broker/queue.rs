@@ -156,6 +156,12 @@ impl Queue {
         self
     }
 
+    /// A consumer of this queue delivers to connection `conn` (flow control must not pause a
+    /// reader whose acks the queue is waiting for).
+    pub fn consumed_by(&self, conn: &Arc<super::delivery::ConnShared>) -> bool {
+        self.inner.lock().consumers.iter().any(|c| Arc::ptr_eq(&c.channel.conn, conn))
+    }
+
     /// Re-evaluates the flow flag (a paused publisher's periodic check).
     pub fn recheck_flow(&self) {
         let inner = self.inner.lock();

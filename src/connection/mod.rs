@@ -283,6 +283,12 @@ impl Connection {
                         if self.ctx.conn.is_closed() {
                             return "client closed TCP connection".into();
                         }
+                        // At most a second per pause: connections that feed each other's
+                        // queues (A consumes what B publishes and the reverse) would otherwise
+                        // wait for each other's acks for ever. Each resume reads on to the next
+                        // publish, which pauses again while the pressure lasts.
+                        self.flow = None;
+                        self.flow_state.resume();
                     }
                 }
                 continue;
@@ -366,7 +372,9 @@ impl Connection {
         if self.flow.is_some() || self.closing {
             return;
         }
-        let wait = if let Some(q) = self.ctx.flow.take() {
+        let wait = if let Some(q) = self.ctx.flow.take()
+            && !q.consumed_by(&self.ctx.conn)
+        {
             FlowWait::Queue(q)
         } else if let Some(store) = &self.ctx.broker.store
             && store.pending_bytes() > self.ctx.broker.config.flow.store_pending_bytes
