@@ -110,6 +110,7 @@ pub fn handle(broker: &Arc<Broker>, extensions: &[Arc<dyn Extension>], req: &Req
                     vec![json!("vm_memory_high_watermark_setting"), mem.setting().to_json()],
                     vec![json!("vm_memory_high_watermark_limit"), json!(mem.limit())],
                     vec![json!("memory_available"), json!(mem.total())],
+                    vec![json!("memory_trimmed_bytes"), json!(mem.trimmed_bytes.load(std::sync::atomic::Ordering::Relaxed))],
                     vec![json!("connections"), json!(conns)],
                     vec![json!("queues"), json!(queues)],
                     vec![json!("vhosts"), json!(broker.vhosts().len())],
