@@ -20,9 +20,9 @@ RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
 RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
 export HOME=${RMQ_REF_BASE:-/tmp/rmq-ref}
 RMQCTL=(rabbitmqctl -n ref@localhost)
-PERF=$root/target/release/warren-perf
-SERVER=$root/target/release/warren-server
-CTL=$root/target/release/warrenctl
+PERF=${PERF:-$root/target/release/warren-perf}
+SERVER=${SERVER:-$root/target/release/warren-server}
+CTL=${CTL:-$root/target/release/warrenctl}
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(alarm flow)
 
@@ -105,6 +105,9 @@ for s in "${scenarios[@]}"; do
     res[$s.p99.$b]=$(json_get "$log" latency_us.p99 2>/dev/null || echo n/a)
     if [ "$s" = alarm ]; then
       res[$s.depth.$b]=$(queue_depth "$b" perf-q-0)
+      # Everything published is still there: drain it (the queue must give exactly that many).
+      "$PERF" --uri "$uri" -x 0 -y 1 --autoack --keep-queues -D "${res[$s.depth.$b]:-0}" -z 300 --json >"$outdir/$s-$b.drain.log" 2>&1 || true
+      res[$s.drained.$b]=$(json_get "$outdir/$s-$b.drain.log" received 2>/dev/null || echo n/a)
       if [ "$b" = warren ]; then "$CTL" --data-dir "$datadir" delete_queue perf-q-0 >/dev/null 2>&1 || true
       else "${RMQCTL[@]}" -q delete_queue perf-q-0 >/dev/null 2>&1 || true; fi
     fi
@@ -118,7 +121,7 @@ echo "| scenario | metric | Warren | RabbitMQ 3.10 |"
 echo "|---|---|---|---|"
 for s in "${scenarios[@]}"; do
   if [ "$s" = alarm ]; then
-    for m in before peak after sent depth blocked; do
+    for m in before peak after sent depth drained blocked; do
       echo "| alarm (no consumer, watermark 512MiB, ${ALARM_SECS}s) | $m | ${res[$s.$m.warren]:-n/a} | ${res[$s.$m.rabbitmq]:-n/a} |"
     done
   else
@@ -127,4 +130,4 @@ for s in "${scenarios[@]}"; do
     done
   fi
 done
-echo "(before/peak/after: broker RSS in MiB before the run, highest sample, 2 s after the queue was deleted; blocked: list_connections samples in state blocked or flow; rates msg/s; latency µs)"
+echo "(before/peak/after: broker RSS in MiB before the run, highest sample, 2 s after the queue was drained and deleted; sent: published by warren-perf; depth: in the queue after the run; drained: delivered afterwards; blocked: list_connections samples in state blocked or flow; rates msg/s; latency µs)"
