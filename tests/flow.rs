@@ -158,3 +158,51 @@ async fn a_connection_consuming_its_own_queue_is_not_paused_by_it() {
     assert!(!saw.iter().any(|s| s == "flow"), "paused by its own queue: {saw:?}");
     b.stop().await;
 }
+
+/// A persistent publisher without confirms cannot outrun the store writer: its reader pauses while
+/// more than `flow.store_pending_bytes` wait for a commit, and every message is stored.
+#[tokio::test]
+async fn persistent_publisher_is_throttled_to_the_store_writer() {
+    const PENDING: u64 = 16 << 10;
+    let b = TestBroker::start_with(|c| c.flow.store_pending_bytes = PENDING).await;
+    if b.is_external() {
+        return;
+    }
+    let queue = uniq("flow-store");
+    let conn = b.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.queue_declare(queue.as_str().into(), QueueDeclareOptions { durable: true, ..Default::default() }, Default::default()))
+        .await
+        .unwrap();
+    let n = 3000;
+    let body = vec![7u8; 4096];
+    let q2 = queue.clone();
+    let publishing = tokio::spawn(async move {
+        let props = lapin::BasicProperties::default().with_delivery_mode(2);
+        for _ in 0..n {
+            ch.basic_publish("".into(), q2.as_str().into(), BasicPublishOptions::default(), &body, props.clone()).await.unwrap();
+        }
+        ch
+    });
+    let (mut saw_flow, mut max_pending) = (false, 0u64);
+    while !publishing.is_finished() {
+        saw_flow |= states(&b).await.first().is_some_and(|s| s == "flow");
+        let r = b.admin_call("store_status", &[]).await;
+        let pending = r.rows.iter().find(|row| row[0] == "pending_bytes").and_then(|row| row[1].as_u64()).unwrap();
+        max_pending = max_pending.max(pending);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _ch = timeout(publishing).await.unwrap();
+    // Every message made it (publishes on one channel are handled in order: once the queue holds
+    // the last one, it holds them all).
+    let deadline = Instant::now() + WAIT;
+    while ready(&b, &queue).await < n {
+        assert!(Instant::now() < deadline, "only {} of {n} messages stored", ready(&b, &queue).await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("store flow: max pending {max_pending} B (limit {PENDING}), flow seen: {saw_flow}");
+    assert!(saw_flow, "the persistent publisher never showed state flow");
+    // One record (4 KiB + headers) may cross the limit before the reader pauses.
+    assert!(max_pending <= PENDING + 8192, "pending store bytes {max_pending} above the limit {PENDING}");
+    b.stop().await;
+}
