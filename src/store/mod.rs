@@ -597,7 +597,8 @@ impl Store {
 
     /// All definitions, each list in key order.
     pub fn load_definitions(&self) -> Result<Definitions, StoreError> {
-        let rtx = self.db.get()?.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let mut d = Definitions::default();
         for e in rtx.open_table(VHOSTS)?.range::<&str>(..)? {
             d.vhosts.push(from_json("v1.vhosts", e?.1.value())?);
@@ -676,7 +677,8 @@ impl Store {
         if limit == 0 {
             return Ok(());
         }
-        let rtx = self.db.get()?.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let table = rtx.open_table(MESSAGES)?;
         let mut n = 0;
         for e in table.range(msg_key(queue_id, from_seq)..=msg_key(queue_id, u64::MAX))? {
@@ -696,7 +698,8 @@ impl Store {
         queue_id: u64,
         seq: u64,
     ) -> Result<Option<StoredMessage>, StoreError> {
-        let rtx = self.db.get()?.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let table = rtx.open_table(MESSAGES)?;
         match table.get(msg_key(queue_id, seq))? {
             Some(v) => Ok(Some(decode_record(v.value())?)),
@@ -706,7 +709,8 @@ impl Store {
 
     /// Number of stored messages of a queue (scans its key range).
     pub fn message_count(&self, queue_id: u64) -> Result<u64, StoreError> {
-        let rtx = self.db.get()?.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let table = rtx.open_table(MESSAGES)?;
         let mut n = 0;
         for e in table.range(queue_range(queue_id))? {
@@ -718,7 +722,8 @@ impl Store {
 
     /// Number of stored messages of all queues.
     pub fn total_message_count(&self) -> Result<u64, StoreError> {
-        let rtx = self.db.get()?.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         Ok(rtx.open_table(MESSAGES)?.len()?)
     }
 }
