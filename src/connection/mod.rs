@@ -31,6 +31,8 @@ pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 /// cheap); a connection whose reads fill the buffer gets a large one.
 const READ_CHUNK_IDLE: usize = 4 * 1024;
 const READ_CHUNK_BUSY: usize = 64 * 1024;
+/// A reader samples the broker's memory (one `pread` of /proc/self/statm) after this many bytes.
+const MEMORY_SAMPLE_BYTES: usize = 4 << 20;
 
 /// What ends the reader loop.
 enum Stop {
@@ -224,6 +226,7 @@ impl Connection {
         let silence = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64 * 2) };
         let mut close_deadline: Option<tokio::time::Instant> = None;
         let mut busy = false;
+        let mut read_since_sample = 0usize;
         loop {
             // While blocked, frames already buffered wait too (RabbitMQ's recvloop stops at once).
             while !self.reading_paused() {
@@ -353,7 +356,17 @@ impl Connection {
             let room = buf.capacity() - buf.len();
             match rd.try_read_buf(&mut buf) {
                 Ok(0) => return "client closed TCP connection".into(),
-                Ok(n) => busy = n >= room,
+                Ok(n) => {
+                    busy = n >= room;
+                    // Memory grows with what publishers send: sample it every few MiB read as
+                    // well as on the monitor's timer (which a loaded runtime may run late), so
+                    // the alarm's overshoot is bounded by data volume, not by scheduling.
+                    read_since_sample += n;
+                    if read_since_sample >= MEMORY_SAMPLE_BYTES {
+                        read_since_sample = 0;
+                        self.ctx.broker.memory.check();
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return "client closed TCP connection".into(),
             }
