@@ -10,6 +10,8 @@ pub struct Config {
     pub amqp: AmqpConfig,
     pub auth: AuthConfig,
     pub storage: StorageConfig,
+    pub memory: MemoryConfig,
+    pub flow: FlowConfig,
     pub plugins: PluginsConfig,
     pub log: LogConfig,
 }
@@ -62,6 +64,43 @@ pub struct StorageConfig {
     /// Message body bytes a durable queue keeps in memory ahead of its consumers; beyond it the
     /// bodies of persistent messages stay on disk until consumers get near them.
     pub queue_ram_limit: u64,
+    /// How long a starting broker waits for the database lock held by another process (a
+    /// previous broker still exiting after `kill -9`), in milliseconds, before refusing to start.
+    pub lock_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Publishers are blocked while the broker's resident memory is above this: a fraction of
+    /// available memory (RAM, or the cgroup limit when lower), or a size with RabbitMQ's units.
+    #[serde(deserialize_with = "crate::alarm::memory::deserialize_watermark")]
+    pub high_watermark: crate::alarm::Watermark,
+    /// Time between two memory samples, in milliseconds.
+    pub check_interval_ms: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        MemoryConfig { high_watermark: crate::alarm::memory::DEFAULT_WATERMARK, check_interval_ms: 100 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlowConfig {
+    /// A queue with consumers holding more ready messages than this pauses its publishers.
+    pub queue_messages: u64,
+    /// A queue with consumers holding more ready body bytes than this pauses its publishers.
+    pub queue_bytes: u64,
+    /// Bytes waiting for the store writer above which persistent publishers pause.
+    pub store_pending_bytes: u64,
+}
+
+impl Default for FlowConfig {
+    fn default() -> Self {
+        FlowConfig { queue_messages: 2000, queue_bytes: 4 << 20, store_pending_bytes: 32 << 20 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +130,14 @@ impl Config {
 pub struct LogConfig {
     /// tracing filter, e.g. "info" or "warren=debug".
     pub level: String,
+    /// Log file (None: stderr only).
+    pub file: Option<PathBuf>,
+    /// Rotation of the log file: "never", "daily", "hourly", "minutely".
+    pub rotation: String,
+    /// Rotated files kept (0: all).
+    pub rotation_count: usize,
+    /// With a log file, also log to stderr.
+    pub console: bool,
 }
 
 impl Default for AmqpConfig {
@@ -126,6 +173,7 @@ impl Default for StorageConfig {
             disk_free_limit: crate::alarm::DEFAULT_DISK_FREE_LIMIT,
             disk_check_interval_ms: 1000,
             queue_ram_limit: 8 << 20,
+            lock_wait_ms: 5000,
         }
     }
 }
@@ -138,7 +186,7 @@ impl Default for PluginsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into() }
+        LogConfig { level: "info".into(), file: None, rotation: "never".into(), rotation_count: 5, console: false }
     }
 }
 
@@ -148,6 +196,8 @@ impl Default for Config {
             amqp: AmqpConfig::default(),
             auth: AuthConfig::default(),
             storage: StorageConfig::default(),
+            memory: MemoryConfig::default(),
+            flow: FlowConfig::default(),
             plugins: PluginsConfig::default(),
             log: LogConfig::default(),
         }
@@ -198,6 +248,28 @@ mod tests {
         assert_eq!(c.storage.disk_free_limit, d.storage.disk_free_limit);
         assert_eq!(c.storage.disk_check_interval_ms, d.storage.disk_check_interval_ms);
         assert_eq!(c.plugins.memory_limit_mib, d.plugins.memory_limit_mib);
+        assert_eq!(c.storage.lock_wait_ms, d.storage.lock_wait_ms);
+        assert_eq!(c.memory.high_watermark, d.memory.high_watermark);
+        assert_eq!(c.memory.check_interval_ms, d.memory.check_interval_ms);
+        assert_eq!(c.flow.queue_messages, d.flow.queue_messages);
+        assert_eq!(c.flow.queue_bytes, d.flow.queue_bytes);
+        assert_eq!(c.flow.store_pending_bytes, d.flow.store_pending_bytes);
+    }
+
+    #[test]
+    fn memory_high_watermark_takes_a_fraction_or_a_size() {
+        use crate::alarm::Watermark;
+        let c: Config = toml::from_str("[memory]\nhigh_watermark = 0.6\n").unwrap();
+        assert_eq!(c.memory.high_watermark, Watermark::Relative(0.6));
+        let c: Config = toml::from_str("[memory]\nhigh_watermark = \"512MiB\"\ncheck_interval_ms = 50\n").unwrap();
+        assert_eq!(c.memory.high_watermark, Watermark::Absolute(512 << 20));
+        assert_eq!(c.memory.check_interval_ms, 50);
+        let err = toml::from_str::<Config>("[memory]\nhigh_watermark = 2.5\n").unwrap_err();
+        assert!(err.to_string().contains("between 0.0 and 1.0"), "{err}");
+        let err = toml::from_str::<Config>("[memory]\nhigh_watermark = \"much\"\n").unwrap_err();
+        assert!(err.to_string().contains("invalid high_watermark"), "{err}");
+        let err = toml::from_str::<Config>("[memory]\nwatermark = 0.4\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
     #[test]

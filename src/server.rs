@@ -44,6 +44,7 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     crate::admin::control::start(admin, &data_dir)?;
     // First disk check before accepting anyone: a full disk blocks publishers from the start.
     broker.disk.start();
+    broker.memory.start();
     let listener = TcpListener::bind(&addr).await?;
     let amqp_addr = listener.local_addr()?;
     info!(%amqp_addr, "started TCP listener for AMQP 0-9-1");

@@ -39,6 +39,7 @@ fn spec(command: &str) -> Option<Spec> {
         "set_user_limits" => s(2, 2, "set_user_limits <username> <definition>"),
         "clear_user_limits" => s(2, 2, "clear_user_limits <username> <limit>|all"),
         "list_user_limits" => s(0, 2, "list_user_limits [--user <username>] [--global]"),
+        "set_vm_memory_high_watermark" => s(1, 2, "set_vm_memory_high_watermark <fraction> | absolute <value>"),
         _ => None,
     }
 }
@@ -48,20 +49,28 @@ pub fn reads_password_from_stdin(command: &str, args: &[String]) -> bool {
     matches!(command, "add_user" | "change_password" | "authenticate_user") && args.len() == 1
 }
 
-/// rabbitmqctl's argument validation (exit code 64); `Ok` if the arguments fit the command.
-pub fn validate(command: &str, args: &[String]) -> Result<(), String> {
+/// rabbitmqctl's argument validation: `Ok` if the arguments fit the command, else the message and
+/// exit code (64 for a wrong count, 65 for a bad argument).
+pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     let Some(sp) = spec(command) else { return Ok(()) };
-    let problem = if args.len() < sp.min {
-        "not enough arguments."
+    let (problem, code) = if args.len() < sp.min || (command == "set_vm_memory_high_watermark" && args == ["absolute"]) {
+        ("not enough arguments.".to_string(), 64)
     } else if args.len() > sp.max {
-        "too many arguments."
+        ("too many arguments.".to_string(), 64)
+    } else if command == "set_vm_memory_high_watermark"
+        && let Err(detail) = crate::alarm::Watermark::from_args(args)
+    {
+        (if detail.is_empty() { "Bad argument.".to_string() } else { format!("Bad argument: {detail}") }, 65)
     } else {
         return Ok(());
     };
     let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
-    Err(format!(
-        "Error (argument validation): {problem}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {}",
-        sp.usage
+    Err((
+        format!(
+            "Error (argument validation): {problem}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {}",
+            sp.usage
+        ),
+        code,
     ))
 }
 
@@ -169,12 +178,35 @@ mod tests {
     fn validation_texts() {
         assert!(validate("add_user", &s(&["bob", "pw"])).is_ok());
         assert!(validate("add_user", &s(&["bob"])).is_ok(), "password from stdin");
-        let e = validate("add_user", &[]).unwrap_err();
+        let (e, code) = validate("add_user", &[]).unwrap_err();
+        assert_eq!(code, 64);
         assert!(e.starts_with("Error (argument validation): not enough arguments.\nArguments given:\n\tadd_user\n"), "{e}");
-        let e = validate("list_users", &s(&["name"])).unwrap_err();
+        let (e, _) = validate("list_users", &s(&["name"])).unwrap_err();
         assert!(e.starts_with("Error (argument validation): too many arguments.\nArguments given:\n\tlist_users name\n"), "{e}");
         assert!(validate("set_permissions", &s(&["u", "a", "b"])).is_err());
         assert!(validate("list_queues", &s(&["name", "messages"])).is_ok(), "other commands are not validated here");
+    }
+
+    #[test]
+    fn memory_watermark_validation_as_rabbitmqctl() {
+        assert!(validate("set_vm_memory_high_watermark", &s(&["0.4"])).is_ok());
+        assert!(validate("set_vm_memory_high_watermark", &s(&["absolute", "1GiB"])).is_ok());
+        let (e, code) = validate("set_vm_memory_high_watermark", &s(&["1.5"])).unwrap_err();
+        assert_eq!(code, 65);
+        assert!(
+            e.starts_with("Error (argument validation): Bad argument: The threshold should be a fraction between 0.0 and 1.0\nArguments given:\n\tset_vm_memory_high_watermark 1.5\n"),
+            "{e}"
+        );
+        assert!(e.ends_with("set_vm_memory_high_watermark <fraction> | absolute <value>"), "{e}");
+        let (e, code) = validate("set_vm_memory_high_watermark", &s(&["absolute", "1.5GB"])).unwrap_err();
+        assert_eq!(code, 65);
+        assert!(e.starts_with("Error (argument validation): Bad argument: The threshold should be an integer.\n"), "{e}");
+        let (e, code) = validate("set_vm_memory_high_watermark", &s(&["absolute", "lots"])).unwrap_err();
+        assert_eq!(code, 65);
+        assert!(e.starts_with("Error (argument validation): Bad argument.\n"), "{e}");
+        let (e, code) = validate("set_vm_memory_high_watermark", &s(&["absolute"])).unwrap_err();
+        assert_eq!(code, 64);
+        assert!(e.starts_with("Error (argument validation): not enough arguments.\n"), "{e}");
     }
 
     #[test]

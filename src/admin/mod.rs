@@ -94,8 +94,10 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
         "status" => {
             let conns = broker.connections.lock().len();
             let queues: usize = broker.vhosts().iter().map(|v| v.queues.read().len()).sum();
-            // `alarms` lists RabbitMQ's resource names ("disk"); `disk_free` is null until measured.
-            let alarms: Vec<&str> = if broker.disk.alarmed() { vec!["disk"] } else { vec![] };
+            // `alarms` lists RabbitMQ's resource names ("disk", "memory"); `disk_free` is null
+            // until measured. Memory: resident bytes at the last sample, the setting and its limit.
+            let alarms: Vec<&str> = broker.alarms.resources().into_iter().map(|r| r.name()).collect();
+            let mem = &broker.memory;
             Response::table(
                 &["key", "value"],
                 vec![
@@ -107,6 +109,12 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                     vec![json!("alarms"), json!(alarms)],
                     vec![json!("disk_free"), json!(broker.disk.free())],
                     vec![json!("disk_free_limit"), json!(broker.disk.limit())],
+                    vec![json!("memory_used"), json!(mem.sample().unwrap_or(mem.used()))],
+                    vec![json!("vm_memory_calculation_strategy"), json!("rss")],
+                    vec![json!("vm_memory_high_watermark_setting"), mem.setting().to_json()],
+                    vec![json!("vm_memory_high_watermark_limit"), json!(mem.limit())],
+                    vec![json!("memory_available"), json!(mem.total())],
+                    vec![json!("memory_trimmed_bytes"), json!(mem.trimmed_bytes.load(std::sync::atomic::Ordering::Relaxed))],
                     vec![json!("connections"), json!(conns)],
                     vec![json!("queues"), json!(queues)],
                     vec![json!("vhosts"), json!(broker.vhosts().len())],
@@ -121,6 +129,7 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                     vec![json!("commits"), json!(s.commits)],
                     vec![json!("batches"), json!(s.batches)],
                     vec![json!("failed_batches"), json!(s.failed_batches)],
+                    vec![json!("reopens_after_io_error"), json!(s.reopens)],
                     vec![json!("ops"), json!(s.ops)],
                     vec![json!("appends"), json!(s.appends)],
                     vec![json!("removes"), json!(s.removes)],
@@ -151,9 +160,25 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                 )),
             },
             [m, _] if m == "mem_relative" => {
-                Response::error("set_disk_free_limit mem_relative is not supported: Warren has no memory monitor")
+                Response::error("set_disk_free_limit mem_relative is not supported: give the limit in bytes or with a unit")
             }
             _ => Response::error("usage: set_disk_free_limit <disk_limit>"),
+        },
+        "set_vm_memory_high_watermark" => match crate::alarm::Watermark::from_args(&req.args) {
+            Ok(w) => {
+                broker.memory.set_watermark(w);
+                let shown = match req.args.as_slice() {
+                    [_, v] => format!("{v} bytes"),
+                    [f] => f.clone(),
+                    _ => String::new(),
+                };
+                Response::message(format!("Setting memory threshold on {} to {shown} ...", crate::alarm::NODE_NAME))
+            }
+            Err(detail) => {
+                let mut r = Response::error(format!("Bad argument{}{detail}", if detail.is_empty() { "." } else { ": " }));
+                r.exit_code = Some(65);
+                r
+            }
         },
         "list_vhosts" => {
             let mut rows: Vec<Vec<Value>> = broker.vhosts().iter().map(|v| vec![json!(v.name)]).collect();
@@ -239,10 +264,12 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
         "list_connections" => {
             // RabbitMQ's states: `blocking` while an alarm is set, `blocked` once the connection
             // published during it (its socket is no longer read).
-            let alarm = broker.disk.alarmed();
+            let alarm = broker.alarms.any();
+            // `flow` while publisher flow control pauses its reader (and a second after).
             let state = |c: &crate::broker::ConnectionEntry| match (c.blocked.load(std::sync::atomic::Ordering::Relaxed), alarm) {
                 (true, _) => "blocked",
                 (false, true) => "blocking",
+                (false, false) if c.flow.is_flow() => "flow",
                 (false, false) => "running",
             };
             let mut rows: Vec<Vec<Value>> = broker

@@ -47,8 +47,14 @@ fn main() -> std::process::ExitCode {
     if let Some(d) = args.plugins_dir {
         config.plugins.dir = Some(d);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    // Logs go to stderr (plain unless it is a terminal) and/or the configured file.
+    let _log = match warren::logging::init(&config.log) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("warren-server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {

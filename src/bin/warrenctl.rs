@@ -30,7 +30,8 @@ struct Args {
     #[arg(long)]
     no_table_headers: bool,
     /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections,
-    /// list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit, add_user, delete_user,
+    /// list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit,
+    /// set_vm_memory_high_watermark, add_user, delete_user,
     /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,
     /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions)
     /// and its arguments.
@@ -79,9 +80,9 @@ fn main() -> ExitCode {
     };
     let command = args.command[0].clone();
     let mut cmd_args = args.command[1..].to_vec();
-    if let Err(usage) = cli::validate(&command, &cmd_args) {
+    if let Err((usage, code)) = cli::validate(&command, &cmd_args) {
         eprintln!("{usage}");
-        return ExitCode::from(64);
+        return ExitCode::from(code);
     }
     let json = args.formatter == "json";
     let info = !(args.quiet || args.silent || json);
@@ -175,6 +176,7 @@ fn status_text(f: &serde_json::Map<String, serde_json::Value>) -> String {
         .and_then(|a| a.as_array())
         .map(|a| a.iter().filter_map(|r| r.as_str()).map(|r| match r {
             "disk" => format!("Free disk space alarm on node {node}"),
+            "memory" => format!("Memory alarm on node {node}"),
             other => format!("{other} alarm on node {node}"),
         }).collect())
         .unwrap_or_default();
@@ -184,8 +186,14 @@ fn status_text(f: &serde_json::Map<String, serde_json::Value>) -> String {
     for a in alarms {
         let _ = writeln!(out, "{a}");
     }
-    section(&mut out, "Free Disk Space");
+    section(&mut out, "Memory");
     let gb = |k: &str| f.get(k).and_then(|v| v.as_u64()).map(warren::alarm::format_gb).unwrap_or_else(|| "unknown".into());
+    let _ = writeln!(out, "Total memory used: {}", gb("memory_used"));
+    let _ = writeln!(out, "Calculation strategy: {}", get("vm_memory_calculation_strategy"));
+    let setting = f.get("vm_memory_high_watermark_setting").cloned().unwrap_or_default();
+    let limit = f.get("vm_memory_high_watermark_limit").and_then(|v| v.as_u64()).unwrap_or(0);
+    let _ = writeln!(out, "{}", warren::alarm::Watermark::describe(&setting, limit));
+    section(&mut out, "Free Disk Space");
     let _ = writeln!(out, "Low free disk space watermark: {}", gb("disk_free_limit"));
     let _ = writeln!(out, "Free disk space: {}", gb("disk_free"));
     section(&mut out, "Totals");

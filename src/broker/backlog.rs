@@ -303,6 +303,11 @@ impl Backlogs {
         self.levels.iter().map(Backlog::bytes).sum()
     }
 
+    /// Body bytes in memory at the heads (publisher flow control counts these).
+    pub fn hot_bytes(&self) -> usize {
+        self.levels.iter().map(|l| l.hot_bytes).sum()
+    }
+
     pub fn tail(&self) -> usize {
         self.levels.iter().map(Backlog::tail).sum()
     }

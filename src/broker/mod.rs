@@ -10,6 +10,7 @@ pub mod confirm;
 pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
+pub mod flow;
 pub mod internal_auth;
 pub mod limits;
 pub mod message;
@@ -46,6 +47,8 @@ pub struct ConnectionEntry {
     pub blocked: Arc<std::sync::atomic::AtomicBool>,
     /// Open channels (user `max-channels`, listings).
     pub channels: Arc<std::sync::atomic::AtomicU32>,
+    /// Publisher flow control of the reader (state `flow`).
+    pub flow: Arc<flow::FlowState>,
 }
 
 pub struct Broker {
@@ -63,10 +66,14 @@ pub struct Broker {
     pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
     /// The durable store (None: nothing survives a restart, e.g. unit tests).
     pub store: Option<Arc<Store>>,
-    /// The free disk space alarm (its checks run once `server::start` calls `start`).
-    pub disk: Arc<crate::alarm::DiskMonitor>,
     /// The `[auth] backends` chain.
     pub auth: crate::auth_backend::AuthChain,
+    /// The resource alarms in effect (disk, memory); connections block publishers on them.
+    pub alarms: Arc<crate::alarm::Alarms>,
+    /// The free disk space alarm (its checks run once `server::start` calls `start`).
+    pub disk: Arc<crate::alarm::DiskMonitor>,
+    /// The memory high watermark (its samples run once `server::start` calls `start`).
+    pub memory: Arc<crate::alarm::MemoryMonitor>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -76,7 +83,14 @@ fn store_error(e: StoreError) -> ReplyError {
 
 impl Broker {
     fn empty(config: Config, store: Option<Arc<Store>>) -> Result<Arc<Broker>, String> {
+        let alarms = crate::alarm::Alarms::new();
+        let memory = crate::alarm::MemoryMonitor::new(
+            alarms.clone(),
+            config.memory.high_watermark,
+            std::time::Duration::from_millis(config.memory.check_interval_ms),
+        );
         let disk = crate::alarm::DiskMonitor::new(
+            alarms.clone(),
             config.storage.data_dir.clone(),
             config.storage.disk_free_limit,
             std::time::Duration::from_millis(config.storage.disk_check_interval_ms),
@@ -103,7 +117,9 @@ impl Broker {
                 next_id: AtomicU64::new(1),
                 connections: Mutex::default(),
                 store,
+                alarms,
                 disk,
+                memory,
                 auth: crate::auth_backend::AuthChain::new(backends),
             }
         }))
@@ -129,7 +145,8 @@ impl Broker {
     /// plugin types come back with their type.
     pub fn open(config: Config, install: impl FnOnce(&Arc<Broker>) -> Result<(), String>) -> Result<Arc<Broker>, String> {
         let data_dir = config.storage.data_dir.clone();
-        let store = Arc::new(Store::open(&data_dir).map_err(|e| e.to_string())?);
+        let wait = std::time::Duration::from_millis(config.storage.lock_wait_ms);
+        let store = Arc::new(Store::open_waiting(&data_dir, wait).map_err(|e| e.to_string())?);
         let b = Broker::empty(config, Some(store.clone()))?;
         install(&b)?;
         persist::recover(&b, &store).map_err(|e| e.to_string())?;
@@ -165,7 +182,15 @@ impl Broker {
         let mut v = self.vhosts.write();
         v.entry(name.to_owned())
             .or_insert_with(|| {
-                let vh = Arc::new_cyclic(|me| Vhost::new(name, me.clone(), self.store.clone(), self.config.storage.queue_ram_limit as usize));
+                let vh = Arc::new_cyclic(|me| {
+                    Vhost::new(
+                        name,
+                        me.clone(),
+                        self.store.clone(),
+                        self.config.storage.queue_ram_limit as usize,
+                        flow::FlowLimits::from_config(&self.config.flow),
+                    )
+                });
                 for (n, t) in [
                     ("amq.direct", "direct"),
                     ("amq.fanout", "fanout"),
@@ -226,6 +251,8 @@ pub struct Vhost {
     store: Option<Arc<Store>>,
     /// Body bytes each durable queue keeps in memory ahead of its consumers.
     queue_ram_limit: usize,
+    /// Publisher flow-control limits of its queues.
+    queue_flow: flow::FlowLimits,
     /// Set by `delete_vhost`: connections still holding it write nothing more to the store.
     deleted: AtomicBool,
     /// `set_vhost_limits` (see `limits.rs`).
@@ -258,7 +285,7 @@ pub struct QueueDecl<'a> {
 }
 
 impl Vhost {
-    fn new(name: &str, me: Weak<Vhost>, store: Option<Arc<Store>>, queue_ram_limit: usize) -> Vhost {
+    fn new(name: &str, me: Weak<Vhost>, store: Option<Arc<Store>>, queue_ram_limit: usize, queue_flow: flow::FlowLimits) -> Vhost {
         Vhost {
             name: name.into(),
             me,
@@ -267,6 +294,7 @@ impl Vhost {
             queues: RwLock::default(),
             store,
             queue_ram_limit,
+            queue_flow,
             deleted: AtomicBool::new(false),
             limits: RwLock::default(),
         }
@@ -484,7 +512,8 @@ impl Vhost {
             args,
             stored,
             self.queue_ram_limit,
-        ));
+        )
+        .with_flow_limits(self.queue_flow));
         q.set_home(self.me.clone());
         map.insert(d.name.into(), q.clone());
         ttl::watch_queue_expiry(self.me.clone(), &q);

@@ -184,7 +184,8 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
             args,
             Some((r.queue_id, log.clone())),
             broker.config.storage.queue_ram_limit as usize,
-        ));
+        )
+        .with_flow_limits(super::flow::FlowLimits::from_config(&broker.config.flow)));
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
         // Records with a publish time also give back the TTL expiry.

@@ -29,7 +29,7 @@ pub struct Publisher<'a> {
 }
 
 /// What became of one published message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Default)]
 pub struct Outcome {
     /// Queues the message was enqueued on.
     pub routed: usize,
@@ -39,6 +39,9 @@ pub struct Outcome {
     pub stored: bool,
     /// A queue refused it (x-overflow reject-publish): the confirm is a nack.
     pub rejected: bool,
+    /// A destination queue whose consumers are behind (publisher flow control, `flow.rs`):
+    /// the publishing connection pauses its reader until it is relieved.
+    pub flow: Option<Arc<Queue>>,
 }
 
 thread_local! {
@@ -201,6 +204,8 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
         return outcome;
     }
     let msg = Arc::new(msg);
+    // One atomic load per destination queue.
+    outcome.flow = queues.iter().find(|q| q.flow.is_over()).cloned();
     let durable = queues.iter().filter(|q| q.stores(&msg)).count();
     let confirm = from.as_ref().and_then(|p| p.confirm.map(|seq| (seq, p.channel)));
     if durable == 0 {

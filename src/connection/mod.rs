@@ -2,6 +2,7 @@
 //! task that drains the connection's outbound buffer to the socket in batches and sends heartbeats.
 
 mod channel;
+mod errlog;
 mod handshake;
 
 use crate::broker::delivery::ConnShared;
@@ -30,6 +31,8 @@ pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
 /// cheap); a connection whose reads fill the buffer gets a large one.
 const READ_CHUNK_IDLE: usize = 4 * 1024;
 const READ_CHUNK_BUSY: usize = 64 * 1024;
+/// A reader samples the broker's memory (one `pread` of /proc/self/statm) after this many bytes.
+const MEMORY_SAMPLE_BYTES: usize = 4 << 20;
 
 /// What ends the reader loop.
 enum Stop {
@@ -48,6 +51,15 @@ pub(crate) struct ConnCtx {
     pub id: u64,
     /// Exclusive queues declared by this connection, deleted when it closes.
     pub exclusive: Vec<Arc<Queue>>,
+    /// Set by a publish that found a destination queue in flow (see `broker/flow.rs`); the
+    /// reader pauses after the current content frame until the queue is relieved.
+    pub flow: Option<Arc<Queue>>,
+}
+
+/// What a reader paused by publisher flow control waits for.
+enum FlowWait {
+    Queue(Arc<Queue>),
+    Store,
 }
 
 /// Serves one accepted socket until it closes.
@@ -89,6 +101,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     let (close_tx, close_rx) = mpsc::unbounded_channel();
     let blocked = Arc::new(AtomicBool::new(false));
     let channel_count = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let flow_state = Arc::new(crate::broker::flow::FlowState::default());
     broker.connections.lock().insert(
         id,
         ConnectionEntry {
@@ -99,6 +112,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             close: close_tx.clone(),
             blocked: blocked.clone(),
             channels: channel_count.clone(),
+            flow: flow_state.clone(),
         },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.
@@ -109,6 +123,15 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     }
     drop(close_tx);
     let writer = tokio::spawn(write_loop(conn.clone(), wr, hs.heartbeat));
+    let label = errlog::ConnLabel {
+        id,
+        name: match local {
+            Some(l) => format!("{peer} -> {l}"),
+            None => peer.to_string(),
+        },
+        vhost: hs.vhost.name.clone(),
+        user: hs.user.clone(),
+    };
     let mut c = Connection {
         ctx: ConnCtx {
             broker: broker.clone(),
@@ -118,6 +141,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             auth: hs.auth,
             id,
             exclusive: Vec::new(),
+            flow: None,
         },
         channels: HashMap::new(),
         channel_count,
@@ -128,8 +152,11 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
         blocked,
         blocked_notify: hs.blocked_notify,
         blocked_sent: false,
+        flow: None,
+        flow_state,
+        label,
     };
-    let alarm = broker.disk.subscribe();
+    let alarm = broker.alarms.subscribe();
     let reason = c.run(rd, buf, hs.heartbeat, close_rx, alarm).await;
     c.cleanup();
     broker.connections.lock().remove(&id);
@@ -188,6 +215,11 @@ pub(crate) struct Connection {
     blocked_notify: bool,
     /// connection.blocked was sent and connection.unblocked is owed.
     blocked_sent: bool,
+    /// Publisher flow control: the reader is paused until this is relieved.
+    flow: Option<FlowWait>,
+    flow_state: Arc<crate::broker::flow::FlowState>,
+    /// Names the connection in error logs.
+    label: errlog::ConnLabel,
 }
 
 impl Connection {
@@ -197,12 +229,13 @@ impl Connection {
         mut buf: BytesMut,
         heartbeat: u16,
         mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
-        mut alarm: watch::Receiver<bool>,
+        mut alarm: watch::Receiver<u8>,
     ) -> String {
         // A peer silent for two heartbeat intervals is dropped (RabbitMQ: 2–3 intervals).
         let silence = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64 * 2) };
         let mut close_deadline: Option<tokio::time::Instant> = None;
         let mut busy = false;
+        let mut read_since_sample = 0usize;
         loop {
             // While blocked, frames already buffered wait too (RabbitMQ's recvloop stops at once).
             while !self.reading_paused() {
@@ -217,14 +250,14 @@ impl Connection {
                             }
                         }
                         if content {
-                            // One atomic load per content frame.
-                            self.publish_received(self.ctx.broker.disk.alarmed());
+                            // One atomic load per content frame (two with a store).
+                            self.publish_received(self.ctx.broker.alarms.any());
+                            self.check_flow();
                         }
                     }
                     Ok(None) => break,
                     Err(e) => {
                         let err = frame_error(e);
-                        warn!(conn = self.ctx.id, "{}", err.text);
                         self.hard_close(err);
                         buf.clear();
                         break;
@@ -232,11 +265,51 @@ impl Connection {
                 }
             }
             self.flush();
+            if self.flow.is_some() && !self.closing && !self.blocked.load(Ordering::Relaxed) {
+                // Flow control: no reads until the pressure is relieved (or the broker closes
+                // the connection). The heartbeat timeout restarts afterwards.
+                let queue = match &self.flow {
+                    Some(FlowWait::Queue(q)) => Some(q.clone()),
+                    _ => None,
+                };
+                let store = self.ctx.broker.store.clone();
+                let limit = self.ctx.broker.config.flow.store_pending_bytes;
+                let relieved = async move {
+                    match queue {
+                        Some(q) => q.flow.relieved(|| q.recheck_flow()).await,
+                        None => crate::broker::flow::store_relieved(|| store.as_ref().map_or(0, |s| s.pending_bytes()), limit).await,
+                    }
+                };
+                tokio::select! {
+                    _ = relieved => {
+                        self.flow = None;
+                        self.flow_state.resume();
+                    }
+                    Some(err) = close_rx.recv() => {
+                        self.flow = None;
+                        self.flow_state.resume();
+                        self.hard_close(err);
+                        self.flush();
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                        if self.ctx.conn.is_closed() {
+                            return "client closed TCP connection".into();
+                        }
+                        // At most a second per pause: connections that feed each other's
+                        // queues (A consumes what B publishes and the reverse) would otherwise
+                        // wait for each other's acks for ever. Each resume reads on to the next
+                        // publish, which pauses again while the pressure lasts.
+                        self.flow = None;
+                        self.flow_state.resume();
+                    }
+                }
+                continue;
+            }
             if self.reading_paused() {
                 // Blocked: no reads, no heartbeat timeout, until the alarm clears or the broker
                 // closes the connection. A dead peer shows up as the writer failing (heartbeats).
                 tokio::select! {
-                    r = async { alarm.wait_for(|set| !*set).await.map(|_| ()) } => {
+                    r = async { alarm.wait_for(|set| *set == 0).await.map(|_| ()) } => {
                         if r.is_err() {
                             return "broker stopped".into();
                         }
@@ -292,16 +365,49 @@ impl Connection {
             let room = buf.capacity() - buf.len();
             match rd.try_read_buf(&mut buf) {
                 Ok(0) => return "client closed TCP connection".into(),
-                Ok(n) => busy = n >= room,
+                Ok(n) => {
+                    busy = n >= room;
+                    // Memory grows with what publishers send: sample it every few MiB read as
+                    // well as on the monitor's timer (which a loaded runtime may run late), so
+                    // the alarm's overshoot is bounded by data volume, not by scheduling.
+                    read_since_sample += n;
+                    if read_since_sample >= MEMORY_SAMPLE_BYTES {
+                        read_since_sample = 0;
+                        self.ctx.broker.memory.check();
+                    }
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(_) => return "client closed TCP connection".into(),
             }
         }
     }
 
-    /// The socket is not read: blocked by an alarm (a closing connection reads its close-ok).
+    /// The socket is not read: blocked by an alarm or paused by flow control (a closing
+    /// connection reads its close-ok).
     fn reading_paused(&self) -> bool {
-        !self.closing && self.blocked.load(Ordering::Relaxed)
+        !self.closing && (self.blocked.load(Ordering::Relaxed) || self.flow.is_some())
+    }
+
+    /// After a content frame: pause reading if the publish found a queue in flow or the store
+    /// writer is too far behind.
+    fn check_flow(&mut self) {
+        if self.flow.is_some() || self.closing {
+            return;
+        }
+        let wait = if let Some(q) = self.ctx.flow.take()
+            && !q.consumed_by(&self.ctx.conn)
+        {
+            FlowWait::Queue(q)
+        } else if let Some(store) = &self.ctx.broker.store
+            && store.pending_bytes() > self.ctx.broker.config.flow.store_pending_bytes
+        {
+            FlowWait::Store
+        } else {
+            return;
+        };
+        tracing::trace!(conn = self.ctx.id, "flow control: reader paused");
+        self.flow_state.pause();
+        self.flow = Some(wait);
     }
 
     /// A content header or body was handled (RabbitMQ's `publish_received`): during an alarm the
@@ -311,11 +417,12 @@ impl Connection {
             return;
         }
         self.blocked.store(true, Ordering::Relaxed);
-        tracing::debug!(conn = self.ctx.id, "blocked by the disk alarm");
+        let reason = self.ctx.broker.alarms.blocked_reason();
+        tracing::debug!(conn = self.ctx.id, "blocked: {reason}");
         if self.blocked_notify && !self.blocked_sent {
             self.blocked_sent = true;
             let m = AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked {
-                reason: crate::alarm::DISK_BLOCKED_REASON.into(),
+                reason: reason.as_str().into(),
             }));
             self.ctx.conn.append(|out| frame::write_method(out, 0, m));
         }
@@ -339,10 +446,18 @@ impl Connection {
         self.ctx.conn.wake();
     }
 
-    /// Sends connection.close and ignores everything but close / close-ok from now on.
+    /// Sends connection.close and ignores everything but close / close-ok from now on; logs the
+    /// error as RabbitMQ does (a forced close is logged by whoever forced it).
     fn hard_close(&mut self, err: ReplyError) {
+        self.hard_close_on(0, err);
+    }
+
+    fn hard_close_on(&mut self, channel: u16, err: ReplyError) {
         if self.closing {
             return;
+        }
+        if err.kind != ErrorKind::ConnectionForced {
+            tracing::error!("{}", errlog::connection_error(&self.label, channel, &err));
         }
         self.closing = true;
         self.close_channels();
@@ -461,7 +576,7 @@ impl Connection {
         let (class_id, method_id) = (m.get_amqp_class_id(), m.get_amqp_method_id());
         if let AMQPClass::Channel(chan::AMQPMethod::Open(_)) = m {
             if self.channels.contains_key(&number) {
-                self.hard_close(ReplyError::new(ErrorKind::ChannelError, "second 'channel.open' seen").on(20, 10));
+                self.hard_close_on(number, ReplyError::new(ErrorKind::ChannelError, "second 'channel.open' seen").on(20, 10));
                 return;
             }
             // As RabbitMQ: channel_max limits how many are open, not their numbers.
@@ -486,7 +601,7 @@ impl Connection {
             return;
         }
         let Some(ch) = self.channels.get_mut(&number) else {
-            self.hard_close(ReplyError::new(ErrorKind::ChannelError, "expected 'channel.open'").on(class_id, method_id));
+            self.hard_close_on(number, ReplyError::new(ErrorKind::ChannelError, "expected 'channel.open'").on(class_id, method_id));
             return;
         };
         match m {
@@ -518,15 +633,14 @@ impl Connection {
     fn after_channel_result(&mut self, number: u16, r: Result<(), ReplyError>) {
         let Err(err) = r else { return };
         if err.kind.is_hard() {
-            warn!(conn = self.ctx.id, channel = number, "connection error: {}", err.text);
-            self.hard_close(err);
+            self.hard_close_on(number, err);
             return;
         }
-        tracing::debug!(conn = self.ctx.id, channel = number, "channel error: {}", err.text);
         if let Some(ch) = self.channels.get_mut(&number) {
             if ch.is_closing() {
                 return;
             }
+            tracing::error!("{}", errlog::channel_error(&self.label, number, &err));
             ch.close(&mut self.ctx);
             ch.set_closing();
             let m = AMQPClass::Channel(chan::AMQPMethod::Close(chan::Close {

@@ -118,10 +118,60 @@ impl Default for StoreOptions {
 /// stops the writer thread; `MessageLog` clones that outlive it get
 /// `StoreError::Closed`.
 pub struct Store {
-    db: Arc<Database>,
+    db: Arc<DbSlot>,
     path: PathBuf,
     log: MessageLog,
     writer: Option<JoinHandle<()>>,
+}
+
+/// The open database, shared by the writer thread and readers, replaceable: after an I/O error
+/// (ENOSPC, EIO) redb refuses every later write ("Previous I/O error occurred") until the file is
+/// closed and opened again, so the writer reopens it (see `writer.rs`). Readers take a clone of
+/// the `Arc` for one read transaction; while the writer reopens, they get an error.
+pub(crate) struct DbSlot {
+    db: parking_lot::RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    cache_size: usize,
+}
+
+impl DbSlot {
+    fn new(db: Database, path: PathBuf, cache_size: usize) -> DbSlot {
+        DbSlot { db: parking_lot::RwLock::new(Some(Arc::new(db))), path, cache_size }
+    }
+
+    /// The open database (an error while it is being reopened).
+    pub(crate) fn get(&self) -> Result<Arc<Database>, StoreError> {
+        self.db.read().clone().ok_or_else(|| StoreError::Database("the store is being reopened after an I/O error".into()))
+    }
+
+    /// Closes the database (waiting for readers to let go of it) and opens the file again.
+    /// On failure the slot stays empty and the next call tries again.
+    pub(crate) fn reopen(&self) -> Result<(), StoreError> {
+        let old = self.db.write().take();
+        if let Some(mut old) = old {
+            // Readers hold their clone for one read transaction at most.
+            loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => {
+                        drop(db);
+                        break;
+                    }
+                    Err(a) => {
+                        old = a;
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            }
+        }
+        let mut builder = redb::Builder::new();
+        builder.set_cache_size(self.cache_size);
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.open(&self.path)))
+            .map_err(|p| StoreError::Database(panic_msg(p)))?
+            .map_err(|e| open_err(&self.path, e))?;
+        check_meta(&self.path, &db)?;
+        *self.db.write() = Some(Arc::new(db));
+        Ok(())
+    }
 }
 
 /// A definition change, applied on the writer thread.
@@ -258,6 +308,41 @@ impl Store {
         Self::open_with(data_dir, StoreOptions::default())
     }
 
+    /// Like [`open`](Self::open), but while another process holds the file's lock, retries for
+    /// up to `wait` (a broker restarted right after `kill -9` finds the old process still being
+    /// torn down by the kernel, its lock released only when its last file is closed). Logs why it
+    /// waits; after `wait`, a lock still held is `StoreError::InUse` as before.
+    pub fn open_waiting(data_dir: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        let mut logged = false;
+        loop {
+            match Self::open(data_dir) {
+                Err(StoreError::InUse { path }) if std::time::Instant::now() < deadline => {
+                    if !logged {
+                        logged = true;
+                        tracing::warn!(
+                            "{} is locked by another process (a previous broker still exiting?); waiting up to {} ms for it",
+                            path.display(),
+                            wait.as_millis()
+                        );
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(StoreError::InUse { path }) if logged => {
+                    tracing::error!("{} is still locked after {} ms", path.display(), wait.as_millis());
+                    return Err(StoreError::InUse { path });
+                }
+                Ok(s) => {
+                    if logged {
+                        tracing::info!("{}: lock released by the other process, opened", s.path().display());
+                    }
+                    return Ok(s);
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Open (or create) `<data_dir>/warren.redb`.
     ///
     /// An existing file is first checked without writing to it: redb's magic
@@ -314,8 +399,8 @@ impl Store {
             init_new(&db)?;
             db
         };
-        let db = Arc::new(db);
         let known = remove_orphans(&db)?;
+        let db = Arc::new(DbSlot::new(db, path.clone(), opts.cache_size));
         tracing::debug!("store {}: {} durable queues", path.display(), known);
 
         let (tx, rx) = std::sync::mpsc::channel();
@@ -388,6 +473,11 @@ impl Store {
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes of records handed to the writer and not yet committed (one atomic load).
+    pub fn pending_bytes(&self) -> u64 {
+        self.log.pending_bytes()
     }
 
     /// A handle for message writes (cheap to clone).
@@ -507,7 +597,8 @@ impl Store {
 
     /// All definitions, each list in key order.
     pub fn load_definitions(&self) -> Result<Definitions, StoreError> {
-        let rtx = self.db.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let mut d = Definitions::default();
         for e in rtx.open_table(VHOSTS)?.range::<&str>(..)? {
             d.vhosts.push(from_json("v1.vhosts", e?.1.value())?);
@@ -586,7 +677,8 @@ impl Store {
         if limit == 0 {
             return Ok(());
         }
-        let rtx = self.db.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let table = rtx.open_table(MESSAGES)?;
         let mut n = 0;
         for e in table.range(msg_key(queue_id, from_seq)..=msg_key(queue_id, u64::MAX))? {
@@ -606,7 +698,8 @@ impl Store {
         queue_id: u64,
         seq: u64,
     ) -> Result<Option<StoredMessage>, StoreError> {
-        let rtx = self.db.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let table = rtx.open_table(MESSAGES)?;
         match table.get(msg_key(queue_id, seq))? {
             Some(v) => Ok(Some(decode_record(v.value())?)),
@@ -616,7 +709,8 @@ impl Store {
 
     /// Number of stored messages of a queue (scans its key range).
     pub fn message_count(&self, queue_id: u64) -> Result<u64, StoreError> {
-        let rtx = self.db.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         let table = rtx.open_table(MESSAGES)?;
         let mut n = 0;
         for e in table.range(queue_range(queue_id))? {
@@ -628,7 +722,8 @@ impl Store {
 
     /// Number of stored messages of all queues.
     pub fn total_message_count(&self) -> Result<u64, StoreError> {
-        let rtx = self.db.begin_read()?;
+        let db = self.db.get()?; // held until the read transaction ends (see `DbSlot::reopen`)
+        let rtx = db.begin_read()?;
         Ok(rtx.open_table(MESSAGES)?.len()?)
     }
 }

@@ -165,6 +165,7 @@ pub(crate) struct WriterStats {
     batches: AtomicU64,
     commits: AtomicU64,
     failed_batches: AtomicU64,
+    reopens: AtomicU64,
     ops: AtomicU64,
     appends: AtomicU64,
     removes: AtomicU64,
@@ -188,6 +189,8 @@ pub struct StatsSnapshot {
     pub commits: u64,
     /// Batches whose transaction failed (all their tickets got `Err`).
     pub failed_batches: u64,
+    /// Times the database was reopened after an I/O error.
+    pub reopens: u64,
     /// Ops received (appends, removes, purges, flushes, definition changes).
     pub ops: u64,
     pub appends: u64,
@@ -257,6 +260,7 @@ impl WriterStats {
             batches: self.batches.load(Relaxed),
             commits: self.commits.load(Relaxed),
             failed_batches: self.failed_batches.load(Relaxed),
+            reopens: self.reopens.load(Relaxed),
             ops: self.ops.load(Relaxed),
             appends: self.appends.load(Relaxed),
             removes: self.removes.load(Relaxed),
@@ -284,7 +288,7 @@ pub struct MessageLog {
     pub(crate) pending_bytes: Arc<AtomicU64>,
     /// For reading bodies back (paging in); reads never wait for the writer. Weak, so that
     /// closing the store closes the file even while handles live on.
-    pub(crate) db: std::sync::Weak<redb::Database>,
+    pub(crate) db: std::sync::Weak<super::DbSlot>,
 }
 
 impl MessageLog {
@@ -295,7 +299,7 @@ impl MessageLog {
         queue_id: u64,
         seqs: &[u64],
     ) -> Result<Vec<Option<super::codec::StoredMessage>>, StoreError> {
-        let db = self.db.upgrade().ok_or(StoreError::Closed)?;
+        let db = self.db.upgrade().ok_or(StoreError::Closed)?.get()?;
         let rtx = db.begin_read()?;
         let table = rtx.open_table(super::MESSAGES)?;
         let mut out = Vec::with_capacity(seqs.len());
@@ -416,7 +420,7 @@ enum Pend {
 /// The writer thread's main loop. Returns when it receives `Shutdown` (after
 /// finishing everything queued before it) or every sender is gone.
 pub(crate) fn run(
-    db: Arc<Database>,
+    slot: Arc<super::DbSlot>,
     rx: Receiver<Op>,
     stats: Arc<WriterStats>,
     pending_bytes: Arc<AtomicU64>,
@@ -439,7 +443,28 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        let shutdown = process_batch(&db, &mut batch, &stats, cfg);
+        let shutdown = match slot.get() {
+            Ok(db) => {
+                let (shutdown, failure) = process_batch(&db, &mut batch, &stats, cfg);
+                drop(db);
+                if let Some(e) = failure
+                    && is_io_error(&e)
+                {
+                    // redb refuses every write after an I/O error until reopened: reopen now,
+                    // so the next batch can succeed once the cause (a full disk) is gone.
+                    try_reopen(&slot, &stats);
+                }
+                shutdown
+            }
+            Err(_) => {
+                // A reopen failed before: try again, then run the batch (or fail it).
+                try_reopen(&slot, &stats);
+                match slot.get() {
+                    Ok(db) => process_batch(&db, &mut batch, &stats, cfg).0,
+                    Err(e) => fail_batch(&mut batch, &stats, e),
+                }
+            }
+        };
         pending_bytes.fetch_sub(bytes as u64, Relaxed);
         if shutdown {
             // Anything sent after Shutdown (racing with close) is failed.
@@ -455,6 +480,39 @@ pub(crate) fn run(
     }
 }
 
+/// An error after which redb must be reopened: an I/O error (its Display is "I/O error: ...")
+/// or redb's "Previous I/O error occurred" that every later write gets.
+fn is_io_error(e: &StoreError) -> bool {
+    matches!(e, StoreError::Database(m) if m.contains("I/O error"))
+}
+
+fn try_reopen(slot: &super::DbSlot, stats: &WriterStats) {
+    match slot.reopen() {
+        Ok(()) => {
+            stats.reopens.fetch_add(1, Relaxed);
+            tracing::warn!("store: reopened {} after an I/O error", slot.path.display());
+        }
+        Err(e) => tracing::error!("store: cannot reopen {} after an I/O error (will retry with the next write): {e}", slot.path.display()),
+    }
+}
+
+/// Fails every op of a batch that could not run (the database is not open). Returns true if it
+/// held a Shutdown.
+fn fail_batch(batch: &mut Vec<Op>, stats: &WriterStats, e: StoreError) -> bool {
+    stats.record_batch(batch.len() as u64);
+    stats.failed_batches.fetch_add(1, Relaxed);
+    let mut shutdown = false;
+    for op in batch.drain(..) {
+        match op {
+            Op::Shutdown => shutdown = true,
+            // A remove is retried by nobody: logged, the message may come back after a restart.
+            Op::Remove { .. } => {}
+            other => other.fail(e.clone()),
+        }
+    }
+    shutdown
+}
+
 fn op_bytes(op: &Op) -> usize {
     match op {
         Op::Append { record, .. } => record.len(),
@@ -462,13 +520,14 @@ fn op_bytes(op: &Op) -> usize {
     }
 }
 
-/// Apply one batch in one transaction. Returns true if it held a Shutdown.
+/// Apply one batch in one transaction. Returns whether it held a Shutdown, and the error that
+/// failed it.
 fn process_batch(
     db: &Database,
     batch: &mut Vec<Op>,
     stats: &WriterStats,
     cfg: WriterConfig,
-) -> bool {
+) -> (bool, Option<StoreError>) {
     stats.record_batch(batch.len() as u64);
     let mut overlay: BTreeMap<u128, Pend> = BTreeMap::new();
     let mut purged: Vec<u64> = Vec::new();
@@ -576,7 +635,7 @@ fn process_batch(
         }
     }
 
-    match error {
+    match &error {
         None => {
             for d in dones {
                 d.complete(Ok(()));
@@ -600,7 +659,7 @@ fn process_batch(
             }
         }
     }
-    shutdown
+    (shutdown, error)
 }
 
 fn begin<'a>(

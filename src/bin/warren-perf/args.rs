@@ -88,7 +88,8 @@ pub struct Args {
     pub cmessages: u64,
 
     /// Keep the perf queues and their messages (default: delete them first so the run starts
-    /// empty), e.g. to drain a backlog left by an earlier run with `-x 0 -D N`
+    /// empty, and after a transient run), e.g. to drain a backlog left by an earlier run with
+    /// `-x 0 -D N`
     #[arg(long)]
     pub keep_queues: bool,
 

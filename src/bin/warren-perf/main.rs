@@ -68,7 +68,7 @@ async fn run(args: Args) -> Result<(), BoxError> {
 
     let outcome = measure(&args, &topo, duration).await;
 
-    if !args.persistent {
+    if !args.persistent && !args.keep_queues {
         if let Err(e) = topology::cleanup(&setup, &topo).await {
             eprintln!("warren-perf: cleanup failed: {e}");
         }

@@ -78,6 +78,8 @@ pub struct Queue {
     /// x-expires: when the queue was last used (declared, consumed from, got from), in ms
     /// since the Unix epoch. Kept only for queues with x-expires.
     last_used: AtomicU64,
+    /// Publisher flow control: raised while consumers are slower than publishers.
+    pub flow: super::flow::QueueFlow,
 }
 
 impl Queue {
@@ -113,7 +115,26 @@ impl Queue {
             timer: Default::default(),
             last_used: AtomicU64::new(super::ttl::now_ms()),
             home: Default::default(),
+            flow: super::flow::QueueFlow::new(super::flow::FlowLimits::default()),
         }
+    }
+
+    /// The same queue with these flow-control limits.
+    pub fn with_flow_limits(mut self, limits: super::flow::FlowLimits) -> Queue {
+        self.flow = super::flow::QueueFlow::new(limits);
+        self
+    }
+
+    /// A consumer of this queue delivers to connection `conn` (flow control must not pause a
+    /// reader whose acks the queue is waiting for).
+    pub fn consumed_by(&self, conn: &Arc<super::delivery::ConnShared>) -> bool {
+        self.inner.lock().consumers.iter().any(|c| Arc::ptr_eq(&c.channel.conn, conn))
+    }
+
+    /// Re-evaluates the flow flag (a paused publisher's periodic check).
+    pub fn recheck_flow(&self) {
+        let inner = self.inner.lock();
+        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
     }
 
     /// Puts recovered messages in (at start, before any client): their store sequence
@@ -231,6 +252,7 @@ impl Queue {
         if limited {
             self.drop_head_over_limit(&mut inner);
         }
+        self.flow.after_push(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
         self.finish(inner);
         if seq != 0 { Enqueued::Stored } else { Enqueued::Accepted }
     }
@@ -305,6 +327,11 @@ impl Queue {
     /// to the consumers of the highest priority that have credit, to lower ones only when none
     /// has. With x-single-active-consumer only the first consumer (the oldest) receives.
     fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
+        self.dispatch_consumers(inner);
+        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
+    }
+
+    fn dispatch_consumers(self: &Arc<Self>, inner: &mut QueueInner) {
         let total = if self.args.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
         let mut start = 0;
         while start < total && inner.backlog.len() > 0 {
@@ -365,6 +392,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut inner = self.inner.lock();
         let slots = inner.backlog.clear();
+        self.flow.clear();
         let n = slots.len() as u32;
         for r in slots {
             self.forget(r.seq);
@@ -410,6 +438,7 @@ impl Queue {
             // x-expires counts from when the last consumer left.
             self.touch();
         }
+        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
         self.auto_delete && inner.had_consumer && inner.consumers.is_empty() && !self.is_deleted()
     }
 
@@ -420,6 +449,7 @@ impl Queue {
             let mut inner = self.inner.lock();
             self.deleted.store(true, Ordering::Release);
             let n = inner.backlog.clear().len() as u32;
+            self.flow.clear();
             inner.exclusive_consumer = false;
             (std::mem::take(&mut inner.consumers), n)
         };

@@ -167,6 +167,11 @@ impl Channel {
         let x = self.publish_exchange(ctx, &msg.exchange)?;
         let from = Publisher { channel: &self.shared, confirm: confirm_seq };
         let outcome = publish::publish(&ctx.vhost, x.as_ref(), msg, mandatory, Some(from))?;
+        // Publisher flow control: a destination whose consumers are behind pauses this
+        // connection's reader after this message.
+        if ctx.flow.is_none() {
+            ctx.flow = outcome.flow;
+        }
         Ok(outcome.stored)
     }
 }
