@@ -13,8 +13,12 @@ pub struct User {
     pub password_hash: String,
     pub tags: Vec<String>,
     /// `set_user_limits` (see `limits.rs`).
-    pub limits: super::limits::Limits,
+    pub limits: Limits,
 }
+
+/// The limits of one vhost or user (`set_vhost_limits` / `set_user_limits`): name → value,
+/// negative meaning unlimited. Checked by `limits.rs`.
+pub type Limits = std::collections::BTreeMap<String, i64>;
 
 /// Hashes `password` with a fresh random salt, as RabbitMQ's sha256 algorithm.
 pub fn hash_password(password: &str) -> String {

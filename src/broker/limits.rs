@@ -8,11 +8,9 @@
 use super::Broker;
 use super::access::AccessError;
 use crate::protocol::reply::{ErrorKind, ReplyError};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
-/// The limits of one vhost or user: name → value (negative: unlimited).
-pub type Limits = BTreeMap<String, i64>;
+pub use super::auth::Limits;
 
 /// What a limit applies to; each has its own names and texts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

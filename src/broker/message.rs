@@ -27,6 +27,11 @@ impl Message {
     pub fn with_header(&self, key: &str, value: amq_protocol::types::AMQPValue) -> Message {
         let mut headers = self.properties.headers().clone().unwrap_or_default();
         headers.insert(key.into(), value);
+        self.with_headers(headers)
+    }
+
+    /// A copy with these headers (the content header is encoded anew).
+    pub fn with_headers(&self, headers: amq_protocol::types::FieldTable) -> Message {
         let properties = self.properties.clone().with_headers(headers);
         Message {
             exchange: self.exchange.clone(),

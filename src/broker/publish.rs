@@ -158,22 +158,13 @@ fn route_key(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, que
 
 /// A copy of `msg` without header `key`.
 pub fn without_header(msg: &Message, key: &str) -> Message {
-    let mut headers = msg.properties.headers().clone().unwrap_or_default();
-    let mut t = crate::protocol::FieldTable::default();
-    for (k, v) in headers.inner() {
+    let mut kept = crate::protocol::FieldTable::default();
+    for (k, v) in msg.properties.headers().iter().flat_map(|h| h.inner()) {
         if k.as_str() != key {
-            t.insert(k.clone(), v.clone());
+            kept.insert(k.clone(), v.clone());
         }
     }
-    headers = t;
-    let properties = msg.properties.clone().with_headers(headers);
-    Message {
-        exchange: msg.exchange.clone(),
-        routing_key: msg.routing_key.clone(),
-        header_raw: crate::protocol::frame::encode_header(msg.body.len() as u64, &properties),
-        properties,
-        body: msg.body.clone(),
-    }
+    msg.with_headers(kept)
 }
 
 /// A direct reply-to reply: straight to the consuming channel, or unroutable.
@@ -204,8 +195,6 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
         return outcome;
     }
     let msg = Arc::new(msg);
-    // One atomic load per destination queue.
-    outcome.flow = queues.iter().find(|q| q.flow.is_over()).cloned();
     let durable = queues.iter().filter(|q| q.stores(&msg)).count();
     let confirm = from.as_ref().and_then(|p| p.confirm.map(|seq| (seq, p.channel)));
     if durable == 0 {
@@ -216,6 +205,7 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
                 Enqueued::Rejected => rejected = true,
                 Enqueued::Gone => {}
             }
+            note_flow(&mut outcome, q);
         }
         outcome.rejected = rejected;
         if let Some((seq, channel)) = confirm {
@@ -252,10 +242,19 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
             }
             Enqueued::Gone => {}
         }
+        note_flow(&mut outcome, q);
     }
     // The pipeline's own count: the confirm cannot complete before every queue has answered.
     ConfirmWait::settle(waiter, !outcome.rejected);
     outcome
+}
+
+/// Publisher flow control: the first destination that is over its limit once this message is
+/// in (one atomic load per queue) pauses the publishing connection.
+fn note_flow(outcome: &mut Outcome, q: Arc<Queue>) {
+    if outcome.flow.is_none() && q.flow.is_over() {
+        outcome.flow = Some(q);
+    }
 }
 
 /// basic.return 312 NO_ROUTE with the message's properties and body.
