@@ -131,6 +131,14 @@ impl Queue {
         self.inner.lock().consumers.iter().any(|c| Arc::ptr_eq(&c.channel.conn, conn))
     }
 
+    /// Lowers the flow flag if the backlog drained enough (dispatch, consumer removal); costs one
+    /// atomic load while the flag is down, which is nearly always.
+    fn lower_flow(&self, inner: &QueueInner) {
+        if self.flow.is_over() {
+            self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
+        }
+    }
+
     /// Re-evaluates the flow flag (a paused publisher's periodic check).
     pub fn recheck_flow(&self) {
         let inner = self.inner.lock();
@@ -252,7 +260,10 @@ impl Queue {
         if limited {
             self.drop_head_over_limit(&mut inner);
         }
-        self.flow.after_push(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
+        // The backlog's totals are summed only when the flag could rise (a queue with consumers).
+        if !inner.consumers.is_empty() && !self.flow.is_over() {
+            self.flow.after_push(inner.backlog.len(), inner.backlog.hot_bytes(), true);
+        }
         self.finish(inner);
         if seq != 0 { Enqueued::Stored } else { Enqueued::Accepted }
     }
@@ -328,7 +339,7 @@ impl Queue {
     /// has. With x-single-active-consumer only the first consumer (the oldest) receives.
     fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
         self.dispatch_consumers(inner);
-        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
+        self.lower_flow(inner);
     }
 
     fn dispatch_consumers(self: &Arc<Self>, inner: &mut QueueInner) {
@@ -438,7 +449,7 @@ impl Queue {
             // x-expires counts from when the last consumer left.
             self.touch();
         }
-        self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
+        self.lower_flow(&inner);
         self.auto_delete && inner.had_consumer && inner.consumers.is_empty() && !self.is_deleted()
     }
 
