@@ -1,6 +1,7 @@
 //! A panic inside a Rust guest: its message reaches the broker's log (the guest's panic hook
 //! sends it through the host `log` import before the `unreachable` trap), and the publishing
 //! channel is closed with 541 as for any trap.
+#[path = "integration/common/mod.rs"]
 mod common;
 use common::*;
 use lapin::types::FieldTable;

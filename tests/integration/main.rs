@@ -1,0 +1,39 @@
+//! The integration tests: one test binary (one link of the broker and wasmtime instead of one per
+//! file), one module per feature. Every test talks to a real broker over 127.0.0.1 — an
+//! in-process Warren per test, or the broker named by `WARREN_TEST_URL` (see `common`).
+//! `plugin_panic` stays its own binary: it installs a process-wide log subscriber.
+
+mod common;
+
+mod access;
+mod alarm;
+mod alternate_exchange;
+mod auth_backends;
+mod bad_input;
+mod basic;
+mod cc_bcc;
+mod confirms_tx;
+mod connection;
+mod consumers;
+mod dead_letter;
+mod durability;
+mod exchanges;
+mod flow;
+mod hostile_input;
+mod length_limits;
+mod limits;
+mod logs;
+mod memory_alarm;
+mod paging;
+mod plugins;
+mod plugins_cli;
+mod priority;
+mod queue_args;
+mod queues;
+mod quorum;
+mod reply_to;
+mod requeue;
+mod restart;
+mod ttl;
+mod warrenctl;
+mod wire_fuzz;

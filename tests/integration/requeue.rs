@@ -1,0 +1,55 @@
+//! Requeued messages go back to their original place in the queue, whatever order the nacks
+//! come in (RabbitMQ's classic queues; aio-pika's iterator cancels its consumer and then nacks
+//! the prefetched messages one by one, oldest first).
+use crate::common;
+use common::*;
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+
+async fn requeue_in_order(order: &[usize]) -> Vec<(String, bool)> {
+    let b = TestBroker::start().await;
+    let (_c, ch) = b.channel().await;
+    let q = uniq("requeue");
+    timeout(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    for i in 0..10 {
+        timeout(ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), format!("{i}").as_bytes(), Default::default()))
+            .await
+            .unwrap();
+    }
+    timeout(ch.basic_qos(10, BasicQosOptions::default())).await.unwrap();
+    let mut consumer = timeout(ch.basic_consume(q.as_str().into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default())).await.unwrap();
+    let mut tags = Vec::new();
+    while tags.len() < 10 {
+        let d = timeout(consumer.next()).await.expect("delivery").expect("ok");
+        tags.push(d.delivery_tag);
+    }
+    timeout(ch.basic_cancel("c".into(), BasicCancelOptions::default())).await.unwrap();
+    for &i in order {
+        timeout(ch.basic_nack(tags[i], BasicNackOptions { multiple: false, requeue: true })).await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        if let Some(m) = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })).await.unwrap() {
+            got.push((String::from_utf8(m.delivery.data.clone()).unwrap(), m.delivery.redelivered));
+        }
+    }
+    b.stop().await;
+    got
+}
+
+fn expected() -> Vec<(String, bool)> {
+    (0..10).map(|i| (i.to_string(), true)).collect()
+}
+
+#[tokio::test]
+async fn nacks_oldest_first_restore_the_original_order() {
+    assert_eq!(requeue_in_order(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]).await, expected());
+}
+
+#[tokio::test]
+async fn nacks_in_any_order_restore_the_original_order() {
+    assert_eq!(requeue_in_order(&[3, 4, 5, 6, 7, 8, 9, 0, 1, 2]).await, expected());
+    assert_eq!(requeue_in_order(&[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]).await, expected());
+    assert_eq!(requeue_in_order(&[5, 0, 9, 2, 7, 1, 8, 3, 6, 4]).await, expected());
+}
