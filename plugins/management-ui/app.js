@@ -34,7 +34,10 @@ class ApiError extends Error {
 // One request to the management API; resolves to the parsed JSON body (or null when empty).
 async function api(method, path, body, extraHeaders) {
   const headers = Object.assign({ Authorization: 'Basic ' + state.auth }, extraHeaders || {});
-  const init = { method, headers, cache: 'no-store' };
+  // credentials: 'omit' sends our Authorization header but no cookies, and keeps the browser from
+  // answering a 401's `WWW-Authenticate: Basic` with its own password dialog (Fetch standard:
+  // the prompt is only for requests that include credentials); the login form reports it instead.
+  const init = { method, headers, cache: 'no-store', credentials: 'omit' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
@@ -72,7 +75,7 @@ function h(spec, attrs, ...children) {
   return el;
 }
 
-function append(el, children) {
+function append(el, ...children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
@@ -221,13 +224,17 @@ function recordSample(overview) {
   if (state.history.length > HISTORY) state.history.shift();
 }
 
-// A rounded axis maximum (1, 2, 5 × 10^n) at or above v.
-function niceMax(v) {
-  if (!(v > 0)) return 1;
+// A rounded grid step (1, 2, 2.5, 5 × 10^n) at or above v; whole numbers for counts.
+function niceStep(v, whole) {
+  if (!(v > 0)) return whole ? 1 : 0.25;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of (whole && p < 10 ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10])) {
+    if (m * p >= v) return whole ? Math.max(1, m * p) : m * p;
+  }
   return 10 * p;
 }
+
+const axisLabel = (v) => (Number.isInteger(v) ? v.toLocaleString('en-US') : String(Number(v.toFixed(2))));
 
 // Line chart of series [{label, color, values}] over the sample times `times` (ms).
 function drawChart(canvas, times, series, unit) {
@@ -240,9 +247,9 @@ function drawChart(canvas, times, series, unit) {
   ctx.scale(dpr, dpr);
   ctx.fillStyle = '#fff';
   ctx.fillRect(0, 0, w, hgt);
-  const left = 56, right = 8, top = 8, bottom = 22;
+  const left = 56, right = 20, top = 8, bottom = 22;
   const pw = w - left - right, ph = hgt - top - bottom;
-  const max = niceMax(Math.max(0, ...series.flatMap((s) => s.values)));
+  const max = 4 * niceStep(Math.max(0, ...series.flatMap((s) => s.values)) / 4, unit === '');
   ctx.font = '11px system-ui, sans-serif';
   ctx.textBaseline = 'middle';
   for (let i = 0; i <= 4; i++) {
@@ -252,7 +259,7 @@ function drawChart(canvas, times, series, unit) {
     const v = (max * i) / 4;
     ctx.fillStyle = '#555';
     ctx.textAlign = 'right';
-    ctx.fillText((Number.isInteger(v) ? v.toLocaleString('en-US') : v.toFixed(2)) + unit, left - 4, y);
+    ctx.fillText(axisLabel(v) + unit, left - 4, y);
   }
   const span = HISTORY * POLL_MS;
   const t1 = times.length ? times[times.length - 1] : Date.now();
