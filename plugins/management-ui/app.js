@@ -19,7 +19,15 @@ const state = {
   timer: null,
   page: 0, // incremented on each navigation; stale refreshes of an old page are dropped
   history: [], // overview samples: {t, rates: {...}, queued: {...}}
+  exchangeTypes: ['direct', 'fanout', 'headers', 'topic'], // replaced by the overview's list
+  keepFlash: false, // set by go(): the next page keeps the message of the action that moved there
 };
+
+// Navigate after an action, keeping that action's message on screen.
+function go(hash) {
+  state.keepFlash = true;
+  location.hash = hash;
+}
 
 // ---------------------------------------------------------------- HTTP
 
@@ -372,7 +380,7 @@ pages.connections = (main) => {
   return async () => {
     const rows = inVhost(await api('GET', '/connections'));
     replace(list, table([
-      ['Name', (c) => c.name],
+      ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null]],
       ['Virtual host', (c) => c.vhost],
       ['User', (c) => c.user],
       ['State', (c) => c.state],
@@ -420,7 +428,7 @@ pages.exchanges = (main) => {
   append(main, h('h1', {}, 'Exchanges'), list, section('Add a new exchange', form('add-exchange', [
     { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
     { name: 'name', label: 'Name', required: true },
-    { name: 'type', label: 'Type', type: 'select', options: ['direct', 'fanout', 'headers', 'topic'].map((t) => [t, t]) },
+    { name: 'type', label: 'Type', type: 'select', options: state.exchangeTypes.map((t) => [t, t]) },
     { name: 'durable', label: 'Durability', type: 'select', options: [['true', 'Durable'], ['false', 'Transient']] },
     { name: 'auto_delete', label: 'Auto delete', type: 'select', options: [['false', 'No'], ['true', 'Yes']] },
     { name: 'internal', label: 'Internal', type: 'select', options: [['false', 'No'], ['true', 'Yes']] },
@@ -497,7 +505,7 @@ pages.exchange = (main, [vhost, name]) => {
     section('Publish message', publishForm('publish-form', vhost, name)),
     isDefault || name.startsWith('amq.') ? null : section('Delete this exchange', actionButton('Delete', `Delete exchange ${name}?`, async () => {
       await api('DELETE', '/exchanges' + vpath(vhost, name));
-      location.hash = '#/exchanges';
+      go('#/exchanges');
       return `Exchange ${name} deleted.`;
     }, 'danger')));
   return async () => {
@@ -583,7 +591,7 @@ pages.queue = (main, [vhost, name]) => {
     section('Move, delete or purge', h('p', {},
       actionButton('Delete queue', `Delete queue ${name}?`, async () => {
         await api('DELETE', '/queues' + vpath(vhost, name));
-        location.hash = '#/queues';
+        go('#/queues');
         return `Queue ${name} deleted.`;
       }, 'danger'), ' ',
       actionButton('Purge messages', `Purge all ready messages of ${name}?`, async () => {
@@ -754,14 +762,19 @@ function route() {
   const page = pages[name] || pages.overview;
   state.page += 1;
   clearInterval(state.timer);
-  flash();
+  if (!state.keepFlash) flash();
+  state.keepFlash = false;
   for (const a of document.querySelectorAll('#nav a')) {
     const target = a.getAttribute('href').slice(2) || 'overview';
     a.classList.toggle('active', target === name || name + 's' === target);
   }
   const main = replace(document.getElementById('main'));
+  delete main.dataset.route;
   update = page(main, parts.slice(1));
-  refreshNow();
+  const hash = location.hash || '#/';
+  // data-route marks the page as drawn (tests and scripts wait for it).
+  const drawn = state.page;
+  refreshNow().then(() => { if (drawn === state.page) main.dataset.route = hash; });
   state.timer = setInterval(refreshNow, POLL_MS);
 }
 
@@ -788,7 +801,14 @@ async function start() {
   document.getElementById('nav-admin').hidden = !userTags.some((t) => ['administrator', 'policymaker'].includes(t.trim()));
   document.getElementById('login').hidden = true;
   document.getElementById('app').hidden = false;
-  try { await loadVhosts(); } catch (e) { flash('error', e.message); }
+  try {
+    await loadVhosts();
+    const o = await api('GET', '/overview');
+    const types = (o.exchange_types || []).filter((t) => t.enabled !== false).map((t) => t.name);
+    if (types.length) state.exchangeTypes = types.sort();
+  } catch (e) {
+    flash('error', e.message);
+  }
   route();
 }
 

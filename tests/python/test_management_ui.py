@@ -15,8 +15,11 @@ queues.png there (docs/images/ holds the committed ones). Needs Debian's chromiu
 chromium-driver and selenium; without WARREN_MGMT_URL the module is skipped.
 """
 
+import json
 import os
 import shutil
+import time
+import uuid
 from urllib.parse import quote
 from pathlib import Path
 
@@ -35,7 +38,7 @@ pytestmark = pytest.mark.skipif(
 if MGMT_URL:
     # With a UI to test, a missing browser stack is an error, not a skip.
     from selenium import webdriver
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
@@ -51,7 +54,7 @@ def _find_binary(*names):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = _find_binary("chromium", "chromium-browser", "google-chrome")
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -59,6 +62,8 @@ def browser():
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(_find_binary("chromedriver")), options=options)
+    driver.downloads = tmp_path_factory.mktemp("ui-downloads")
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(driver.downloads)})
     try:
         yield driver
     finally:
@@ -82,6 +87,17 @@ def login(browser, user=USER, password=PASSWORD):
     browser.find_element(By.ID, "login-submit").click()
 
 
+def goto(browser, hash_):
+    """Opens page `hash_` (e.g. "#/queues") and waits until its first refresh has drawn it."""
+    browser.execute_script("location.hash = arguments[0]", hash_)
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, f"#main[data-route='{hash_}']")))
+
+
+def logged_in(browser):
+    login(browser)
+    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route]")))
+
+
 def js_errors(browser):
     return [e["message"] for e in browser.get_log("browser")
             if e["level"] == "SEVERE" and e.get("source") == "javascript"]
@@ -94,6 +110,49 @@ def flash_says(browser, text):
 def open_section(browser, title):
     summary = wait(browser, EC.element_to_be_clickable((By.XPATH, f"//summary[normalize-space()='{title}']")))
     summary.click()
+    wait(browser, EC.presence_of_element_located((By.XPATH, f"//details[@open][summary[normalize-space()='{title}']]")))
+
+
+def accept_confirm(browser):
+    wait(browser, EC.alert_is_present()).accept()
+
+
+def select(browser, element_id, value):
+    Select(wait(browser, EC.visibility_of_element_located((By.ID, element_id)))).select_by_value(value)
+
+
+def fill(browser, element_id, text):
+    field = wait(browser, EC.visibility_of_element_located((By.ID, element_id)))
+    field.clear()
+    field.send_keys(text)
+
+
+def submit(browser, form_id):
+    browser.find_element(By.CSS_SELECTOR, f"#{form_id} button[type=submit]").click()
+
+
+def row_button(browser, text, label, timeout=WAIT):
+    """Clicks the button `label` in the table row that contains `text` (re-found if a poll redrew it)."""
+    click(browser, (By.XPATH, f"//tr[td[contains(normalize-space(), '{text}')]]//button[normalize-space()='{label}']"), timeout)
+
+
+def click(browser, locator, timeout=WAIT):
+    """Finds and clicks `locator`, again if the page's 5 s refresh redrew it in between."""
+    def attempt(b):
+        b.find_element(*locator).click()
+        return True
+    WebDriverWait(browser, timeout, ignored_exceptions=[StaleElementReferenceException, NoSuchElementException]).until(attempt)
+
+
+def row_gone(browser, text):
+    return wait(browser, lambda b: not b.find_elements(By.XPATH, f"//tr[td[contains(normalize-space(), '{text}')]]"))
+
+
+def amqp_params(broker_url, **changes):
+    params = pika.URLParameters(broker_url)
+    for key, value in changes.items():
+        setattr(params, key, value)
+    return params
 
 
 def shot(browser, name):
@@ -150,13 +209,13 @@ def test_queue_from_pika_publish_and_get_through_the_ui(browser, channel, broker
     queue = names("ui")
     channel.queue_declare(queue, auto_delete=False)
     try:
-        login(browser)
-        wait(browser, EC.visibility_of_element_located((By.ID, "app")))
-        browser.get(base_url() + "#/queues")
+        logged_in(browser)
+        goto(browser, "#/queues")
         link = wait(browser, EC.element_to_be_clickable((By.LINK_TEXT, queue)))
         assert link.get_attribute("href").endswith(f"#/queue/{quote(vhost, safe='')}/{quote(queue, safe='')}")
         shot(browser, "queues.png")
-        link.click()
+        click(browser, (By.LINK_TEXT, queue))
+        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route^='#/queue/']")))
         wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#main h1"), queue))
 
         # Publish from the UI: through the default exchange, with a header and a property.
@@ -193,3 +252,278 @@ def test_queue_from_pika_publish_and_get_through_the_ui(browser, channel, broker
         assert js_errors(browser) == []
     finally:
         channel.queue_delete(queue)
+
+
+def test_exchange_add_bind_publish_unbind_delete_through_the_ui(browser, channel, broker_url, names):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    exchange, queue = names("x"), names("q")
+    channel.queue_declare(queue, auto_delete=False)
+    try:
+        logged_in(browser)
+        goto(browser, "#/exchanges")
+        open_section(browser, "Add a new exchange")
+        select(browser, "add-exchange-vhost", vhost)
+        fill(browser, "add-exchange-name", exchange)
+        select(browser, "add-exchange-type", "topic")
+        select(browser, "add-exchange-durable", "false")
+        submit(browser, "add-exchange")
+        flash_says(browser, f"Exchange {exchange} added.")
+        # It exists with the chosen type: redeclaring it as another type is refused.
+        channel.exchange_declare(exchange, "topic", passive=True)
+
+        click(browser, (By.LINK_TEXT, exchange))
+        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route^='#/exchange/']")))
+        wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#main h1"), exchange))
+        open_section(browser, "Add binding from this exchange")
+        fill(browser, "add-binding-destination", queue)
+        fill(browser, "add-binding-routing_key", "ui.*")
+        submit(browser, "add-binding")
+        flash_says(browser, "Binding added.")
+        wait(browser, EC.presence_of_element_located((By.XPATH, f"//tr[td[normalize-space()='ui.*']]//a[normalize-space()='{queue}']")))
+
+        open_section(browser, "Publish message")
+        fill(browser, "publish-form-routing_key", "ui.one")
+        fill(browser, "publish-form-payload", "routed by topic")
+        submit(browser, "publish-form")
+        flash_says(browser, "Message published.")
+        fill(browser, "publish-form-routing_key", "other.key")
+        submit(browser, "publish-form")
+        flash_says(browser, "Message published, but not routed.")
+        assert channel.queue_declare(queue, passive=True).method.message_count == 1
+        assert channel.basic_get(queue, auto_ack=True)[2] == b"routed by topic"
+
+        row_button(browser, "ui.*", "Unbind")
+        flash_says(browser, "Binding removed.")
+        wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), "No bindings"))
+        channel.basic_publish(exchange, "ui.two", b"now unbound")
+        assert channel.queue_declare(queue, passive=True).method.message_count == 0
+
+        open_section(browser, "Delete this exchange")
+        browser.find_element(By.XPATH, "//details[summary[normalize-space()='Delete this exchange']]//button").click()
+        accept_confirm(browser)
+        flash_says(browser, f"Exchange {exchange} deleted.")
+        wait(browser, EC.url_contains("#/exchanges"))
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+            channel.exchange_declare(exchange, "topic", passive=True)
+        assert closed.value.reply_code == 404
+        assert js_errors(browser) == []
+    finally:
+        if channel.is_open:
+            channel.queue_delete(queue)
+        else:
+            ch = channel.connection.channel()
+            ch.queue_delete(queue)
+            ch.exchange_delete(exchange)
+
+
+def test_queue_add_with_typed_argument_purge_delete_through_the_ui(browser, connect, broker_url, names):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    queue = names("capped")
+    channel = connect().channel()
+    channel.confirm_delivery()  # each publish below has reached the queue when it returns
+    logged_in(browser)
+    goto(browser, "#/queues")
+    open_section(browser, "Add a new queue")
+    select(browser, "add-queue-vhost", vhost)
+    fill(browser, "add-queue-name", queue)
+    select(browser, "add-queue-durable", "false")
+    fill(browser, "add-queue-arguments", "x-max-length = 2")
+    submit(browser, "add-queue")
+    flash_says(browser, f"Queue {queue} added.")
+    try:
+        # The argument reached the broker as a number: the queue keeps only the last two messages.
+        for body in (b"1", b"2", b"3"):
+            channel.basic_publish("", queue, body)
+        assert channel.queue_declare(queue, passive=True).method.message_count == 2
+
+        click(browser, (By.LINK_TEXT, queue))
+        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route^='#/queue/']")))
+        wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#main h1"), queue))
+        wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), "x-max-length = 2"))
+        open_section(browser, "Move, delete or purge")
+        browser.find_element(By.XPATH, "//button[normalize-space()='Purge messages']").click()
+        accept_confirm(browser)
+        flash_says(browser, f"Queue {queue} purged.")
+        assert channel.queue_declare(queue, passive=True).method.message_count == 0
+
+        browser.find_element(By.XPATH, "//button[normalize-space()='Delete queue']").click()
+        accept_confirm(browser)
+        flash_says(browser, f"Queue {queue} deleted.")
+        wait(browser, EC.url_contains("#/queues"))
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+            channel.queue_declare(queue, passive=True)
+        assert closed.value.reply_code == 404
+        assert js_errors(browser) == []
+    finally:
+        connect().channel().queue_delete(queue)
+
+
+def test_connection_and_channel_listed_and_force_closed_through_the_ui(browser, broker_url, names):
+    name = names("conn")
+    conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))
+    try:
+        conn.channel().confirm_delivery()
+        logged_in(browser)
+        goto(browser, "#/channels")
+        # The channel row names its connection ("<connection name> (1)"), with the confirm flag C.
+        peer = "%s:%d" % conn._impl._transport._sock.getsockname()[:2]
+        wait(browser, EC.presence_of_element_located(
+            (By.XPATH, f"//tr[td[starts-with(normalize-space(), '{peer} ')]]//span[@class='tag' and normalize-space()='C']")))
+
+        goto(browser, "#/connections")
+        row_button(browser, name, "Force close")
+        accept_confirm(browser)
+        flash_says(browser, "closed.")
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            deadline = time.monotonic() + WAIT
+            while time.monotonic() < deadline:
+                conn.process_data_events(time_limit=0.2)
+        assert closed.value.reply_code == 320
+        assert closed.value.reply_text == "CONNECTION_FORCED - Closed via management plugin"
+        row_gone(browser, name)
+        assert js_errors(browser) == []
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_admin_user_vhost_permission_through_the_ui(browser, broker_url):
+    suffix = uuid.uuid4().hex[:8]
+    user, password, vhost = f"ui-user-{suffix}", f"pw-{suffix}", f"ui-vhost-{suffix}"
+    as_user = amqp_params(broker_url, virtual_host=vhost, credentials=pika.PlainCredentials(user, password))
+    logged_in(browser)
+    try:
+        goto(browser, "#/admin/vhosts")
+        open_section(browser, "Add a new virtual host")
+        fill(browser, "add-vhost-name", vhost)
+        fill(browser, "add-vhost-description", "made by the UI test")
+        submit(browser, "add-vhost")
+        flash_says(browser, f"Virtual host {vhost} added.")
+        wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), "made by the UI test"))
+
+        goto(browser, "#/admin/users")
+        open_section(browser, "Add / update a user")
+        fill(browser, "add-user-name", user)
+        fill(browser, "add-user-password", password)
+        fill(browser, "add-user-tags", "management")
+        submit(browser, "add-user")
+        flash_says(browser, f"User {user} saved.")
+        wait(browser, EC.presence_of_element_located((By.XPATH, f"//tr[td[normalize-space()='{user}'] and td[normalize-space()='management']]")))
+
+        goto(browser, "#/admin/permissions")
+        open_section(browser, "Set permission")
+        fill(browser, "set-permission-user", user)
+        select(browser, "set-permission-vhost", vhost)
+        fill(browser, "set-permission-write", "^$")
+        submit(browser, "set-permission")
+        flash_says(browser, f"Permission of {user} in {vhost} set.")
+        # The user logs in over AMQP with the UI's password and has the UI's permissions.
+        conn = pika.BlockingConnection(as_user)
+        try:
+            ch = conn.channel()
+            q = ch.queue_declare("", exclusive=True).method.queue  # configure .* allows it
+            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+                ch.queue_bind(q, "amq.direct", "k")  # binding writes to the queue: write ^$ refuses it
+            assert closed.value.reply_code == 403
+        finally:
+            if conn.is_open:
+                conn.close()
+
+        row_button(browser, user, "Clear")
+        accept_confirm(browser)
+        flash_says(browser, f"Permission of {user} in {vhost} cleared.")
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
+            pika.BlockingConnection(as_user)
+
+        goto(browser, "#/admin/users")
+        row_button(browser, user, "Delete")
+        accept_confirm(browser)
+        flash_says(browser, f"User {user} deleted.")
+        row_gone(browser, user)
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            pika.BlockingConnection(as_user)
+
+        goto(browser, "#/admin/vhosts")
+        row_button(browser, vhost, "Delete")
+        accept_confirm(browser)
+        flash_says(browser, f"Virtual host {vhost} deleted.")
+        row_gone(browser, vhost)
+        assert js_errors(browser) == []
+    finally:
+        # Leave nothing behind on a shared broker if an assertion stopped the test early.
+        login(browser)
+        browser.execute_script(f"""
+            const h = {{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}};
+            fetch('api/users/{user}', {{method: 'DELETE', headers: h}});
+            fetch('api/vhosts/{vhost}', {{method: 'DELETE', headers: h}});""")
+
+
+def test_policy_added_applies_and_is_deleted_through_the_ui(browser, channel, broker_url, names):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    queue = names("policed")
+    policy = "ui-" + uuid.uuid4().hex[:8]
+    logged_in(browser)
+    goto(browser, "#/admin/policies")
+    open_section(browser, "Add / update a policy")
+    select(browser, "add-policy-vhost", vhost)
+    fill(browser, "add-policy-name", policy)
+    fill(browser, "add-policy-pattern", "^" + queue.replace(".", "\\.") + "$")
+    select(browser, "add-policy-apply_to", "queues")
+    fill(browser, "add-policy-definition", "max-length = 1")
+    submit(browser, "add-policy")
+    flash_says(browser, f"Policy {policy} saved.")
+    try:
+        wait(browser, EC.presence_of_element_located((By.XPATH, f"//tr[td[normalize-space()='{policy}'] and td[normalize-space()='max-length = 1']]")))
+        channel.queue_declare(queue, auto_delete=False)
+        channel.confirm_delivery()  # each publish below has reached the queue when it returns
+        for body in (b"1", b"2", b"3"):
+            channel.basic_publish("", queue, body)
+        assert channel.queue_declare(queue, passive=True).method.message_count == 1
+
+        row_button(browser, policy, "Delete")
+        accept_confirm(browser)
+        flash_says(browser, f"Policy {policy} deleted.")
+        row_gone(browser, policy)
+        assert js_errors(browser) == []
+    finally:
+        channel.queue_delete(queue)
+        browser.execute_script(f"""
+            fetch('api/policies/{quote(vhost, safe="")}/{policy}', {{method: 'DELETE',
+              headers: {{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}}}});""")
+
+
+def test_definitions_export_download_and_import_upload(browser, channel, broker_url, names, tmp_path):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    exported, imported = names("exported"), names("imported")
+    channel.queue_declare(exported, auto_delete=False)
+    try:
+        logged_in(browser)
+        wait(browser, EC.visibility_of_element_located((By.ID, "export-form")))
+        fill(browser, "export-form-filename", f"defs-{exported}.json")
+        submit(browser, "export-form")
+        flash_says(browser, "Definitions downloaded.")
+        path = browser.downloads / f"defs-{exported}.json"
+        wait(browser, lambda b: path.is_file() and path.stat().st_size > 0)
+        defs = json.loads(path.read_text())
+        assert {"name": exported, "vhost": vhost} in [{"name": q["name"], "vhost": q["vhost"]} for q in defs["queues"]]
+        assert any(u["name"] == USER for u in defs["users"])
+
+        upload = tmp_path / "import.json"
+        upload.write_text(json.dumps({"queues": [{"name": imported, "vhost": vhost, "durable": True,
+                                                  "auto_delete": False, "arguments": {"x-max-length": 7}}]}))
+        browser.find_element(By.ID, "import-form-file").send_keys(str(upload))
+        submit(browser, "import-form")
+        flash_says(browser, "Your definitions were imported successfully.")
+        channel.queue_declare(imported, passive=True)
+        # Redeclaring with the imported argument is equivalent, so it was imported with it.
+        channel.queue_declare(imported, durable=True, arguments={"x-max-length": 7})
+
+        not_json = tmp_path / "broken.json"
+        not_json.write_text("{not json")
+        browser.find_element(By.ID, "import-form-file").send_keys(str(not_json))
+        submit(browser, "import-form")
+        flash_says(browser, "broken.json is not JSON")
+        assert js_errors(browser) == []
+    finally:
+        channel.queue_delete(exported)
+        channel.queue_delete(imported)
