@@ -6,6 +6,8 @@
 #   scripts/test.sh --python-only    only the pika suite; honours WARREN_TEST_URL, e.g.
 #     WARREN_TEST_URL='amqp://guest:guest@127.0.0.1:5673/%2f' scripts/test.sh --python-only
 #                                    runs it against the reference RabbitMQ (scripts/rabbitmq-ref.sh)
+#   WARREN_MGMT_URL=http://127.0.0.1:15680/ ...  also runs the web UI's headless-Chromium test
+#                                    (tests/python/test_management_ui.py; skipped without it)
 #
 # Any other arguments go to pytest (e.g. `-k topic`, `-x`). Exits non-zero if anything fails.
 set -uo pipefail
@@ -18,7 +20,7 @@ pytest_args=()
 for arg in "$@"; do
   case "$arg" in
     --python-only) python_only=1 ;;
-    -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) pytest_args+=("$arg") ;;
   esac
 done
@@ -39,15 +41,15 @@ if [ "$python_only" = 0 ]; then
   unset WARREN_TEST_URL
 fi
 
-section "python venv (.venv: pika 1.3.2, celery 5.5.3, pytest)"
+section "python venv (.venv: pika 1.3.2, celery 5.5.3, selenium 4.51.0, pytest)"
 venv=$root/.venv
 venv_ok() {
-  "$venv/bin/python" -c 'import pika, pytest, celery, sys; sys.exit(pika.__version__ != "1.3.2" or celery.__version__ != "5.5.3")' >/dev/null 2>&1
+  "$venv/bin/python" -c 'import pika, pytest, celery, selenium, sys; sys.exit(pika.__version__ != "1.3.2" or celery.__version__ != "5.5.3" or selenium.__version__ != "4.51.0")' >/dev/null 2>&1
 }
 if ! venv_ok; then
   rm -rf "$venv"
   python3 -m venv "$venv" || { echo "test.sh: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2; exit 1; }
-  "$venv/bin/pip" install -q --disable-pip-version-check pika==1.3.2 celery==5.5.3 pytest \
+  "$venv/bin/pip" install -q --disable-pip-version-check pika==1.3.2 celery==5.5.3 selenium==4.51.0 pytest \
     || { echo "test.sh: pip install failed" >&2; exit 1; }
   venv_ok || { echo "test.sh: the venv at $venv is still incomplete" >&2; exit 1; }
 fi

@@ -1,0 +1,128 @@
+// Warren management UI: the Admin pages (users, virtual hosts, permissions, policies).
+// Loaded after pages.js.
+'use strict';
+
+pages.admin = (main, [tab]) => {
+  tab = tab || 'users';
+  const body = h('div');
+  append(main, h('h1', {}, 'Admin'), h('p.subnav', {}, ['users', 'vhosts', 'permissions', 'policies'].map((t) =>
+    [h('a', { href: '#/admin/' + t, class: t === tab ? 'active' : null }, t[0].toUpperCase() + t.slice(1)), ' '])), body);
+  return (admin[tab] || admin.users)(body);
+};
+
+const admin = {};
+
+admin.users = (main) => {
+  const list = h('div');
+  append(main, h('h2', {}, 'Users'), list, section('Add / update a user', form('add-user', [
+    { name: 'name', label: 'Username', required: true },
+    { name: 'password', label: 'Password', type: 'password', hint: 'Empty: a user without a password (it can only log in through other auth mechanisms), as RabbitMQ\'s "No password".' },
+    { name: 'tags', label: 'Tags', hint: 'Comma-separated: administrator, monitoring, policymaker, management' },
+  ], 'Add / update user', async (v) => {
+    const body = { tags: v.tags };
+    if (v.password) body.password = v.password; else body.password_hash = '';
+    await api('PUT', '/users/' + enc(v.name), body);
+    return `User ${v.name} saved.`;
+  })));
+  return async () => {
+    const rows = await api('GET', '/users');
+    replace(list, table([
+      ['Name', (u) => u.name],
+      ['Tags', (u) => (Array.isArray(u.tags) ? u.tags.join(', ') : u.tags)],
+      ['Can log in with password', (u) => yesNo(u.password_hash)],
+      ['', (u) => actionButton('Delete', `Delete user ${u.name}?`, async () => {
+        await api('DELETE', '/users/' + enc(u.name));
+        return `User ${u.name} deleted.`;
+      }, 'danger')],
+    ], rows, 'No users'));
+  };
+};
+
+admin.vhosts = (main) => {
+  const list = h('div');
+  append(main, h('h2', {}, 'Virtual hosts'), list, section('Add a new virtual host', form('add-vhost', [
+    { name: 'name', label: 'Name', required: true },
+    { name: 'description', label: 'Description' },
+    { name: 'tags', label: 'Tags' },
+  ], 'Add virtual host', async (v) => {
+    await api('PUT', '/vhosts/' + enc(v.name), { description: v.description, tags: v.tags });
+    await loadVhosts();
+    return `Virtual host ${v.name} added.`;
+  })));
+  return async () => {
+    const rows = await api('GET', '/vhosts');
+    replace(list, table([
+      ['Name', (v) => v.name],
+      ['Description', (v) => v.description || ''],
+      ['Ready', (v) => num(v.messages_ready), 'num'],
+      ['Unacked', (v) => num(v.messages_unacknowledged), 'num'],
+      ['Total', (v) => num(v.messages), 'num'],
+      ['Publish', (v) => stat(v, 'publish'), 'num'],
+      ['Deliver / get', (v) => stat(v, 'deliver_get'), 'num'],
+      ['', (v) => actionButton('Delete', `Delete virtual host ${v.name} and everything in it?`, async () => {
+        await api('DELETE', '/vhosts/' + enc(v.name));
+        await loadVhosts();
+        return `Virtual host ${v.name} deleted.`;
+      }, 'danger')],
+    ], rows, 'No virtual hosts'));
+  };
+};
+
+admin.permissions = (main) => {
+  const list = h('div');
+  append(main, h('h2', {}, 'Permissions'), list, section('Set permission', form('set-permission', [
+    { name: 'user', label: 'User', required: true },
+    { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
+    { name: 'configure', label: 'Configure regexp', value: '.*' },
+    { name: 'write', label: 'Write regexp', value: '.*' },
+    { name: 'read', label: 'Read regexp', value: '.*' },
+  ], 'Set permission', async (v) => {
+    await api('PUT', '/permissions' + vpath(v.vhost, v.user), { configure: v.configure, write: v.write, read: v.read });
+    return `Permission of ${v.user} in ${v.vhost} set.`;
+  })));
+  return async () => {
+    const rows = await api('GET', '/permissions');
+    replace(list, table([
+      ['User', (p) => p.user],
+      ['Virtual host', (p) => p.vhost],
+      ['Configure', (p) => p.configure],
+      ['Write', (p) => p.write],
+      ['Read', (p) => p.read],
+      ['', (p) => actionButton('Clear', `Clear the permissions of ${p.user} in ${p.vhost}?`, async () => {
+        await api('DELETE', '/permissions' + vpath(p.vhost, p.user));
+        return `Permission of ${p.user} in ${p.vhost} cleared.`;
+      }, 'danger')],
+    ], inVhost(rows), 'No permissions'));
+  };
+};
+
+admin.policies = (main) => {
+  const list = h('div');
+  append(main, h('h2', {}, 'Policies'), list, section('Add / update a policy', form('add-policy', [
+    { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
+    { name: 'name', label: 'Name', required: true },
+    { name: 'pattern', label: 'Pattern', required: true, placeholder: '^amq\\.' },
+    { name: 'apply_to', label: 'Apply to', type: 'select', options: [['all', 'Exchanges and queues'], ['exchanges', 'Exchanges'], ['queues', 'Queues']] },
+    { name: 'priority', label: 'Priority', value: '0' },
+    { name: 'definition', label: 'Definition', type: 'textarea', placeholder: 'max-length = 1000\ndead-letter-exchange = dlx', hint: 'One key = value per line; JSON values keep their type.' },
+  ], 'Add / update policy', async (v) => {
+    await api('PUT', '/policies' + vpath(v.vhost, v.name), { pattern: v.pattern, definition: parseArgs(v.definition),
+      priority: Number(v.priority) || 0, 'apply-to': v.apply_to });
+    return `Policy ${v.name} saved.`;
+  })));
+  return async () => {
+    const rows = inVhost(await api('GET', '/policies'));
+    replace(list, table([
+      ['Virtual host', (p) => p.vhost],
+      ['Name', (p) => p.name],
+      ['Pattern', (p) => p.pattern],
+      ['Apply to', (p) => p['apply-to']],
+      ['Definition', (p) => showArgs(p.definition)],
+      ['Priority', (p) => num(p.priority), 'num'],
+      ['', (p) => actionButton('Delete', `Delete policy ${p.name}?`, async () => {
+        await api('DELETE', '/policies' + vpath(p.vhost, p.name));
+        return `Policy ${p.name} deleted.`;
+      }, 'danger')],
+    ], rows, 'No policies'));
+  };
+};

@@ -1,0 +1,307 @@
+// Warren management UI: overview, connections, channels, exchanges and queues pages (with
+// bindings, publish and get). Loaded after app.js and charts.js.
+'use strict';
+
+// Each page builds its static parts (forms) into `main` and returns update(): an async function
+// that re-reads the API and redraws the live parts; it runs at once and every POLL_MS.
+
+const pages = {};
+
+pages.overview = (main) => {
+  const totals = h('div.totals');
+  const rates = chartBox('chart-rates', 'Message rates', RATE_SERIES, '/s', (s) => s.rates);
+  const queued = chartBox('chart-queued', 'Queued messages', QUEUED_SERIES, '', (s) => s.queued);
+  const node = h('div');
+  append(main, h('h1', {}, 'Overview'), totals, h('div.charts', {}, queued, rates), h('h2', {}, 'Node'), node,
+    h('h2', {}, 'Export definitions'), exportForm(), h('h2', {}, 'Import definitions'), importForm());
+  return async () => {
+    const o = await api('GET', '/overview');
+    recordSample(o);
+    const ot = o.object_totals || {}, qt = o.queue_totals || {};
+    replace(totals, [['Connections', ot.connections], ['Channels', ot.channels], ['Exchanges', ot.exchanges],
+      ['Queues', ot.queues], ['Consumers', ot.consumers], ['Messages ready', qt.messages_ready],
+      ['Unacked', qt.messages_unacknowledged], ['Total messages', qt.messages]]
+      .map(([k, v]) => h('div', {}, h('b', {}, num(v || 0)), k)));
+    queued.update();
+    rates.update();
+    replace(node, kvTable([
+      ['Product', (o.product_name || '') + ' ' + (o.product_version || o.rabbitmq_version || '')],
+      ['Management API', o.management_version],
+      ['Cluster', o.cluster_name],
+      ['Node', o.node],
+      ['Listeners', table([['Protocol', (l) => l.protocol], ['Bound to', (l) => l.ip_address], ['Port', (l) => l.port, 'num']], o.listeners || [])],
+    ]));
+    document.getElementById('footer').textContent = `${o.product_name || 'Warren'} ${o.product_version || ''} · ${o.cluster_name || ''}`;
+  };
+};
+
+function exportForm() {
+  return form('export-form', [
+    { name: 'vhost', label: 'Virtual host', type: 'select', options: [['', 'All']].concat(state.vhosts.map((v) => [v, v])) },
+    { name: 'filename', label: 'Filename', value: `rabbit_${location.hostname}_${new Date().toISOString().slice(0, 10)}.json` },
+  ], 'Download broker definitions', async (v) => {
+    const defs = await api('GET', '/definitions' + (v.vhost ? '/' + enc(v.vhost) : ''));
+    const blob = new Blob([JSON.stringify(defs, null, 2)], { type: 'application/json' });
+    const a = h('a', { href: URL.createObjectURL(blob), download: v.filename || 'definitions.json' });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    return 'Definitions downloaded.';
+  });
+}
+
+function importForm() {
+  return form('import-form', [
+    { name: 'file', label: 'Definitions file', type: 'file', accept: '.json,application/json', required: true },
+    { name: 'vhost', label: 'Virtual host', type: 'select', options: [['', 'All']].concat(state.vhosts.map((v) => [v, v])) },
+  ], 'Upload broker definitions', async (v) => {
+    if (!v.file) throw new Error('Choose a definitions file first.');
+    const text = await v.file.text();
+    try { JSON.parse(text); } catch (e) { throw new Error(`${v.file.name} is not JSON: ${e.message}`); }
+    await api('POST', '/definitions' + (v.vhost ? '/' + enc(v.vhost) : ''), text);
+    return 'Your definitions were imported successfully.';
+  });
+}
+
+pages.connections = (main) => {
+  const list = h('div');
+  append(main, h('h1', {}, 'Connections'), list);
+  return async () => {
+    const rows = inVhost(await api('GET', '/connections'));
+    replace(list, table([
+      ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null]],
+      ['Virtual host', (c) => c.vhost],
+      ['User', (c) => c.user],
+      ['State', (c) => c.state],
+      ['Protocol', (c) => c.protocol],
+      ['Client', (c) => { const p = c.client_properties || {}; return [p.product, p.version].filter(Boolean).join(' '); }],
+      ['Channels', (c) => num(c.channels), 'num'],
+      ['From client', (c) => rate(c.recv_oct_details), 'num'],
+      ['To client', (c) => rate(c.send_oct_details), 'num'],
+      ['', (c) => actionButton('Force close', `Close connection ${c.name}?`, async () => {
+        await api('DELETE', '/connections/' + enc(c.name), undefined, { 'X-Reason': 'Closed via management plugin' });
+        return `Connection ${c.name} closed.`;
+      }, 'danger')],
+    ], rows, 'No connections'));
+  };
+};
+
+pages.channels = (main) => {
+  const list = h('div');
+  append(main, h('h1', {}, 'Channels'), list);
+  return async () => {
+    const rows = inVhost(await api('GET', '/channels'));
+    replace(list, table([
+      ['Channel', (c) => c.name],
+      ['Virtual host', (c) => c.vhost],
+      ['User', (c) => c.user],
+      ['Mode', (c) => tags([c.confirm && ['C', 'confirm'], c.transactional && ['T', 'transactional']])],
+      ['State', (c) => c.state],
+      ['Unconfirmed', (c) => num(c.messages_unconfirmed), 'num'],
+      ['Prefetch', (c) => num(c.prefetch_count), 'num'],
+      ['Unacked', (c) => num(c.messages_unacknowledged), 'num'],
+      ['Consumers', (c) => num(c.consumer_count), 'num'],
+      ['Publish', (c) => stat(c, 'publish'), 'num'],
+      ['Deliver / get', (c) => stat(c, 'deliver_get'), 'num'],
+      ['Ack', (c) => stat(c, 'ack'), 'num'],
+    ], rows, 'No channels'));
+  };
+};
+
+const features = (o) => tags([o.durable && ['D', 'durable'], o.auto_delete && ['AD', 'auto-delete'],
+  o.internal && ['I', 'internal'], o.exclusive && ['Excl', 'exclusive'],
+  Object.keys(o.arguments || {}).length && ['Args', JSON.stringify(o.arguments)], o.policy && [o.policy, 'policy']]);
+
+pages.exchanges = (main) => {
+  const list = h('div');
+  append(main, h('h1', {}, 'Exchanges'), list, section('Add a new exchange', form('add-exchange', [
+    { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
+    { name: 'name', label: 'Name', required: true },
+    { name: 'type', label: 'Type', type: 'select', options: state.exchangeTypes.map((t) => [t, t]) },
+    { name: 'durable', label: 'Durability', type: 'select', options: [['true', 'Durable'], ['false', 'Transient']] },
+    { name: 'auto_delete', label: 'Auto delete', type: 'select', options: [['false', 'No'], ['true', 'Yes']] },
+    { name: 'internal', label: 'Internal', type: 'select', options: [['false', 'No'], ['true', 'Yes']] },
+    { name: 'arguments', label: 'Arguments', type: 'textarea', placeholder: 'alternate-exchange = my-ae', hint: 'One key = value per line; JSON values (numbers, true, lists) keep their type.' },
+  ], 'Add exchange', async (v) => {
+    await api('PUT', '/exchanges' + vpath(v.vhost, v.name), { type: v.type, durable: v.durable === 'true',
+      auto_delete: v.auto_delete === 'true', internal: v.internal === 'true', arguments: parseArgs(v.arguments) });
+    return `Exchange ${v.name} added.`;
+  })));
+  return async () => {
+    const rows = inVhost(await api('GET', '/exchanges'));
+    replace(list, table([
+      ['Virtual host', (x) => x.vhost],
+      ['Name', (x) => h('a', { href: '#/exchange' + vpath(x.vhost, exUrlName(x.name)) }, exName(x.name))],
+      ['Type', (x) => x.type],
+      ['Features', features],
+      ['Message rate in', (x) => stat(x, 'publish_in'), 'num'],
+      ['Message rate out', (x) => stat(x, 'publish_out'), 'num'],
+    ], rows, 'No exchanges'));
+  };
+};
+
+// Bindings table with an Unbind button; `side` says which end to show ('source' or 'destination').
+function bindingsTable(vhost, rows, side) {
+  return table([
+    [side === 'source' ? 'From' : 'To', (b) => (side === 'source'
+      ? h('a', { href: '#/exchange' + vpath(vhost, exUrlName(b.source)) }, exName(b.source))
+      : h('a', { href: '#/' + (b.destination_type === 'queue' ? 'queue' : 'exchange') + vpath(vhost, b.destination) },
+        b.destination + (b.destination_type === 'exchange' ? ' (exchange)' : '')))],
+    ['Routing key', (b) => b.routing_key],
+    ['Arguments', (b) => showArgs(b.arguments)],
+    ['', (b) => (b.source === '' ? '(default binding)' : actionButton('Unbind', null, async () => {
+      await api('DELETE', `/bindings/${enc(vhost)}/e/${enc(b.source)}/${b.destination_type === 'queue' ? 'q' : 'e'}/${enc(b.destination)}/${enc(b.properties_key)}`);
+      return 'Binding removed.';
+    }))],
+  ], rows, 'No bindings');
+}
+
+function publishForm(id, vhost, exchange, fixedKey) {
+  const fields = [
+    fixedKey === undefined ? { name: 'routing_key', label: 'Routing key' } : null,
+    { name: 'delivery_mode', label: 'Delivery mode', type: 'select', options: [['1', '1 - Non-persistent'], ['2', '2 - Persistent']] },
+    { name: 'headers', label: 'Headers', type: 'textarea', placeholder: 'x-my-header = value' },
+    { name: 'properties', label: 'Properties', type: 'textarea', placeholder: 'content_type = text/plain\ncorrelation_id = abc', hint: 'content_type, content_encoding, priority, correlation_id, reply_to, expiration, message_id, timestamp, type, user_id, app_id' },
+    { name: 'payload', label: 'Payload', type: 'textarea' },
+    { name: 'payload_encoding', label: 'Payload encoding', type: 'select', options: [['string', 'String (default)'], ['base64', 'Base64']] },
+  ].filter(Boolean);
+  return form(id, fields, 'Publish message', async (v) => {
+    const properties = Object.assign({ delivery_mode: Number(v.delivery_mode) }, parseArgs(v.properties));
+    const headers = parseArgs(v.headers);
+    if (Object.keys(headers).length) properties.headers = headers;
+    const r = await api('POST', '/exchanges' + vpath(vhost, exchange) + '/publish', {
+      properties, routing_key: fixedKey === undefined ? v.routing_key : fixedKey,
+      payload: v.payload, payload_encoding: v.payload_encoding });
+    return r && r.routed ? 'Message published.' : 'Message published, but not routed.';
+  });
+}
+
+pages.exchange = (main, [vhost, name]) => {
+  const info = h('div'), source = h('div'), dest = h('div');
+  const isDefault = name === 'amq.default';
+  append(main, h('h1', {}, 'Exchange: ', exName(isDefault ? '' : name), h('span.sub', {}, ` in virtual host ${vhost}`)), info,
+    h('h2', {}, 'Bindings from this exchange'), isDefault ? h('p', {}, 'The default exchange is implicitly bound to every queue, with a routing key equal to the queue name.') : source,
+    isDefault ? null : section('Add binding from this exchange', form('add-binding', [
+      { name: 'dtype', label: 'To', type: 'select', options: [['q', 'Queue'], ['e', 'Exchange']] },
+      { name: 'destination', label: 'Name', required: true },
+      { name: 'routing_key', label: 'Routing key' },
+      { name: 'arguments', label: 'Arguments', type: 'textarea' },
+    ], 'Bind', async (v) => {
+      await api('POST', `/bindings/${enc(vhost)}/e/${enc(name)}/${v.dtype}/${enc(v.destination)}`, { routing_key: v.routing_key, arguments: parseArgs(v.arguments) });
+      return 'Binding added.';
+    })),
+    h('h2', {}, 'Bindings to this exchange'), dest,
+    section('Publish message', publishForm('publish-form', vhost, name)),
+    isDefault || name.startsWith('amq.') ? null : section('Delete this exchange', actionButton('Delete', `Delete exchange ${name}?`, async () => {
+      await api('DELETE', '/exchanges' + vpath(vhost, name));
+      go('#/exchanges');
+      return `Exchange ${name} deleted.`;
+    }, 'danger')));
+  return async () => {
+    const [x, out, inc] = await Promise.all([api('GET', '/exchanges' + vpath(vhost, name)),
+      isDefault ? [] : api('GET', '/exchanges' + vpath(vhost, name) + '/bindings/source'),
+      api('GET', '/exchanges' + vpath(vhost, name) + '/bindings/destination')]);
+    replace(info, kvTable([['Type', x.type], ['Features', features(x)], ['Arguments', showArgs(x.arguments)],
+      ['Policy', x.policy || ''], ['Message rate in', stat(x, 'publish_in')], ['Message rate out', stat(x, 'publish_out')]]));
+    if (!isDefault) replace(source, bindingsTable(vhost, out, 'destination'));
+    replace(dest, bindingsTable(vhost, inc, 'source'));
+  };
+};
+
+pages.queues = (main) => {
+  const list = h('div');
+  append(main, h('h1', {}, 'Queues'), list, section('Add a new queue', form('add-queue', [
+    { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
+    { name: 'type', label: 'Type', type: 'select', options: [['classic', 'Classic'], ['quorum', 'Quorum'], ['stream', 'Stream']] },
+    { name: 'name', label: 'Name', required: true },
+    { name: 'durable', label: 'Durability', type: 'select', options: [['true', 'Durable'], ['false', 'Transient']] },
+    { name: 'auto_delete', label: 'Auto delete', type: 'select', options: [['false', 'No'], ['true', 'Yes']] },
+    { name: 'arguments', label: 'Arguments', type: 'textarea', placeholder: 'x-message-ttl = 60000\nx-dead-letter-exchange = dlx', hint: 'One key = value per line; JSON values (numbers, true, lists) keep their type.' },
+  ], 'Add queue', async (v) => {
+    const args = parseArgs(v.arguments);
+    if (v.type !== 'classic') args['x-queue-type'] = v.type;
+    await api('PUT', '/queues' + vpath(v.vhost, v.name), { durable: v.durable === 'true', auto_delete: v.auto_delete === 'true', arguments: args });
+    return `Queue ${v.name} added.`;
+  })));
+  return async () => {
+    const rows = inVhost(await api('GET', '/queues'));
+    replace(list, table([
+      ['Virtual host', (q) => q.vhost],
+      ['Name', (q) => h('a', { href: '#/queue' + vpath(q.vhost, q.name) }, q.name)],
+      ['Type', (q) => q.type || 'classic'],
+      ['Features', features],
+      ['State', (q) => q.state],
+      ['Ready', (q) => num(q.messages_ready), 'num'],
+      ['Unacked', (q) => num(q.messages_unacknowledged), 'num'],
+      ['Total', (q) => num(q.messages), 'num'],
+      ['Consumers', (q) => num(q.consumers), 'num'],
+      ['Incoming', (q) => stat(q, 'publish'), 'num'],
+      ['Deliver / get', (q) => stat(q, 'deliver_get'), 'num'],
+      ['Ack', (q) => stat(q, 'ack'), 'num'],
+    ], rows, 'No queues'));
+  };
+};
+
+function showMessages(box, messages) {
+  if (!messages.length) { replace(box, h('p', {}, 'Queue is empty')); return; }
+  replace(box, messages.map((m, i) => h('div.message', {},
+    h('h3', {}, `Message ${i + 1}`),
+    h('p', {}, `The server reported ${m.message_count} messages remaining.`),
+    kvTable([['Exchange', exName(m.exchange)], ['Routing Key', m.routing_key], ['Redelivered', m.redelivered ? '●' : '○'],
+      ['Properties', showArgs(m.properties)],
+      ['Payload', h('span', {}, `${m.payload_bytes} bytes, encoding: ${m.payload_encoding}`, h('pre.payload', {}, m.payload))]]))));
+}
+
+pages.queue = (main, [vhost, name]) => {
+  const info = h('div'), consumers = h('div'), bindings = h('div'), got = h('div', { id: 'get-result' });
+  append(main, h('h1', {}, 'Queue: ', name, h('span.sub', {}, ` in virtual host ${vhost}`)), info,
+    h('h2', {}, 'Consumers'), consumers,
+    h('h2', {}, 'Bindings'), bindings,
+    section('Add binding to this queue', form('add-binding', [
+      { name: 'source', label: 'From exchange', required: true },
+      { name: 'routing_key', label: 'Routing key' },
+      { name: 'arguments', label: 'Arguments', type: 'textarea' },
+    ], 'Bind', async (v) => {
+      await api('POST', `/bindings/${enc(vhost)}/e/${enc(v.source)}/q/${enc(name)}`, { routing_key: v.routing_key, arguments: parseArgs(v.arguments) });
+      return 'Binding added.';
+    })),
+    section('Publish message', h('p', {}, 'Message will be published to the default exchange with routing key ', h('b', {}, name), ', routing it to this queue.'),
+      publishForm('publish-form', vhost, 'amq.default', name)),
+    section('Get messages', h('p', {}, 'Warning: getting messages from a queue is a destructive action.'), form('get-form', [
+      { name: 'ackmode', label: 'Ack mode', type: 'select', options: [['ack_requeue_true', 'Nack message requeue true'],
+        ['ack_requeue_false', 'Automatic ack'], ['reject_requeue_true', 'Reject requeue true'], ['reject_requeue_false', 'Reject requeue false']] },
+      { name: 'encoding', label: 'Encoding', type: 'select', options: [['auto', 'Auto string / base64'], ['base64', 'base64']] },
+      { name: 'count', label: 'Messages', value: '1' },
+    ], 'Get Message(s)', async (v) => {
+      const msgs = await api('POST', '/queues' + vpath(vhost, name) + '/get',
+        { count: Number(v.count) || 1, ackmode: v.ackmode, encoding: v.encoding, truncate: 50000 });
+      showMessages(got, msgs || []);
+    }), got),
+    section('Move, delete or purge', h('p', {},
+      actionButton('Delete queue', `Delete queue ${name}?`, async () => {
+        await api('DELETE', '/queues' + vpath(vhost, name));
+        go('#/queues');
+        return `Queue ${name} deleted.`;
+      }, 'danger'), ' ',
+      actionButton('Purge messages', `Purge all ready messages of ${name}?`, async () => {
+        await api('DELETE', '/queues' + vpath(vhost, name) + '/contents');
+        return `Queue ${name} purged.`;
+      }, 'danger'))));
+  return async () => {
+    const [q, bs] = await Promise.all([api('GET', '/queues' + vpath(vhost, name)), api('GET', '/queues' + vpath(vhost, name) + '/bindings')]);
+    replace(info, kvTable([['Type', q.type || 'classic'], ['Features', features(q)], ['Arguments', showArgs(q.arguments)],
+      ['Policy', q.policy || ''], ['State', q.state], ['Consumers', num(q.consumers)],
+      ['Messages', `${num(q.messages)} total, ${num(q.messages_ready)} ready, ${num(q.messages_unacknowledged)} unacked`],
+      ['Incoming', stat(q, 'publish')], ['Deliver / get', stat(q, 'deliver_get')], ['Ack', stat(q, 'ack')]]));
+    replace(consumers, table([
+      ['Channel', (c) => (c.channel_details && c.channel_details.name) || ''],
+      ['Consumer tag', (c) => c.consumer_tag],
+      ['Ack required', (c) => yesNo(c.ack_required)],
+      ['Exclusive', (c) => yesNo(c.exclusive)],
+      ['Prefetch count', (c) => num(c.prefetch_count), 'num'],
+      ['Arguments', (c) => showArgs(c.arguments)],
+    ], q.consumer_details || [], 'No consumers'));
+    replace(bindings, bindingsTable(vhost, bs, 'source'));
+  };
+};
