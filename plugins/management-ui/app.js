@@ -60,7 +60,9 @@ async function api(method, path, body, extraHeaders) {
   if (text) {
     try { data = JSON.parse(text); } catch (_) { data = text; }
   }
-  if (resp.status === 401 && path !== '/whoami') {
+  // A 401 is also how the API refuses an action to a logged-in user ("User not authorised to
+  // access virtual host"); only a refused login means the stored credentials are no longer good.
+  if (resp.status === 401 && path !== '/whoami' && !(data && data.reason && data.reason !== 'Login failed')) {
     logout('Login failed');
   }
   if (!resp.ok) throw new ApiError(resp.status, data);
@@ -260,7 +262,7 @@ async function start() {
   try {
     state.user = await api('GET', '/whoami');
   } catch (e) {
-    logout(e.status === 401 ? 'Login failed' : e.message);
+    logout(e.message); // the API's reason: RabbitMQ says "Login failed" or "Not management user"
     return;
   }
   const userTags = Array.isArray(state.user.tags) ? state.user.tags : String(state.user.tags || '').split(',');

@@ -527,3 +527,43 @@ def test_definitions_export_download_and_import_upload(browser, channel, broker_
     finally:
         channel.queue_delete(exported)
         channel.queue_delete(imported)
+
+
+def test_user_tags_decide_what_the_ui_allows(browser, broker_url):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    suffix = uuid.uuid4().hex[:8]
+    notag, monitor = f"ui-notag-{suffix}", f"ui-monitor-{suffix}"
+    logged_in(browser)
+    goto(browser, "#/admin/users")
+    open_section(browser, "Add / update a user")
+    for user, tags in ((notag, ""), (monitor, "monitoring")):
+        fill(browser, "add-user-name", user)
+        fill(browser, "add-user-password", "pw-" + suffix)
+        fill(browser, "add-user-tags", tags)
+        submit(browser, "add-user")
+        flash_says(browser, f"User {user} saved.")
+    try:
+        # No management tag: the API's 401 reason is shown and nothing is kept.
+        login(browser, notag, "pw-" + suffix)
+        wait(browser, EC.text_to_be_present_in_element((By.ID, "login-error"), "Not management user"))
+        assert not browser.find_element(By.ID, "app").is_displayed()
+
+        # monitoring: logged in, no Admin tab; a refused change is reported, the session stays.
+        login(browser, monitor, "pw-" + suffix)
+        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route]")))
+        assert not browser.find_element(By.ID, "nav-admin").is_displayed()
+        goto(browser, "#/queues")
+        open_section(browser, "Add a new queue")
+        select(browser, "add-queue-vhost", vhost)
+        fill(browser, "add-queue-name", f"ui-refused-{suffix}")
+        submit(browser, "add-queue")
+        flash_says(browser, "User not authorised to access virtual host")
+        assert browser.find_element(By.ID, "app").is_displayed()
+        assert js_errors(browser) == []
+    finally:
+        logged_in(browser)
+        goto(browser, "#/admin/users")
+        for user in (notag, monitor):
+            row_button(browser, user, "Delete")
+            accept_confirm(browser)
+            flash_says(browser, f"User {user} deleted.")
