@@ -117,13 +117,13 @@ function tags(list) {
   return list.filter(Boolean).map((t) => h('span.tag', { title: t[1] || '' }, t[0]));
 }
 
-// A table: columns are [title, row => cell, 'num'?]; an empty list prints `empty`.
+// A table: columns are [title, row => cell, td class ('num', 'name')?]; an empty list prints `empty`.
 function table(columns, rows, empty) {
   // With one virtual host selected in the header, its column says nothing.
   if (currentVhost()) columns = columns.filter((c) => c[0] !== 'Virtual host');
   const head = h('tr', {}, columns.map((c) => h('th', {}, c[0])));
   const body = rows.length
-    ? rows.map((r) => h('tr', {}, columns.map((c) => h(c[2] === 'num' ? 'td.num' : 'td', {}, c[1](r)))))
+    ? rows.map((r) => h('tr', {}, columns.map((c) => h(c[2] ? 'td.' + c[2] : 'td', {}, c[1](r)))))
     : h('tr', {}, h('td.empty', { colspan: columns.length }, empty || 'Nothing to show'));
   return h('table', {}, h('thead', {}, head), h('tbody', {}, body));
 }

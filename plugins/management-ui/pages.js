@@ -70,7 +70,7 @@ pages.connections = (main) => {
   return async () => {
     const rows = inVhost(await api('GET', '/connections'));
     replace(list, table([
-      ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null]],
+      ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null], 'name'],
       ['Virtual host', (c) => c.vhost],
       ['User', (c) => c.user],
       ['State', (c) => c.state],
@@ -93,7 +93,7 @@ pages.channels = (main) => {
   return async () => {
     const rows = inVhost(await api('GET', '/channels'));
     replace(list, table([
-      ['Channel', (c) => c.name],
+      ['Channel', (c) => c.name, 'name'],
       ['Virtual host', (c) => c.vhost],
       ['User', (c) => c.user],
       ['Mode', (c) => tags([c.confirm && ['C', 'confirm'], c.transactional && ['T', 'transactional']])],
@@ -132,7 +132,7 @@ pages.exchanges = (main) => {
     const rows = inVhost(await api('GET', '/exchanges'));
     replace(list, table([
       ['Virtual host', (x) => x.vhost],
-      ['Name', (x) => h('a', { href: '#/exchange' + vpath(x.vhost, exUrlName(x.name)) }, exName(x.name))],
+      ['Name', (x) => h('a', { href: '#/exchange' + vpath(x.vhost, exUrlName(x.name)) }, exName(x.name)), 'name'],
       ['Type', (x) => x.type],
       ['Features', features],
       ['Message rate in', (x) => stat(x, 'publish_in'), 'num'],
@@ -228,7 +228,7 @@ pages.queues = (main) => {
     const rows = inVhost(await api('GET', '/queues'));
     replace(list, table([
       ['Virtual host', (q) => q.vhost],
-      ['Name', (q) => h('a', { href: '#/queue' + vpath(q.vhost, q.name) }, q.name)],
+      ['Name', (q) => h('a', { href: '#/queue' + vpath(q.vhost, q.name) }, q.name), 'name'],
       ['Type', (q) => q.type || 'classic'],
       ['Features', features],
       ['State', (q) => q.state],
