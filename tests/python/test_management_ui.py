@@ -567,3 +567,35 @@ def test_user_tags_decide_what_the_ui_allows(browser, broker_url):
             row_button(browser, user, "Delete")
             accept_confirm(browser)
             flash_says(browser, f"User {user} deleted.")
+
+
+def test_vhost_selector_filters_the_lists(browser, channel, broker_url, names):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    queue, other = names("filtered"), "ui-empty-" + uuid.uuid4().hex[:8]
+    channel.queue_declare(queue, auto_delete=False)
+    logged_in(browser)
+    goto(browser, "#/admin/vhosts")
+    open_section(browser, "Add a new virtual host")
+    fill(browser, "add-vhost-name", other)
+    submit(browser, "add-vhost")
+    flash_says(browser, f"Virtual host {other} added.")
+    try:
+        goto(browser, "#/queues")
+        select(browser, "vhost-filter", vhost)
+        wait(browser, EC.element_to_be_clickable((By.LINK_TEXT, queue)))
+        assert "Virtual host" not in [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#main th")]
+
+        select(browser, "vhost-filter", other)
+        wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), "No queues"))
+        assert not browser.find_elements(By.LINK_TEXT, queue)
+
+        select(browser, "vhost-filter", "")
+        wait(browser, EC.element_to_be_clickable((By.LINK_TEXT, queue)))
+        assert "Virtual host" in [th.text for th in browser.find_elements(By.CSS_SELECTOR, "#main th")]
+        assert js_errors(browser) == []
+    finally:
+        channel.queue_delete(queue)
+        goto(browser, "#/admin/vhosts")
+        row_button(browser, other, "Delete")
+        accept_confirm(browser)
+        flash_says(browser, f"Virtual host {other} deleted.")
