@@ -37,8 +37,9 @@ function go(hash) {
 
 class ApiError extends Error {
   constructor(status, body) {
-    const reason = body && typeof body === 'object' ? (body.reason || body.error) : body;
-    super(reason ? String(reason) : `HTTP ${status}`);
+    let reason = body && typeof body === 'object' ? (body.reason || body.error) : body;
+    if (reason && typeof reason !== 'string') reason = JSON.stringify(reason); // ["not_int","priority"]
+    super(reason || `HTTP ${status}`);
     this.status = status;
   }
 }

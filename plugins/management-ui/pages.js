@@ -157,6 +157,20 @@ function bindingsTable(vhost, rows, side) {
   ], rows, 'No bindings');
 }
 
+// The API wants AMQP's types for basic properties: integers for these, strings for the rest
+// (`expiration = 60000` must go as "60000"). Unknown keys are left for the API to refuse.
+const INT_PROPERTIES = ['delivery_mode', 'priority', 'timestamp'];
+const STRING_PROPERTIES = ['content_type', 'content_encoding', 'correlation_id', 'reply_to', 'expiration',
+  'message_id', 'type', 'user_id', 'app_id', 'cluster_id'];
+
+function typedProperties(props) {
+  for (const [k, v] of Object.entries(props)) {
+    if (INT_PROPERTIES.includes(k) && typeof v === 'string' && v.trim() !== '' && !isNaN(Number(v))) props[k] = Number(v);
+    if (STRING_PROPERTIES.includes(k) && typeof v !== 'string') props[k] = typeof v === 'object' ? JSON.stringify(v) : String(v);
+  }
+  return props;
+}
+
 function publishForm(id, vhost, exchange, fixedKey) {
   const fields = [
     fixedKey === undefined ? { name: 'routing_key', label: 'Routing key' } : null,
@@ -167,7 +181,7 @@ function publishForm(id, vhost, exchange, fixedKey) {
     { name: 'payload_encoding', label: 'Payload encoding', type: 'select', options: [['string', 'String (default)'], ['base64', 'Base64']] },
   ].filter(Boolean);
   return form(id, fields, 'Publish message', async (v) => {
-    const properties = Object.assign({ delivery_mode: Number(v.delivery_mode) }, parseArgs(v.properties));
+    const properties = Object.assign({ delivery_mode: Number(v.delivery_mode) }, typedProperties(parseArgs(v.properties)));
     const headers = parseArgs(v.headers);
     if (Object.keys(headers).length) properties.headers = headers;
     const r = await api('POST', '/exchanges' + vpath(vhost, exchange) + '/publish', {
@@ -278,7 +292,7 @@ pages.queue = (main, [vhost, name]) => {
         { count: Number(v.count) || 1, ackmode: v.ackmode, encoding: v.encoding, truncate: 50000 });
       showMessages(got, msgs || []);
     }), got),
-    section('Move, delete or purge', h('p', {},
+    section('Delete or purge', h('p', {},
       actionButton('Delete queue', `Delete queue ${name}?`, async () => {
         await api('DELETE', '/queues' + vpath(vhost, name));
         go('#/queues');

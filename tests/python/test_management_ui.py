@@ -222,7 +222,8 @@ def test_queue_from_pika_publish_and_get_through_the_ui(browser, channel, broker
         open_section(browser, "Publish message")
         Select(browser.find_element(By.ID, "publish-form-delivery_mode")).select_by_value("2")
         browser.find_element(By.ID, "publish-form-headers").send_keys("x-from-ui = 42")
-        browser.find_element(By.ID, "publish-form-properties").send_keys("content_type = text/plain")
+        browser.find_element(By.ID, "publish-form-properties").send_keys(
+            "content_type = text/plain\nexpiration = 600000\npriority = 3")
         browser.find_element(By.ID, "publish-form-payload").send_keys("hello from the web UI")
         browser.find_element(By.CSS_SELECTOR, "#publish-form button[type=submit]").click()
         flash_says(browser, "Message published.")
@@ -244,6 +245,8 @@ def test_queue_from_pika_publish_and_get_through_the_ui(browser, channel, broker
         assert method.redelivered
         assert props.delivery_mode == 2
         assert props.content_type == "text/plain"
+        assert props.expiration == "600000"  # a string property, though typed as digits
+        assert props.priority == 3
         assert props.headers == {"x-from-ui": 42}
 
         # Now empty: the UI says so.
@@ -340,7 +343,7 @@ def test_queue_add_with_typed_argument_purge_delete_through_the_ui(browser, conn
         wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route^='#/queue/']")))
         wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#main h1"), queue))
         wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), "x-max-length = 2"))
-        open_section(browser, "Move, delete or purge")
+        open_section(browser, "Delete or purge")
         browser.find_element(By.XPATH, "//button[normalize-space()='Purge messages']").click()
         accept_confirm(browser)
         flash_says(browser, f"Queue {queue} purged.")
