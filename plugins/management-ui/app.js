@@ -41,6 +41,7 @@ class ApiError extends Error {
     if (reason && typeof reason !== 'string') reason = JSON.stringify(reason); // ["not_int","priority"]
     super(reason || `HTTP ${status}`);
     this.status = status;
+    this.error = body && typeof body === 'object' ? body.error : undefined; // e.g. page_out_of_range
   }
 }
 

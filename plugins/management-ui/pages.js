@@ -64,11 +64,79 @@ function importForm() {
   });
 }
 
+// The list pages ask for one page at a time, filtered by name, as RabbitMQ's UI does
+// (`?page=&page_size=&name=&use_regex=&pagination=true`; the API caps page_size at 500), from the
+// per-vhost path when a vhost is selected. An API that answers with a plain array (RabbitMQ does
+// for /vhosts/{vhost}/connections and /channels) is filtered and paged here the same way.
+const PAGE_SIZES = [20, 50, 100, 500];
+
+function pagedList(path, vhostPath) {
+  const opts = { page: 1, size: 100, name: '', regex: false };
+  const again = (changes) => { Object.assign(opts, changes); refreshNow(); };
+  let typing = null;
+  const pageInput = h('select.page', { id: 'list-page', 'aria-label': 'Page', onchange: (e) => again({ page: Number(e.target.value) }) },
+    h('option', { value: 1 }, 1));
+  const setPages = (count) => replace(pageInput, Array.from({ length: Math.max(1, count) }, (_, i) =>
+    h('option', { value: i + 1, selected: i + 1 === opts.page }, i + 1)));
+  const info = h('span.sub');
+  const bar = h('div.listbar', {},
+    h('label', {}, 'Filter ', h('input.filter', { placeholder: 'name', 'aria-label': 'Filter by name', oninput: (e) => {
+      clearTimeout(typing);
+      typing = setTimeout(() => again({ name: e.target.value, page: 1 }), 300);
+    } })),
+    h('label', {}, h('input', { type: 'checkbox', onchange: (e) => again({ regex: e.target.checked, page: 1 }) }), ' Regex'),
+    h('label', {}, 'Page ', pageInput), info,
+    h('label', {}, 'Page size ', h('select', { id: 'list-page-size', onchange: (e) => again({ size: Number(e.target.value), page: 1 }) },
+      PAGE_SIZES.map((n) => h('option', { value: n, selected: n === opts.size }, n)))));
+
+  function localPage(all) {
+    let match;
+    if (opts.regex) {
+      let re;
+      try { re = new RegExp(opts.name); } catch (e) { throw new Error('Invalid regular expression: ' + e.message); }
+      match = (r) => re.test(r.name);
+    } else {
+      const needle = opts.name.toLowerCase();
+      match = (r) => String(r.name).toLowerCase().includes(needle);
+    }
+    const filtered = all.filter(match);
+    const start = (opts.page - 1) * opts.size;
+    return { items: filtered.slice(start, start + opts.size), filtered_count: filtered.length, total_count: all.length,
+      page_count: Math.ceil(filtered.length / opts.size), page: opts.page };
+  }
+
+  async function load() {
+    const vhost = currentVhost();
+    const base = vhost && vhostPath ? vhostPath(enc(vhost)) : path;
+    const query = () => `?page=${opts.page}&page_size=${opts.size}&name=${enc(opts.name)}&use_regex=${opts.regex}&pagination=true`;
+    let r;
+    try {
+      r = await api('GET', base + query());
+    } catch (e) {
+      if (e.error !== 'page_out_of_range' || opts.page === 1) throw e;
+      opts.page = 1;
+      r = await api('GET', base + query());
+    }
+    if (Array.isArray(r)) {
+      const all = vhost && base === path ? inVhost(r) : r;
+      r = localPage(all);
+      if (r.page_count && opts.page > r.page_count) {
+        opts.page = 1;
+        r = localPage(all);
+      }
+    }
+    setPages(r.page_count);
+    replace(info, `of ${Math.max(1, r.page_count)} · ${num(r.filtered_count)} matching of ${num(r.total_count)}`);
+    return r.items;
+  }
+  return { bar, load };
+}
+
 pages.connections = (main) => {
-  const list = h('div');
-  append(main, h('h1', {}, 'Connections'), list);
+  const list = h('div'), pager = pagedList('/connections', (v) => '/vhosts/' + v + '/connections');
+  append(main, h('h1', {}, 'Connections'), pager.bar, list);
   return async () => {
-    const rows = inVhost(await api('GET', '/connections'));
+    const rows = await pager.load();
     replace(list, table([
       ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null], 'name'],
       ['Virtual host', (c) => c.vhost],
@@ -88,10 +156,10 @@ pages.connections = (main) => {
 };
 
 pages.channels = (main) => {
-  const list = h('div');
-  append(main, h('h1', {}, 'Channels'), list);
+  const list = h('div'), pager = pagedList('/channels', (v) => '/vhosts/' + v + '/channels');
+  append(main, h('h1', {}, 'Channels'), pager.bar, list);
   return async () => {
-    const rows = inVhost(await api('GET', '/channels'));
+    const rows = await pager.load();
     replace(list, table([
       ['Channel', (c) => c.name, 'name'],
       ['Virtual host', (c) => c.vhost],
@@ -114,8 +182,8 @@ const features = (o) => tags([o.durable && ['D', 'durable'], o.auto_delete && ['
   Object.keys(o.arguments || {}).length && ['Args', JSON.stringify(o.arguments)], o.policy && [o.policy, 'policy']]);
 
 pages.exchanges = (main) => {
-  const list = h('div');
-  append(main, h('h1', {}, 'Exchanges'), list, section('Add a new exchange', form('add-exchange', [
+  const list = h('div'), pager = pagedList('/exchanges', (v) => '/exchanges/' + v);
+  append(main, h('h1', {}, 'Exchanges'), pager.bar, list, section('Add a new exchange', form('add-exchange', [
     { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
     { name: 'name', label: 'Name', required: true },
     { name: 'type', label: 'Type', type: 'select', options: state.exchangeTypes.map((t) => [t, t]) },
@@ -129,7 +197,7 @@ pages.exchanges = (main) => {
     return `Exchange ${v.name} added.`;
   })));
   return async () => {
-    const rows = inVhost(await api('GET', '/exchanges'));
+    const rows = await pager.load();
     replace(list, table([
       ['Virtual host', (x) => x.vhost],
       ['Name', (x) => h('a', { href: '#/exchange' + vpath(x.vhost, exUrlName(x.name)) }, exName(x.name)), 'name'],
@@ -224,8 +292,8 @@ pages.exchange = (main, [vhost, name]) => {
 };
 
 pages.queues = (main) => {
-  const list = h('div');
-  append(main, h('h1', {}, 'Queues'), list, section('Add a new queue', form('add-queue', [
+  const list = h('div'), pager = pagedList('/queues', (v) => '/queues/' + v);
+  append(main, h('h1', {}, 'Queues'), pager.bar, list, section('Add a new queue', form('add-queue', [
     { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
     { name: 'type', label: 'Type', type: 'select', options: [['classic', 'Classic'], ['quorum', 'Quorum'], ['stream', 'Stream']] },
     { name: 'name', label: 'Name', required: true },
@@ -239,7 +307,7 @@ pages.queues = (main) => {
     return `Queue ${v.name} added.`;
   })));
   return async () => {
-    const rows = inVhost(await api('GET', '/queues'));
+    const rows = await pager.load();
     replace(list, table([
       ['Virtual host', (q) => q.vhost],
       ['Name', (q) => h('a', { href: '#/queue' + vpath(q.vhost, q.name) }, q.name), 'name'],
