@@ -69,7 +69,7 @@ admin.vhosts = (main) => {
 };
 
 admin.permissions = (main) => {
-  const list = h('div');
+  const list = h('div'), topics = h('div');
   append(main, h('h2', {}, 'Permissions'), list, section('Set permission', form('set-permission', [
     { name: 'user', label: 'User', required: true },
     { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
@@ -79,9 +79,29 @@ admin.permissions = (main) => {
   ], 'Set permission', async (v) => {
     await api('PUT', '/permissions' + vpath(v.vhost, v.user), { configure: v.configure, write: v.write, read: v.read });
     return `Permission of ${v.user} in ${v.vhost} set.`;
+  })), h('h2', {}, 'Topic permissions'), topics, section('Set topic permission', form('set-topic-permission', [
+    { name: 'user', label: 'User', required: true },
+    { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
+    { name: 'exchange', label: 'Exchange', value: 'amq.topic', required: true },
+    { name: 'write', label: 'Write regexp', value: '.*', hint: 'Routing keys this user may publish with to that topic exchange' },
+    { name: 'read', label: 'Read regexp', value: '.*', hint: 'Binding keys this user may bind its queues with' },
+  ], 'Set topic permission', async (v) => {
+    await api('PUT', '/topic-permissions' + vpath(v.vhost, v.user), { exchange: v.exchange, write: v.write, read: v.read });
+    return `Topic permission of ${v.user} in ${v.vhost} on ${v.exchange} set.`;
   })));
   return async () => {
-    const rows = await api('GET', '/permissions');
+    const [rows, topicRows] = await Promise.all([api('GET', '/permissions'), api('GET', '/topic-permissions')]);
+    replace(topics, table([
+      ['User', (p) => p.user],
+      ['Virtual host', (p) => p.vhost],
+      ['Exchange', (p) => p.exchange],
+      ['Write', (p) => p.write],
+      ['Read', (p) => p.read],
+      ['', (p) => actionButton('Clear', `Clear the topic permission of ${p.user} in ${p.vhost} on ${p.exchange}?`, async () => {
+        await api('DELETE', '/topic-permissions' + vpath(p.vhost, p.user) + '/' + enc(p.exchange));
+        return `Topic permission of ${p.user} in ${p.vhost} on ${p.exchange} cleared.`;
+      }, 'danger')],
+    ], inVhost(topicRows), 'No topic permissions'));
     replace(list, table([
       ['User', (p) => p.user],
       ['Virtual host', (p) => p.vhost],

@@ -633,3 +633,64 @@ def test_list_filter_regex_and_pages(browser, channel, names):
     finally:
         for q in queues:
             channel.queue_delete(q)
+
+
+def test_topic_permission_set_and_cleared_through_the_ui(browser, broker_url):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    suffix = uuid.uuid4().hex[:8]
+    user, password = f"ui-topic-{suffix}", f"pw-{suffix}"
+    as_user = amqp_params(broker_url, credentials=pika.PlainCredentials(user, password))
+
+    def publish(key):
+        """Publishes to amq.topic as the user with confirms; True if accepted, False on 403."""
+        conn = pika.BlockingConnection(as_user)
+        try:
+            ch = conn.channel()
+            ch.confirm_delivery()
+            ch.basic_publish("amq.topic", key, b"x")
+            return True
+        except pika.exceptions.ChannelClosedByBroker as e:
+            assert e.reply_code == 403, e
+            return False
+        finally:
+            if conn.is_open:
+                conn.close()
+
+    logged_in(browser)
+    goto(browser, "#/admin/users")
+    open_section(browser, "Add / update a user")
+    fill(browser, "add-user-name", user)
+    fill(browser, "add-user-password", password)
+    submit(browser, "add-user")
+    flash_says(browser, f"User {user} saved.")
+    try:
+        goto(browser, "#/admin/permissions")
+        open_section(browser, "Set permission")
+        fill(browser, "set-permission-user", user)
+        select(browser, "set-permission-vhost", vhost)
+        submit(browser, "set-permission")
+        flash_says(browser, f"Permission of {user} in {vhost} set.")
+        assert publish("denied.key")
+
+        open_section(browser, "Set topic permission")
+        fill(browser, "set-topic-permission-user", user)
+        select(browser, "set-topic-permission-vhost", vhost)
+        fill(browser, "set-topic-permission-write", r"^allowed\.")
+        submit(browser, "set-topic-permission")
+        flash_says(browser, f"Topic permission of {user} in {vhost} on amq.topic set.")
+        row = f"//tr[td[normalize-space()='{user}'] and td[normalize-space()='amq.topic']]"
+        wait(browser, EC.presence_of_element_located((By.XPATH, row + "/td[normalize-space()='^allowed\\.']")))
+        assert publish("allowed.key")
+        assert not publish("denied.key")
+
+        click(browser, (By.XPATH, row + "//button[normalize-space()='Clear']"))
+        accept_confirm(browser)
+        flash_says(browser, f"Topic permission of {user} in {vhost} on amq.topic cleared.")
+        row_gone(browser, "^allowed\\.")
+        assert publish("denied.key")
+        assert js_errors(browser) == []
+    finally:
+        goto(browser, "#/admin/users")
+        row_button(browser, user, "Delete")
+        accept_confirm(browser)
+        flash_says(browser, f"User {user} deleted.")
