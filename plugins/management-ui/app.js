@@ -9,7 +9,7 @@
 //   app.js     HTTP, DOM helpers, router and login session (this file)
 //   charts.js  the overview's <canvas> charts
 //   pages.js   overview, connections, channels, exchanges, queues (+ bindings, publish, get)
-//   admin.js   users, virtual hosts, permissions, policies
+//   admin.js   users, virtual hosts, permissions and topic permissions, policies
 'use strict';
 
 const POLL_MS = 5000;
@@ -219,15 +219,32 @@ const inVhost = (rows) => (currentVhost() ? rows.filter((r) => r.vhost === curre
 // ---------------------------------------------------------------- router and session
 
 let update = null;
+let inflight = null; // the current page's running refresh: {page, promise, again}
 
-async function refreshNow() {
-  if (!update) return;
-  const page = state.page;
-  try {
-    await update();
-  } catch (e) {
-    if (page === state.page && state.auth) flash('error', e.message);
+// Redraws the current page. One refresh runs at a time per page: a call while one is running (a
+// slow API, or an action during a poll) asks for one more run after it, so the page ends up
+// showing the state after the action and polls never pile up.
+function refreshNow() {
+  if (!update) return Promise.resolve();
+  if (inflight && inflight.page === state.page) {
+    inflight.again = true;
+    return inflight.promise;
   }
+  const run = { page: state.page, again: false };
+  const draw = update;
+  run.promise = (async () => {
+    do {
+      run.again = false;
+      try {
+        await draw();
+      } catch (e) {
+        if (run.page === state.page && state.auth) flash('error', e.message);
+      }
+    } while (run.again && run.page === state.page);
+    if (inflight === run) inflight = null;
+  })();
+  inflight = run;
+  return run.promise;
 }
 
 function route() {
