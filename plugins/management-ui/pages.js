@@ -11,12 +11,23 @@ pages.overview = (main) => {
   const totals = h('div.totals');
   const rates = chartBox('chart-rates', 'Message rates', RATE_SERIES, '/s', (s) => s.rates);
   const queued = chartBox('chart-queued', 'Queued messages', QUEUED_SERIES, '', (s) => s.queued);
-  const node = h('div');
-  append(main, h('h1', {}, 'Overview'), totals, h('div.charts', {}, queued, rates), h('h2', {}, 'Node'), node,
+  const node = h('div'), nodes = h('div', { id: 'nodes' });
+  append(main, h('h1', {}, 'Overview'), totals, h('div.charts', {}, queued, rates), h('h2', {}, 'Nodes'), nodes, h('h2', {}, 'Node'), node,
     h('h2', {}, 'Export definitions'), exportForm(), h('h2', {}, 'Import definitions'), importForm());
   return async () => {
-    const o = await api('GET', '/overview');
+    // The nodes table is extra: if /api/nodes fails, that section says why and the rest still shows.
+    const [o, ns] = await Promise.all([api('GET', '/overview'), api('GET', '/nodes').catch((e) => e)]);
     recordSample(o);
+    replace(nodes, ns instanceof Error ? h('p.error', {}, ns.message) : table([
+      ['Name', (n) => n.name],
+      ['File descriptors', (n) => used(n.fd_used, n.fd_total, num)],
+      ['Socket descriptors', (n) => used(n.sockets_used, n.sockets_total, num)],
+      ['Memory', (n) => [used(n.mem_used, n.mem_limit, bytes), n.mem_alarm ? h('span.tag.alarm', {}, 'memory alarm') : null]],
+      ['Disk space', (n) => [n.disk_free === undefined ? '' : `${bytes(n.disk_free)} free (limit ${bytes(n.disk_free_limit)})`,
+        n.disk_free_alarm ? h('span.tag.alarm', {}, 'disk alarm') : null]],
+      ['Uptime', (n) => duration(n.uptime)],
+      ['Running', (n) => yesNo(n.running)],
+    ], ns, 'No nodes'));
     const ot = o.object_totals || {}, qt = o.queue_totals || {};
     replace(totals, [['Connections', ot.connections], ['Channels', ot.channels], ['Exchanges', ot.exchanges],
       ['Queues', ot.queues], ['Consumers', ot.consumers], ['Messages ready', qt.messages_ready],
@@ -34,6 +45,24 @@ pages.overview = (main) => {
     document.getElementById('footer').textContent = `${o.product_name || 'Warren'} ${o.product_version || ''} · ${o.cluster_name || ''}`;
   };
 };
+
+// "used of total" for the nodes table, each formatted by fmt; empty when the API has no figure.
+const used = (a, b, fmt) => (a === undefined ? '' : b === undefined ? fmt(a) : `${fmt(a)} of ${fmt(b)}`);
+
+function bytes(n) {
+  if (typeof n !== 'number') return '';
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? String(n) : n.toFixed(1)) + ' ' + units[i];
+}
+
+// Milliseconds as RabbitMQ's UI shows an uptime: "3d 4h", "5h 12m", "7m 3s".
+function duration(ms) {
+  if (typeof ms !== 'number') return '';
+  const s = Math.floor(ms / 1000), d = Math.floor(s / 86400), hr = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+  return d ? `${d}d ${hr}h` : hr ? `${hr}h ${m}m` : `${m}m ${s % 60}s`;
+}
 
 function exportForm() {
   return form('export-form', [

@@ -17,6 +17,7 @@ chromium-driver and selenium; without WARREN_MGMT_URL the module is skipped.
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -198,6 +199,11 @@ def test_overview_draws_polled_charts(browser, channel, names):
         totals = browser.find_element(By.CSS_SELECTOR, ".totals").text
         assert "Queues" in totals and "Connections" in totals
         assert int(totals.split("\n")[totals.split("\n").index("Queues") - 1].replace(",", "")) >= 1
+        # The nodes table (GET /api/nodes) names the node the overview names, with its memory use.
+        node = browser.find_element(By.XPATH, "//table[@class='kv']//tr[th[normalize-space()='Node']]/td").text
+        nodes = browser.find_element(By.ID, "nodes").text
+        assert node and node in nodes
+        assert re.search(r"\d+(\.\d)? [KMGT]?i?B of \d+(\.\d)? [KMGT]?i?B", nodes), nodes
         shot(browser, "overview.png")
         assert js_errors(browser) == []
     finally:
