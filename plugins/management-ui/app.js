@@ -119,11 +119,17 @@ function tags(list) {
   return list.filter(Boolean).map((t) => h('span.tag', { title: t[1] || '' }, t[0]));
 }
 
-// A table: columns are [title, row => cell, td class ('num', 'name')?]; an empty list prints `empty`.
-function table(columns, rows, empty) {
+// A table: columns are [title, row => cell, td class ('num', 'name')?, sort key?]; an empty list
+// prints `empty`. With a sorter ({key, reverse, set(key)}), titles of columns with a sort key are
+// buttons that sort by it (again: the other way round), marked ▲ / ▼ while sorted.
+function table(columns, rows, empty, sorter) {
   // With one virtual host selected in the header, its column says nothing.
   if (currentVhost()) columns = columns.filter((c) => c[0] !== 'Virtual host');
-  const head = h('tr', {}, columns.map((c) => h('th', {}, c[0])));
+  const title = (c) => (sorter && c[3]
+    ? h('button.sort', { type: 'button', 'data-sort': c[3], onclick: () => sorter.set(c[3]) },
+      c[0], sorter.key === c[3] ? (sorter.reverse ? ' ▼' : ' ▲') : '')
+    : c[0]);
+  const head = h('tr', {}, columns.map((c) => h('th', {}, title(c))));
   const body = rows.length
     ? rows.map((r) => h('tr', {}, columns.map((c) => h(c[2] ? 'td.' + c[2] : 'td', {}, c[1](r)))))
     : h('tr', {}, h('td.empty', { colspan: columns.length }, empty || 'Nothing to show'));

@@ -94,13 +94,14 @@ function importForm() {
 }
 
 // The list pages ask for one page at a time, filtered by name, as RabbitMQ's UI does
-// (`?page=&page_size=&name=&use_regex=&pagination=true`; the API caps page_size at 500), from the
+// (`?page=&page_size=&name=&use_regex=&pagination=true`, plus `sort=&sort_reverse=` once a column
+// title is clicked; the API caps page_size at 500), from the
 // per-vhost path when a vhost is selected. An API that answers with a plain array (RabbitMQ does
 // for /vhosts/{vhost}/connections and /channels) is filtered and paged here the same way.
 const PAGE_SIZES = [20, 50, 100, 500];
 
 function pagedList(path, vhostPath) {
-  const opts = { page: 1, size: 100, name: '', regex: false };
+  const opts = { page: 1, size: 100, name: '', regex: false, sort: '', reverse: false };
   const again = (changes) => { Object.assign(opts, changes); refreshNow(); };
   let typing = null;
   const pageInput = h('select.page', { id: 'list-page', 'aria-label': 'Page', onchange: (e) => again({ page: Number(e.target.value) }) },
@@ -118,6 +119,12 @@ function pagedList(path, vhostPath) {
     h('label', {}, 'Page size ', h('select', { id: 'list-page-size', onchange: (e) => again({ size: Number(e.target.value), page: 1 }) },
       PAGE_SIZES.map((n) => h('option', { value: n, selected: n === opts.size }, n)))));
 
+  const sorter = {
+    get key() { return opts.sort; },
+    get reverse() { return opts.reverse; },
+    set(key) { again({ reverse: key === opts.sort ? !opts.reverse : false, sort: key }); },
+  };
+
   function localPage(all) {
     let match;
     if (opts.regex) {
@@ -129,6 +136,17 @@ function pagedList(path, vhostPath) {
       match = (r) => String(r.name).toLowerCase().includes(needle);
     }
     const filtered = all.filter(match);
+    if (opts.sort) {
+      const value = (r) => opts.sort.split('.').reduce((o, k) => (o == null ? undefined : o[k]), r);
+      const cmp = (a, b) => {
+        const x = value(a), y = value(b);
+        if (x === y) return 0;
+        if (x === undefined) return -1; // missing first, as RabbitMQ sorts them
+        if (y === undefined) return 1;
+        return typeof x === 'number' && typeof y === 'number' ? x - y : String(x).localeCompare(String(y));
+      };
+      filtered.sort((a, b) => (opts.reverse ? -cmp(a, b) : cmp(a, b)));
+    }
     const start = (opts.page - 1) * opts.size;
     return { items: filtered.slice(start, start + opts.size), filtered_count: filtered.length, total_count: all.length,
       page_count: Math.ceil(filtered.length / opts.size), page: opts.page };
@@ -137,7 +155,8 @@ function pagedList(path, vhostPath) {
   async function load() {
     const vhost = currentVhost();
     const base = vhost && vhostPath ? vhostPath(enc(vhost)) : path;
-    const query = () => `?page=${opts.page}&page_size=${opts.size}&name=${enc(opts.name)}&use_regex=${opts.regex}&pagination=true`;
+    const query = () => `?page=${opts.page}&page_size=${opts.size}&name=${enc(opts.name)}&use_regex=${opts.regex}&pagination=true` +
+      (opts.sort ? `&sort=${enc(opts.sort)}&sort_reverse=${opts.reverse}` : '');
     let r;
     try {
       r = await api('GET', base + query());
@@ -158,7 +177,7 @@ function pagedList(path, vhostPath) {
     replace(info, `of ${Math.max(1, r.page_count)} · ${num(r.filtered_count)} matching of ${num(r.total_count)}`);
     return r.items;
   }
-  return { bar, load };
+  return { bar, load, sorter };
 }
 
 pages.connections = (main) => {
@@ -167,20 +186,20 @@ pages.connections = (main) => {
   return async () => {
     const rows = await pager.load();
     replace(list, table([
-      ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null], 'name'],
-      ['Virtual host', (c) => c.vhost],
-      ['User', (c) => c.user],
-      ['State', (c) => c.state],
-      ['Protocol', (c) => c.protocol],
+      ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null], 'name', 'name'],
+      ['Virtual host', (c) => c.vhost, null, 'vhost'],
+      ['User', (c) => c.user, null, 'user'],
+      ['State', (c) => c.state, null, 'state'],
+      ['Protocol', (c) => c.protocol, null, 'protocol'],
       ['Client', (c) => { const p = c.client_properties || {}; return [p.product, p.version].filter(Boolean).join(' '); }],
-      ['Channels', (c) => num(c.channels), 'num'],
-      ['From client', (c) => rate(c.recv_oct_details), 'num'],
-      ['To client', (c) => rate(c.send_oct_details), 'num'],
+      ['Channels', (c) => num(c.channels), 'num', 'channels'],
+      ['From client', (c) => rate(c.recv_oct_details), 'num', 'recv_oct_details.rate'],
+      ['To client', (c) => rate(c.send_oct_details), 'num', 'send_oct_details.rate'],
       ['', (c) => actionButton('Force close', `Close connection ${c.name}?`, async () => {
         await api('DELETE', '/connections/' + enc(c.name), undefined, { 'X-Reason': 'Closed via management plugin' });
         return `Connection ${c.name} closed.`;
       }, 'danger')],
-    ], rows, 'No connections'));
+    ], rows, 'No connections', pager.sorter));
   };
 };
 
@@ -190,19 +209,19 @@ pages.channels = (main) => {
   return async () => {
     const rows = await pager.load();
     replace(list, table([
-      ['Channel', (c) => c.name, 'name'],
-      ['Virtual host', (c) => c.vhost],
-      ['User', (c) => c.user],
+      ['Channel', (c) => c.name, 'name', 'name'],
+      ['Virtual host', (c) => c.vhost, null, 'vhost'],
+      ['User', (c) => c.user, null, 'user'],
       ['Mode', (c) => tags([c.confirm && ['C', 'confirm'], c.transactional && ['T', 'transactional']])],
-      ['State', (c) => c.state],
-      ['Unconfirmed', (c) => num(c.messages_unconfirmed), 'num'],
-      ['Prefetch', (c) => num(c.prefetch_count), 'num'],
-      ['Unacked', (c) => num(c.messages_unacknowledged), 'num'],
-      ['Consumers', (c) => num(c.consumer_count), 'num'],
-      ['Publish', (c) => stat(c, 'publish'), 'num'],
-      ['Deliver / get', (c) => stat(c, 'deliver_get'), 'num'],
-      ['Ack', (c) => stat(c, 'ack'), 'num'],
-    ], rows, 'No channels'));
+      ['State', (c) => c.state, null, 'state'],
+      ['Unconfirmed', (c) => num(c.messages_unconfirmed), 'num', 'messages_unconfirmed'],
+      ['Prefetch', (c) => num(c.prefetch_count), 'num', 'prefetch_count'],
+      ['Unacked', (c) => num(c.messages_unacknowledged), 'num', 'messages_unacknowledged'],
+      ['Consumers', (c) => num(c.consumer_count), 'num', 'consumer_count'],
+      ['Publish', (c) => stat(c, 'publish'), 'num', 'message_stats.publish_details.rate'],
+      ['Deliver / get', (c) => stat(c, 'deliver_get'), 'num', 'message_stats.deliver_get_details.rate'],
+      ['Ack', (c) => stat(c, 'ack'), 'num', 'message_stats.ack_details.rate'],
+    ], rows, 'No channels', pager.sorter));
   };
 };
 
@@ -228,13 +247,13 @@ pages.exchanges = (main) => {
   return async () => {
     const rows = await pager.load();
     replace(list, table([
-      ['Virtual host', (x) => x.vhost],
-      ['Name', (x) => h('a', { href: '#/exchange' + vpath(x.vhost, exUrlName(x.name)) }, exName(x.name)), 'name'],
-      ['Type', (x) => x.type],
+      ['Virtual host', (x) => x.vhost, null, 'vhost'],
+      ['Name', (x) => h('a', { href: '#/exchange' + vpath(x.vhost, exUrlName(x.name)) }, exName(x.name)), 'name', 'name'],
+      ['Type', (x) => x.type, null, 'type'],
       ['Features', features],
-      ['Message rate in', (x) => stat(x, 'publish_in'), 'num'],
-      ['Message rate out', (x) => stat(x, 'publish_out'), 'num'],
-    ], rows, 'No exchanges'));
+      ['Message rate in', (x) => stat(x, 'publish_in'), 'num', 'message_stats.publish_in_details.rate'],
+      ['Message rate out', (x) => stat(x, 'publish_out'), 'num', 'message_stats.publish_out_details.rate'],
+    ], rows, 'No exchanges', pager.sorter));
   };
 };
 
@@ -338,19 +357,19 @@ pages.queues = (main) => {
   return async () => {
     const rows = await pager.load();
     replace(list, table([
-      ['Virtual host', (q) => q.vhost],
-      ['Name', (q) => h('a', { href: '#/queue' + vpath(q.vhost, q.name) }, q.name), 'name'],
-      ['Type', (q) => q.type || 'classic'],
+      ['Virtual host', (q) => q.vhost, null, 'vhost'],
+      ['Name', (q) => h('a', { href: '#/queue' + vpath(q.vhost, q.name) }, q.name), 'name', 'name'],
+      ['Type', (q) => q.type || 'classic', null, 'type'],
       ['Features', features],
-      ['State', (q) => q.state],
-      ['Ready', (q) => num(q.messages_ready), 'num'],
-      ['Unacked', (q) => num(q.messages_unacknowledged), 'num'],
-      ['Total', (q) => num(q.messages), 'num'],
-      ['Consumers', (q) => num(q.consumers), 'num'],
-      ['Incoming', (q) => stat(q, 'publish'), 'num'],
-      ['Deliver / get', (q) => stat(q, 'deliver_get'), 'num'],
-      ['Ack', (q) => stat(q, 'ack'), 'num'],
-    ], rows, 'No queues'));
+      ['State', (q) => q.state, null, 'state'],
+      ['Ready', (q) => num(q.messages_ready), 'num', 'messages_ready'],
+      ['Unacked', (q) => num(q.messages_unacknowledged), 'num', 'messages_unacknowledged'],
+      ['Total', (q) => num(q.messages), 'num', 'messages'],
+      ['Consumers', (q) => num(q.consumers), 'num', 'consumers'],
+      ['Incoming', (q) => stat(q, 'publish'), 'num', 'message_stats.publish_details.rate'],
+      ['Deliver / get', (q) => stat(q, 'deliver_get'), 'num', 'message_stats.deliver_get_details.rate'],
+      ['Ack', (q) => stat(q, 'ack'), 'num', 'message_stats.ack_details.rate'],
+    ], rows, 'No queues', pager.sorter));
   };
 };
 

@@ -611,7 +611,7 @@ def test_vhost_selector_filters_the_lists(browser, channel, broker_url, names):
         flash_says(browser, f"Virtual host {other} deleted.")
 
 
-def test_list_filter_regex_and_pages(browser, channel, names):
+def test_list_filter_regex_sort_and_pages(browser, channel, names):
     queues = [names(f"q{i:02d}") for i in range(21)]
     prefix = queues[0].rsplit(".", 1)[0]
     for q in queues:
@@ -635,6 +635,26 @@ def test_list_filter_regex_and_pages(browser, channel, names):
         box.send_keys(prefix.replace(".", "\\.") + r"\.q.1$")
         wait(browser, lambda b: listed(b) == [queues[1], queues[11]])
         assert Select(browser.find_element(By.ID, "list-page")).first_selected_option.text == "1"
+
+        # Sorting (the API's sort / sort_reverse): by name, then the other way round; by total
+        # messages, most first (the counts reach the API's stats within a few seconds).
+        box = browser.find_element(By.CSS_SELECTOR, ".listbar input.filter")
+        box.clear()
+        box.send_keys(prefix.replace(".", "\\.") + r"\.q")
+        shown = lambda b: [a.text for a in b.find_elements(By.CSS_SELECTOR, "#main td.name a")]  # noqa: E731
+        wait(browser, lambda b: sorted(shown(b)) == queues[:20])
+        click(browser, (By.CSS_SELECTOR, "button.sort[data-sort='name']"))
+        wait(browser, lambda b: shown(b) == queues[:20])
+        click(browser, (By.CSS_SELECTOR, "button.sort[data-sort='name']"))
+        wait(browser, lambda b: shown(b) == queues[:0:-1])
+        assert browser.find_element(By.CSS_SELECTOR, "button.sort[data-sort='name']").text.endswith("▼")
+        channel.confirm_delivery()
+        for q, count in ((queues[5], 3), (queues[7], 1)):
+            for _ in range(count):
+                channel.basic_publish("", q, b"m")
+        click(browser, (By.CSS_SELECTOR, "button.sort[data-sort='messages']"))
+        click(browser, (By.CSS_SELECTOR, "button.sort[data-sort='messages']"))
+        wait(browser, lambda b: shown(b)[:2] == [queues[5], queues[7]], timeout=30)
         assert js_errors(browser) == []
     finally:
         for q in queues:
