@@ -29,7 +29,7 @@ admin.users = (main) => {
     replace(list, table([
       ['Name', (u) => u.name],
       ['Tags', (u) => (Array.isArray(u.tags) ? u.tags.join(', ') : u.tags)],
-      ['Can log in with password', (u) => yesNo(u.password_hash)],
+      ['Can log in with password', (u) => (u.password_hash === undefined ? '' : yesNo(u.password_hash))],
       ['', (u) => actionButton('Delete', `Delete user ${u.name}?`, async () => {
         await api('DELETE', '/users/' + enc(u.name));
         return `User ${u.name} deleted.`;
@@ -90,8 +90,9 @@ admin.permissions = (main) => {
     return `Topic permission of ${v.user} in ${v.vhost} on ${v.exchange} set.`;
   })));
   return async () => {
-    const [rows, topicRows] = await Promise.all([api('GET', '/permissions'), api('GET', '/topic-permissions')]);
-    replace(topics, table([
+    // Topic permissions are their own section: if that call fails, it says why there.
+    const [rows, topicRows] = await Promise.all([api('GET', '/permissions'), api('GET', '/topic-permissions').catch((e) => e)]);
+    replace(topics, topicRows instanceof Error ? h('p.error', {}, topicRows.message) : table([
       ['User', (p) => p.user],
       ['Virtual host', (p) => p.vhost],
       ['Exchange', (p) => p.exchange],
