@@ -186,7 +186,8 @@ pages.connections = (main) => {
   return async () => {
     const rows = await pager.load();
     replace(list, table([
-      ['Name', (c) => [c.name, (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null], 'name', 'name'],
+      ['Name', (c) => [h('a', { href: '#/connection/' + enc(c.name) }, c.name),
+        (c.client_properties || {}).connection_name ? h('div.sub', {}, c.client_properties.connection_name) : null], 'name', 'name'],
       ['Virtual host', (c) => c.vhost, null, 'vhost'],
       ['User', (c) => c.user, null, 'user'],
       ['State', (c) => c.state, null, 'state'],
@@ -203,25 +204,50 @@ pages.connections = (main) => {
   };
 };
 
+const channelColumns = () => [
+  ['Channel', (c) => c.name, 'name', 'name'],
+  ['Virtual host', (c) => c.vhost, null, 'vhost'],
+  ['User', (c) => c.user, null, 'user'],
+  ['Mode', (c) => tags([c.confirm && ['C', 'confirm'], c.transactional && ['T', 'transactional']])],
+  ['State', (c) => c.state, null, 'state'],
+  ['Unconfirmed', (c) => num(c.messages_unconfirmed), 'num', 'messages_unconfirmed'],
+  ['Prefetch', (c) => num(c.prefetch_count), 'num', 'prefetch_count'],
+  ['Unacked', (c) => num(c.messages_unacknowledged), 'num', 'messages_unacknowledged'],
+  ['Consumers', (c) => num(c.consumer_count), 'num', 'consumer_count'],
+  ['Publish', (c) => stat(c, 'publish'), 'num', 'message_stats.publish_details.rate'],
+  ['Deliver / get', (c) => stat(c, 'deliver_get'), 'num', 'message_stats.deliver_get_details.rate'],
+  ['Ack', (c) => stat(c, 'ack'), 'num', 'message_stats.ack_details.rate'],
+];
+
+pages.connection = (main, [name]) => {
+  const info = h('div'), props = h('div'), channels = h('div');
+  append(main, h('h1', {}, 'Connection: ', name), info, h('h2', {}, 'Channels'), channels,
+    h('h2', {}, 'Client properties'), props,
+    section('Close this connection', form('close-connection', [
+      { name: 'reason', label: 'Reason', value: 'Closed via management plugin' },
+    ], 'Force Close', async (v) => {
+      if (!window.confirm(`Close connection ${name}?`)) return null;
+      await api('DELETE', '/connections/' + enc(name), undefined, { 'X-Reason': v.reason });
+      go('#/connections');
+      return `Connection ${name} closed.`;
+    })));
+  return async () => {
+    const [c, chs] = await Promise.all([api('GET', '/connections/' + enc(name)), api('GET', '/connections/' + enc(name) + '/channels')]);
+    replace(info, kvTable([['Virtual host', c.vhost], ['User', c.user], ['State', c.state], ['Protocol', c.protocol],
+      ['Authentication', c.auth_mechanism], ['Client', `${c.peer_host}:${c.peer_port}`], ['Server', `${c.host}:${c.port}`],
+      ['Heartbeat', c.timeout === undefined ? '' : `${c.timeout} s`], ['Frame max', num(c.frame_max)], ['Channel max', num(c.channel_max)],
+      ['From client', rate(c.recv_oct_details)], ['To client', rate(c.send_oct_details)]]));
+    replace(channels, table(channelColumns(), chs || [], 'No channels'));
+    replace(props, showArgs(c.client_properties));
+  };
+};
+
 pages.channels = (main) => {
   const list = h('div'), pager = pagedList('/channels', (v) => '/vhosts/' + v + '/channels');
   append(main, h('h1', {}, 'Channels'), pager.bar, list);
   return async () => {
     const rows = await pager.load();
-    replace(list, table([
-      ['Channel', (c) => c.name, 'name', 'name'],
-      ['Virtual host', (c) => c.vhost, null, 'vhost'],
-      ['User', (c) => c.user, null, 'user'],
-      ['Mode', (c) => tags([c.confirm && ['C', 'confirm'], c.transactional && ['T', 'transactional']])],
-      ['State', (c) => c.state, null, 'state'],
-      ['Unconfirmed', (c) => num(c.messages_unconfirmed), 'num', 'messages_unconfirmed'],
-      ['Prefetch', (c) => num(c.prefetch_count), 'num', 'prefetch_count'],
-      ['Unacked', (c) => num(c.messages_unacknowledged), 'num', 'messages_unacknowledged'],
-      ['Consumers', (c) => num(c.consumer_count), 'num', 'consumer_count'],
-      ['Publish', (c) => stat(c, 'publish'), 'num', 'message_stats.publish_details.rate'],
-      ['Deliver / get', (c) => stat(c, 'deliver_get'), 'num', 'message_stats.deliver_get_details.rate'],
-      ['Ack', (c) => stat(c, 'ack'), 'num', 'message_stats.ack_details.rate'],
-    ], rows, 'No channels', pager.sorter));
+    replace(list, table(channelColumns(), rows, 'No channels', pager.sorter));
   };
 };
 

@@ -384,13 +384,48 @@ def test_connection_and_channel_listed_and_force_closed_through_the_ui(browser, 
         row_button(browser, name, "Force close")
         accept_confirm(browser)
         flash_says(browser, "closed.")
-        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
-            deadline = time.monotonic() + WAIT
-            while time.monotonic() < deadline:
-                conn.process_data_events(time_limit=0.2)
-        assert closed.value.reply_code == 320
-        assert closed.value.reply_text == "CONNECTION_FORCED - Closed via management plugin"
+        closed = closed_by_broker(conn)
+        assert (closed.reply_code, closed.reply_text) == (320, "CONNECTION_FORCED - Closed via management plugin")
         row_gone(browser, name)
+        assert js_errors(browser) == []
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def closed_by_broker(conn):
+    """Runs conn's I/O until the broker closes it; returns the ConnectionClosedByBroker."""
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+    return closed.value
+
+
+def test_connection_page_shows_channels_and_closes_with_a_reason(browser, broker_url, names):
+    name = names("detail")
+    conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))
+    try:
+        ch = conn.channel()
+        ch.basic_qos(prefetch_count=7)
+        logged_in(browser)
+        goto(browser, "#/connections")
+        # The list links each connection to its page; RabbitMQ lists a new connection within seconds.
+        link = (By.XPATH, f"//tr[td[contains(normalize-space(), '{name}')]]//a")
+        click(browser, link)
+        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route^='#/connection/']")))
+        wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), f'connection_name = "{name}"'))
+        # Its one channel, with the prefetch pika set.
+        wait(browser, EC.presence_of_element_located((By.XPATH, "//tr[td[contains(normalize-space(), ' (1)')] and td[normalize-space()='7']]")))
+
+        open_section(browser, "Close this connection")
+        fill(browser, "close-connection-reason", "closed by the UI test")
+        submit(browser, "close-connection")
+        accept_confirm(browser)
+        flash_says(browser, "closed.")
+        wait(browser, EC.url_contains("#/connections"))
+        closed = closed_by_broker(conn)
+        assert (closed.reply_code, closed.reply_text) == (320, "CONNECTION_FORCED - closed by the UI test")
         assert js_errors(browser) == []
     finally:
         if conn.is_open:
