@@ -1,4 +1,5 @@
-// Warren management UI: the Admin pages (users, virtual hosts, permissions, policies).
+// Warren management UI: the Admin pages (users, virtual hosts, permissions and topic
+// permissions, policies and operator policies).
 // Loaded after pages.js.
 'use strict';
 
@@ -117,33 +118,50 @@ admin.permissions = (main) => {
   };
 };
 
-admin.policies = (main) => {
-  const list = h('div');
-  append(main, h('h2', {}, 'Policies'), list, section('Add / update a policy', form('add-policy', [
+// User policies and operator policies (RabbitMQ's operator-policies: limits an operator sets that
+// user policies cannot lift) share one form and table; each kind fails on its own.
+function policySection(kind, path, title, id, list) {
+  const noun = kind === 'operator' ? 'Operator policy' : 'Policy';
+  const body = h('div');
+  append(list, h('h2', {}, title), body, section(`Add / update ${kind === 'operator' ? 'an operator policy' : 'a policy'}`, form(id, [
     { name: 'vhost', label: 'Virtual host', type: 'select', options: vhostOptions() },
     { name: 'name', label: 'Name', required: true },
     { name: 'pattern', label: 'Pattern', required: true, placeholder: '^amq\\.' },
-    { name: 'apply_to', label: 'Apply to', type: 'select', options: [['all', 'Exchanges and queues'], ['exchanges', 'Exchanges'], ['queues', 'Queues']] },
+    { name: 'apply_to', label: 'Apply to', type: 'select', options: kind === 'operator' ? [['queues', 'Queues']]
+      : [['all', 'Exchanges and queues'], ['exchanges', 'Exchanges'], ['queues', 'Queues']] },
     { name: 'priority', label: 'Priority', value: '0' },
-    { name: 'definition', label: 'Definition', type: 'textarea', placeholder: 'max-length = 1000\ndead-letter-exchange = dlx', hint: 'One key = value per line; JSON values keep their type.' },
-  ], 'Add / update policy', async (v) => {
-    await api('PUT', '/policies' + vpath(v.vhost, v.name), { pattern: v.pattern, definition: parseArgs(v.definition),
+    { name: 'definition', label: 'Definition', type: 'textarea', placeholder: kind === 'operator' ? 'max-length = 1000\nmessage-ttl = 60000'
+      : 'max-length = 1000\ndead-letter-exchange = dlx', hint: 'One key = value per line; JSON values keep their type.' },
+  ], `Add / update ${noun.toLowerCase()}`, async (v) => {
+    await api('PUT', path + vpath(v.vhost, v.name), { pattern: v.pattern, definition: parseArgs(v.definition),
       priority: Number(v.priority) || 0, 'apply-to': v.apply_to });
-    return `Policy ${v.name} saved.`;
+    return `${noun} ${v.name} saved.`;
   })));
   return async () => {
-    const rows = inVhost(await api('GET', '/policies'));
-    replace(list, table([
+    let rows;
+    try {
+      rows = inVhost(await api('GET', path));
+    } catch (e) {
+      replace(body, h('p.error', {}, e.message));
+      return;
+    }
+    replace(body, table([
       ['Virtual host', (p) => p.vhost],
       ['Name', (p) => p.name],
       ['Pattern', (p) => p.pattern],
       ['Apply to', (p) => p['apply-to']],
       ['Definition', (p) => showArgs(p.definition)],
       ['Priority', (p) => num(p.priority), 'num'],
-      ['', (p) => actionButton('Delete', `Delete policy ${p.name}?`, async () => {
-        await api('DELETE', '/policies' + vpath(p.vhost, p.name));
-        return `Policy ${p.name} deleted.`;
+      ['', (p) => actionButton('Delete', `Delete ${noun.toLowerCase()} ${p.name}?`, async () => {
+        await api('DELETE', path + vpath(p.vhost, p.name));
+        return `${noun} ${p.name} deleted.`;
       }, 'danger')],
-    ], rows, 'No policies'));
+    ], rows, kind === 'operator' ? 'No operator policies' : 'No policies'));
   };
+}
+
+admin.policies = (main) => {
+  const user = policySection('user', '/policies', 'Policies', 'add-policy', main);
+  const operator = policySection('operator', '/operator-policies', 'Operator policies', 'add-operator-policy', main);
+  return () => Promise.all([user(), operator()]);
 };

@@ -755,3 +755,36 @@ def test_topic_permission_set_and_cleared_through_the_ui(browser, broker_url):
         row_button(browser, user, "Delete")
         accept_confirm(browser)
         flash_says(browser, f"User {user} deleted.")
+
+
+def test_operator_policy_added_applies_and_is_deleted_through_the_ui(browser, channel, broker_url, names):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    queue = names("operated")
+    policy = "ui-op-" + uuid.uuid4().hex[:8]
+    logged_in(browser)
+    goto(browser, "#/admin/policies")
+    open_section(browser, "Add / update an operator policy")
+    select(browser, "add-operator-policy-vhost", vhost)
+    fill(browser, "add-operator-policy-name", policy)
+    fill(browser, "add-operator-policy-pattern", "^" + queue.replace(".", "\\.") + "$")
+    fill(browser, "add-operator-policy-definition", "max-length = 1")
+    submit(browser, "add-operator-policy")
+    flash_says(browser, f"Operator policy {policy} saved.")
+    try:
+        wait(browser, EC.presence_of_element_located((By.XPATH, f"//tr[td[normalize-space()='{policy}'] and td[normalize-space()='max-length = 1']]")))
+        channel.queue_declare(queue, auto_delete=False)
+        channel.confirm_delivery()  # each publish below has reached the queue when it returns
+        for body in (b"1", b"2", b"3"):
+            channel.basic_publish("", queue, body)
+        assert channel.queue_declare(queue, passive=True).method.message_count == 1
+
+        row_button(browser, policy, "Delete")
+        accept_confirm(browser)
+        flash_says(browser, f"Operator policy {policy} deleted.")
+        row_gone(browser, policy)
+        assert js_errors(browser) == []
+    finally:
+        channel.queue_delete(queue)
+        browser.execute_script(f"""
+            fetch('api/operator-policies/{quote(vhost, safe="")}/{policy}', {{method: 'DELETE',
+              headers: {{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}}}});""")
