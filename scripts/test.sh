@@ -7,7 +7,7 @@
 #     WARREN_TEST_URL='amqp://guest:guest@127.0.0.1:5673/%2f' scripts/test.sh --python-only
 #                                    runs it against the reference RabbitMQ (scripts/rabbitmq-ref.sh)
 #   WARREN_MGMT_URL=http://127.0.0.1:15680/ ...  also runs the web UI's headless-Chromium test
-#                                    (tests/python/test_management_ui.py; skipped without it)
+#                                    (tests/python/test_management_ui*.py; skipped without it)
 #
 # Any other arguments go to pytest (e.g. `-k topic`, `-x`). Exits non-zero if anything fails.
 set -uo pipefail

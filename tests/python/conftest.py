@@ -149,3 +149,14 @@ def broker_ctl(broker_url):
         return subprocess.run(base + list(args), capture_output=True, text=True, timeout=60)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium for the web UI's tests (tests/python/ui_browser.py), one per module."""
+    import ui_browser
+    driver = ui_browser.start_chromium(tmp_path_factory.mktemp("ui-downloads"))
+    try:
+        yield driver
+    finally:
+        driver.quit()

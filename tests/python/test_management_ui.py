@@ -1,165 +1,28 @@
-"""The management web UI (plugins/management-ui/) driven in headless Chromium.
-
-WARREN_MGMT_URL is the UI's base URL: Warren's management plugin (http://127.0.0.1:15672/) or
-scripts/ui-dev-proxy.py in front of any management API, e.g. the reference RabbitMQ:
-
-    scripts/ui-dev-proxy.py --upstream http://127.0.0.1:15673 --port 15680 &
-    WARREN_MGMT_URL=http://127.0.0.1:15680/ \
-    WARREN_TEST_URL='amqp://guest:guest@127.0.0.1:5673/%2f' \
-      scripts/test.sh --python-only tests/python/test_management_ui.py
-
-The queue the UI must show is declared with pika on the broker of WARREN_TEST_URL (or the suite's
-own warren-server), so both variables must name the same broker. WARREN_MGMT_USER /
-WARREN_MGMT_PASSWORD (default guest/guest) log in. WARREN_UI_SCREENSHOTS=DIR saves overview.png and
-queues.png there (docs/images/ holds the committed ones). Needs Debian's chromium and
-chromium-driver and selenium; without WARREN_MGMT_URL the module is skipped.
+"""The management web UI (plugins/management-ui/) in headless Chromium: login, overview and its
+charts, queues (publish, get, purge, delete, arguments), exchanges and bindings, the list controls,
+the vhost selector, definitions export and import. Every effect is checked through pika.
+How to run it: tests/python/ui_browser.py.
 """
 
 import json
-import os
 import re
-import shutil
-import time
 import uuid
 from urllib.parse import quote
-from pathlib import Path
 
 import pika
 import pytest
 
-MGMT_URL = os.environ.get("WARREN_MGMT_URL", "")
-USER = os.environ.get("WARREN_MGMT_USER", "guest")
-PASSWORD = os.environ.get("WARREN_MGMT_PASSWORD", "guest")
-SCREENSHOTS = os.environ.get("WARREN_UI_SCREENSHOTS")
-WAIT = 20  # seconds a page may take to show what the test waits for (one poll is 5 s)
+from ui_browser import (
+    skip_without_ui, MGMT_URL, USER, PASSWORD, wait, login, goto, logged_in, js_errors, flash_says,
+    open_section, accept_confirm, select, fill, submit, row_button, click, shot,
+)
 
-pytestmark = pytest.mark.skipif(
-    not MGMT_URL, reason="WARREN_MGMT_URL is not set: no management UI to test (see the module doc)")
+pytestmark = skip_without_ui
 
 if MGMT_URL:
-    # With a UI to test, a missing browser stack is an error, not a skip.
-    from selenium import webdriver
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import Select, WebDriverWait
-
-
-def _find_binary(*names):
-    for name in names:
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail(f"none of {names} found: apt-get install chromium chromium-driver")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = _find_binary("chromium", "chromium-browser", "google-chrome")
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1280,900", "--force-device-scale-factor=1"):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(_find_binary("chromedriver")), options=options)
-    driver.downloads = tmp_path_factory.mktemp("ui-downloads")
-    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(driver.downloads)})
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def base_url():
-    return MGMT_URL if MGMT_URL.endswith("/") else MGMT_URL + "/"
-
-
-def wait(browser, condition, timeout=WAIT):
-    return WebDriverWait(browser, timeout, ignored_exceptions=[StaleElementReferenceException]).until(condition)
-
-
-def login(browser, user=USER, password=PASSWORD):
-    browser.get(base_url())
-    browser.execute_script("sessionStorage.clear()")
-    browser.get(base_url())
-    wait(browser, EC.visibility_of_element_located((By.ID, "login-username"))).send_keys(user)
-    browser.find_element(By.ID, "login-password").send_keys(password)
-    browser.find_element(By.ID, "login-submit").click()
-
-
-def goto(browser, hash_):
-    """Opens page `hash_` (e.g. "#/queues") and waits until its first refresh has drawn it."""
-    browser.execute_script("location.hash = arguments[0]", hash_)
-    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, f"#main[data-route='{hash_}']")))
-
-
-def logged_in(browser):
-    login(browser)
-    wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route]")))
-
-
-def js_errors(browser):
-    return [e["message"] for e in browser.get_log("browser")
-            if e["level"] == "SEVERE" and e.get("source") == "javascript"]
-
-
-def flash_says(browser, text):
-    return wait(browser, EC.text_to_be_present_in_element((By.ID, "flash"), text))
-
-
-def open_section(browser, title):
-    summary = wait(browser, EC.element_to_be_clickable((By.XPATH, f"//summary[normalize-space()='{title}']")))
-    summary.click()
-    wait(browser, EC.presence_of_element_located((By.XPATH, f"//details[@open][summary[normalize-space()='{title}']]")))
-
-
-def accept_confirm(browser):
-    wait(browser, EC.alert_is_present()).accept()
-
-
-def select(browser, element_id, value):
-    Select(wait(browser, EC.visibility_of_element_located((By.ID, element_id)))).select_by_value(value)
-
-
-def fill(browser, element_id, text):
-    field = wait(browser, EC.visibility_of_element_located((By.ID, element_id)))
-    field.clear()
-    field.send_keys(text)
-
-
-def submit(browser, form_id):
-    browser.find_element(By.CSS_SELECTOR, f"#{form_id} button[type=submit]").click()
-
-
-def row_button(browser, text, label, timeout=WAIT):
-    """Clicks the button `label` in the table row that contains `text` (re-found if a poll redrew it)."""
-    click(browser, (By.XPATH, f"//tr[td[contains(normalize-space(), '{text}')]]//button[normalize-space()='{label}']"), timeout)
-
-
-def click(browser, locator, timeout=WAIT):
-    """Finds and clicks `locator`, again if the page's 5 s refresh redrew it in between."""
-    def attempt(b):
-        b.find_element(*locator).click()
-        return True
-    WebDriverWait(browser, timeout, ignored_exceptions=[StaleElementReferenceException, NoSuchElementException]).until(attempt)
-
-
-def row_gone(browser, text):
-    return wait(browser, lambda b: not b.find_elements(By.XPATH, f"//tr[td[contains(normalize-space(), '{text}')]]"))
-
-
-def amqp_params(broker_url, **changes):
-    params = pika.URLParameters(broker_url)
-    for key, value in changes.items():
-        setattr(params, key, value)
-    return params
-
-
-def shot(browser, name):
-    if SCREENSHOTS:
-        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        browser.save_screenshot(str(Path(SCREENSHOTS) / name))
+    from selenium.webdriver.support.ui import Select
 
 
 def test_wrong_password_is_refused_with_login_failed(browser):
@@ -167,7 +30,6 @@ def test_wrong_password_is_refused_with_login_failed(browser):
     wait(browser, EC.text_to_be_present_in_element((By.ID, "login-error"), "Login failed"))
     assert not browser.find_element(By.ID, "app").is_displayed()
     assert browser.execute_script("return sessionStorage.length") == 0
-
 
 def test_overview_draws_polled_charts(browser, channel, names):
     # A queue with a ready message, so the queued-messages chart has something to draw.
@@ -208,7 +70,6 @@ def test_overview_draws_polled_charts(browser, channel, names):
         assert js_errors(browser) == []
     finally:
         channel.queue_delete(queue)
-
 
 def test_queue_from_pika_publish_and_get_through_the_ui(browser, channel, broker_url, names):
     vhost = pika.URLParameters(broker_url).virtual_host
@@ -261,7 +122,6 @@ def test_queue_from_pika_publish_and_get_through_the_ui(browser, channel, broker
         assert js_errors(browser) == []
     finally:
         channel.queue_delete(queue)
-
 
 def test_exchange_add_bind_publish_unbind_delete_through_the_ui(browser, channel, broker_url, names):
     vhost = pika.URLParameters(broker_url).virtual_host
@@ -321,7 +181,6 @@ def test_exchange_add_bind_publish_unbind_delete_through_the_ui(browser, channel
         ch.queue_delete(queue)
         ch.exchange_delete(exchange)  # deleting an exchange that is gone is not an error
 
-
 def test_queue_add_with_typed_argument_purge_delete_through_the_ui(browser, connect, broker_url, names):
     vhost = pika.URLParameters(broker_url).virtual_host
     queue = names("capped")
@@ -363,180 +222,6 @@ def test_queue_add_with_typed_argument_purge_delete_through_the_ui(browser, conn
     finally:
         connect().channel().queue_delete(queue)
 
-
-def test_connection_and_channel_listed_and_force_closed_through_the_ui(browser, broker_url, names):
-    name = names("conn")
-    conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))
-    try:
-        conn.channel().confirm_delivery()
-        logged_in(browser)
-        goto(browser, "#/channels")
-        # The channel row names its connection ("<connection name> (1)"), with the confirm flag C.
-        peer = "%s:%d" % conn._impl._transport._sock.getsockname()[:2]
-        wait(browser, EC.presence_of_element_located(
-            (By.XPATH, f"//tr[td[starts-with(normalize-space(), '{peer} ')]]//span[@class='tag' and normalize-space()='C']")))
-
-        goto(browser, "#/connections")
-        # With a vhost chosen the list comes from /api/vhosts/{vhost}/connections, which RabbitMQ
-        # answers with a plain array: filtered and paged by the UI itself.
-        select(browser, "vhost-filter", pika.URLParameters(broker_url).virtual_host)
-        wait(browser, EC.text_to_be_present_in_element((By.CSS_SELECTOR, ".listbar"), "matching of"))
-        row_button(browser, name, "Force close")
-        accept_confirm(browser)
-        flash_says(browser, "closed.")
-        closed = closed_by_broker(conn)
-        assert (closed.reply_code, closed.reply_text) == (320, "CONNECTION_FORCED - Closed via management plugin")
-        row_gone(browser, name)
-        assert js_errors(browser) == []
-    finally:
-        if conn.is_open:
-            conn.close()
-
-
-def closed_by_broker(conn):
-    """Runs conn's I/O until the broker closes it; returns the ConnectionClosedByBroker."""
-    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            conn.process_data_events(time_limit=0.2)
-    return closed.value
-
-
-def test_connection_page_shows_channels_and_closes_with_a_reason(browser, broker_url, names):
-    name = names("detail")
-    conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))
-    try:
-        ch = conn.channel()
-        ch.basic_qos(prefetch_count=7)
-        logged_in(browser)
-        goto(browser, "#/connections")
-        # The list links each connection to its page; RabbitMQ lists a new connection within seconds.
-        link = (By.XPATH, f"//tr[td[contains(normalize-space(), '{name}')]]//a")
-        click(browser, link)
-        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route^='#/connection/']")))
-        wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), f'connection_name = "{name}"'))
-        # Its one channel, with the prefetch pika set.
-        wait(browser, EC.presence_of_element_located((By.XPATH, "//tr[td[contains(normalize-space(), ' (1)')] and td[normalize-space()='7']]")))
-
-        open_section(browser, "Close this connection")
-        fill(browser, "close-connection-reason", "closed by the UI test")
-        submit(browser, "close-connection")
-        accept_confirm(browser)
-        flash_says(browser, "closed.")
-        wait(browser, EC.url_contains("#/connections"))
-        closed = closed_by_broker(conn)
-        assert (closed.reply_code, closed.reply_text) == (320, "CONNECTION_FORCED - closed by the UI test")
-        assert js_errors(browser) == []
-    finally:
-        if conn.is_open:
-            conn.close()
-
-
-def test_admin_user_vhost_permission_through_the_ui(browser, broker_url):
-    suffix = uuid.uuid4().hex[:8]
-    user, password, vhost = f"ui-user-{suffix}", f"pw-{suffix}", f"ui-vhost-{suffix}"
-    as_user = amqp_params(broker_url, virtual_host=vhost, credentials=pika.PlainCredentials(user, password))
-    logged_in(browser)
-    try:
-        goto(browser, "#/admin/vhosts")
-        open_section(browser, "Add a new virtual host")
-        fill(browser, "add-vhost-name", vhost)
-        fill(browser, "add-vhost-description", "made by the UI test")
-        submit(browser, "add-vhost")
-        flash_says(browser, f"Virtual host {vhost} added.")
-        wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), "made by the UI test"))
-
-        goto(browser, "#/admin/users")
-        open_section(browser, "Add / update a user")
-        fill(browser, "add-user-name", user)
-        fill(browser, "add-user-password", password)
-        fill(browser, "add-user-tags", "management")
-        submit(browser, "add-user")
-        flash_says(browser, f"User {user} saved.")
-        wait(browser, EC.presence_of_element_located((By.XPATH, f"//tr[td[normalize-space()='{user}'] and td[normalize-space()='management']]")))
-
-        goto(browser, "#/admin/permissions")
-        open_section(browser, "Set permission")
-        fill(browser, "set-permission-user", user)
-        select(browser, "set-permission-vhost", vhost)
-        fill(browser, "set-permission-write", "^$")
-        submit(browser, "set-permission")
-        flash_says(browser, f"Permission of {user} in {vhost} set.")
-        # The user logs in over AMQP with the UI's password and has the UI's permissions.
-        conn = pika.BlockingConnection(as_user)
-        try:
-            ch = conn.channel()
-            q = ch.queue_declare("", exclusive=True).method.queue  # configure .* allows it
-            with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
-                ch.queue_bind(q, "amq.direct", "k")  # binding writes to the queue: write ^$ refuses it
-            assert closed.value.reply_code == 403
-        finally:
-            if conn.is_open:
-                conn.close()
-
-        row_button(browser, user, "Clear")
-        accept_confirm(browser)
-        flash_says(browser, f"Permission of {user} in {vhost} cleared.")
-        with pytest.raises(pika.exceptions.ProbableAccessDeniedError):
-            pika.BlockingConnection(as_user)
-
-        goto(browser, "#/admin/users")
-        row_button(browser, user, "Delete")
-        accept_confirm(browser)
-        flash_says(browser, f"User {user} deleted.")
-        row_gone(browser, user)
-        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
-            pika.BlockingConnection(as_user)
-
-        goto(browser, "#/admin/vhosts")
-        row_button(browser, vhost, "Delete")
-        accept_confirm(browser)
-        flash_says(browser, f"Virtual host {vhost} deleted.")
-        row_gone(browser, vhost)
-        assert js_errors(browser) == []
-    finally:
-        # Leave nothing behind on a shared broker if an assertion stopped the test early.
-        login(browser)
-        browser.execute_script(f"""
-            const h = {{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}};
-            fetch('api/users/{user}', {{method: 'DELETE', headers: h}});
-            fetch('api/vhosts/{vhost}', {{method: 'DELETE', headers: h}});""")
-
-
-def test_policy_added_applies_and_is_deleted_through_the_ui(browser, channel, broker_url, names):
-    vhost = pika.URLParameters(broker_url).virtual_host
-    queue = names("policed")
-    policy = "ui-" + uuid.uuid4().hex[:8]
-    logged_in(browser)
-    goto(browser, "#/admin/policies")
-    open_section(browser, "Add / update a policy")
-    select(browser, "add-policy-vhost", vhost)
-    fill(browser, "add-policy-name", policy)
-    fill(browser, "add-policy-pattern", "^" + queue.replace(".", "\\.") + "$")
-    select(browser, "add-policy-apply_to", "queues")
-    fill(browser, "add-policy-definition", "max-length = 1")
-    submit(browser, "add-policy")
-    flash_says(browser, f"Policy {policy} saved.")
-    try:
-        wait(browser, EC.presence_of_element_located((By.XPATH, f"//tr[td[normalize-space()='{policy}'] and td[normalize-space()='max-length = 1']]")))
-        channel.queue_declare(queue, auto_delete=False)
-        channel.confirm_delivery()  # each publish below has reached the queue when it returns
-        for body in (b"1", b"2", b"3"):
-            channel.basic_publish("", queue, body)
-        assert channel.queue_declare(queue, passive=True).method.message_count == 1
-
-        row_button(browser, policy, "Delete")
-        accept_confirm(browser)
-        flash_says(browser, f"Policy {policy} deleted.")
-        row_gone(browser, policy)
-        assert js_errors(browser) == []
-    finally:
-        channel.queue_delete(queue)
-        browser.execute_script(f"""
-            fetch('api/policies/{quote(vhost, safe="")}/{policy}', {{method: 'DELETE',
-              headers: {{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}}}});""")
-
-
 def test_definitions_export_download_and_import_upload(browser, channel, broker_url, names, tmp_path):
     vhost = pika.URLParameters(broker_url).virtual_host
     exported, imported = names("exported"), names("imported")
@@ -573,47 +258,6 @@ def test_definitions_export_download_and_import_upload(browser, channel, broker_
         channel.queue_delete(exported)
         channel.queue_delete(imported)
 
-
-def test_user_tags_decide_what_the_ui_allows(browser, broker_url):
-    vhost = pika.URLParameters(broker_url).virtual_host
-    suffix = uuid.uuid4().hex[:8]
-    notag, monitor = f"ui-notag-{suffix}", f"ui-monitor-{suffix}"
-    logged_in(browser)
-    goto(browser, "#/admin/users")
-    open_section(browser, "Add / update a user")
-    for user, tags in ((notag, ""), (monitor, "monitoring")):
-        fill(browser, "add-user-name", user)
-        fill(browser, "add-user-password", "pw-" + suffix)
-        fill(browser, "add-user-tags", tags)
-        submit(browser, "add-user")
-        flash_says(browser, f"User {user} saved.")
-    try:
-        # No management tag: the API's 401 reason is shown and nothing is kept.
-        login(browser, notag, "pw-" + suffix)
-        wait(browser, EC.text_to_be_present_in_element((By.ID, "login-error"), "Not management user"))
-        assert not browser.find_element(By.ID, "app").is_displayed()
-
-        # monitoring: logged in, no Admin tab; a refused change is reported, the session stays.
-        login(browser, monitor, "pw-" + suffix)
-        wait(browser, EC.presence_of_element_located((By.CSS_SELECTOR, "#main[data-route]")))
-        assert not browser.find_element(By.ID, "nav-admin").is_displayed()
-        goto(browser, "#/queues")
-        open_section(browser, "Add a new queue")
-        select(browser, "add-queue-vhost", vhost)
-        fill(browser, "add-queue-name", f"ui-refused-{suffix}")
-        submit(browser, "add-queue")
-        flash_says(browser, "User not authorised to access virtual host")
-        assert browser.find_element(By.ID, "app").is_displayed()
-        assert js_errors(browser) == []
-    finally:
-        logged_in(browser)
-        goto(browser, "#/admin/users")
-        for user in (notag, monitor):
-            row_button(browser, user, "Delete")
-            accept_confirm(browser)
-            flash_says(browser, f"User {user} deleted.")
-
-
 def test_vhost_selector_filters_the_lists(browser, channel, broker_url, names):
     vhost = pika.URLParameters(broker_url).virtual_host
     queue, other = names("filtered"), "ui-empty-" + uuid.uuid4().hex[:8]
@@ -644,7 +288,6 @@ def test_vhost_selector_filters_the_lists(browser, channel, broker_url, names):
         row_button(browser, other, "Delete")
         accept_confirm(browser)
         flash_says(browser, f"Virtual host {other} deleted.")
-
 
 def test_list_filter_regex_sort_and_pages(browser, channel, names):
     queues = [names(f"q{i:02d}") for i in range(21)]
@@ -694,97 +337,3 @@ def test_list_filter_regex_sort_and_pages(browser, channel, names):
     finally:
         for q in queues:
             channel.queue_delete(q)
-
-
-def test_topic_permission_set_and_cleared_through_the_ui(browser, broker_url):
-    vhost = pika.URLParameters(broker_url).virtual_host
-    suffix = uuid.uuid4().hex[:8]
-    user, password = f"ui-topic-{suffix}", f"pw-{suffix}"
-    as_user = amqp_params(broker_url, credentials=pika.PlainCredentials(user, password))
-
-    def publish(key):
-        """Publishes to amq.topic as the user with confirms; True if accepted, False on 403."""
-        conn = pika.BlockingConnection(as_user)
-        try:
-            ch = conn.channel()
-            ch.confirm_delivery()
-            ch.basic_publish("amq.topic", key, b"x")
-            return True
-        except pika.exceptions.ChannelClosedByBroker as e:
-            assert e.reply_code == 403, e
-            return False
-        finally:
-            if conn.is_open:
-                conn.close()
-
-    logged_in(browser)
-    goto(browser, "#/admin/users")
-    open_section(browser, "Add / update a user")
-    fill(browser, "add-user-name", user)
-    fill(browser, "add-user-password", password)
-    submit(browser, "add-user")
-    flash_says(browser, f"User {user} saved.")
-    try:
-        goto(browser, "#/admin/permissions")
-        open_section(browser, "Set permission")
-        fill(browser, "set-permission-user", user)
-        select(browser, "set-permission-vhost", vhost)
-        submit(browser, "set-permission")
-        flash_says(browser, f"Permission of {user} in {vhost} set.")
-        assert publish("denied.key")
-
-        open_section(browser, "Set topic permission")
-        fill(browser, "set-topic-permission-user", user)
-        select(browser, "set-topic-permission-vhost", vhost)
-        fill(browser, "set-topic-permission-write", r"^allowed\.")
-        submit(browser, "set-topic-permission")
-        flash_says(browser, f"Topic permission of {user} in {vhost} on amq.topic set.")
-        row = f"//tr[td[normalize-space()='{user}'] and td[normalize-space()='amq.topic']]"
-        wait(browser, EC.presence_of_element_located((By.XPATH, row + "/td[normalize-space()='^allowed\\.']")))
-        assert publish("allowed.key")
-        assert not publish("denied.key")
-
-        click(browser, (By.XPATH, row + "//button[normalize-space()='Clear']"))
-        accept_confirm(browser)
-        flash_says(browser, f"Topic permission of {user} in {vhost} on amq.topic cleared.")
-        row_gone(browser, "^allowed\\.")
-        assert publish("denied.key")
-        assert js_errors(browser) == []
-    finally:
-        goto(browser, "#/admin/users")
-        row_button(browser, user, "Delete")
-        accept_confirm(browser)
-        flash_says(browser, f"User {user} deleted.")
-
-
-def test_operator_policy_added_applies_and_is_deleted_through_the_ui(browser, channel, broker_url, names):
-    vhost = pika.URLParameters(broker_url).virtual_host
-    queue = names("operated")
-    policy = "ui-op-" + uuid.uuid4().hex[:8]
-    logged_in(browser)
-    goto(browser, "#/admin/policies")
-    open_section(browser, "Add / update an operator policy")
-    select(browser, "add-operator-policy-vhost", vhost)
-    fill(browser, "add-operator-policy-name", policy)
-    fill(browser, "add-operator-policy-pattern", "^" + queue.replace(".", "\\.") + "$")
-    fill(browser, "add-operator-policy-definition", "max-length = 1")
-    submit(browser, "add-operator-policy")
-    flash_says(browser, f"Operator policy {policy} saved.")
-    try:
-        wait(browser, EC.presence_of_element_located((By.XPATH, f"//tr[td[normalize-space()='{policy}'] and td[normalize-space()='max-length = 1']]")))
-        channel.queue_declare(queue, auto_delete=False)
-        channel.confirm_delivery()  # each publish below has reached the queue when it returns
-        for body in (b"1", b"2", b"3"):
-            channel.basic_publish("", queue, body)
-        assert channel.queue_declare(queue, passive=True).method.message_count == 1
-
-        row_button(browser, policy, "Delete")
-        accept_confirm(browser)
-        flash_says(browser, f"Operator policy {policy} deleted.")
-        row_gone(browser, policy)
-        assert js_errors(browser) == []
-    finally:
-        channel.queue_delete(queue)
-        browser.execute_script(f"""
-            fetch('api/operator-policies/{quote(vhost, safe="")}/{policy}', {{method: 'DELETE',
-              headers: {{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}}}});""")
