@@ -25,6 +25,10 @@ from pathlib import Path
 UI_DIR = Path(__file__).resolve().parent.parent / "plugins" / "management-ui"
 # Request headers passed upstream; hop-by-hop ones (Connection, Transfer-Encoding, ...) are not.
 FORWARD_REQUEST = ("authorization", "content-type", "accept", "x-reason")
+# The static files are served with a strict Content-Security-Policy, so every run in a browser
+# (the browser tests included) proves the UI loads nothing from elsewhere and needs no inline
+# script or style; the management plugin can send the same header.
+CSP = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 # Response headers passed back to the browser.
 FORWARD_RESPONSE = ("content-type", "www-authenticate", "content-disposition", "location",
                     "cache-control")
@@ -80,8 +84,8 @@ def make_handler(upstream, ui_dir):
             ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
             if ctype.startswith("text/") or ctype.endswith("javascript"):
                 ctype += "; charset=utf-8"
-            self._send(200, [("Content-Type", ctype), ("Cache-Control", "no-cache")],
-                       target.read_bytes())
+            self._send(200, [("Content-Type", ctype), ("Cache-Control", "no-cache"),
+                             ("Content-Security-Policy", CSP)], target.read_bytes())
 
         def _dispatch(self):
             if self.path == "/api" or self.path.startswith(("/api/", "/api?")):

@@ -133,6 +133,7 @@ def test_static_files_are_served_and_nothing_outside_the_ui_folder(proxy):
     status, headers, data = request(proxy, "GET", "/")
     assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
     assert data == (UI_DIR / "index.html").read_bytes()
+    assert headers["Content-Security-Policy"].startswith("default-src 'self';")
     status, headers, _ = request(proxy, "GET", "/app.js?v=1")
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
     for path in ("/../scripts/ui-dev-proxy.py", "/%2e%2e/README.md", "/nope.js"):

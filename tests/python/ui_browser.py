@@ -96,8 +96,9 @@ def logged_in(browser):
 
 
 def js_errors(browser):
+    """Script errors and Content-Security-Policy violations the page logged since the last call."""
     return [e["message"] for e in browser.get_log("browser")
-            if e["level"] == "SEVERE" and e.get("source") == "javascript"]
+            if e["level"] == "SEVERE" and e.get("source") in ("javascript", "security")]
 
 
 def flash_says(browser, text):
