@@ -4,7 +4,9 @@
 'use strict';
 
 pages.admin = (main, [tab]) => {
-  tab = tab || 'users';
+  // A policymaker (not an administrator) may only manage policies: start there.
+  const tags = Array.isArray(state.user.tags) ? state.user.tags : String(state.user.tags || '').split(',');
+  tab = tab || (tags.map((t) => t.trim()).includes('administrator') ? 'users' : 'policies');
   const body = h('div');
   append(main, h('h1', {}, 'Admin'), h('p.subnav', {}, ['users', 'vhosts', 'permissions', 'policies'].map((t) =>
     [h('a', { href: '#/admin/' + t, class: t === tab ? 'active' : null }, t[0].toUpperCase() + t.slice(1)), ' '])), body);
