@@ -118,7 +118,12 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                     vec![json!("connections"), json!(conns)],
                     vec![
                         json!("listeners"),
-                        json!(broker.listeners.lock().iter().map(|(p, a)| format!("{p} {a}")).collect::<Vec<_>>()),
+                        json!(broker
+                            .listeners
+                            .lock()
+                            .iter()
+                            .map(|(p, a)| json!({"interface": a.ip().to_string(), "port": a.port(), "protocol": p}))
+                            .collect::<Vec<_>>()),
                     ],
                     vec![json!("queues"), json!(queues)],
                     vec![json!("vhosts"), json!(broker.vhosts().len())],

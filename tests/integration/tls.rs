@@ -29,6 +29,7 @@ struct Leaf {
 impl Pki {
     fn new(dir: &Path, name: &str) -> Pki {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.distinguished_name.push(DnType::CommonName, name);
         let ca = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
@@ -42,6 +43,8 @@ impl Pki {
 
     fn leaf(&self, sans: &[&str], cn: &str, org: Option<&str>) -> Leaf {
         let mut p = CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+        // Subject in certificate order O, CN (RabbitMQ prints it last RDN first: "CN=..,O=..").
+        p.distinguished_name = rcgen::DistinguishedName::new();
         if let Some(o) = org {
             p.distinguished_name.push(DnType::OrganizationName, o);
         }
@@ -154,7 +157,8 @@ async fn amqps_without_client_certificate_and_plain_listener_side_by_side() {
     assert!(tls_rows[0].contains("tlsv1."), "{listing}");
     assert_eq!(listing.lines().filter(|l| l.contains("\tfalse\t")).count(), 1, "{listing}");
     let status = ctl(dir.path(), &["status"]).await;
-    assert!(status.contains(&format!("amqp/ssl {tls_addr}")), "{status}");
+    let line = format!("Interface: 127.0.0.1, port: {}, protocol: amqp/ssl, purpose: AMQP 0-9-1 over TLS", tls_addr.port());
+    assert!(status.contains(&line), "{status}");
     conn.close(200, "bye".into()).await.unwrap();
     server.shutdown().await;
 }
@@ -352,6 +356,7 @@ async fn tls_raw(port: u16, ca_pem: &str) -> tokio_rustls::client::TlsStream<tok
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -366,24 +371,13 @@ async fn tls_raw(port: u16, ca_pem: &str) -> tokio_rustls::client::TlsStream<tok
 /// Sends the protocol header, reads connection.start's mechanisms, answers EXTERNAL (with
 /// `authentication_failure_close`) and returns the mechanisms and the close's code and text.
 async fn external_without_certificate(s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> (String, (u16, String)) {
-    use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame, parse_frame};
+    use amq_protocol::frame::AMQPFrame;
     use amq_protocol::protocol::{AMQPClass, connection};
     use amq_protocol::types::{AMQPValue, FieldTable, LongString};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     s.write_all(b"AMQP\x00\x00\x09\x01").await.unwrap();
     let mut buf = Vec::new();
-    let mut next = async |s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>| loop {
-        if let Ok((rest, f)) = parse_frame(buf.as_slice()) {
-            let used = buf.len() - rest.len();
-            buf.drain(..used);
-            return f;
-        }
-        let mut chunk = [0u8; 4096];
-        let n = timeout(s.read(&mut chunk)).await.unwrap();
-        assert!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let mechanisms = match next(s).await {
+    let mechanisms = match next_frame(s, &mut buf).await {
         AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Start(st))) => st.mechanisms.to_string(),
         f => panic!("expected connection.start, got {f:?}"),
     };
@@ -400,11 +394,24 @@ async fn external_without_certificate(s: &mut tokio_rustls::client::TlsStream<to
             locale: "en_US".into(),
         })),
     );
-    let mut out = Vec::new();
-    gen_frame(&start_ok)(WriteContext::from(&mut out)).unwrap();
-    s.write_all(&out).await.unwrap();
-    match next(s).await {
+    s.write_all(&encode(&start_ok)).await.unwrap();
+    match next_frame(s, &mut buf).await {
         AMQPFrame::Method(0, AMQPClass::Connection(connection::AMQPMethod::Close(c))) => (mechanisms, (c.reply_code, c.reply_text.to_string())),
         f => panic!("expected connection.close, got {f:?}"),
+    }
+}
+
+async fn next_frame(s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, buf: &mut Vec<u8>) -> amq_protocol::frame::AMQPFrame {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Ok((rest, f)) = amq_protocol::frame::parse_frame(buf.as_slice()) {
+            let used = buf.len() - rest.len();
+            buf.drain(..used);
+            return f;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = timeout(s.read(&mut chunk)).await.unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
     }
 }
