@@ -36,9 +36,11 @@ def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
     _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
              "-days", "2", "-subj", "/CN=Warren test CA", cwd=d)
+    # Extensions make X.509 v3 certificates (without any, openssl writes v1, which rustls refuses).
     (d / "server.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    for name, subj, ext in (("server", "/CN=localhost", ["-extfile", "server.ext"]),
-                            ("client", "/O=Warren tests/CN=tls-alice", [])):
+    (d / "client.ext").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    for name, subj in (("server", "/CN=localhost"), ("client", "/O=Warren tests/CN=tls-alice")):
+        ext = ["-extfile", f"{name}.ext"]
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                  "-subj", subj, cwd=d)
         _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
