@@ -163,6 +163,51 @@ async fn amqps_without_client_certificate_and_plain_listener_side_by_side() {
     server.shutdown().await;
 }
 
+/// Many large messages each way over one TLS connection: frames cross TLS records, and the
+/// writer must flush what the TLS session buffers after each batch.
+#[tokio::test]
+async fn bulk_transfer_over_tls_with_confirms() {
+    use futures_util::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "ca");
+    let (cert, key) = pki.server();
+    let server = start(dir.path(), tls_config(&cert, &key, None, TlsVerify::VerifyNone, false), |_| {}).await;
+    let ca_pem = std::fs::read_to_string(pki.ca_file("ca")).unwrap();
+    let uri = format!("amqps://guest:guest@localhost:{}/%2f", server.amqps_addr.unwrap().port());
+    let conn = connect_tls(&uri, client_tls(&ca_pem, None)).await.unwrap();
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.confirm_select(lapin::options::ConfirmSelectOptions::default())).await.unwrap();
+    let q = uniq("tls-bulk");
+    timeout(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    const N: usize = 200;
+    let mut confirms = Vec::new();
+    for i in 0..N {
+        let body = vec![(i % 251) as u8; 100_000 + i];
+        confirms.push(
+            timeout(ch.basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), &body, BasicProperties::default()))
+                .await
+                .unwrap(),
+        );
+    }
+    for c in confirms {
+        assert!(timeout(c).await.unwrap().is_ack());
+    }
+    let mut consumer = timeout(ch.basic_consume(
+        q.as_str().into(),
+        "".into(),
+        lapin::options::BasicConsumeOptions { no_ack: true, ..Default::default() },
+        FieldTable::default(),
+    ))
+    .await
+    .unwrap();
+    for i in 0..N {
+        let d = timeout(consumer.next()).await.expect("delivery").expect("ok");
+        assert_eq!(d.data.len(), 100_000 + i);
+        assert!(d.data.iter().all(|b| *b == (i % 251) as u8));
+    }
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn verify_peer_with_fail_if_no_peer_cert_refuses_a_client_without_certificate() {
     let dir = tempfile::tempdir().unwrap();
