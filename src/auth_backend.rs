@@ -66,6 +66,12 @@ pub trait AuthBackend: Send + Sync {
     fn name(&self) -> &str;
     /// Checks credentials: the user (name and tags), or why they are refused (for the log only).
     fn login(self: Arc<Self>, c: &Credentials<'_>) -> Result<AuthUser, String>;
+    /// Accepts `username` without a password: the name was taken from a client certificate the
+    /// TLS layer verified (SASL EXTERNAL; RabbitMQ asks each backend with empty credentials).
+    /// A backend that cannot vouch for a user this way refuses (the default).
+    fn login_external(self: Arc<Self>, username: &str, _peer: SocketAddr) -> Result<AuthUser, String> {
+        Err(format!("{}: user '{username}' - no certificate logins", self.name()))
+    }
     /// May `user` open a connection to `vhost`?
     fn check_vhost(&self, user: &AuthUser, vhost: &str, peer: SocketAddr) -> bool;
     /// May `user` use resource `kind` `name` in `vhost` with `access`?
@@ -96,6 +102,19 @@ impl AuthChain {
         let mut refusals = Vec::new();
         for b in &self.backends {
             match b.clone().login(c) {
+                Ok(u) => return Ok(u),
+                Err(why) => refusals.push(why),
+            }
+        }
+        Err(refusals)
+    }
+
+    /// SASL EXTERNAL: the first backend that accepts `username` (from a verified client
+    /// certificate) without a password wins.
+    pub fn login_external(&self, username: &str, peer: SocketAddr) -> Result<AuthUser, Vec<String>> {
+        let mut refusals = Vec::new();
+        for b in &self.backends {
+            match b.clone().login_external(username, peer) {
                 Ok(u) => return Ok(u),
                 Err(why) => refusals.push(why),
             }

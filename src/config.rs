@@ -33,6 +33,81 @@ pub struct AmqpConfig {
     pub max_message_size: u64,
     /// Time allowed for the handshake (protocol header to connection.open), in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// The plain (non-TLS) listener on `port`; false turns it off (RabbitMQ's
+    /// `listeners.tcp = none`), leaving only the TLS listener.
+    pub tcp_listener: bool,
+    /// AMQPS: the TLS listener (`[amqp.tls]`, RabbitMQ's `listeners.ssl` and `ssl_options`).
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[amqp.tls]`: the TLS listener and its certificates (RabbitMQ's `listeners.ssl.default` and
+/// `ssl_options.*`). The files are read at start (a missing file, bad PEM or a key that does not
+/// match the certificate stops the broker) and again whenever they change on disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Port of the TLS listener (on `amqp.bind`); 0 picks a free one.
+    #[serde(default = "default_amqps_port")]
+    pub port: u16,
+    /// The server's certificate chain (PEM), leaf first.
+    pub certfile: PathBuf,
+    /// The server's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub keyfile: PathBuf,
+    /// CA certificates (PEM) that client certificates must chain to.
+    pub cacertfile: Option<PathBuf>,
+    /// "verify_peer": ask clients for a certificate and check it against `cacertfile`;
+    /// "verify_none" (default): ask for none.
+    #[serde(default)]
+    pub verify: TlsVerify,
+    /// With verify_peer: refuse a client that sends no certificate.
+    #[serde(default)]
+    pub fail_if_no_peer_cert: bool,
+    /// The user name SASL EXTERNAL takes from a client certificate (RabbitMQ's
+    /// `ssl_cert_login_from`): "distinguished_name" (default), "common_name" or
+    /// "subject_alternative_name".
+    #[serde(default)]
+    pub ssl_cert_login_from: CertLoginFrom,
+    /// With subject_alternative_name: the SAN type, "dns" (default), "ip", "email", "uri" or
+    /// "other_name" (RabbitMQ's `ssl_cert_login_san_type`).
+    #[serde(default)]
+    pub ssl_cert_login_san_type: SanType,
+    /// With subject_alternative_name: which SAN of that type, from 0 (RabbitMQ's
+    /// `ssl_cert_login_san_index`).
+    #[serde(default)]
+    pub ssl_cert_login_san_index: usize,
+}
+
+fn default_amqps_port() -> u16 {
+    5671
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsVerify {
+    #[default]
+    VerifyNone,
+    VerifyPeer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertLoginFrom {
+    #[default]
+    DistinguishedName,
+    CommonName,
+    #[serde(alias = "subject_alt_name")]
+    SubjectAlternativeName,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SanType {
+    #[default]
+    Dns,
+    Ip,
+    Email,
+    Uri,
+    OtherName,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +122,9 @@ pub struct AuthConfig {
     /// wins (RabbitMQ's `auth_backends`). `"internal"` (alias `"rabbit_auth_backend_internal"`):
     /// the users and permissions managed with `warrenctl`.
     pub backends: Vec<String>,
+    /// SASL mechanisms offered in connection.start (RabbitMQ's `auth_mechanisms`): "PLAIN",
+    /// "AMQPLAIN", "EXTERNAL" (client certificate; offered on TLS connections only).
+    pub mechanisms: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +228,8 @@ impl Default for AmqpConfig {
             heartbeat: 60,
             max_message_size: 128 << 20,
             handshake_timeout_ms: 10_000,
+            tcp_listener: true,
+            tls: None,
         }
     }
 }
@@ -162,6 +242,7 @@ impl Default for AuthConfig {
             default_vhost: "/".into(),
             loopback_users: vec!["guest".into()],
             backends: vec!["internal".into()],
+            mechanisms: vec!["PLAIN".into(), "AMQPLAIN".into(), "EXTERNAL".into()],
         }
     }
 }
@@ -254,6 +335,9 @@ mod tests {
         assert_eq!(c.flow.queue_messages, d.flow.queue_messages);
         assert_eq!(c.flow.queue_bytes, d.flow.queue_bytes);
         assert_eq!(c.flow.store_pending_bytes, d.flow.store_pending_bytes);
+        assert_eq!(c.amqp.tcp_listener, d.amqp.tcp_listener);
+        assert!(c.amqp.tls.is_none());
+        assert_eq!(c.auth.mechanisms, d.auth.mechanisms);
     }
 
     #[test]
@@ -282,6 +366,23 @@ mod tests {
         assert_eq!(c.storage.disk_free_limit, 500 << 20);
         let err = toml::from_str::<Config>("[storage]\ndisk_free_limit = \"lots\"\n").unwrap_err();
         assert!(err.to_string().contains("disk_free_limit"), "{err}");
+    }
+
+    #[test]
+    fn tls_section_takes_rabbitmq_ssl_options() {
+        let c: Config = toml::from_str(
+            "[amqp]\ntcp_listener = false\n[amqp.tls]\ncertfile = \"c.pem\"\nkeyfile = \"k.pem\"\ncacertfile = \"ca.pem\"\n\
+             verify = \"verify_peer\"\nfail_if_no_peer_cert = true\nssl_cert_login_from = \"common_name\"\n",
+        )
+        .unwrap();
+        let t = c.amqp.tls.unwrap();
+        assert!(!c.amqp.tcp_listener);
+        assert_eq!((t.port, t.verify, t.fail_if_no_peer_cert), (5671, TlsVerify::VerifyPeer, true));
+        assert_eq!(t.ssl_cert_login_from, CertLoginFrom::CommonName);
+        let err = toml::from_str::<Config>("[amqp.tls]\ncertfile = \"c.pem\"\n").unwrap_err();
+        assert!(err.to_string().contains("missing field `keyfile`"), "{err}");
+        let err = toml::from_str::<Config>("[amqp.tls]\ncertfile = \"c\"\nkeyfile = \"k\"\nverify = \"verify_maybe\"\n").unwrap_err();
+        assert!(err.to_string().contains("verify_peer"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! Server lifecycle: wire the plugin layer into the core, bind the listener, accept connections,
-//! shut down.
+//! Server lifecycle: wire the plugin layer into the core, bind the listeners (plain AMQP and
+//! AMQPS), accept connections, shut down.
 
 use crate::admin::Admin;
 use crate::admin::plugins::PluginControl;
 use crate::broker::Broker;
 use crate::config::Config;
+use crate::connection::transport::Stream;
 use crate::plugin::manager::PluginManager;
 use crate::protocol::reply::{ErrorKind, ReplyError};
 use std::net::SocketAddr;
@@ -16,19 +17,41 @@ use tracing::{error, info};
 
 /// A running broker.
 pub struct ServerHandle {
-    /// The address the AMQP listener is bound to (with the real port when 0 was asked).
+    /// The address the plain AMQP listener is bound to (with the real port when 0 was asked);
+    /// the TLS listener's when `[amqp] tcp_listener = false`.
     pub amqp_addr: SocketAddr,
+    /// The TLS (AMQPS) listener's address, with `[amqp.tls]`.
+    pub amqps_addr: Option<SocketAddr>,
+    /// The TLS configuration in force (reloaded when its files change), with `[amqp.tls]`.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     pub broker: Arc<Broker>,
     /// The plugin layer wired into `broker`.
     pub plugins: Arc<PluginManager>,
     stop: watch::Sender<bool>,
-    accept: tokio::task::JoinHandle<()>,
+    accept: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Starts a broker with `config` on the current tokio runtime.
 pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     let addr = format!("{}:{}", config.amqp.bind, config.amqp.port);
     let data_dir = config.storage.data_dir.clone();
+    // Configuration faults stop the start before anything is opened.
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    for m in &config.auth.mechanisms {
+        if !crate::connection::MECHANISMS.contains(&m.as_str()) {
+            return Err(bad(format!(
+                "[auth] mechanisms: unknown SASL mechanism '{m}' (Warren has {})",
+                crate::connection::MECHANISMS.join(", ")
+            )));
+        }
+    }
+    let tls = match &config.amqp.tls {
+        Some(t) => Some(crate::tls::Tls::start(t).map_err(bad)?),
+        None => None,
+    };
+    if !config.amqp.tcp_listener && tls.is_none() {
+        return Err(bad("[amqp] tcp_listener = false needs an [amqp.tls] listener: the broker would accept no connections".into()));
+    }
     // The plugin layer is wired in here: the core sees only its traits (exchange types registered
     // with the broker, `PluginControl` for the admin API).
     let plugins = Arc::new(PluginManager::from_config(&config).map_err(std::io::Error::other)?);
@@ -45,39 +68,80 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     // First disk check before accepting anyone: a full disk blocks publishers from the start.
     broker.disk.start();
     broker.memory.start();
-    let listener = TcpListener::bind(&addr).await?;
-    let amqp_addr = listener.local_addr()?;
-    info!(%amqp_addr, "started TCP listener for AMQP 0-9-1");
-    let (stop, mut stopped) = watch::channel(false);
-    let b = broker.clone();
-    let accept = tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            tokio::select! {
-                r = listener.accept() => match r {
-                    Ok((socket, peer)) => {
-                        backoff = Duration::from_millis(5);
-                        tokio::spawn(crate::connection::serve(b.clone(), socket, peer));
+    let (stop, stopped) = watch::channel(false);
+    let mut accept = Vec::new();
+    let mut tcp_addr = None;
+    if broker.config.amqp.tcp_listener {
+        let listener = TcpListener::bind(&addr).await?;
+        let a = listener.local_addr()?;
+        info!(amqp_addr = %a, "started TCP listener for AMQP 0-9-1");
+        tcp_addr = Some(a);
+        accept.push(tokio::spawn(accept_loop(listener, broker.clone(), None, stopped.clone())));
+    }
+    let mut amqps_addr = None;
+    if let Some(t) = &tls {
+        let listener = TcpListener::bind(format!("{}:{}", broker.config.amqp.bind, t.config.port)).await?;
+        let a = listener.local_addr()?;
+        info!(amqps_addr = %a, "started TLS (SSL) listener for AMQP 0-9-1");
+        amqps_addr = Some(a);
+        accept.push(tokio::spawn(accept_loop(listener, broker.clone(), Some(t.clone()), stopped.clone())));
+    }
+    let amqp_addr = tcp_addr.or(amqps_addr).expect("one listener at least");
+    *broker.listeners.lock() = [tcp_addr.map(|a| ("amqp", a)), amqps_addr.map(|a| ("amqp/ssl", a))].into_iter().flatten().collect();
+    Ok(ServerHandle { amqp_addr, amqps_addr, tls, broker, plugins, stop, accept })
+}
+
+/// Accepts connections until the server stops. With `tls`, each connection's TLS handshake
+/// runs in its own task (bounded by the AMQP handshake timeout), never in the accept loop.
+async fn accept_loop(listener: TcpListener, broker: Arc<Broker>, tls: Option<Arc<crate::tls::Tls>>, mut stopped: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((socket, peer)) => {
+                    backoff = Duration::from_millis(5);
+                    match &tls {
+                        None => {
+                            tokio::spawn(crate::connection::serve(broker.clone(), Stream::Tcp(socket), peer));
+                        }
+                        Some(tls) => {
+                            tokio::spawn(tls_handshake(broker.clone(), tls.clone(), socket, peer));
+                        }
                     }
-                    Err(e) => {
-                        // Out of file descriptors and the like: wait, then accept again.
-                        error!("accept failed: {e}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(1));
-                    }
-                },
-                _ = stopped.changed() => break,
-            }
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, then accept again.
+                    error!("accept failed: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
+            _ = stopped.changed() => break,
         }
-    });
-    Ok(ServerHandle { amqp_addr, broker, plugins, stop, accept })
+    }
+}
+
+async fn tls_handshake(broker: Arc<Broker>, tls: Arc<crate::tls::Tls>, socket: tokio::net::TcpStream, peer: SocketAddr) {
+    let _ = socket.set_nodelay(true);
+    let timeout = Duration::from_millis(broker.config.amqp.handshake_timeout_ms);
+    match tokio::time::timeout(timeout, tls.acceptor().accept(socket)).await {
+        Ok(Ok(s)) => {
+            let info = tls.peer(s.get_ref().1);
+            crate::connection::serve(broker, Stream::Tls(Box::new(s), info), peer).await;
+        }
+        // RabbitMQ logs failed TLS handshakes at error level with the peer.
+        Ok(Err(e)) => error!(peer = %peer, "TLS server: In state handshake: {e}"),
+        Err(_) => error!(peer = %peer, "TLS server: handshake timed out"),
+    }
 }
 
 impl ServerHandle {
     /// Stops listening and closes every connection with 320 CONNECTION_FORCED.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let _ = self.accept.await;
+        for a in self.accept {
+            let _ = a.await;
+        }
         let err = ReplyError::new(ErrorKind::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
         for c in self.broker.connections.lock().values() {
             let _ = c.close.send(err.clone());

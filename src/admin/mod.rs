@@ -116,6 +116,15 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                     vec![json!("memory_available"), json!(mem.total())],
                     vec![json!("memory_trimmed_bytes"), json!(mem.trimmed_bytes.load(std::sync::atomic::Ordering::Relaxed))],
                     vec![json!("connections"), json!(conns)],
+                    vec![
+                        json!("listeners"),
+                        json!(broker
+                            .listeners
+                            .lock()
+                            .iter()
+                            .map(|(p, a)| json!({"interface": a.ip().to_string(), "port": a.port(), "protocol": p}))
+                            .collect::<Vec<_>>()),
+                    ],
                     vec![json!("queues"), json!(queues)],
                     vec![json!("vhosts"), json!(broker.vhosts().len())],
                 ],
@@ -276,10 +285,30 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                 .connections
                 .lock()
                 .values()
-                .map(|c| vec![json!(c.id), json!(c.user), json!(c.peer.ip().to_string()), json!(c.peer.port()), json!(c.vhost), json!(state(c))])
+                .map(|c| {
+                    // RabbitMQ's TLS columns: `ssl` true/false, the others empty without TLS.
+                    let ssl = c.ssl.as_ref();
+                    vec![
+                        json!(c.id),
+                        json!(c.user),
+                        json!(c.peer.ip().to_string()),
+                        json!(c.peer.port()),
+                        json!(c.vhost),
+                        json!(state(c)),
+                        json!(ssl.is_some()),
+                        json!(ssl.map_or("", |s| s.protocol.as_str())),
+                        json!(ssl.map_or("", |s| s.cipher.as_str())),
+                        json!(ssl.and_then(|s| s.peer_cert_subject.as_deref()).unwrap_or("")),
+                    ]
+                })
                 .collect();
             rows.sort_by_key(|r| r[0].as_u64());
-            select(&["pid", "user", "peer_host", "peer_port", "vhost", "state"], &["user", "peer_host", "peer_port", "state"], &req.args, rows)
+            select(
+                &["pid", "user", "peer_host", "peer_port", "vhost", "state", "ssl", "ssl_protocol", "ssl_cipher", "peer_cert_subject"],
+                &["user", "peer_host", "peer_port", "state"],
+                &req.args,
+                rows,
+            )
         }
         "purge_queue" => match (vhost(), req.args.first()) {
             (Err(e), _) => e,

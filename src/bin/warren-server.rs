@@ -12,6 +12,9 @@ struct Args {
     /// AMQP port (0 picks a free one).
     #[arg(long)]
     amqp_port: Option<u16>,
+    /// AMQPS (TLS) port; needs the [amqp.tls] section of the config file (certfile, keyfile).
+    #[arg(long)]
+    amqps_port: Option<u16>,
     /// Address to listen on.
     #[arg(long)]
     bind: Option<String>,
@@ -37,6 +40,15 @@ fn main() -> std::process::ExitCode {
     };
     if let Some(p) = args.amqp_port {
         config.amqp.port = p;
+    }
+    if let Some(p) = args.amqps_port {
+        match &mut config.amqp.tls {
+            Some(tls) => tls.port = p,
+            None => {
+                eprintln!("warren-server: --amqps-port needs an [amqp.tls] section (certfile, keyfile) in the config file");
+                return std::process::ExitCode::from(2);
+            }
+        }
     }
     if let Some(b) = args.bind {
         config.amqp.bind = b;

@@ -200,5 +200,11 @@ fn status_text(f: &serde_json::Map<String, serde_json::Value>) -> String {
     let _ = writeln!(out, "Connection count: {}", get("connections"));
     let _ = writeln!(out, "Queue count: {}", get("queues"));
     let _ = writeln!(out, "Virtual host count: {}", get("vhosts"));
+    section(&mut out, "Listeners");
+    for l in f.get("listeners").and_then(|l| l.as_array()).into_iter().flatten() {
+        let s = |k: &str| l.get(k).map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+        let purpose = if s("protocol") == "amqp/ssl" { "AMQP 0-9-1 over TLS" } else { "AMQP 0-9-1" };
+        let _ = writeln!(out, "Interface: {}, port: {}, protocol: {}, purpose: {purpose}", s("interface"), s("port"), s("protocol"));
+    }
     out
 }

@@ -30,6 +30,16 @@ impl AuthBackend for InternalBackend {
         }
     }
 
+    /// SASL EXTERNAL: a user that exists is accepted without a password (RabbitMQ's internal
+    /// backend with empty credentials).
+    fn login_external(self: Arc<Self>, username: &str, _peer: SocketAddr) -> Result<AuthUser, String> {
+        let broker = self.broker.upgrade().ok_or_else(|| format!("user '{username}' - invalid credentials"))?;
+        match broker.user(username) {
+            Some(u) => Ok(AuthUser { username: u.name, tags: u.tags, backend: self.clone() }),
+            None => Err(format!("user '{username}' - invalid credentials")),
+        }
+    }
+
     fn check_vhost(&self, user: &AuthUser, vhost: &str, _peer: SocketAddr) -> bool {
         self.broker.upgrade().is_some_and(|b| b.permission(vhost, &user.username).is_some())
     }

@@ -49,6 +49,8 @@ pub struct ConnectionEntry {
     pub channels: Arc<std::sync::atomic::AtomicU32>,
     /// Publisher flow control of the reader (state `flow`).
     pub flow: Arc<flow::FlowState>,
+    /// TLS session facts of an AMQPS connection (`list_connections ssl ...`).
+    pub ssl: Option<crate::tls::PeerTls>,
 }
 
 pub struct Broker {
@@ -64,6 +66,8 @@ pub struct Broker {
     types: RwLock<HashMap<String, Arc<dyn ExchangeTypeFactory>>>,
     next_id: AtomicU64,
     pub connections: Mutex<HashMap<u64, ConnectionEntry>>,
+    /// The AMQP listeners, as (protocol, address): "amqp" and "amqp/ssl" (`warrenctl status`).
+    pub listeners: Mutex<Vec<(&'static str, std::net::SocketAddr)>>,
     /// The durable store (None: nothing survives a restart, e.g. unit tests).
     pub store: Option<Arc<Store>>,
     /// The `[auth] backends` chain.
@@ -116,6 +120,7 @@ impl Broker {
                 types: RwLock::default(),
                 next_id: AtomicU64::new(1),
                 connections: Mutex::default(),
+                listeners: Mutex::default(),
                 store,
                 alarms,
                 disk,

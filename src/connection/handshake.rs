@@ -1,4 +1,4 @@
-//! connection.start / start-ok (SASL PLAIN, AMQPLAIN) / tune / tune-ok / open.
+//! connection.start / start-ok (SASL PLAIN, AMQPLAIN, EXTERNAL) / tune / tune-ok / open.
 
 use crate::broker::delivery::ConnShared;
 use crate::auth_backend::{AuthUser, Credentials};
@@ -9,8 +9,9 @@ use crate::protocol::{AMQPClass, AMQPValue, FieldTable, LongString, connection};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use super::transport::{Reader, Writer};
+use crate::tls::PeerTls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tracing::warn;
 
 pub(super) struct Handshake {
@@ -67,16 +68,17 @@ pub fn server_properties() -> FieldTable {
     p
 }
 
-async fn send(wr: &mut OwnedWriteHalf, m: AMQPClass) -> Result<(), ()> {
+async fn send(wr: &mut Writer, m: AMQPClass) -> Result<(), ()> {
     let mut out = BytesMut::new();
     frame::write_method(&mut out, 0, m);
-    wr.write_all(&out).await.map_err(|_| ())
+    wr.write_all(&out).await.map_err(|_| ())?;
+    wr.flush().await.map_err(|_| ())
 }
 
 /// Reads the next method on channel 0 (heartbeats are skipped).
 async fn next_method(
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut Reader,
+    wr: &mut Writer,
     buf: &mut BytesMut,
     frame_max: u32,
 ) -> Result<AMQPClass, ()> {
@@ -99,7 +101,7 @@ async fn next_method(
     }
 }
 
-async fn close(wr: &mut OwnedWriteHalf, err: ReplyError) {
+async fn close(wr: &mut Writer, err: ReplyError) {
     let m = AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
         reply_code: err.code(),
         reply_text: err.wire_text(),
@@ -145,18 +147,20 @@ fn client_capability(props: &FieldTable, name: &str) -> bool {
 pub(super) async fn run(
     broker: &Arc<Broker>,
     conn: &Arc<ConnShared>,
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut Reader,
+    wr: &mut Writer,
     buf: &mut BytesMut,
     peer: SocketAddr,
     local: Option<SocketAddr>,
+    tls: Option<&PeerTls>,
 ) -> Result<Handshake, ()> {
     let cfg = &broker.config.amqp;
+    let offered = mechanisms(&broker.config.auth.mechanisms, tls.is_some());
     let start = AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
         version_major: 0,
         version_minor: 9,
         server_properties: server_properties(),
-        mechanisms: LongString::from("PLAIN AMQPLAIN"),
+        mechanisms: LongString::from(offered.join(" ")),
         locales: LongString::from("en_US"),
     }));
     send(wr, start).await?;
@@ -165,15 +169,35 @@ pub(super) async fn run(
         return Err(());
     };
     let mechanism = start_ok.mechanism.as_str().to_owned();
-    let Some((user, pass)) = credentials(&mechanism, start_ok.response.as_bytes()) else {
+    if !offered.contains(&mechanism.as_str()) {
         warn!(peer = %peer, "unsupported mechanism or malformed response ({mechanism})");
         return Err(());
-    };
+    }
     let failure_close = client_capability(&start_ok.client_properties, "authentication_failure_close");
     let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
-    // The `[auth] backends` chain: the first backend that accepts wins.
-    let login = broker.auth.login(&Credentials { username: &user, password: &pass, peer });
+    // SASL EXTERNAL (rabbitmq_auth_mechanism_ssl): the name comes from the client certificate and
+    // the backends are asked for that user without a password.
+    let login = if mechanism == "EXTERNAL" {
+        match tls.map(|t| &t.login) {
+            Some(Ok(name)) => Ok((name.clone(), broker.auth.login_external(name, peer))),
+            Some(Err(why)) => Err(*why),
+            None => Err("not SSL connection"),
+        }
+    } else {
+        match credentials(&mechanism, start_ok.response.as_bytes()) {
+            // The `[auth] backends` chain: the first backend that accepts wins.
+            Some((user, pass)) => Ok((user.clone(), broker.auth.login(&Credentials { username: &user, password: &pass, peer }))),
+            None => {
+                warn!(peer = %peer, "unsupported mechanism or malformed response ({mechanism})");
+                return Err(());
+            }
+        }
+    };
+    let (user, login) = match login {
+        Ok(l) => l,
+        Err(why) => (String::new(), Err(vec![why.to_string()])),
+    };
     let loopback_ok = !broker.config.auth.loopback_users.contains(&user) || local.is_some_and(|a| a.ip().is_loopback());
     if login.is_err() || !loopback_ok {
         if let Err(refusals) = &login {
@@ -236,6 +260,16 @@ pub(super) async fn run(
     send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
     Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify })
 }
+
+/// The mechanisms offered in connection.start, in `[auth] mechanisms` order: EXTERNAL only on
+/// TLS connections (RabbitMQ offers it there even without a client certificate, so a client
+/// that tries it is refused with a reason rather than failing to negotiate).
+fn mechanisms(configured: &[String], tls: bool) -> Vec<&str> {
+    configured.iter().map(String::as_str).filter(|m| *m != "EXTERNAL" || tls).collect()
+}
+
+/// The SASL mechanisms Warren implements (`[auth] mechanisms` may list these only).
+pub const MECHANISMS: [&str; 3] = ["PLAIN", "AMQPLAIN", "EXTERNAL"];
 
 #[cfg(test)]
 mod tests {

@@ -4,6 +4,9 @@
 mod channel;
 mod errlog;
 mod handshake;
+pub mod transport;
+
+pub use handshake::MECHANISMS;
 
 use crate::broker::delivery::ConnShared;
 use crate::broker::queue::Queue;
@@ -19,8 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use transport::{Reader, Stream, Writer};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -62,12 +64,12 @@ enum FlowWait {
     Store,
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
-    let local = socket.local_addr().ok();
-    let _ = socket.set_nodelay(true);
+/// Serves one accepted socket (plain, or TLS after its handshake) until it closes.
+pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
+    let local = socket.tcp().local_addr().ok();
+    let _ = socket.tcp().set_nodelay(true);
     let id = broker.next_id();
-    let (mut rd, mut wr) = socket.into_split();
+    let (mut rd, mut wr, tls) = socket.split();
     let mut buf = BytesMut::with_capacity(READ_CHUNK_IDLE);
     let hs_timeout = Duration::from_millis(broker.config.amqp.handshake_timeout_ms);
 
@@ -80,6 +82,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     let ok = &header == PROTOCOL_HEADER || &header == b"AMQP\x01\x01\x00\x09";
     if !ok {
         let _ = wr.write_all(PROTOCOL_HEADER).await;
+        let _ = wr.flush().await;
         let _ = wr.shutdown().await;
         return;
     }
@@ -88,7 +91,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
     let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max));
     let hs = match tokio::time::timeout(
         hs_timeout,
-        handshake::run(&broker, &conn, &mut rd, &mut wr, &mut buf, peer, local),
+        handshake::run(&broker, &conn, &mut rd, &mut wr, &mut buf, peer, local, tls.as_ref()),
     )
     .await
     {
@@ -113,6 +116,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
             blocked: blocked.clone(),
             channels: channel_count.clone(),
             flow: flow_state.clone(),
+            ssl: tls.clone(),
         },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.
@@ -166,7 +170,7 @@ pub async fn serve(broker: Arc<Broker>, socket: TcpStream, peer: SocketAddr) {
 }
 
 /// Drains the outbound buffer; sends a heartbeat after `heartbeat/2` seconds without output.
-async fn write_loop(conn: Arc<ConnShared>, mut wr: OwnedWriteHalf, heartbeat: u16) {
+async fn write_loop(conn: Arc<ConnShared>, mut wr: Writer, heartbeat: u16) {
     let mut batch = BytesMut::new();
     let idle = if heartbeat == 0 { Duration::from_secs(3600 * 24) } else { Duration::from_millis(heartbeat as u64 * 500) };
     loop {
@@ -177,7 +181,8 @@ async fn write_loop(conn: Arc<ConnShared>, mut wr: OwnedWriteHalf, heartbeat: u1
             }
             frame::write_heartbeat(&mut batch);
         }
-        if wr.write_all(&batch).await.is_err() {
+        // flush: a no-op on TCP; TLS sends the records still buffered in the session.
+        if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
             conn.close();
             break;
         }
@@ -191,6 +196,7 @@ async fn write_loop(conn: Arc<ConnShared>, mut wr: OwnedWriteHalf, heartbeat: u1
         if conn.is_closed() {
             conn.take_now(&mut batch);
             let _ = wr.write_all(&batch).await;
+            let _ = wr.flush().await;
             break;
         }
     }
@@ -225,7 +231,7 @@ pub(crate) struct Connection {
 impl Connection {
     async fn run(
         &mut self,
-        rd: tokio::net::tcp::OwnedReadHalf,
+        mut rd: Reader,
         mut buf: BytesMut,
         heartbeat: u16,
         mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
@@ -340,10 +346,21 @@ impl Connection {
             if buf.is_empty() && !busy {
                 buf = BytesMut::new();
             }
+            let want = if busy { READ_CHUNK_BUSY } else { READ_CHUNK_IDLE };
             tokio::select! {
-                r = tokio::time::timeout(wait, rd.readable()) => match r {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return "client closed TCP connection".into(),
+                r = tokio::time::timeout(wait, rd.read_some(&mut buf, want)) => match r {
+                    Ok(Ok((0, _))) | Ok(Err(_)) => return "client closed TCP connection".into(),
+                    Ok(Ok((n, filled))) => {
+                        busy = filled;
+                        // Memory grows with what publishers send: sample it every few MiB read as
+                        // well as on the monitor's timer (which a loaded runtime may run late), so
+                        // the alarm's overshoot is bounded by data volume, not by scheduling.
+                        read_since_sample += n;
+                        if read_since_sample >= MEMORY_SAMPLE_BYTES {
+                            read_since_sample = 0;
+                            self.ctx.broker.memory.check();
+                        }
+                    }
                     Err(_) if self.closing => return "close-ok not received".into(),
                     Err(_) => {
                         warn!(conn = self.ctx.id, "missed heartbeats from client, timeout: {}s", heartbeat);
@@ -357,27 +374,6 @@ impl Connection {
                     }
                     continue;
                 }
-            }
-            let want = if busy { READ_CHUNK_BUSY } else { READ_CHUNK_IDLE };
-            if buf.capacity() - buf.len() < want / 2 {
-                buf.reserve(want);
-            }
-            let room = buf.capacity() - buf.len();
-            match rd.try_read_buf(&mut buf) {
-                Ok(0) => return "client closed TCP connection".into(),
-                Ok(n) => {
-                    busy = n >= room;
-                    // Memory grows with what publishers send: sample it every few MiB read as
-                    // well as on the monitor's timer (which a loaded runtime may run late), so
-                    // the alarm's overshoot is bounded by data volume, not by scheduling.
-                    read_since_sample += n;
-                    if read_since_sample >= MEMORY_SAMPLE_BYTES {
-                        read_since_sample = 0;
-                        self.ctx.broker.memory.check();
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(_) => return "client closed TCP connection".into(),
             }
         }
     }

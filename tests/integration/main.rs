@@ -37,3 +37,4 @@ mod restart;
 mod ttl;
 mod warrenctl;
 mod wire_fuzz;
+mod tls;
