@@ -12,6 +12,9 @@ struct Args {
     /// AMQP port (0 picks a free one).
     #[arg(long)]
     amqp_port: Option<u16>,
+    /// HTTP port of the management plugin (while it is enabled).
+    #[arg(long)]
+    http_port: Option<u16>,
     /// Address to listen on.
     #[arg(long)]
     bind: Option<String>,
@@ -37,6 +40,9 @@ fn main() -> std::process::ExitCode {
     };
     if let Some(p) = args.amqp_port {
         config.amqp.port = p;
+    }
+    if let Some(p) = args.http_port {
+        config.management.port = p;
     }
     if let Some(b) = args.bind {
         config.amqp.bind = b;
