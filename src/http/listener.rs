@@ -10,6 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
+use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{error, info};
 
@@ -21,6 +22,7 @@ pub const MAX_BODY: usize = 64 << 20;
 pub struct HttpListener {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
+    handler: Arc<ArcSwap<Arc<dyn HttpHandler>>>,
 }
 
 impl HttpListener {
@@ -42,8 +44,15 @@ impl HttpListener {
         let _guard = rt.enter();
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         info!(plugin = %name, %addr, "started HTTP listener");
-        rt.spawn(accept(listener, broker, handler, stopped));
-        Ok(HttpListener { addr, stop })
+        let handler = Arc::new(ArcSwap::from_pointee(handler));
+        rt.spawn(accept(listener, broker, handler.clone(), stopped));
+        Ok(HttpListener { addr, stop, handler })
+    }
+
+    /// Serves the next requests with `handler` (hot reload of the plugin); requests under way
+    /// finish with the old one.
+    pub fn set_handler(&self, handler: Arc<dyn HttpHandler>) {
+        self.handler.store(Arc::new(handler));
     }
 
     pub fn close(self) {}
@@ -56,7 +65,12 @@ impl Drop for HttpListener {
     }
 }
 
-async fn accept(listener: tokio::net::TcpListener, broker: Weak<Broker>, handler: Arc<dyn HttpHandler>, mut stopped: watch::Receiver<bool>) {
+async fn accept(
+    listener: tokio::net::TcpListener,
+    broker: Weak<Broker>,
+    handler: Arc<ArcSwap<Arc<dyn HttpHandler>>>,
+    mut stopped: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             r = listener.accept() => match r {
@@ -64,7 +78,7 @@ async fn accept(listener: tokio::net::TcpListener, broker: Weak<Broker>, handler
                     let local = socket.local_addr().unwrap_or(peer);
                     let (b, h, mut st) = (broker.clone(), handler.clone(), stopped.clone());
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req| serve(b.clone(), h.clone(), peer, local, req));
+                        let svc = service_fn(move |req| serve(b.clone(), h.load_full().as_ref().clone(), peer, local, req));
                         let conn = http1::Builder::new().serve_connection(TokioIo::new(socket), svc);
                         tokio::pin!(conn);
                         tokio::select! {

@@ -52,11 +52,15 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     Ok(row(broker, &v))
 }
 
-/// Answers `{"created": bool}`.
+/// Answers `{"created": bool}`; the creator gets full permissions on a new vhost.
 pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let n: Name = args(a)?;
     let created = broker.create_vhost(&n.name)?;
+    // As RabbitMQ: the user who creates a vhost gets full permissions on it.
+    if created && broker.user(caller.name()).is_some() {
+        broker.set_permissions(caller.name(), &n.name, ".*", ".*", ".*")?;
+    }
     Ok(json!({"created": created}))
 }
 
