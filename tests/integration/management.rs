@@ -173,7 +173,8 @@ async fn queues_exchanges_bindings_publish_and_get() {
     assert_eq!(http(addr, "PUT", &format!("/api/exchanges/%2F/{x}"), GUEST, Some(&json!({"type": "topic", "durable": false}))).await.status, 201);
     let r = http(addr, "POST", &format!("/api/bindings/%2F/e/{x}/q/{q}"), GUEST, Some(&json!({"routing_key": "a.*", "arguments": {}}))).await;
     assert_eq!(r.status, 201);
-    assert_eq!(r.header("location"), Some(format!("../../../../%2F/e/{x}/q/{q}/a.%2A").as_str()));
+    // Relative to the request path, the properties key percent-encoded (RabbitMQ's form).
+    assert_eq!(r.header("location"), Some(format!("{q}/a.%252A").as_str()));
     let r = http(addr, "GET", &format!("/api/queues/%2F/{q}/bindings"), GUEST, None).await;
     let keys: Vec<Value> = r.json().as_array().unwrap().iter().map(|b| json!([b["source"], b["routing_key"], b["properties_key"]])).collect();
     assert_eq!(keys, vec![json!(["", q, q]), json!([x, "a.*", "a.%2A"])]);
@@ -217,10 +218,11 @@ async fn lists_take_columns_sort_and_pages() {
         let name = format!("{prefix}-{i}");
         timeout(ch.queue_declare(name.as_str().into(), QueueDeclareOptions { auto_delete: true, ..Default::default() }, FieldTable::default())).await.unwrap();
     }
-    let r = http(addr, "GET", &format!("/api/queues/%2F?columns=name,durable&sort=name&sort_reverse=true&name={prefix}"), GUEST, None).await;
+    let r = http(addr, "GET", "/api/queues/%2F?columns=name,durable&sort=name&sort_reverse=true", GUEST, None).await;
     assert_eq!(r.status, 200);
+    let mine: Vec<Value> = r.json().as_array().unwrap().iter().filter(|q| q["name"].as_str().unwrap().starts_with(&prefix)).cloned().collect();
     assert_eq!(
-        r.json(),
+        Value::Array(mine),
         json!([
             {"name": format!("{prefix}-2"), "durable": false},
             {"name": format!("{prefix}-1"), "durable": false},

@@ -260,7 +260,8 @@ fn route(req: &Request) -> Result<Response, Failure> {
                 "POST" => {
                     let r = call("bindings.post", with(body(req)?, json!({"vhost": vhost, "source": source, "destination": dest, "destination_type": dt})))?;
                     let pk = r["properties_key"].as_str().unwrap_or("");
-                    let loc = format!("../../../../{}/e/{}/{}/{}/{}", enc(vhost), enc(source), t, enc(dest), pk);
+                    let target = format!("/api/bindings/{}/e/{}/{}/{}/{}", enc(vhost), enc(source), t, enc(dest), enc(pk));
+                    let loc = relativise(&req.path, &target);
                     Ok(Response { status: 201, headers: vec![("location".into(), loc)], body: Vec::new() })
                 }
                 _ => method_not_allowed(),
@@ -371,6 +372,20 @@ fn definitions(req: &Request, vhost: Option<&str>) -> Result<Response, Failure> 
     }
 }
 
+/// `to` relative to `from` (RabbitMQ's `rabbit_web_dispatch_util:relativise`): a `..` for each
+/// directory of `from` after the common prefix, then the rest of `to`.
+fn relativise(from: &str, to: &str) -> String {
+    // The directory of `from` (its last segment is the resource itself).
+    let mut f: Vec<&str> = from.split('/').collect();
+    f.pop();
+    let t: Vec<&str> = to.split('/').collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let ups = f.len() - common;
+    let mut parts: Vec<&str> = vec![".."; ups];
+    parts.extend(&t[common..]);
+    parts.join("/")
+}
+
 /// Percent-encoding of a path segment for a `Location` header.
 fn enc(s: &str) -> String {
     let mut out = String::new();
@@ -428,12 +443,13 @@ fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
     }
 }
 
-/// RabbitMQ's list query parameters: `name` (+ `use_regex`) filter, `sort`/`sort_reverse`,
-/// `page`/`page_size` (pagination answers the paged object), `columns`.
+/// RabbitMQ's list query parameters: `sort`/`sort_reverse`, `columns`, and `page`/`page_size`
+/// (pagination answers the paged object) with the `name` (+ `use_regex`) filter.
 fn shape(v: Value, q: &[(String, String)]) -> Result<Value, Failure> {
     let Value::Array(mut items) = v else { return Ok(v) };
     let total = items.len();
-    if let Some(name) = param(q, "name").filter(|n| !n.is_empty()) {
+    // As RabbitMQ, `name` filters only paged requests.
+    if let Some(name) = param(q, "name").filter(|n| !n.is_empty() && param(q, "page").is_some()) {
         let regex = param(q, "use_regex") == Some("true");
         if regex {
             return Err(bad_request("use_regex is not supported by this broker; filter by a substring"));
