@@ -106,11 +106,32 @@ fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// Keys RabbitMQ parses as booleans and as integers, whether sent as JSON values or as strings
+/// (`rabbitmqadmin` sends `"durable": "false"`, `"count": "1"`).
+const BOOL_KEYS: [&str; 5] = ["durable", "auto_delete", "internal", "if_unused", "if_empty"];
+const INT_KEYS: [&str; 2] = ["count", "truncate"];
+
 fn body(req: &Request) -> Result<Value, Failure> {
     if req.body.iter().all(|b| b.is_ascii_whitespace()) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(&req.body).map_err(|e| bad_request(&format!("failed to decode json: {e}")))
+    let mut v: Value = serde_json::from_slice(&req.body).map_err(|e| bad_request(&format!("failed to decode json: {e}")))?;
+    if let Some(o) = v.as_object_mut() {
+        for (k, val) in o.iter_mut() {
+            let Value::String(text) = val else { continue };
+            if BOOL_KEYS.contains(&k.as_str()) {
+                *val = match text.as_str() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    _ => return Err(bad_request(&format!("{k}: {text} is not a boolean"))),
+                };
+            } else if INT_KEYS.contains(&k.as_str()) {
+                let n: u64 = text.trim().parse().map_err(|_| bad_request(&format!("{k}: {text} is not an integer")))?;
+                *val = json!(n);
+            }
+        }
+    }
+    Ok(v)
 }
 
 /// `{"created": bool}` of a PUT → 201 or 204.
@@ -267,10 +288,8 @@ fn route(req: &Request) -> Result<Response, Failure> {
                 _ => method_not_allowed(),
             }
         }
-        (_, ["bindings", vhost, "e", source, t @ ("q" | "e"), dest, _props]) => {
+        (_, ["bindings", vhost, "e", source, t @ ("q" | "e"), dest, props]) => {
             let dt = if *t == "q" { "queue" } else { "exchange" };
-            // The properties key as it appears in the path (RabbitMQ's encoding, not decoded).
-            let props = raw.last().copied().unwrap_or("");
             let args = json!({"vhost": vhost, "source": source, "destination": dest, "destination_type": dt, "properties_key": props});
             match m {
                 "GET" | "HEAD" => one("bindings.get", args),
