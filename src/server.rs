@@ -78,6 +78,7 @@ impl ServerHandle {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
+        self.plugins.close_http_listeners();
         let err = ReplyError::new(ErrorKind::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
         for c in self.broker.connections.lock().values() {
             let _ = c.close.send(err.clone());

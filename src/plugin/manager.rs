@@ -4,8 +4,10 @@
 //!
 //! Kind-aware: a plugin's kind is the world it implements ([`PluginKind`]), read from the
 //! component when it loads; enabling, disabling, hot reload, the sandbox and the failure
-//! counters are the same for every kind. This broker serves `exchange-type` plugins; a component
-//! of another world is refused at load with that reason, shown by `warren-plugins list`.
+//! counters are the same for every kind. This broker serves `exchange-type` plugins (registered
+//! with the broker) and `http-handler` plugins (each with an HTTP listener, opened on enable and
+//! closed on disable); a component of another world is refused at load with that reason, shown by
+//! `warren-plugins list`.
 //!
 //! A plugin's name is its shipped name or its file's stem (`x-random.wasm` → `x-random`); the
 //! exchange type it provides is whatever its `describe()` says. Exchanges of a type whose plugin
@@ -192,6 +194,15 @@ impl PluginManager {
         let h: Arc<dyn crate::http::HttpHandler> = handler.clone();
         *listener = Some(HttpListener::open(&rt, &c.bind, c.port, Arc::downgrade(broker), h).map_err(|e| e.to_string())?);
         Ok(())
+    }
+
+    /// Closes every HTTP listener (broker shutdown); the plugins stay enabled in the file.
+    pub fn close_http_listeners(&self) {
+        for l in self.loaded.lock().values_mut() {
+            if let Serving::Http { listener, .. } = &mut l.serving {
+                listener.take();
+            }
+        }
     }
 
     /// The address the HTTP listener of enabled plugin `name` is bound to.

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 /// Rates are computed over at least this much time.
 pub const WINDOW: Duration = Duration::from_secs(5);
 
+/// A counter not read for this long is dropped from the sample table.
+const FORGET: Duration = Duration::from_secs(600);
+
 /// Per counter: the sample the current rate is computed against, and the last rate.
 struct Sample {
     at: Instant,
@@ -31,6 +34,10 @@ fn samples() -> &'static Mutex<HashMap<String, Sample>> {
 pub fn rate(key: String, value: u64) -> f64 {
     let now = Instant::now();
     let mut s = samples().lock();
+    // Counters of deleted queues are forgotten once no one has read them for a while.
+    if s.len() > 1024 {
+        s.retain(|_, v| now.duration_since(v.at) < FORGET);
+    }
     let e = s.entry(key).or_insert(Sample { at: now, value, rate: 0.0 });
     let dt = now.duration_since(e.at);
     if dt >= WINDOW {
