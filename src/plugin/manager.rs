@@ -513,7 +513,9 @@ fn exchanges_of_type(broker: &Broker, ty: &str) -> Vec<(String, String)> {
 
 impl PluginControl for PluginManager {
     fn list(&self, verbose: bool) -> Vec<PluginEntry> {
-        match self.broker.lock().upgrade() {
+        // Not in the match: the guard would be held while plugins load (and lock it again).
+        let broker = self.broker.lock().upgrade();
+        match broker {
             Some(b) => self.entries(&b, verbose),
             None => Vec::new(),
         }
