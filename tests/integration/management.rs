@@ -314,3 +314,38 @@ async fn a_trapping_http_handler_answers_500_and_the_broker_goes_on() {
     timeout(ch.queue_declare("".into(), Default::default(), FieldTable::default())).await.unwrap();
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_swaps_the_handler_on_the_same_listener() {
+    let b = TestBroker::start_with(|c| {
+        c.plugins.settings.insert("http-swap".into(), [("port".to_string(), "0".to_string())].into());
+    })
+    .await;
+    if b.is_external() {
+        return;
+    }
+    let dir = b.data_dir().unwrap().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("http-swap.wasm");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/fixtures/http-trap.wasm"), &file).unwrap();
+    let r = b.admin_call("plugins_set", &["noforce", "http-swap"]).await;
+    assert!(r.error.is_none(), "{:?}", r.error);
+    let addr = b.server().unwrap().plugins.http_addr("http-swap").unwrap();
+    assert_eq!(http(addr, "GET", "/cli/rabbitmqadmin", None, None).await.body, b"ok ");
+    // A new version of the file (here: the management plugin) takes over the same socket.
+    let tmp = dir.join("http-swap.tmp");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/shipped/management.wasm"), &tmp).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let mut status = 0;
+    for _ in 0..200 {
+        status = http(addr, "GET", "/cli/rabbitmqadmin", None, None).await.status;
+        if status == 200 && http(addr, "GET", "/cli/rabbitmqadmin", None, None).await.body.starts_with(b"#!") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let r = http(addr, "GET", "/cli/rabbitmqadmin", None, None).await;
+    assert!(status == 200 && r.body.starts_with(b"#!/usr/bin/env python3"), "the new version serves on the same port");
+    assert_eq!(b.server().unwrap().plugins.http_addr("http-swap"), Some(addr));
+    b.stop().await;
+}
