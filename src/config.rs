@@ -14,6 +14,25 @@ pub struct Config {
     pub flow: FlowConfig,
     pub plugins: PluginsConfig,
     pub log: LogConfig,
+    /// HTTP listener of the management plugin (`warren_management`), opened while it is enabled.
+    pub management: HttpListenerConfig,
+    /// HTTP listener of the prometheus plugin (`warren_prometheus`), opened while it is enabled.
+    pub prometheus: HttpListenerConfig,
+}
+
+/// Where an HTTP-serving plugin listens (RabbitMQ's `management.tcp.port` / `.ip`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpListenerConfig {
+    /// Address to listen on.
+    #[serde(default = "loopback")]
+    pub bind: String,
+    /// TCP port; 0 picks a free one (tests).
+    pub port: u16,
+}
+
+fn loopback() -> String {
+    "127.0.0.1".into()
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +300,8 @@ impl Default for Config {
             flow: FlowConfig::default(),
             plugins: PluginsConfig::default(),
             log: LogConfig::default(),
+            management: HttpListenerConfig { bind: loopback(), port: 15672 },
+            prometheus: HttpListenerConfig { bind: loopback(), port: 15692 },
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod auth_backend;
 pub mod broker;
 pub mod connection;
 pub mod exchange_type;
+pub mod http;
 pub mod logging;
 pub mod protocol;
 pub mod plugin;

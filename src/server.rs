@@ -142,6 +142,7 @@ impl ServerHandle {
         for a in self.accept {
             let _ = a.await;
         }
+        self.plugins.close_http_listeners();
         let err = ReplyError::new(ErrorKind::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
         for c in self.broker.connections.lock().values() {
             let _ = c.close.send(err.clone());

@@ -2,6 +2,7 @@
 //! and, later, by plugins' admin imports. Requests and answers are JSON values, so every front end
 //! formats them its own way (tab-separated like rabbitmqctl, or JSON).
 
+pub mod api;
 pub mod cli;
 pub mod control;
 pub mod limits;

@@ -15,6 +15,9 @@ struct Args {
     /// AMQPS (TLS) port; needs the [amqp.tls] section of the config file (certfile, keyfile).
     #[arg(long)]
     amqps_port: Option<u16>,
+    /// HTTP port of the management plugin (while it is enabled).
+    #[arg(long)]
+    http_port: Option<u16>,
     /// Address to listen on.
     #[arg(long)]
     bind: Option<String>,
@@ -49,6 +52,9 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         }
+    }
+    if let Some(p) = args.http_port {
+        config.management.port = p;
     }
     if let Some(b) = args.bind {
         config.amqp.bind = b;

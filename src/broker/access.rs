@@ -106,6 +106,21 @@ impl Broker {
         Ok(())
     }
 
+    /// Creates or replaces user `name` with a stored password hash (RabbitMQ's format; empty: no
+    /// password login) and tags, keeping its limits (the management API's `PUT /api/users/NAME`
+    /// and definitions import). Returns whether the user was created.
+    pub fn put_user(&self, name: &str, password_hash: String, tags: Vec<String>) -> Result<bool, AccessError> {
+        let _g = self.admin_lock.lock();
+        let old = self.user(name);
+        let created = old.is_none();
+        let limits = old.map(|u| u.limits).unwrap_or_default();
+        let u = User { name: name.into(), password_hash, tags, limits };
+        self.write(|s| s.put_user(&user_def(&u)))?;
+        self.users.write().insert(name.into(), u);
+        self.bump_auth_epoch();
+        Ok(created)
+    }
+
     /// `set_user_tags`: replaces the user's tags.
     pub fn set_user_tags(&self, name: &str, tags: Vec<String>) -> Result<(), AccessError> {
         let _g = self.admin_lock.lock();

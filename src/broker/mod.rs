@@ -170,6 +170,13 @@ impl Broker {
         self.types.write().insert(t.info().name.clone(), t);
     }
 
+    /// Every registered exchange type, by name.
+    pub fn exchange_types(&self) -> Vec<Arc<dyn ExchangeTypeFactory>> {
+        let mut v: Vec<_> = self.types.read().values().cloned().collect();
+        v.sort_by(|a, b| a.info().name.cmp(&b.info().name));
+        v
+    }
+
     pub fn exchange_type(&self, name: &str) -> Option<Arc<dyn ExchangeTypeFactory>> {
         self.types.read().get(name).cloned()
     }

@@ -30,12 +30,18 @@ pub struct Shipped {
 }
 
 /// The shipped plugins, sorted by name.
-pub const SHIPPED: [Shipped; 2] = [
+pub const SHIPPED: [Shipped; 3] = [
     Shipped {
         name: "warren_consistent_hash_exchange",
         aliases: &["rabbitmq_consistent_hash_exchange"],
         // The Rust example (plugins/examples/consistent-hash), x-consistent-hash.
         bytes: include_bytes!("../../plugins/examples/consistent-hash/consistent-hash.wasm"),
+    },
+    Shipped {
+        name: "warren_management",
+        aliases: &["rabbitmq_management"],
+        // plugins/management: RabbitMQ's HTTP API (world http-handler), on [management] port.
+        bytes: include_bytes!("../../plugins/shipped/management.wasm"),
     },
     Shipped {
         name: "warren_random_exchange",

@@ -4,8 +4,10 @@
 //!
 //! Kind-aware: a plugin's kind is the world it implements ([`PluginKind`]), read from the
 //! component when it loads; enabling, disabling, hot reload, the sandbox and the failure
-//! counters are the same for every kind. This broker serves `exchange-type` plugins; a component
-//! of another world is refused at load with that reason, shown by `warren-plugins list`.
+//! counters are the same for every kind. This broker serves `exchange-type` plugins (registered
+//! with the broker) and `http-handler` plugins (each with an HTTP listener, opened on enable and
+//! closed on disable); a component of another world is refused at load with that reason, shown by
+//! `warren-plugins list`.
 //!
 //! A plugin's name is its shipped name or its file's stem (`x-random.wasm` → `x-random`); the
 //! exchange type it provides is whatever its `describe()` says. Exchanges of a type whose plugin
@@ -14,7 +16,10 @@
 //! replayed into the plugin, and a binding the plugin refuses makes `enable` fail, naming it.
 
 use super::catalog::{Origin, catalog, canonical, read_enabled, resolve, write_enabled};
+use super::http::WasmHttpHandler;
 use super::{PluginEngine, PluginKind, PluginStats, WasmExchangeType};
+use crate::config::HttpListenerConfig;
+use crate::http::HttpListener;
 use crate::admin::plugins::{PluginControl, PluginDetails, PluginEntry, PluginState, SetError, SetReport};
 use crate::broker::Broker;
 use crate::config::Config;
@@ -33,7 +38,39 @@ struct Loaded {
     hash: String,
     kind: PluginKind,
     origin: Origin,
-    factory: Arc<WasmExchangeType>,
+    serving: Serving,
+}
+
+/// What a loaded plugin provides, by kind.
+enum Serving {
+    /// An exchange type, registered with the broker.
+    Exchange(Arc<WasmExchangeType>),
+    /// An HTTP handler and, while enabled, its listener (`None` when only probed for `list`).
+    Http { handler: Arc<WasmHttpHandler>, listener: Option<HttpListener> },
+}
+
+impl Loaded {
+    fn exchange(&self) -> Option<&Arc<WasmExchangeType>> {
+        match &self.serving {
+            Serving::Exchange(f) => Some(f),
+            Serving::Http { .. } => None,
+        }
+    }
+    fn description(&self) -> String {
+        match &self.serving {
+            Serving::Exchange(f) => f.info().description.clone(),
+            Serving::Http { handler, listener } => match listener {
+                Some(l) => format!("{} (http://{})", handler.description(), l.addr),
+                None => handler.description().to_string(),
+            },
+        }
+    }
+    fn stats(&self) -> &Arc<PluginStats> {
+        match &self.serving {
+            Serving::Exchange(f) => f.stats(),
+            Serving::Http { handler, .. } => handler.stats(),
+        }
+    }
 }
 
 pub struct PluginManager {
@@ -50,6 +87,11 @@ pub struct PluginManager {
     broker: Mutex<Weak<Broker>>,
     /// Keeps the folder watcher alive.
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// Where HTTP-serving plugins listen, by plugin name (`[management]`, `[prometheus]`);
+    /// other http-handler plugins take `bind`/`port` from their `[plugins.settings.NAME]`.
+    http_listeners: HashMap<String, HttpListenerConfig>,
+    /// The runtime HTTP listeners are served on (captured at start).
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
 }
 
 fn hash_of(bytes: &[u8]) -> String {
@@ -63,7 +105,10 @@ impl PluginManager {
     pub fn from_config(config: &Config) -> Result<PluginManager, super::LoadError> {
         let data_dir = &config.storage.data_dir;
         let engine = PluginEngine::from_config(config, Some(data_dir.join("plugin-cache")))?;
-        PluginManager::new(engine, config.plugins_dir(), data_dir, config.plugins.settings.clone())
+        let mut m = PluginManager::new(engine, config.plugins_dir(), data_dir, config.plugins.settings.clone())?;
+        m.http_listeners.insert("warren_management".into(), config.management.clone());
+        m.http_listeners.insert("warren_prometheus".into(), config.prometheus.clone());
+        Ok(m)
     }
 
     pub fn new(
@@ -84,6 +129,8 @@ impl PluginManager {
             rejected: Mutex::default(),
             broker: Mutex::new(Weak::new()),
             watcher: Mutex::default(),
+            http_listeners: HashMap::new(),
+            runtime: Mutex::default(),
         })
     }
 
@@ -105,16 +152,65 @@ impl PluginManager {
         let place = origin.place();
         let bytes = origin.bytes()?;
         let kind = self.engine.kind_of(name, &bytes).map_err(|e| format!("{place}: {}", e.message))?;
-        if kind != PluginKind::ExchangeType {
-            return Err(format!("{place}: a {kind} plugin; this broker runs exchange-type plugins only"));
-        }
         let settings = self.settings.get(name).cloned().unwrap_or_default();
         let stats = self.stats.lock().entry(name.to_string()).or_default().clone();
-        let t = self
-            .engine
-            .load_exchange_type_counted(name, &bytes, settings, stats)
-            .map_err(|e| format!("{place}: {}", e.message))?;
-        Ok(Loaded { hash: hash_of(&bytes), kind, origin: origin.clone(), factory: Arc::new(t) })
+        let serving = match kind {
+            PluginKind::ExchangeType => Serving::Exchange(Arc::new(
+                self.engine
+                    .load_exchange_type_counted(name, &bytes, settings, stats)
+                    .map_err(|e| format!("{place}: {}", e.message))?,
+            )),
+            PluginKind::HttpHandler => {
+                let broker = self.broker.lock().clone();
+                let h = self.engine.load_http_handler(name, &bytes, settings, stats, broker).map_err(|e| format!("{place}: {}", e.message))?;
+                Serving::Http { handler: Arc::new(h), listener: None }
+            }
+            other => return Err(format!("{place}: a {other} plugin; this broker does not run {other} plugins yet")),
+        };
+        Ok(Loaded { hash: hash_of(&bytes), kind, origin: origin.clone(), serving })
+    }
+
+    /// Where http-handler plugin `name` listens: `[management]`/`[prometheus]` for the shipped
+    /// ones, else `bind` (default 127.0.0.1) and `port` of its `[plugins.settings.NAME]`.
+    fn http_listener_config(&self, name: &str) -> Result<HttpListenerConfig, String> {
+        if let Some(c) = self.http_listeners.get(name) {
+            return Ok(c.clone());
+        }
+        let s = self.settings.get(name);
+        let port = s.and_then(|s| s.get("port")).ok_or_else(|| format!("an http-handler plugin needs a port: set [plugins.settings.{name}] port"))?;
+        let port = port.parse::<u16>().map_err(|_| format!("[plugins.settings.{name}] port = {port:?} is not a port number"))?;
+        let bind = s.and_then(|s| s.get("bind")).cloned().unwrap_or_else(|| "127.0.0.1".into());
+        Ok(HttpListenerConfig { bind, port })
+    }
+
+    /// Opens the HTTP listener of a just-loaded http-handler plugin.
+    fn open_listener(&self, broker: &Arc<Broker>, name: &str, l: &mut Loaded) -> Result<(), String> {
+        let Serving::Http { handler, listener } = &mut l.serving else { return Ok(()) };
+        let c = self.http_listener_config(name)?;
+        let rt = tokio::runtime::Handle::try_current()
+            .ok()
+            .or_else(|| self.runtime.lock().clone())
+            .ok_or_else(|| "no runtime to serve HTTP on".to_string())?;
+        let h: Arc<dyn crate::http::HttpHandler> = handler.clone();
+        *listener = Some(HttpListener::open(&rt, &c.bind, c.port, Arc::downgrade(broker), h).map_err(|e| e.to_string())?);
+        Ok(())
+    }
+
+    /// Closes every HTTP listener (broker shutdown); the plugins stay enabled in the file.
+    pub fn close_http_listeners(&self) {
+        for l in self.loaded.lock().values_mut() {
+            if let Serving::Http { listener, .. } = &mut l.serving {
+                listener.take();
+            }
+        }
+    }
+
+    /// The address the HTTP listener of enabled plugin `name` is bound to.
+    pub fn http_addr(&self, name: &str) -> Option<std::net::SocketAddr> {
+        match &self.loaded.lock().get(name)?.serving {
+            Serving::Http { listener: Some(l), .. } => Some(l.addr),
+            _ => None,
+        }
     }
 
     /// Registers the built-in types and loads the plugins named in the enabled file (at start,
@@ -122,6 +218,7 @@ impl PluginManager {
     /// starts anyway and the enabled file is left as it is.
     pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
         *self.broker.lock() = Arc::downgrade(broker);
+        *self.runtime.lock() = tokio::runtime::Handle::try_current().ok();
         for t in self.builtin_types() {
             broker.register_type(t);
         }
@@ -175,7 +272,8 @@ impl PluginManager {
         if !force {
             let mut users = Vec::new();
             for n in &to_disable {
-                let ty = &loaded[n].factory.info().name;
+                let Some(f) = loaded[n].exchange() else { continue };
+                let ty = &f.info().name;
                 users.extend(exchanges_of_type(broker, ty).into_iter().map(|(v, x)| format!("'{v}':'{x}'")));
             }
             if !users.is_empty() {
@@ -191,14 +289,23 @@ impl PluginManager {
         to_enable.sort_by_key(|(n, _)| n.as_str());
         for (n, origin) in to_enable {
             match self.load(n, origin) {
-                Ok(l) => {
-                    let ty = l.factory.info().name.clone();
-                    if broker.exchange_type(&ty).is_some() {
-                        errors.push(format!("plugin {n}: exchange type '{ty}' is already provided by another plugin"));
-                        continue;
+                Ok(mut l) => {
+                    if let Some(f) = l.exchange() {
+                        let ty = f.info().name.clone();
+                        if broker.exchange_type(&ty).is_some() {
+                            errors.push(format!("plugin {n}: exchange type '{ty}' is already provided by another plugin"));
+                            continue;
+                        }
+                        errors.extend(install(broker, f).into_iter().map(|e| format!("plugin {n}: {e}")));
+                        info!(plugin = %n, kind = %l.kind, exchange_type = %ty, "plugin enabled");
+                    } else {
+                        if let Err(e) = self.open_listener(broker, n, &mut l) {
+                            error!(plugin = %n, "cannot enable plugin: {e}");
+                            errors.push(format!("plugin {n}: {e}"));
+                            continue;
+                        }
+                        info!(plugin = %n, kind = %l.kind, "plugin enabled");
                     }
-                    errors.extend(install(broker, &l.factory).into_iter().map(|e| format!("plugin {n}: {e}")));
-                    info!(plugin = %n, kind = %l.kind, exchange_type = %ty, "plugin enabled");
                     enabled.push(n.clone());
                     loaded.insert(n.clone(), l);
                 }
@@ -211,12 +318,16 @@ impl PluginManager {
         let mut disabled = Vec::new();
         for n in &to_disable {
             let l = loaded.remove(n).expect("present");
-            let info = l.factory.info().clone();
-            broker.unregister_type(&info.name);
-            let stand_in: Arc<dyn ExchangeTypeFactory> = Arc::new(Unavailable(info.clone()));
-            for x in all_exchanges_of_type(broker, &info.name) {
-                let _ = x.swap_type(stand_in.clone());
+            if let Some(f) = l.exchange() {
+                let info = f.info().clone();
+                broker.unregister_type(&info.name);
+                let stand_in: Arc<dyn ExchangeTypeFactory> = Arc::new(Unavailable(info.clone()));
+                for x in all_exchanges_of_type(broker, &info.name) {
+                    let _ = x.swap_type(stand_in.clone());
+                }
             }
+            // An HTTP listener closes as `l` is dropped.
+            drop(l);
             self.rejected.lock().remove(n);
             info!(plugin = %n, "plugin disabled");
             disabled.push(n.clone());
@@ -253,21 +364,33 @@ impl PluginManager {
             error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: {why}");
             self.rejected.lock().insert(name.to_string(), format!("new version rejected, the old one keeps serving: {why}"));
         };
-        let new = match self.load(name, &origin) {
+        let mut new = match self.load(name, &origin) {
             Ok(l) => l,
             Err(e) => return reject(e),
         };
         let mut loaded = self.loaded.lock();
-        let Some(old) = loaded.get(name) else { return };
-        let ty = old.factory.info().name.clone();
-        if new.factory.info().name != ty {
-            return reject(format!("it provides exchange type '{}' instead of '{ty}'", new.factory.info().name));
+        let Some(old) = loaded.get_mut(name) else { return };
+        match (&mut old.serving, &mut new.serving) {
+            (Serving::Exchange(old_f), Serving::Exchange(new_f)) => {
+                let ty = old_f.info().name.clone();
+                if new_f.info().name != ty {
+                    return reject(format!("it provides exchange type '{}' instead of '{ty}'", new_f.info().name));
+                }
+                let failed = install(&broker, new_f);
+                for e in &failed {
+                    error!(plugin = %name, "{e}");
+                }
+            }
+            (Serving::Http { listener: old_l, .. }, Serving::Http { handler, listener: new_l }) => {
+                // The listener stays open; the next requests go to the new version.
+                if let Some(l) = old_l.take() {
+                    l.set_handler(handler.clone());
+                    *new_l = Some(l);
+                }
+            }
+            _ => return reject(format!("it is now a {} plugin instead of a {}", new.kind, old.kind)),
         }
-        let failed = install(&broker, &new.factory);
-        for e in &failed {
-            error!(plugin = %name, "{e}");
-        }
-        new.factory.stats().reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        new.stats().reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.rejected.lock().remove(name);
         info!(plugin = %name, "plugin reloaded in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
         loaded.insert(name.to_string(), new);
@@ -311,15 +434,15 @@ impl PluginManager {
                 Ok(Origin::Shipped(s)) => s.aliases.iter().map(|a| a.to_string()).collect(),
                 _ => Vec::new(),
             };
-            let running = self.loaded.lock().get(&name).map(|l| (l.hash.clone(), l.kind, l.factory.clone()));
+            let running = self.loaded.lock().get(&name).map(|l| (l.hash.clone(), l.kind, l.exchange().cloned(), l.description()));
             let entry = match running {
-                Some((hash, kind, factory)) => PluginEntry {
+                Some((hash, kind, factory, description)) => PluginEntry {
                     version: if matches!(origin, Ok(Origin::Shipped(_))) { version.to_string() } else { hash },
                     kind: kind.to_string(),
-                    description: factory.info().description.clone(),
+                    description,
                     state: PluginState::Running,
                     error: self.rejected.lock().get(&name).cloned(),
-                    details: verbose.then(|| details(&factory)),
+                    details: factory.filter(|_| verbose).map(|f| details(&f)),
                     name,
                     aliases,
                 },
@@ -336,7 +459,7 @@ impl PluginManager {
                         Ok((v, l)) => PluginEntry {
                             version: v,
                             kind: l.kind.to_string(),
-                            description: l.factory.info().description.clone(),
+                            description: l.description(),
                             state,
                             error: None,
                             details: None,
@@ -390,7 +513,9 @@ fn exchanges_of_type(broker: &Broker, ty: &str) -> Vec<(String, String)> {
 
 impl PluginControl for PluginManager {
     fn list(&self, verbose: bool) -> Vec<PluginEntry> {
-        match self.broker.lock().upgrade() {
+        // Not in the match: the guard would be held while plugins load (and lock it again).
+        let broker = self.broker.lock().upgrade();
+        match broker {
             Some(b) => self.entries(&b, verbose),
             None => Vec::new(),
         }

@@ -19,6 +19,7 @@ pub mod catalog;
 mod convert;
 mod engine;
 mod exchange;
+pub mod http;
 pub mod kind;
 #[cfg(test)]
 mod tests;

@@ -22,6 +22,7 @@ mod flow;
 mod hostile_input;
 mod length_limits;
 mod limits;
+mod management;
 mod logs;
 mod memory_alarm;
 mod paging;

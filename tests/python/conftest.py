@@ -50,12 +50,14 @@ def _start_warren(tmp_dir):
         pytest.exit(f"warren-server not found at {binary}: run `cargo build --bins` "
                     "or set WARREN_SERVER_BIN / WARREN_TEST_URL", returncode=2)
     port = _free_port()
+    http_port = _free_port()
     data_dir = tmp_dir / "data"
     data_dir.mkdir()
     log_path = tmp_dir / "warren-server.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [str(binary), "--amqp-port", str(port), "--bind", "127.0.0.1", "--data-dir", str(data_dir)],
+        [str(binary), "--amqp-port", str(port), "--bind", "127.0.0.1", "--data-dir", str(data_dir),
+         "--http-port", str(http_port)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_dir)
     deadline = time.monotonic() + START_TIMEOUT
     while not _port_open(port):
@@ -67,7 +69,7 @@ def _start_warren(tmp_dir):
             output = log_path.read_text(errors="replace")
             pytest.exit(f"warren-server {why}. Its output:\n{output}", returncode=3)
         time.sleep(0.05)
-    _SERVER.update(binary=binary, data_dir=data_dir)
+    _SERVER.update(binary=binary, data_dir=data_dir, http_port=http_port)
     return proc, log, port
 
 
@@ -132,6 +134,20 @@ def names(request):
         return f"{prefix}.{suffix}"
 
     return make
+
+
+@pytest.fixture(scope="session")
+def management_url(broker_url):
+    """The management HTTP API's base URL: the session's warren-server with warren_management
+    enabled through `warren-plugins enable rabbitmq_management` (on its --http-port), or, with
+    WARREN_TEST_URL, WARREN_TEST_HTTP_URL (default http://127.0.0.1:15673, the reference node)."""
+    if os.environ.get("WARREN_TEST_URL"):
+        return os.environ.get("WARREN_TEST_HTTP_URL", "http://127.0.0.1:15673")
+    plugins = _SERVER["binary"].with_name("warren-plugins")
+    r = subprocess.run([str(plugins), "--data-dir", str(_SERVER["data_dir"]), "enable", "rabbitmq_management"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return f"http://127.0.0.1:{_SERVER['http_port']}"
 
 
 @pytest.fixture

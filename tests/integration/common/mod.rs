@@ -66,6 +66,11 @@ impl TestBroker {
         self.addr
     }
 
+    /// The in-process broker (None for an external one).
+    pub fn server(&self) -> Option<&warren::server::ServerHandle> {
+        self.server.as_ref()
+    }
+
     /// True when running against an external broker (`WARREN_TEST_URL`).
     pub fn is_external(&self) -> bool {
         self.server.is_none()

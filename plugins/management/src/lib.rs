@@ -1,0 +1,514 @@
+//! `warren_management`: RabbitMQ's management HTTP API as a Wasm component (world
+//! `http-handler`). This crate is the HTTP edge only: it maps RabbitMQ's paths, query parameters
+//! (`columns`, `sort`, `sort_reverse`, `page`, `page_size`, `name`, `use_regex`) and status codes
+//! onto the broker's typed admin operations (the `admin` import), which check the caller's tags
+//! and permissions and answer rows with RabbitMQ's field names.
+
+wit_bindgen::generate!({ path: "../../wit", world: "http-handler" });
+
+use serde_json::{Map, Value, json};
+use warren::plugin::admin;
+
+/// RabbitMQ 3.10's own `rabbitmqadmin`, served at `/cli/rabbitmqadmin` (MPL 2.0, unchanged).
+const RABBITMQADMIN: &[u8] = include_bytes!("../assets/rabbitmqadmin");
+
+struct Management;
+
+impl Guest for Management {
+    fn describe() -> String {
+        "RabbitMQ's management HTTP API (/api) and rabbitmqadmin (/cli)".into()
+    }
+
+    fn protected_prefixes() -> Vec<String> {
+        vec!["/api/".into()]
+    }
+
+    fn handle(req: Request) -> Response {
+        let r = route(&req);
+        match r {
+            Ok(resp) => resp,
+            Err(f) => error(f.status, &f.error, &f.reason),
+        }
+    }
+}
+
+export!(Management);
+
+type Failure = admin::Failure;
+
+fn failure(status: u16, error: &str, reason: &str) -> Failure {
+    Failure { status, error: error.into(), reason: reason.into() }
+}
+
+fn not_found() -> Failure {
+    failure(404, "Object Not Found", "Not Found")
+}
+
+fn bad_request(reason: &str) -> Failure {
+    failure(400, "bad_request", reason)
+}
+
+fn error(status: u16, error: &str, reason: &str) -> Response {
+    json_response(status, &json!({"error": error, "reason": reason}))
+}
+
+fn json_response(status: u16, v: &Value) -> Response {
+    Response {
+        status,
+        headers: vec![("content-type".into(), "application/json".into()), ("cache-control".into(), "no-cache".into())],
+        body: v.to_string().into_bytes(),
+    }
+}
+
+fn empty(status: u16) -> Response {
+    Response { status, headers: Vec::new(), body: Vec::new() }
+}
+
+/// Runs an admin operation.
+fn call(op: &str, args: Value) -> Result<Value, Failure> {
+    let text = admin::call(op, &args.to_string())?;
+    serde_json::from_str(&text).map_err(|e| failure(500, "internal_error", &format!("bad answer from the broker: {e}")))
+}
+
+/// Percent-decoding of one path segment ("%2F" → "/").
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A query string's parameters (form decoding: `+` is a space).
+fn query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(&k.replace('+', " ")), decode(&v.replace('+', " ")))
+        })
+        .collect()
+}
+
+fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// Keys RabbitMQ parses as booleans and as integers, whether sent as JSON values or as strings
+/// (`rabbitmqadmin` sends `"durable": "false"`, `"count": "1"`).
+const BOOL_KEYS: [&str; 5] = ["durable", "auto_delete", "internal", "if_unused", "if_empty"];
+const INT_KEYS: [&str; 2] = ["count", "truncate"];
+
+fn body(req: &Request) -> Result<Value, Failure> {
+    if req.body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(json!({}));
+    }
+    let mut v: Value = serde_json::from_slice(&req.body).map_err(|e| bad_request(&format!("failed to decode json: {e}")))?;
+    if let Some(o) = v.as_object_mut() {
+        for (k, val) in o.iter_mut() {
+            let Value::String(text) = val else { continue };
+            if BOOL_KEYS.contains(&k.as_str()) {
+                *val = match text.as_str() {
+                    "true" => Value::Bool(true),
+                    "false" => Value::Bool(false),
+                    _ => return Err(bad_request(&format!("{k}: {text} is not a boolean"))),
+                };
+            } else if INT_KEYS.contains(&k.as_str()) {
+                let n: u64 = text.trim().parse().map_err(|_| bad_request(&format!("{k}: {text} is not an integer")))?;
+                *val = json!(n);
+            }
+        }
+    }
+    Ok(v)
+}
+
+/// `{"created": bool}` of a PUT → 201 or 204.
+fn created(v: Value) -> Response {
+    if v.get("created").and_then(|c| c.as_bool()).unwrap_or(false) { empty(201) } else { empty(204) }
+}
+
+fn method_not_allowed() -> Result<Response, Failure> {
+    Ok(empty(405))
+}
+
+/// Merges `extra` into the object `base`.
+fn with(mut base: Value, extra: Value) -> Value {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    base
+}
+
+fn route(req: &Request) -> Result<Response, Failure> {
+    let path = req.path.trim_end_matches('/');
+    if path == "/cli" || path == "/cli/rabbitmqadmin" {
+        return Ok(Response {
+            status: 200,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: RABBITMQADMIN.to_vec(),
+        });
+    }
+    let raw: Vec<&str> = path.split('/').skip(1).collect();
+    if raw.first() != Some(&"api") {
+        return Err(not_found());
+    }
+    let seg: Vec<String> = raw[1..].iter().map(|s| decode(s)).collect();
+    let s: Vec<&str> = seg.iter().map(|x| x.as_str()).collect();
+    let q = query(&req.query);
+    let m = req.method.as_str();
+    let get = m == "GET" || m == "HEAD";
+    let list = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &shape(call(op, args)?, &q)?)) };
+    let one = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &columns_of(call(op, args)?, &q))) };
+    match (m, s.as_slice()) {
+        (_, ["overview"]) if get => one("overview", json!({})),
+        (_, ["cluster-name"]) if get => Ok(json_response(200, &json!({"name": call("overview", json!({}))?["cluster_name"]}))),
+        (_, ["nodes"]) if get => list("nodes", json!({})),
+        (_, ["nodes", name]) if get => {
+            let nodes = call("nodes", json!({}))?;
+            let n = nodes.as_array().and_then(|a| a.iter().find(|n| n["name"] == *name).cloned()).ok_or_else(not_found)?;
+            Ok(json_response(200, &n))
+        }
+        (_, ["extensions"]) if get => Ok(json_response(200, &json!([]))),
+        (_, ["whoami"]) if get => one("whoami", json!({})),
+        (_, ["aliveness-test", vhost]) if get => one("aliveness_test", json!({"vhost": vhost})),
+        (_, ["health", "checks", check]) if get => health(json!({"check": check})),
+        (_, ["health", "checks", check, arg]) if get => health(json!({"check": check, "arg": arg})),
+        // connections
+        (_, ["connections"]) if get => list("connections.list", json!({})),
+        (_, ["vhosts", vhost, "connections"]) if get => list("connections.list", json!({"vhost": vhost})),
+        (_, ["connections", name]) if get => one("connections.get", json!({"name": name})),
+        ("DELETE", ["connections", name]) => {
+            let reason = req.headers.iter().find(|(k, _)| k == "x-reason").map(|(_, v)| v.clone());
+            call("connections.delete", json!({"name": name, "reason": reason}))?;
+            Ok(empty(204))
+        }
+        (_, ["connections", name, "channels"]) if get => {
+            let all = call("channels.list", json!({}))?;
+            let mine: Vec<Value> = all.as_array().map(|a| a.iter().filter(|c| c["connection_details"]["name"] == *name).cloned().collect()).unwrap_or_default();
+            Ok(json_response(200, &shape(Value::Array(mine), &q)?))
+        }
+        // channels, consumers
+        (_, ["channels"]) if get => list("channels.list", json!({})),
+        (_, ["vhosts", vhost, "channels"]) if get => list("channels.list", json!({"vhost": vhost})),
+        (_, ["channels", name]) if get => {
+            let all = call("channels.list", json!({}))?;
+            let c = all.as_array().and_then(|a| a.iter().find(|c| c["name"] == *name).cloned()).ok_or_else(not_found)?;
+            Ok(json_response(200, &c))
+        }
+        (_, ["consumers"]) if get => list("consumers.list", json!({})),
+        (_, ["consumers", vhost]) if get => list("consumers.list", json!({"vhost": vhost})),
+        // exchanges
+        (_, ["exchanges"]) if get => list("exchanges.list", json!({})),
+        (_, ["exchanges", vhost]) if get => list("exchanges.list", json!({"vhost": vhost})),
+        (_, ["exchanges", vhost, name]) => {
+            let name = if *name == "amq.default" { "" } else { name };
+            match m {
+                "GET" | "HEAD" => one("exchanges.get", json!({"vhost": vhost, "name": name})),
+                "PUT" => Ok(created(call("exchanges.put", with(body(req)?, json!({"vhost": vhost, "name": name})))?)),
+                "DELETE" => {
+                    call("exchanges.delete", json!({"vhost": vhost, "name": name, "if_unused": param(&q, "if-unused") == Some("true")}))?;
+                    Ok(empty(204))
+                }
+                _ => method_not_allowed(),
+            }
+        }
+        (_, ["exchanges", vhost, name, "bindings", dir @ ("source" | "destination")]) if get => {
+            let name = if *name == "amq.default" { "" } else { name };
+            call("exchanges.get", json!({"vhost": vhost, "name": name}))?;
+            let args = if *dir == "source" {
+                json!({"vhost": vhost, "source": name})
+            } else {
+                json!({"vhost": vhost, "destination": name, "destination_type": "exchange"})
+            };
+            list("bindings.list", args)
+        }
+        ("POST", ["exchanges", vhost, name, "publish"]) => {
+            let r = call("exchanges.publish", with(body(req)?, json!({"vhost": vhost, "name": name})))?;
+            Ok(json_response(200, &r))
+        }
+        // queues
+        (_, ["queues"]) if get => list("queues.list", json!({})),
+        (_, ["queues", vhost]) if get => list("queues.list", json!({"vhost": vhost})),
+        (_, ["queues", vhost, name]) => match m {
+            "GET" | "HEAD" => one("queues.get", json!({"vhost": vhost, "name": name})),
+            "PUT" => Ok(created(call("queues.put", with(body(req)?, json!({"vhost": vhost, "name": name})))?)),
+            "DELETE" => {
+                call(
+                    "queues.delete",
+                    json!({"vhost": vhost, "name": name, "if_unused": param(&q, "if-unused") == Some("true"), "if_empty": param(&q, "if-empty") == Some("true")}),
+                )?;
+                Ok(empty(204))
+            }
+            _ => method_not_allowed(),
+        },
+        (_, ["queues", vhost, name, "bindings"]) if get => {
+            call("queues.get", json!({"vhost": vhost, "name": name}))?;
+            list("bindings.list", json!({"vhost": vhost, "destination": name, "destination_type": "queue"}))
+        }
+        ("DELETE", ["queues", vhost, name, "contents"]) => {
+            call("queues.purge", json!({"vhost": vhost, "name": name}))?;
+            Ok(empty(204))
+        }
+        ("POST", ["queues", vhost, name, "get"]) => {
+            let b = body(req)?;
+            for k in ["count", "ackmode", "encoding"] {
+                if b.get(k).is_none() {
+                    return Err(bad_request(&format!("[{{key_missing,{k}}}]")));
+                }
+            }
+            let r = call("queues.get_messages", with(b, json!({"vhost": vhost, "name": name})))?;
+            Ok(json_response(200, &r))
+        }
+        // bindings
+        (_, ["bindings"]) if get => list("bindings.list", json!({})),
+        (_, ["bindings", vhost]) if get => list("bindings.list", json!({"vhost": vhost})),
+        (_, ["bindings", vhost, "e", source, t @ ("q" | "e"), dest]) => {
+            let dt = if *t == "q" { "queue" } else { "exchange" };
+            match m {
+                "GET" | "HEAD" => list("bindings.list", json!({"vhost": vhost, "source": source, "destination": dest, "destination_type": dt})),
+                "POST" => {
+                    let r = call("bindings.post", with(body(req)?, json!({"vhost": vhost, "source": source, "destination": dest, "destination_type": dt})))?;
+                    let pk = r["properties_key"].as_str().unwrap_or("");
+                    let target = format!("/api/bindings/{}/e/{}/{}/{}/{}", enc(vhost), enc(source), t, enc(dest), enc(pk));
+                    let loc = relativise(&req.path, &target);
+                    Ok(Response { status: 201, headers: vec![("location".into(), loc)], body: Vec::new() })
+                }
+                _ => method_not_allowed(),
+            }
+        }
+        (_, ["bindings", vhost, "e", source, t @ ("q" | "e"), dest, props]) => {
+            let dt = if *t == "q" { "queue" } else { "exchange" };
+            let args = json!({"vhost": vhost, "source": source, "destination": dest, "destination_type": dt, "properties_key": props});
+            match m {
+                "GET" | "HEAD" => one("bindings.get", args),
+                "DELETE" => {
+                    call("bindings.delete", args)?;
+                    Ok(empty(204))
+                }
+                _ => method_not_allowed(),
+            }
+        }
+        // vhosts
+        (_, ["vhosts"]) if get => list("vhosts.list", json!({})),
+        (_, ["vhosts", name]) => match m {
+            "GET" | "HEAD" => one("vhosts.get", json!({"name": name})),
+            "PUT" => Ok(created(call("vhosts.put", json!({"name": name}))?)),
+            "DELETE" => {
+                call("vhosts.delete", json!({"name": name}))?;
+                Ok(empty(204))
+            }
+            _ => method_not_allowed(),
+        },
+        (_, ["vhosts", vhost, "permissions"]) if get => list("permissions.list", json!({"vhost": vhost})),
+        (_, ["vhosts", vhost, "topic-permissions"]) if get => list("topic_permissions.list", json!({"vhost": vhost})),
+        // users
+        (_, ["users"]) if get => list("users.list", json!({})),
+        (_, ["users", "without-permissions"]) if get => {
+            let users = call("users.list", json!({}))?;
+            let perms = call("permissions.list", json!({}))?;
+            let has: Vec<&Value> = perms.as_array().map(|p| p.iter().map(|p| &p["user"]).collect()).unwrap_or_default();
+            let out: Vec<Value> = users.as_array().map(|u| u.iter().filter(|u| !has.contains(&&u["name"])).cloned().collect()).unwrap_or_default();
+            Ok(json_response(200, &Value::Array(out)))
+        }
+        (_, ["users", name]) => match m {
+            "GET" | "HEAD" => one("users.get", json!({"name": name})),
+            "PUT" => Ok(created(call("users.put", with(body(req)?, json!({"name": name})))?)),
+            "DELETE" => {
+                call("users.delete", json!({"name": name}))?;
+                Ok(empty(204))
+            }
+            _ => method_not_allowed(),
+        },
+        (_, ["users", user, "permissions"]) if get => list("permissions.list", json!({"user": user})),
+        (_, ["users", user, "topic-permissions"]) if get => list("topic_permissions.list", json!({"user": user})),
+        // permissions
+        (_, ["permissions"]) if get => list("permissions.list", json!({})),
+        (_, ["permissions", vhost, user]) => match m {
+            "GET" | "HEAD" => {
+                let l = call("permissions.list", json!({"vhost": vhost, "user": user}))?;
+                let p = l.as_array().and_then(|a| a.first().cloned()).ok_or_else(not_found)?;
+                Ok(json_response(200, &p))
+            }
+            "PUT" => Ok(created(call("permissions.put", with(body(req)?, json!({"vhost": vhost, "user": user})))?)),
+            "DELETE" => {
+                call("permissions.delete", json!({"vhost": vhost, "user": user}))?;
+                Ok(empty(204))
+            }
+            _ => method_not_allowed(),
+        },
+        (_, ["topic-permissions"]) if get => list("topic_permissions.list", json!({})),
+        (_, ["topic-permissions", vhost, user]) => match m {
+            "GET" | "HEAD" => {
+                call("topic_permissions.list", json!({"vhost": vhost, "user": user}))?;
+                Err(not_found())
+            }
+            "PUT" => Ok(created(call("topic_permissions.put", with(body(req)?, json!({"vhost": vhost, "user": user})))?)),
+            "DELETE" => Err(not_found()),
+            _ => method_not_allowed(),
+        },
+        // definitions
+        (_, ["definitions"]) | (_, ["all-configuration"]) => definitions(req, None),
+        (_, ["definitions", vhost]) => definitions(req, Some(vhost)),
+        _ => Err(not_found()),
+    }
+}
+
+fn health(args: Value) -> Result<Response, Failure> {
+    let r = call("health_check", args)?;
+    let status = if r["status"] == "failed" { 503 } else { 200 };
+    Ok(json_response(status, &r))
+}
+
+fn definitions(req: &Request, vhost: Option<&str>) -> Result<Response, Failure> {
+    match req.method.as_str() {
+        "GET" | "HEAD" => {
+            let d = call("definitions.get", json!({"vhost": vhost}))?;
+            let q = query(&req.query);
+            let mut resp = json_response(200, &d);
+            if param(&q, "download").is_some() {
+                let name = param(&q, "download").unwrap_or("definitions.json");
+                resp.headers.push(("content-disposition".into(), format!("attachment; filename={name}")));
+            }
+            Ok(resp)
+        }
+        "POST" => {
+            call("definitions.post", json!({"vhost": vhost, "body": body(req)?}))?;
+            Ok(empty(204))
+        }
+        _ => method_not_allowed(),
+    }
+}
+
+/// `to` relative to `from` (RabbitMQ's `rabbit_web_dispatch_util:relativise`): a `..` for each
+/// directory of `from` after the common prefix, then the rest of `to`.
+fn relativise(from: &str, to: &str) -> String {
+    // The directory of `from` (its last segment is the resource itself).
+    let mut f: Vec<&str> = from.split('/').collect();
+    f.pop();
+    let t: Vec<&str> = to.split('/').collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let ups = f.len() - common;
+    let mut parts: Vec<&str> = vec![".."; ups];
+    parts.extend(&t[common..]);
+    parts.join("/")
+}
+
+/// Percent-encoding of a path segment for a `Location` header.
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The value at a dotted path (`message_stats.publish`).
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// Keeps only `columns` (comma-separated, dotted paths allowed) of an object.
+fn pick(v: &Value, columns: &[&str]) -> Value {
+    let mut out = Map::new();
+    for c in columns {
+        if let Some(x) = at(v, c) {
+            let mut parts: Vec<&str> = c.split('.').collect();
+            let last = parts.pop().unwrap_or("");
+            let mut node = &mut out;
+            for p in parts {
+                node = node.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new())).as_object_mut().expect("object");
+            }
+            node.insert(last.to_string(), x.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+fn columns_of(v: Value, q: &[(String, String)]) -> Value {
+    match param(q, "columns") {
+        Some(c) if !c.is_empty() => {
+            let cols: Vec<&str> = c.split(',').collect();
+            pick(&v, &cols)
+        }
+        _ => v,
+    }
+}
+
+fn cmp_values(a: Option<&Value>, b: Option<&Value>) -> std::cmp::Ordering {
+    use std::cmp::Ordering::*;
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Equal),
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        (Some(Value::Bool(x)), Some(Value::Bool(y))) => x.cmp(y),
+        (None, Some(_)) => Less,
+        (Some(_), None) => Greater,
+        _ => Equal,
+    }
+}
+
+/// RabbitMQ's list query parameters: `sort`/`sort_reverse`, `columns`, and `page`/`page_size`
+/// (pagination answers the paged object) with the `name` (+ `use_regex`) filter.
+fn shape(v: Value, q: &[(String, String)]) -> Result<Value, Failure> {
+    let Value::Array(mut items) = v else { return Ok(v) };
+    let total = items.len();
+    // As RabbitMQ, `name` filters only paged requests.
+    if let Some(name) = param(q, "name").filter(|n| !n.is_empty() && param(q, "page").is_some()) {
+        let regex = param(q, "use_regex") == Some("true");
+        if regex {
+            return Err(bad_request("use_regex is not supported by this broker; filter by a substring"));
+        }
+        items.retain(|i| i["name"].as_str().is_some_and(|n| n.contains(name)));
+    }
+    if let Some(key) = param(q, "sort").filter(|k| !k.is_empty()) {
+        items.sort_by(|a, b| cmp_values(at(a, key), at(b, key)));
+        if param(q, "sort_reverse") == Some("true") {
+            items.reverse();
+        }
+    }
+    let cols: Option<Vec<&str>> = param(q, "columns").filter(|c| !c.is_empty()).map(|c| c.split(',').collect());
+    let finish = |items: Vec<Value>| -> Vec<Value> {
+        match &cols {
+            Some(c) => items.iter().map(|i| pick(i, c)).collect(),
+            None => items,
+        }
+    };
+    if let Some(page) = param(q, "page") {
+        let page: usize = page.parse().ok().filter(|p| *p >= 1).ok_or_else(|| bad_request("page must be a positive integer"))?;
+        let size: usize = match param(q, "page_size") {
+            Some(s) => s.parse().ok().filter(|s| (1..=500).contains(s)).ok_or_else(|| bad_request("page_size must be between 1 and 500"))?,
+            None => 100,
+        };
+        let filtered = items.len();
+        let page_count = filtered.div_ceil(size).max(1);
+        if page > page_count {
+            return Err(bad_request(&format!("page out of range: {page} > {page_count}")));
+        }
+        let part: Vec<Value> = items.into_iter().skip((page - 1) * size).take(size).collect();
+        return Ok(json!({
+            "filtered_count": filtered,
+            "item_count": part.len(),
+            "items": finish(part),
+            "page": page,
+            "page_count": page_count,
+            "page_size": size,
+            "total_count": total,
+        }));
+    }
+    Ok(Value::Array(finish(items)))
+}

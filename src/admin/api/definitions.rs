@@ -1,0 +1,186 @@
+//! `GET/POST /api/definitions[/VHOST]`: RabbitMQ's definitions JSON (users, vhosts,
+//! permissions, exchanges, queues, bindings), exported and imported. A file exported from
+//! RabbitMQ 3.10 imports as long as it uses what Warren has: policies, parameters and topic
+//! permissions are refused when present (not silently dropped).
+
+use super::fields::{json_to_table, table_to_json};
+use super::{ApiError, ApiResult, Caller, args};
+use crate::broker::exchange::Destination;
+use crate::broker::{Broker, ExchangeDecl, QueueDecl};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+#[derive(Deserialize, Default)]
+struct Where {
+    vhost: Option<String>,
+    #[serde(default)]
+    body: Value,
+}
+
+fn objects(broker: &Broker, only: Option<&str>) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
+    let (mut queues, mut exchanges, mut bindings) = (Vec::new(), Vec::new(), Vec::new());
+    let mut vs = broker.vhosts();
+    vs.sort_by(|a, b| a.name.cmp(&b.name));
+    for v in vs.iter().filter(|v| only.is_none_or(|n| n == v.name)) {
+        let tag = |mut o: Value| {
+            if only.is_none() {
+                o["vhost"] = json!(v.name);
+            }
+            o
+        };
+        let mut qs: Vec<_> = v.queues.read().values().cloned().collect();
+        qs.sort_by(|a, b| a.name.cmp(&b.name));
+        for q in qs.iter().filter(|q| q.exclusive_owner.is_none()) {
+            queues.push(tag(json!({"name": q.name, "durable": q.durable, "auto_delete": q.auto_delete, "arguments": table_to_json(&q.arguments)})));
+        }
+        let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
+        xs.sort_by(|a, b| a.name.cmp(&b.name));
+        for x in &xs {
+            if !x.name.starts_with("amq.") {
+                exchanges.push(tag(json!({
+                    "name": x.name, "type": x.kind, "durable": x.durable, "auto_delete": x.auto_delete,
+                    "internal": x.internal, "arguments": table_to_json(&x.arguments),
+                })));
+            }
+            for b in x.bindings() {
+                if matches!(&b.destination, Destination::Queue(q) if q.exclusive_owner.is_some()) {
+                    continue;
+                }
+                bindings.push(tag(json!({
+                    "source": x.name, "destination": b.destination.name(), "destination_type": b.destination.kind(),
+                    "routing_key": b.key, "arguments": table_to_json(&b.arguments),
+                })));
+            }
+        }
+    }
+    (queues, exchanges, bindings)
+}
+
+pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
+    caller.require("administrator")?;
+    let w: Where = args(a)?;
+    let version = env!("CARGO_PKG_VERSION");
+    if let Some(v) = &w.vhost {
+        broker.vhost(v).ok_or_else(ApiError::not_found)?;
+        let (queues, exchanges, bindings) = objects(broker, Some(v));
+        return Ok(json!({"rabbit_version": "3.10.8", "parameters": [], "policies": [], "queues": queues, "exchanges": exchanges, "bindings": bindings}));
+    }
+    let users: Vec<Value> = broker
+        .users()
+        .iter()
+        .map(|u| json!({"name": u.name, "password_hash": u.password_hash, "hashing_algorithm": super::users::HASHING_ALGORITHM, "tags": u.tags, "limits": u.limits}))
+        .collect();
+    let mut vhosts: Vec<String> = broker.vhosts().iter().map(|v| v.name.clone()).collect();
+    vhosts.sort();
+    let permissions: Vec<Value> = broker
+        .permissions()
+        .into_iter()
+        .map(|(v, u, p)| json!({"user": u, "vhost": v, "configure": p.patterns[0], "write": p.patterns[1], "read": p.patterns[2]}))
+        .collect();
+    let (queues, exchanges, bindings) = objects(broker, None);
+    Ok(json!({
+        "rabbit_version": "3.10.8",
+        "rabbitmq_version": "3.10.8",
+        "product_name": "Warren",
+        "product_version": version,
+        "users": users,
+        "vhosts": vhosts.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
+        "permissions": permissions,
+        "topic_permissions": [],
+        "parameters": [],
+        "global_parameters": [],
+        "policies": [],
+        "queues": queues,
+        "exchanges": exchanges,
+        "bindings": bindings,
+    }))
+}
+
+fn list<'a>(d: &'a Map<String, Value>, key: &str) -> &'a [Value] {
+    d.get(key).and_then(|v| v.as_array()).map(|v| v.as_slice()).unwrap_or(&[])
+}
+
+fn s<'a>(o: &'a Value, key: &str) -> &'a str {
+    o.get(key).and_then(|v| v.as_str()).unwrap_or("")
+}
+
+fn b(o: &Value, key: &str, default: bool) -> bool {
+    o.get(key).and_then(|v| v.as_bool()).unwrap_or(default)
+}
+
+/// Imports a definitions document (whole, or for one vhost: objects without `vhost`).
+pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
+    caller.require("administrator")?;
+    let w: Where = args(a)?;
+    let Some(d) = w.body.as_object() else { return Err(ApiError::bad_request("definitions must be a JSON object")) };
+    for key in ["policies", "parameters", "topic_permissions"] {
+        if !list(d, key).is_empty() {
+            return Err(ApiError::bad_request(format!("{key} are not supported by this broker; remove them from the file to import the rest")));
+        }
+    }
+    let vhost_of = |o: &Value| -> String { w.vhost.clone().unwrap_or_else(|| s(o, "vhost").to_string()) };
+    if let Some(v) = &w.vhost {
+        broker.vhost(v).ok_or_else(ApiError::not_found)?;
+    }
+    for u in list(d, "users") {
+        if let Some(alg) = u.get("hashing_algorithm").and_then(|v| v.as_str())
+            && alg != super::users::HASHING_ALGORITHM
+        {
+            return Err(ApiError::bad_request(format!("user '{}': hashing algorithm {alg} is not supported", s(u, "name"))));
+        }
+        let tags = match u.get("tags") {
+            Some(t) => serde_json::from_value::<super::users::Tags>(t.clone()).map(|t| t.into_vec()).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        broker.put_user(s(u, "name"), s(u, "password_hash").to_string(), tags)?;
+    }
+    for v in list(d, "vhosts") {
+        broker.create_vhost(s(v, "name"))?;
+    }
+    for p in list(d, "permissions") {
+        broker.set_permissions(s(p, "user"), s(p, "vhost"), s(p, "configure"), s(p, "write"), s(p, "read"))?;
+    }
+    let vhost = |o: &Value| broker.vhost(&vhost_of(o)).ok_or_else(|| ApiError::bad_request(format!("vhost '{}' does not exist", vhost_of(o))));
+    for x in list(d, "exchanges") {
+        let v = vhost(x)?;
+        let args = json_to_table(x.get("arguments").unwrap_or(&Value::Null)).map_err(ApiError::bad_request)?;
+        let d = ExchangeDecl {
+            name: s(x, "name"),
+            kind: s(x, "type"),
+            passive: false,
+            durable: b(x, "durable", true),
+            auto_delete: b(x, "auto_delete", false),
+            internal: b(x, "internal", false),
+            arguments: &args,
+        };
+        v.declare_exchange(broker, &d)?;
+    }
+    for q in list(d, "queues") {
+        let v = vhost(q)?;
+        let args = json_to_table(q.get("arguments").unwrap_or(&Value::Null)).map_err(ApiError::bad_request)?;
+        let d = QueueDecl {
+            name: s(q, "name"),
+            passive: false,
+            durable: b(q, "durable", true),
+            exclusive: false,
+            auto_delete: b(q, "auto_delete", false),
+            arguments: &args,
+            owner: 0,
+            server_named: false,
+        };
+        v.declare_queue(&d)?;
+    }
+    for bd in list(d, "bindings") {
+        let v = vhost(bd)?;
+        let source = v.exchange(s(bd, "source")).ok_or_else(|| ApiError::bad_request(format!("no exchange '{}'", s(bd, "source"))))?;
+        let dest = match s(bd, "destination_type") {
+            "queue" => v.queue(s(bd, "destination")).map(Destination::Queue),
+            _ => v.exchange(s(bd, "destination")).map(Destination::Exchange),
+        }
+        .ok_or_else(|| ApiError::bad_request(format!("no destination '{}'", s(bd, "destination"))))?;
+        let args = json_to_table(bd.get("arguments").unwrap_or(&Value::Null)).map_err(ApiError::bad_request)?;
+        v.bind(&source, dest, s(bd, "routing_key"), &args)?;
+    }
+    Ok(Value::Null)
+}

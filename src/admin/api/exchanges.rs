@@ -1,0 +1,125 @@
+//! `/api/exchanges`: list, show, declare, delete (RabbitMQ's fields; the default exchange is
+//! listed with the name "").
+
+use super::fields::{json_to_table, table_to_json};
+use super::{ApiError, ApiResult, Caller, args};
+use crate::auth_backend::{Access, ResourceKind};
+use crate::broker::exchange::Exchange;
+use crate::broker::{Broker, ExchangeDecl};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn row(name: &str, vhost: &str, kind: &str, durable: bool, auto_delete: bool, internal: bool, arguments: Value) -> Value {
+    json!({
+        "name": name,
+        "vhost": vhost,
+        "type": kind,
+        "durable": durable,
+        "auto_delete": auto_delete,
+        "internal": internal,
+        "arguments": arguments,
+        "user_who_performed_action": "rmq-internal",
+    })
+}
+
+pub fn exchange_row(x: &Exchange) -> Value {
+    row(&x.name, &x.vhost, &x.kind, x.durable, x.auto_delete, x.internal, table_to_json(&x.arguments))
+}
+
+fn default_row(vhost: &str) -> Value {
+    row("", vhost, "direct", true, false, false, json!({}))
+}
+
+#[derive(Deserialize, Default)]
+struct Where {
+    vhost: Option<String>,
+}
+
+pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let w: Where = args(a)?;
+    let mut vhosts = match &w.vhost {
+        Some(v) => vec![caller.vhost(broker, v)?],
+        None => broker.vhosts().into_iter().filter(|v| caller.sees_vhost(broker, &v.name)).collect(),
+    };
+    vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    for v in vhosts {
+        out.push(default_row(&v.name));
+        let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
+        xs.sort_by(|a, b| a.name.cmp(&b.name));
+        out.extend(xs.iter().map(|x| exchange_row(x)));
+    }
+    Ok(Value::Array(out))
+}
+
+#[derive(Deserialize)]
+struct Name {
+    vhost: String,
+    name: String,
+}
+
+pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let n: Name = args(a)?;
+    let v = caller.vhost(broker, &n.vhost)?;
+    if n.name.is_empty() {
+        return Ok(default_row(&n.vhost));
+    }
+    let x = v.exchange(&n.name).ok_or_else(ApiError::not_found)?;
+    let mut r = exchange_row(&x);
+    r["incoming"] = json!([]);
+    r["outgoing"] = json!([]);
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct Put {
+    vhost: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    durable: Option<bool>,
+    auto_delete: Option<bool>,
+    internal: Option<bool>,
+    #[serde(default)]
+    arguments: Value,
+}
+
+/// `PUT /api/exchanges/VHOST/NAME`; answers `{"created": bool}`.
+pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let p: Put = args(a)?;
+    let v = caller.vhost(broker, &p.vhost)?;
+    caller.check(&p.vhost, ResourceKind::Exchange, &p.name, Access::Configure)?;
+    let Some(kind) = p.kind else { return Err(ApiError::bad_request("[{key_missing,type}]")) };
+    let arguments = json_to_table(&p.arguments).map_err(ApiError::bad_request)?;
+    let existed = v.exchange(&p.name).is_some();
+    let d = ExchangeDecl {
+        name: &p.name,
+        kind: &kind,
+        passive: false,
+        durable: p.durable.unwrap_or(true),
+        auto_delete: p.auto_delete.unwrap_or(false),
+        internal: p.internal.unwrap_or(false),
+        arguments: &arguments,
+    };
+    v.declare_exchange(broker, &d)?;
+    Ok(json!({"created": !existed}))
+}
+
+#[derive(Deserialize)]
+struct Delete {
+    vhost: String,
+    name: String,
+    #[serde(default)]
+    if_unused: bool,
+}
+
+pub fn delete(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let d: Delete = args(a)?;
+    let v = caller.vhost(broker, &d.vhost)?;
+    if !d.name.is_empty() && v.exchange(&d.name).is_none() {
+        return Err(ApiError::not_found());
+    }
+    caller.check(&d.vhost, ResourceKind::Exchange, &d.name, Access::Configure)?;
+    v.delete_exchange(&d.name, d.if_unused)?;
+    Ok(Value::Null)
+}

@@ -1,0 +1,150 @@
+//! `/api/queues`: list, show, declare, delete, purge (RabbitMQ's fields).
+
+use super::fields::{json_to_table, table_to_json};
+use super::{ApiError, ApiResult, Caller, args};
+use crate::auth_backend::{Access, ResourceKind};
+use crate::broker::queue::Queue;
+use crate::broker::{Broker, QueueDecl};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// One queue as `GET /api/queues` shows it.
+pub fn row(broker: &Broker, q: &Queue) -> Value {
+    let (ready, consumers) = q.counts();
+    let unacked = q.unacked.load(Relaxed);
+    let ready = ready as u64;
+    let mut r = json!({
+        "name": q.name,
+        "vhost": q.vhost,
+        "durable": q.durable,
+        "auto_delete": q.auto_delete,
+        "exclusive": q.exclusive_owner.is_some(),
+        "arguments": table_to_json(&q.arguments),
+        "node": crate::alarm::NODE_NAME,
+        "type": "classic",
+        "state": "running",
+        "consumers": consumers,
+        "consumer_capacity": if consumers > 0 { 1.0 } else { 0.0 },
+        "consumer_utilisation": if consumers > 0 { 1.0 } else { 0.0 },
+        "exclusive_consumer_tag": Value::Null,
+        "single_active_consumer_tag": Value::Null,
+        "policy": Value::Null,
+        "operator_policy": Value::Null,
+        "effective_policy_definition": {},
+        "head_message_timestamp": Value::Null,
+        "messages": ready + unacked,
+        "messages_details": {"rate": 0.0},
+        "messages_ready": ready,
+        "messages_ready_details": {"rate": 0.0},
+        "messages_unacknowledged": unacked,
+        "messages_unacknowledged_details": {"rate": 0.0},
+    });
+    super::stats::queue_rates(broker, q, &mut r);
+    r
+}
+
+#[derive(Deserialize, Default)]
+struct Where {
+    vhost: Option<String>,
+}
+
+pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let w: Where = args(a)?;
+    let vhosts = match &w.vhost {
+        Some(v) => vec![caller.vhost(broker, v)?],
+        None => broker.vhosts().into_iter().filter(|v| caller.sees_vhost(broker, &v.name)).collect(),
+    };
+    let mut qs: Vec<_> = vhosts.iter().flat_map(|v| v.queues.read().values().cloned().collect::<Vec<_>>()).collect();
+    qs.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+    Ok(Value::Array(qs.iter().map(|q| row(broker, q)).collect()))
+}
+
+#[derive(Deserialize)]
+pub(super) struct Name {
+    pub vhost: String,
+    pub name: String,
+}
+
+pub(super) fn find(broker: &Broker, caller: &Caller, n: &Name) -> Result<(std::sync::Arc<crate::broker::Vhost>, std::sync::Arc<Queue>), ApiError> {
+    let v = caller.vhost(broker, &n.vhost)?;
+    let q = v.queue(&n.name).ok_or_else(ApiError::not_found)?;
+    Ok((v, q))
+}
+
+pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let n: Name = args(a)?;
+    let (_, q) = find(broker, caller, &n)?;
+    let mut r = row(broker, &q);
+    let consumers: Vec<Value> = q.inner.lock().consumers.iter().map(|c| super::connections::consumer_row(broker, &q, c)).collect();
+    r["consumer_details"] = Value::Array(consumers);
+    r["incoming"] = json!([]);
+    r["deliveries"] = json!([]);
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+struct Put {
+    vhost: String,
+    name: String,
+    #[serde(default)]
+    durable: Option<bool>,
+    #[serde(default)]
+    auto_delete: Option<bool>,
+    #[serde(default)]
+    arguments: Value,
+    /// Only "classic" is supported (RabbitMQ's `x-queue-type` in the body).
+    #[serde(default)]
+    #[allow(dead_code)]
+    node: Option<String>,
+}
+
+/// `PUT /api/queues/VHOST/NAME`: declares (or checks the equivalence of) a queue; answers
+/// `{"created": bool}`.
+pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let p: Put = args(a)?;
+    let v = caller.vhost(broker, &p.vhost)?;
+    caller.check(&p.vhost, ResourceKind::Queue, &p.name, Access::Configure)?;
+    if p.name.is_empty() {
+        return Err(ApiError::bad_request("queue name is required"));
+    }
+    let arguments = json_to_table(&p.arguments).map_err(ApiError::bad_request)?;
+    let existed = v.queue(&p.name).is_some();
+    let d = QueueDecl {
+        name: &p.name,
+        passive: false,
+        durable: p.durable.unwrap_or(true),
+        exclusive: false,
+        auto_delete: p.auto_delete.unwrap_or(false),
+        arguments: &arguments,
+        owner: 0,
+        server_named: false,
+    };
+    v.declare_queue(&d)?;
+    Ok(json!({"created": !existed}))
+}
+
+#[derive(Deserialize)]
+struct Delete {
+    vhost: String,
+    name: String,
+    #[serde(default)]
+    if_unused: bool,
+    #[serde(default)]
+    if_empty: bool,
+}
+
+pub fn delete(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let d: Delete = args(a)?;
+    let (v, q) = find(broker, caller, &Name { vhost: d.vhost.clone(), name: d.name.clone() })?;
+    caller.check(&d.vhost, ResourceKind::Queue, &d.name, Access::Configure)?;
+    v.delete_queue(&q, d.if_unused, d.if_empty)?;
+    Ok(Value::Null)
+}
+
+pub fn purge(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let n: Name = args(a)?;
+    let (_, q) = find(broker, caller, &n)?;
+    caller.check(&n.vhost, ResourceKind::Queue, &n.name, Access::Read)?;
+    Ok(json!({"purged": q.purge()}))
+}
