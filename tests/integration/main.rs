@@ -25,6 +25,7 @@ mod limits;
 mod logs;
 mod memory_alarm;
 mod paging;
+mod perf_tool;
 mod plugins;
 mod plugins_cli;
 mod priority;

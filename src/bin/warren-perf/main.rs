@@ -196,6 +196,8 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
         }
         let counted = args.pmessages > 0 || args.cmessages > 0;
         if counted && producer_tasks.iter().chain(consumer_tasks.iter()).all(|t| t.is_finished()) {
+            // The tasks may have finished after the snapshot: take the final counts now.
+            last = COUNTERS.snapshot();
             break;
         }
         if let Some(t) = producer_tasks.iter().chain(consumer_tasks.iter()).find(|t| t.is_finished() && !counted) {

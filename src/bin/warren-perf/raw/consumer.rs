@@ -57,6 +57,7 @@ fn consume(cfg: &ConsumerConfig, c: &mut RawConn, hist: &SharedHistogram) -> Res
     let mut remaining: Option<u64> = None;
     let mut stamp: Option<u64> = None;
     let mut latencies: Vec<u64> = Vec::new();
+    let mut first = true;
     loop {
         if stopped() {
             return Ok(());
@@ -64,10 +65,13 @@ fn consume(cfg: &ConsumerConfig, c: &mut RawConn, hist: &SharedHistogram) -> Res
         if !c.wbuf.is_empty() {
             c.flush()?;
         }
-        if c.fill()? == 0 {
+        // The first round looks at the buffer as it is: deliveries may have been read together
+        // with consume-ok.
+        if c.fill()? == 0 && !first {
             c.wait(TICK);
             continue;
         }
+        first = false;
         let now = now_ns();
         let mut delivered: u64 = 0;
         let mut last = false;

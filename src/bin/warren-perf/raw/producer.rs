@@ -72,7 +72,7 @@ impl Unconfirmed {
 
 /// Reads and handles what the broker sent (confirms; blocked/unblocked and closes inside `next`).
 fn drain_incoming(c: &mut RawConn, u: &mut Unconfirmed) -> Result<(), BoxError> {
-    if c.fill()? == 0 {
+    if c.fill()? == 0 && c.rbuf.is_empty() {
         return Ok(());
     }
     let now = now_ns();
