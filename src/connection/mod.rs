@@ -225,7 +225,7 @@ pub(crate) struct Connection {
 impl Connection {
     async fn run(
         &mut self,
-        rd: tokio::net::tcp::OwnedReadHalf,
+        mut rd: tokio::net::tcp::OwnedReadHalf,
         mut buf: BytesMut,
         heartbeat: u16,
         mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
@@ -237,6 +237,9 @@ impl Connection {
         let mut busy = false;
         let mut read_since_sample = 0usize;
         loop {
+            // Writers of the connections this batch of frames delivers to are woken once, at the
+            // end of the batch (before any wait).
+            let wakes = crate::broker::delivery::DeferWakes::begin();
             // While blocked, frames already buffered wait too (RabbitMQ's recvloop stops at once).
             while !self.reading_paused() {
                 match parse_frame(&mut buf, self.frame_max) {
@@ -265,6 +268,7 @@ impl Connection {
                 }
             }
             self.flush();
+            drop(wakes);
             if self.flow.is_some() && !self.closing && !self.blocked.load(Ordering::Relaxed) {
                 // Flow control: no reads until the pressure is relieved (or the broker closes
                 // the connection). The heartbeat timeout restarts afterwards.
@@ -363,7 +367,11 @@ impl Connection {
                 buf.reserve(want);
             }
             let room = buf.capacity() - buf.len();
-            match rd.try_read_buf(&mut buf) {
+            // Polled once: tokio's poll_read marks the socket drained after a short read, which
+            // saves the read that would only return EWOULDBLOCK (one syscall per wake-up).
+            let read = futures_util::FutureExt::now_or_never(rd.read_buf(&mut buf))
+                .unwrap_or_else(|| Err(std::io::ErrorKind::WouldBlock.into()));
+            match read {
                 Ok(0) => return "client closed TCP connection".into(),
                 Ok(n) => {
                     busy = n >= room;
