@@ -127,7 +127,12 @@ for s in "${scenarios[@]}"; do
       extra="$extra instructions/msg $(awk -v i="${ins:-0}" -v n="$n" 'BEGIN{ if (n > 0 && i > 0) printf "%.0f", i / n; else print "n/a" }')"
     fi
     echo "| $s | $b | $sr | $rr | $bcpu | $ccpu | $p50/$p99 | $extra |"
-    sleep 1
+    # A broker still working through what the last run left in its sockets would feed the next
+    # run's queue: wait (up to 60 s) until it uses less than 5 % of a core.
+    for _ in $(seq 1 60); do
+      a=$(cpu_ticks "$pid"); sleep 1; z=$(cpu_ticks "$pid")
+      [ $(( (z - a) * 100 / TCK )) -lt 5 ] && break
+    done
   done
 done
 echo

@@ -167,9 +167,12 @@ impl RawConn {
             events |= libc::POLLOUT;
         }
         let mut fd = libc::pollfd { fd: self.sock.as_raw_fd(), events, revents: 0 };
-        let ms = timeout.as_millis().clamp(0, i32::MAX as u128) as i32;
-        // SAFETY: `fd` is one valid pollfd that outlives the call, and nfds is 1.
-        unsafe { libc::poll(&mut fd, 1, ms) };
+        // ppoll: nanosecond timeouts, so a rate-limited producer sleeps until the next message
+        // is due instead of spinning on a 0 ms poll.
+        let ts = libc::timespec { tv_sec: timeout.as_secs() as libc::time_t, tv_nsec: timeout.subsec_nanos() as libc::c_long };
+        // SAFETY: `fd` is one valid pollfd and `ts` a valid timespec, both outliving the call;
+        // nfds is 1 and a null signal mask leaves the mask unchanged.
+        unsafe { libc::ppoll(&mut fd, 1, &ts, std::ptr::null()) };
     }
 
     /// The next frame already read, with connection.blocked/unblocked handled here and a
