@@ -11,6 +11,7 @@ use super::queue::{Queue, Ready};
 use crate::protocol::frame;
 use bytes::BytesMut;
 use parking_lot::Mutex;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
@@ -19,6 +20,69 @@ use tokio::sync::Notify;
 /// Above this many buffered outbound bytes, queues stop delivering to the connection until its
 /// writer has drained the buffer (then they are kicked).
 pub const OUTBOUND_HIGH_WATER: usize = 1 << 20;
+
+thread_local! {
+    /// Writers to wake at the end of the current reader batch (see [`DeferWakes`]): whether a
+    /// batch is open on this thread, and the connections that got frames during it.
+    static DEFERRED: RefCell<(bool, Vec<Arc<ConnShared>>)> = const { RefCell::new((false, Vec::new())) };
+}
+
+/// While alive, deliveries made on this thread wake their connection's writer once, when the
+/// guard drops, instead of once per message: a connection reader holds one while it handles the
+/// frames of one read, so the 100 messages of a read become one wake-up and one write per
+/// consuming connection, and a message that arrives alone is woken for as soon as it is handled
+/// (no added latency). The guard is not `Send`, so it cannot be held across an `.await` in a
+/// spawned task: the batch always ends before the reader waits.
+pub struct DeferWakes {
+    owner: bool,
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl DeferWakes {
+    pub fn begin() -> DeferWakes {
+        let owner = DEFERRED.with(|d| !std::mem::replace(&mut d.borrow_mut().0, true));
+        DeferWakes { owner, _not_send: std::marker::PhantomData }
+    }
+}
+
+impl Drop for DeferWakes {
+    fn drop(&mut self) {
+        if !self.owner {
+            return;
+        }
+        let conns = DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            d.0 = false;
+            std::mem::take(&mut d.1)
+        });
+        for c in &conns {
+            c.wake.notify_one();
+        }
+        // Keep the allocation for the next batch.
+        let mut conns = conns;
+        conns.clear();
+        DEFERRED.with(|d| {
+            let mut d = d.borrow_mut();
+            if d.1.capacity() == 0 {
+                d.1 = conns;
+            }
+        });
+    }
+}
+
+/// Inside a [`DeferWakes`] batch: remembers `conn` to wake at its end (true). Outside: false.
+fn defer_wake(conn: &Arc<ConnShared>) -> bool {
+    DEFERRED.with(|d| {
+        let mut d = d.borrow_mut();
+        if !d.0 {
+            return false;
+        }
+        if !d.1.iter().any(|c| Arc::ptr_eq(c, conn)) {
+            d.1.push(conn.clone());
+        }
+        true
+    })
+}
 
 /// The send side of one connection, shared by its reader task and every queue delivering to it.
 pub struct ConnShared {
@@ -57,8 +121,9 @@ impl ConnShared {
         self.frame_max.store(v, Ordering::Relaxed)
     }
 
-    /// Appends frames with `f` and wakes the writer.
-    pub fn send(&self, f: impl FnOnce(&mut BytesMut)) {
+    /// Appends frames with `f` and wakes the writer (at the end of the current reader batch when
+    /// called inside [`DeferWakes`]).
+    pub fn send(self: &Arc<Self>, f: impl FnOnce(&mut BytesMut)) {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
@@ -66,7 +131,9 @@ impl ConnShared {
             let mut out = self.out.lock();
             f(&mut out);
         }
-        self.wake.notify_one();
+        if !defer_wake(self) {
+            self.wake.notify_one();
+        }
     }
 
     /// Appends frames without waking the writer (the caller wakes it once for a batch).
@@ -77,8 +144,12 @@ impl ConnShared {
         f(&mut self.out.lock());
     }
 
+    /// Wakes the writer if there is something to write (a wake-up with an empty buffer would only
+    /// cost the writer a task switch).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        if !self.out.lock().is_empty() {
+            self.wake.notify_one();
+        }
     }
 
     pub fn has_room(&self) -> bool {

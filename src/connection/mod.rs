@@ -243,6 +243,9 @@ impl Connection {
         let mut busy = false;
         let mut read_since_sample = 0usize;
         loop {
+            // Writers of the connections this batch of frames delivers to are woken once, at the
+            // end of the batch (before any wait).
+            let wakes = crate::broker::delivery::DeferWakes::begin();
             // While blocked, frames already buffered wait too (RabbitMQ's recvloop stops at once).
             while !self.reading_paused() {
                 match parse_frame(&mut buf, self.frame_max) {
@@ -271,6 +274,7 @@ impl Connection {
                 }
             }
             self.flush();
+            drop(wakes);
             if self.flow.is_some() && !self.closing && !self.blocked.load(Ordering::Relaxed) {
                 // Flow control: no reads until the pressure is relieved (or the broker closes
                 // the connection). The heartbeat timeout restarts afterwards.

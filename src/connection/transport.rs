@@ -68,10 +68,13 @@ impl Reader {
             Reader::Tcp(r) => loop {
                 r.readable().await?;
                 let room = reserve(buf);
-                match r.try_read_buf(buf) {
-                    Ok(n) => return Ok((n, n >= room)),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(e) => return Err(e),
+                // Polled once (not `try_read_buf`): tokio's poll_read marks the socket drained
+                // after a short read, which saves the read that would only return EWOULDBLOCK
+                // (one syscall per wake-up).
+                match futures_util::FutureExt::now_or_never(r.read_buf(buf)) {
+                    Some(Ok(n)) => return Ok((n, n >= room)),
+                    Some(Err(e)) => return Err(e),
+                    None => continue,
                 }
             },
             Reader::Tls(r) => {

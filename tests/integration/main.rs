@@ -26,6 +26,7 @@ mod management;
 mod logs;
 mod memory_alarm;
 mod paging;
+mod perf_tool;
 mod plugins;
 mod plugins_cli;
 mod priority;

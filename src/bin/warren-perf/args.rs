@@ -1,6 +1,16 @@
 //! Command-line flags of warren-perf (modelled on RabbitMQ's PerfTest).
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// Which AMQP client drives the producers and consumers.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Client {
+    /// Hand-written frames over plain sockets, one thread per producer/consumer, batched writes
+    /// and reads (the load generator that is not the bottleneck)
+    Raw,
+    /// The lapin client (tokio), for comparison
+    Lapin,
+}
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -16,6 +26,15 @@ pub struct Args {
     /// AMQP URI of the broker
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub uri: String,
+
+    /// AMQP client of the producers and consumers (the topology is declared with lapin either way)
+    #[arg(long, value_enum, default_value_t = Client::Raw)]
+    pub client: Client,
+
+    /// Raw client: at most N messages per write to the socket (1 = every message written on its
+    /// own, as by an application that awaits each publish). Default 256
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: Option<u32>,
 
     /// Number of producers (one connection each)
     #[arg(short = 'x', long, default_value_t = 1)]

@@ -11,10 +11,11 @@ mod args;
 mod consumer;
 mod idle;
 mod producer;
+mod raw;
 mod stats;
 mod topology;
 
-use args::Args;
+use args::{Args, Client};
 use clap::Parser;
 use lapin::{Connection, ConnectionProperties};
 use stats::{COUNTERS, Percentiles, STOP, SharedHistogram, Snapshot, new_histogram, new_shared_histogram};
@@ -57,6 +58,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if args.rate < 0.0 || !args.rate.is_finite() {
         return Err("--rate must be >= 0".into());
     }
+    if args.client == Client::Lapin && args.batch.is_some() {
+        return Err("--batch applies to --client raw only".into());
+    }
 
     let setup = Connection::connect(
         &args.uri,
@@ -93,10 +97,22 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
             prefetch: args.prefetch,
             messages: args.cmessages,
         };
-        let (conn, ch, cons) = consumer::start(&cfg).await.map_err(|e| format!("consumer {id}: {e}"))?;
         let hist = new_shared_histogram();
         hists.push(hist.clone());
-        consumer_tasks.push(tokio::spawn(consumer::run(cfg, conn, ch, cons, hist, stop_rx.clone())));
+        let task = match args.client {
+            Client::Lapin => {
+                let (conn, ch, cons) = consumer::start(&cfg).await.map_err(|e| format!("consumer {id}: {e}"))?;
+                tokio::spawn(consumer::run(cfg, conn, ch, cons, hist, stop_rx.clone()))
+            }
+            Client::Raw => {
+                // A thread of its own (the blocking pool), started once the broker confirmed the consumer.
+                let (cfg, conn) = tokio::task::spawn_blocking(move || raw::consumer::start(&cfg).map(|c| (cfg, c)))
+                    .await?
+                    .map_err(|e| format!("consumer {id}: {e}"))?;
+                tokio::task::spawn_blocking(move || raw::consumer::run(cfg, conn, hist))
+            }
+        };
+        consumer_tasks.push(task);
     }
 
     let targets = Arc::new(topo.targets.clone());
@@ -113,14 +129,27 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
             write_window: args.write_window,
             messages: args.pmessages,
         };
-        let (conn, ch) = producer::connect(&cfg).await.map_err(|e| format!("producer {id}: {e}"))?;
-        producers.push((cfg, conn, ch));
+        let conn = match args.client {
+            Client::Lapin => ProducerConn::Lapin(producer::connect(&cfg).await.map_err(|e| format!("producer {id}: {e}"))?),
+            Client::Raw => {
+                let (cfg2, conn) = tokio::task::spawn_blocking(move || raw::producer::connect(&cfg).map(|c| (cfg, c)))
+                    .await?
+                    .map_err(|e| format!("producer {id}: {e}"))?;
+                producers.push((cfg2, ProducerConn::Raw(conn)));
+                continue;
+            }
+        };
+        producers.push((cfg, conn));
     }
 
     let start = Instant::now();
+    let batch = args.batch.unwrap_or(256) as usize;
     let mut producer_tasks = Vec::new();
-    for (cfg, conn, ch) in producers {
-        producer_tasks.push(tokio::spawn(producer::run(cfg, conn, ch, start)));
+    for (cfg, conn) in producers {
+        producer_tasks.push(match conn {
+            ProducerConn::Lapin((conn, ch)) => tokio::spawn(producer::run(cfg, conn, ch, start)),
+            ProducerConn::Raw(conn) => tokio::task::spawn_blocking(move || raw::producer::run(cfg, conn, start, batch)),
+        });
     }
 
     // Progress: one line per second.
@@ -167,6 +196,8 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
         }
         let counted = args.pmessages > 0 || args.cmessages > 0;
         if counted && producer_tasks.iter().chain(consumer_tasks.iter()).all(|t| t.is_finished()) {
+            // The tasks may have finished after the snapshot: take the final counts now.
+            last = COUNTERS.snapshot();
             break;
         }
         if let Some(t) = producer_tasks.iter().chain(consumer_tasks.iter()).find(|t| t.is_finished() && !counted) {
@@ -210,6 +241,7 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
     if args.json {
         let v = serde_json::json!({
             "uri": redact(&args.uri),
+            "client": if args.client == Client::Raw { "raw" } else { "lapin" },
             "producers": args.producers,
             "consumers": args.consumers,
             "queues": args.queues,
@@ -242,6 +274,11 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
     Ok(())
 }
 
+enum ProducerConn {
+    Lapin((Connection, lapin::Channel)),
+    Raw(raw::conn::RawConn),
+}
+
 /// Closes a channel and its connection, giving each at most one second.
 pub async fn close_quickly(conn: &Connection, ch: &lapin::Channel) {
     let t = Duration::from_secs(1);
@@ -251,9 +288,16 @@ pub async fn close_quickly(conn: &Connection, ch: &lapin::Channel) {
 
 fn describe(a: &Args) -> String {
     let mut s = format!(
-        "{} producer(s), {} consumer(s), {} queue(s), {} B",
-        a.producers, a.consumers, a.queues, a.size
+        "{} producer(s), {} consumer(s), {} queue(s), {} B, {} client",
+        a.producers,
+        a.consumers,
+        a.queues,
+        a.size,
+        if a.client == Client::Raw { "raw" } else { "lapin" }
     );
+    if let Some(b) = a.batch {
+        s += &format!(", batch {b}");
+    }
     if a.rate > 0.0 {
         s += &format!(", rate {}", a.rate);
     }
