@@ -131,11 +131,18 @@ async fn run(q: Weak<Queue>, notify: Arc<Notify>) {
 }
 
 /// x-expires: deletes `q` from `vhost` once it has gone unused (no consumers, no basic.get, no
-/// redeclare) for its expiry period. One task per such queue; it sleeps until the queue could
-/// expire, looks again, and ends with the queue.
+/// redeclare) for its expiry period. One task per such queue (a policy may give a queue its
+/// expiry later, or take it away: the task then ends); it sleeps until the queue could expire,
+/// looks again, and ends with the queue.
 pub fn watch_queue_expiry(vhost: Weak<Vhost>, q: &Arc<Queue>) {
-    let Some(ms) = q.args.expires else { return };
+    if q.args().expires.is_none() {
+        return;
+    }
     let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    if !q.claim_expiry_watch() {
+        return;
+    }
+    let changed = q.expiry_changed.clone();
     let q = Arc::downgrade(q);
     rt.spawn(async move {
         loop {
@@ -144,18 +151,30 @@ pub fn watch_queue_expiry(vhost: Weak<Vhost>, q: &Arc<Queue>) {
                 if q.is_deleted() {
                     return;
                 }
-                match q.expires_at() {
+                let Some(ms) = q.args().expires else {
+                    if q.release_expiry_watch() {
+                        continue;
+                    }
+                    return;
+                };
+                let wait = match q.expires_at() {
                     Some(at) if at <= now_ms() => {
                         tracing::debug!(queue = %q.name, vhost = %q.vhost, "queue expired (x-expires)");
                         vhost.remove_queue(&q);
                         return;
                     }
-                    Some(at) => at - now_ms(),
+                    Some(at) => (at - now_ms()).min(ms),
                     // In use: look again after one period.
                     None => ms,
-                }
+                };
+                wait
             };
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            // A policy change of `expires` wakes it (notify_one keeps a permit if it is not
+            // waiting yet).
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = changed.notified() => {}
+            }
         }
     });
 }
