@@ -27,6 +27,7 @@ mod memory_alarm;
 mod paging;
 mod plugins;
 mod plugins_cli;
+mod policies;
 mod priority;
 mod queue_args;
 mod queues;
