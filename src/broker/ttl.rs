@@ -48,14 +48,18 @@ pub fn message_ttl(msg: &Message) -> Option<u64> {
     msg.properties.expiration().as_ref().and_then(|e| parse_expiration(e.as_str()).ok())
 }
 
+/// The TTL that applies to `msg` on a queue with `queue_ttl`: the smaller of the two.
+pub fn ttl_of(queue_ttl: Option<u64>, msg: &Message) -> Option<u64> {
+    match (queue_ttl, message_ttl(msg)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// When a message enqueued now expires: the smaller of the queue's and the message's TTL
 /// (0: never).
 pub fn expiry(queue_ttl: Option<u64>, msg: &Message) -> u64 {
-    let ttl = match (queue_ttl, message_ttl(msg)) {
-        (None, None) => return 0,
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b).unwrap_or(0),
-    };
+    let Some(ttl) = ttl_of(queue_ttl, msg) else { return 0 };
     now_ms().saturating_add(ttl).max(1)
 }
 

@@ -120,6 +120,20 @@ impl Queue {
         let _ = self.home.set(vhost);
     }
 
+    /// Writes a returned quorum message again with its new `x-delivery-count`, so the count
+    /// survives a restart. Only returns pay for it (a remove and an append of the same key in the
+    /// group commit; the store applies them in order); publish, delivery and ack do not. The
+    /// publish time of a message that expires is kept (as expiry minus its TTL).
+    fn restore_count(&self, counted: &Message, seq: u64, expires: u64) {
+        let (Some((id, log)), true) = (&self.store, seq != 0) else { return };
+        let published = (expires != 0).then(|| {
+            let ttl = crate::broker::ttl::ttl_of(self.args().message_ttl, counted).unwrap_or(0);
+            expires.saturating_sub(ttl)
+        });
+        log.remove(*id, seq);
+        log.append_detached(*id, seq, crate::broker::persist::record(counted, published));
+    }
+
     /// A quorum queue counts returns: each requeued message carries `x-delivery-count`; one
     /// returned more than `x-delivery-limit` times is dead-lettered (reason delivery_limit) or
     /// dropped instead.
@@ -136,6 +150,7 @@ impl Queue {
                 continue;
             }
             let counted = msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(count as i64));
+            self.restore_count(&counted, seq, expires);
             back.push(Ready { msg: Arc::new(counted), redelivered: true, seq, expires, pos });
         }
         let mut inner = self.inner.lock();

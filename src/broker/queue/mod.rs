@@ -356,12 +356,20 @@ impl Queue {
         let b = &mut inner.backlog;
         let store = self.store.as_ref().map(|(id, log)| StoreRef { id: *id, log, queue: &self.name, vhost: &self.vhost });
         let mut lost = Vec::new();
-        let r = b.pop(store.as_ref(), &mut lost);
+        let mut r = b.pop(store.as_ref(), &mut lost);
         for seq in lost {
             self.forget(seq);
         }
         if let Some(at) = b.head_expires() {
             self.timer.wake_by(at);
+        }
+        // A quorum message read back from the store that was never returned has no count yet
+        // (its record was written before the header was added): it is delivered with 0.
+        if self.is_quorum()
+            && let Some(ready) = r.as_mut()
+            && ready.msg.properties.headers().as_ref().is_none_or(|h| !h.inner().contains_key("x-delivery-count"))
+        {
+            ready.msg = Arc::new(ready.msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(0)));
         }
         r
     }
