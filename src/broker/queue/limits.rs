@@ -44,8 +44,8 @@ impl Queue {
     /// RabbitMQ's `will_overflow`: would one more message of `size` bytes take the ready
     /// messages past x-max-length or x-max-length-bytes?
     pub(super) fn would_overflow(&self, b: &Backlogs, size: usize) -> bool {
-        self.args().max_length.is_some_and(|m| b.len() as u64 + 1 > m)
-            || self.args().max_length_bytes.is_some_and(|m| (b.bytes() + size) as u64 > m)
+        let args = self.args();
+        args.max_length.is_some_and(|m| b.len() as u64 + 1 > m) || args.max_length_bytes.is_some_and(|m| (b.bytes() + size) as u64 > m)
     }
 
     /// x-overflow drop-head: drops (or dead-letters, reason maxlen) the oldest ready messages

@@ -247,7 +247,8 @@ impl Queue {
     }
 
     pub fn is_quorum(&self) -> bool {
-        self.args().queue_type == super::queue_args::QueueType::Quorum
+        // Not policy-settable: the declared value, no atomic load.
+        self.declared.queue_type == super::queue_args::QueueType::Quorum
     }
 
     /// Drops stored message `seq` (acked, rejected, purged, or delivered with no-ack).
@@ -416,7 +417,7 @@ impl Queue {
     }
 
     fn dispatch_consumers(self: &Arc<Self>, inner: &mut QueueInner) {
-        let total = if self.args().single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
+        let total = if self.declared.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
         let mut start = 0;
         while start < total && inner.backlog.len() > 0 {
             let prio = inner.consumers[start].priority;
