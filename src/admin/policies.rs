@@ -29,7 +29,11 @@ impl SetArgs {
             match a.as_str() {
                 "--priority" => out.priority = it.next().cloned().unwrap_or_default(),
                 "--apply-to" => out.apply_to = it.next().cloned().unwrap_or_default(),
-                _ => out.positional.push(a.clone()),
+                _ => match (a.strip_prefix("--priority="), a.strip_prefix("--apply-to=")) {
+                    (Some(p), _) => out.priority = p.into(),
+                    (_, Some(t)) => out.apply_to = t.into(),
+                    _ => out.positional.push(a.clone()),
+                },
             }
         }
         out
@@ -102,4 +106,16 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Option<Response> {
         },
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SetArgs;
+
+    #[test]
+    fn options_anywhere_and_with_equals() {
+        let a = SetArgs::parse(&["n".into(), "--priority=3".into(), "p".into(), "{}".into(), "--apply-to".into(), "queues".into()]);
+        assert_eq!((a.positional.len(), a.priority(), a.apply_to.as_str()), (3, Some(3), "queues"));
+        assert_eq!(SetArgs::parse(&["--priority".into(), "x".into()]).priority(), None);
+    }
 }
