@@ -159,11 +159,14 @@ impl Queue {
         let args = applied.queue_args(&self.declared, &self.arguments);
         *self.applied.lock() = applied;
         let old = self.args.swap(Arc::new(args.clone()));
-        if args.expires != old.expires && args.expires.is_some() {
-            self.last_used.store(super::ttl::now_ms(), Ordering::Relaxed);
-            if let Some(v) = self.home.get() {
-                super::ttl::watch_queue_expiry(v.clone(), self);
+        if args.expires != old.expires {
+            if args.expires.is_some() {
+                self.last_used.store(super::ttl::now_ms(), Ordering::Relaxed);
+                if let Some(v) = self.home.get() {
+                    super::ttl::watch_queue_expiry(v.clone(), self);
+                }
             }
+            // A running watcher looks again now (a shorter period, or none: it ends).
             self.expiry_changed.notify_one();
         }
         let mut inner = self.inner.lock();
