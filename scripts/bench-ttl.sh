@@ -6,7 +6,9 @@
 # and no consumer; they all expire TTL_MS after they were published.
 # Printed per broker: the flow's publish->deliver p99 (per-second p99s: median and worst) before
 # the fill, during the fill, during the expiry and after; how long the expiry took (from the
-# first expiry until the queue is empty) and the broker's CPU time during it, per expired message.
+# first expiry until the queue is empty, polled once a second) and the broker's CPU time (from
+# /proc/PID/stat) during it, with the flow's own share (its rate measured before the fill)
+# subtracted per expired message.
 # Usage: scripts/bench-ttl.sh [warren|rabbitmq]...   (default: both). SKIP_BUILD=1 uses the
 # existing release binaries. Logs under target/bench/.
 set -euo pipefail
@@ -77,7 +79,11 @@ run_one() { # $1: warren|rabbitmq
   local t0; t0=$(now)
   "$PERF" --uri "$base/ttlbench-flow" -x 1 -y 1 -r "$FLOW_RATE" -q 100 -z 100000 >"$log-flow.log" 2>&1 &
   flow_pid=$!
-  sleep 10
+  sleep 2
+  # The broker's CPU for the flow alone (subtracted from the CPU during the expiry).
+  local b0 b1 bt0 bt1; b0=$(cpu_ticks "$pid"); bt0=$(now)
+  sleep 8
+  b1=$(cpu_ticks "$pid"); bt1=$(now)
   local fill_start; fill_start=$(now)
   "$PERF" --uri "$base/ttlbench-big" -x 1 -y 0 -c 1000 -C "$FILL" -z 100000 --keep-queues --quiet >"$log-fill.log" 2>&1
   local fill_end; fill_end=$(now)
@@ -95,12 +101,12 @@ run_one() { # $1: warren|rabbitmq
   local exp_end; exp_end=$(now)
   local cpu1; cpu1=$(cpu_ticks "$pid")
   sleep 20
-  kill -INT "$flow_pid" 2>/dev/null || kill "$flow_pid"; wait "$flow_pid" 2>/dev/null || true
+  kill "$flow_pid" 2>/dev/null; wait "$flow_pid" 2>/dev/null || true
   flow_pid=
-  python3 - "$broker" "$log-flow.log" "$t0" "$fill_start" "$fill_end" "$exp_start" "$exp_end" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" "$FILL" <<'PY'
+  python3 - "$broker" "$log-flow.log" "$t0" "$fill_start" "$fill_end" "$exp_start" "$exp_end" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" "$FILL" "$b0" "$b1" "$bt0" "$bt1" <<'PY'
 import re, statistics, sys
-broker, flow, t0, fs, fe, es, ee, c0, c1, hz, fill = sys.argv[1:]
-t0, fs, fe, es, ee = map(float, (t0, fs, fe, es, ee))
+broker, flow, t0, fs, fe, es, ee, c0, c1, hz, fill, b0, b1, bt0, bt1 = sys.argv[1:]
+t0, fs, fe, es, ee, bt0, bt1 = map(float, (t0, fs, fe, es, ee, bt0, bt1))
 rows = []
 for line in open(flow):
     m = re.match(r"time: ([\d.]+)s, sent: (\d+) msg/s, received: (\d+) msg/s.*latency p50/p99: (\d+)/(\d+)", line)
@@ -110,8 +116,10 @@ def window(a, b):
     p = [r[2] for r in rows if a <= r[0] < b and r[1] > 0]
     return f"{statistics.median(p) / 1000:.1f} / {max(p) / 1000:.1f}" if p else "n/a"
 cpu = (int(c1) - int(c0)) / int(hz)
+flow_cpu = (int(b1) - int(b0)) / int(hz) / (bt1 - bt0) * (ee - es)
+net = max(0.0, cpu - flow_cpu)
 print(f"| {broker} | {fe - fs:.1f} | {window(t0 + 2, fs)} | {window(fs, fe)} | {window(es - 1, ee)} | {window(ee + 2, ee + 20)} "
-      f"| {ee - es:.1f} | {cpu:.1f} | {cpu / int(fill) * 1e6:.2f} |")
+      f"| {ee - es:.1f} | {cpu:.1f} ({flow_cpu:.1f}) | {net / int(fill) * 1e6:.2f} |")
 PY
   for vh in ttlbench-big ttlbench-flow; do "${ctl[@]}" -q delete_vhost "$vh" >/dev/null 2>&1 || true; done
   if [ "$broker" = warren ]; then kill "$warren_pid"; wait "$warren_pid" 2>/dev/null || true; warren_pid=; fi
@@ -120,7 +128,7 @@ PY
 echo "Flow: 1 producer at $FLOW_RATE msg/s + 1 consumer (acks, prefetch 100), 16 B; $FILL messages with message-ttl $TTL_MS ms (policy) in another vhost."
 echo "p99 columns: median / worst of the per-second p99s, in ms. Load average at start: $(cut -d" " -f1-3 /proc/loadavg)."
 echo
-echo "| broker | fill s | p99 before | p99 during fill | p99 during expiry | p99 after | expiry s | broker CPU s during expiry | CPU µs per expired msg |"
+echo "| broker | fill s | p99 before | p99 during fill | p99 during expiry | p99 after | expiry s | broker CPU s during expiry (of which the flow's) | CPU µs per expired msg (flow's CPU subtracted) |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for b in "${brokers[@]}"; do run_one "$b"; done
 echo
