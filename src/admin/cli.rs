@@ -40,6 +40,15 @@ fn spec(command: &str) -> Option<Spec> {
         "clear_user_limits" => s(2, 2, "clear_user_limits <username> <limit>|all"),
         "list_user_limits" => s(0, 2, "list_user_limits [--user <username>] [--global]"),
         "set_vm_memory_high_watermark" => s(1, 2, "set_vm_memory_high_watermark <fraction> | absolute <value>"),
+        // Counted without their --priority/--apply-to options (see `validate`).
+        "set_policy" => s(3, 3, "set_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>"),
+        "set_operator_policy" => {
+            s(3, 3, "set_operator_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>")
+        }
+        "clear_policy" => s(1, 1, "clear_policy [--vhost <vhost>] <name>"),
+        "clear_operator_policy" => s(1, 1, "clear_operator_policy [--vhost <vhost>] <name>"),
+        "list_policies" => s(0, 0, "list_policies [--vhost <vhost>] [--no-table-headers]"),
+        "list_operator_policies" => s(0, 0, "list_operator_policies [--vhost <vhost>] [--no-table-headers]"),
         _ => None,
     }
 }
@@ -53,9 +62,13 @@ pub fn reads_password_from_stdin(command: &str, args: &[String]) -> bool {
 /// exit code (64 for a wrong count, 65 for a bad argument).
 pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     let Some(sp) = spec(command) else { return Ok(()) };
-    let (problem, code) = if args.len() < sp.min || (command == "set_vm_memory_high_watermark" && args == ["absolute"]) {
+    let policy = matches!(command, "set_policy" | "set_operator_policy").then(|| super::policies::SetArgs::parse(args));
+    let count = policy.as_ref().map_or(args.len(), |p| p.positional.len());
+    let (problem, code) = if let Some(p) = policy.as_ref().filter(|p| p.priority().is_none()) {
+        (format!("Invalid options for this command:\n--priority : {}", p.priority), 64)
+    } else if count < sp.min || (command == "set_vm_memory_high_watermark" && args == ["absolute"]) {
         ("not enough arguments.".to_string(), 64)
-    } else if args.len() > sp.max {
+    } else if count > sp.max {
         ("too many arguments.".to_string(), 64)
     } else if command == "set_vm_memory_high_watermark"
         && let Err(detail) = crate::alarm::Watermark::from_args(args)
@@ -96,6 +109,16 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
         "clear_vhost_limits" => format!("Clearing vhost \"{vhost}\" limits ..."),
         "list_vhost_limits" if args.iter().any(|x| x == "--global") => "Listing limits for all vhosts ...".into(),
         "list_vhost_limits" => format!("Listing limits for vhost \"{vhost}\" ..."),
+        "set_policy" | "set_operator_policy" => {
+            let p = super::policies::SetArgs::parse(args);
+            let pa = |i: usize| p.positional.get(i).map(String::as_str).unwrap_or("");
+            let what = if command == "set_policy" { "policy" } else { "operator policy override" };
+            format!("Setting {what} \"{}\" for pattern \"{}\" to \"{}\" with priority \"{}\" for vhost \"{vhost}\" ...", pa(0), pa(1), pa(2), p.priority)
+        }
+        "clear_policy" => format!("Clearing policy \"{}\" on vhost \"{vhost}\" ...", a(0)),
+        "clear_operator_policy" => format!("Clearing operator policy \"{}\" on vhost \"{vhost}\" ...", a(0)),
+        "list_policies" => format!("Listing policies for vhost \"{vhost}\" ..."),
+        "list_operator_policies" => format!("Listing operator policy overrides for vhost \"{vhost}\" ..."),
         "set_user_limits" => format!("Setting user limits to \"{}\" for user \"{}\" ...", a(1), a(0)),
         "clear_user_limits" if a(1) == "all" => format!("Clearing all limits for user \"{}\" ...", a(0)),
         "clear_user_limits" => format!("Clearing \"{}\" limit for user \"{}\" ...", a(1), a(0)),

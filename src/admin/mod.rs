@@ -7,6 +7,7 @@ pub mod cli;
 pub mod control;
 pub mod limits;
 pub mod plugins;
+pub mod policies;
 pub mod users;
 
 use crate::broker::Broker;
@@ -86,7 +87,7 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
     if let Some(r) = plugins::handle(admin.plugins.as_deref(), req) {
         return r;
     }
-    if let Some(r) = users::handle(broker, req).or_else(|| limits::handle(broker, req)) {
+    if let Some(r) = users::handle(broker, req).or_else(|| limits::handle(broker, req)).or_else(|| policies::handle(broker, req)) {
         return r;
     }
     let vhost_name = req.vhost.clone().unwrap_or_else(|| broker.config.auth.default_vhost.clone());
@@ -208,6 +209,7 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                         let (m, c) = q.counts();
                         let (ram, ram_bytes, paged) = if memory { q.memory() } else { (0, 0, 0) };
                         let unacked = q.unacked.load(std::sync::atomic::Ordering::Relaxed);
+                        let applied = q.applied_policy();
                         vec![
                             json!(q.name),
                             json!(m as u64 + unacked),
@@ -220,11 +222,14 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                             json!(ram),
                             json!(ram_bytes),
                             json!(paged),
+                            json!(applied.policy.unwrap_or_default()),
+                            json!(applied.operator_policy.unwrap_or_default()),
+                            json!(applied.definition),
                         ]
                     })
                     .collect();
                 select(
-                    &["name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "durable", "auto_delete", "exclusive", "messages_ram", "message_bytes_ram", "messages_paged_out"],
+                    &["name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "durable", "auto_delete", "exclusive", "messages_ram", "message_bytes_ram", "messages_paged_out", "policy", "operator_policy", "effective_policy_definition"],
                     &["name", "messages"],
                     &req.args,
                     rows,
@@ -236,11 +241,12 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
             Ok(v) => {
                 let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
                 xs.sort_by(|a, b| a.name.cmp(&b.name));
-                let mut rows = vec![vec![json!(""), json!("direct"), json!(true), json!(false), json!(false)]];
-                rows.extend(
-                    xs.iter().map(|x| vec![json!(x.name), json!(x.kind), json!(x.durable), json!(x.auto_delete), json!(x.internal)]),
-                );
-                select(&["name", "type", "durable", "auto_delete", "internal"], &["name", "type"], &req.args, rows)
+                let mut rows = vec![vec![json!(""), json!("direct"), json!(true), json!(false), json!(false), json!("")]];
+                rows.extend(xs.iter().map(|x| {
+                    let policy = x.policy.load().as_ref().and_then(|p| p.policy.clone()).unwrap_or_default();
+                    vec![json!(x.name), json!(x.kind), json!(x.durable), json!(x.auto_delete), json!(x.internal), json!(policy)]
+                }));
+                select(&["name", "type", "durable", "auto_delete", "internal", "policy"], &["name", "type"], &req.args, rows)
             }
         },
         "list_bindings" => match vhost() {

@@ -33,7 +33,9 @@ struct Args {
     /// list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit,
     /// set_vm_memory_high_watermark, add_user, delete_user,
     /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,
-    /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions)
+    /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions,
+    /// set_policy, clear_policy, list_policies, set_operator_policy, clear_operator_policy,
+    /// list_operator_policies)
     /// and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,

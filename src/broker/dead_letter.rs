@@ -44,7 +44,8 @@ impl Reason {
 /// queue without one drops them). A dead-letter exchange that does not exist drops them too,
 /// as in RabbitMQ.
 pub fn dead_letter(vhost: &Vhost, queue: &Queue, msgs: impl IntoIterator<Item = Arc<Message>>, reason: Reason) {
-    let Some(dlx) = queue.args.dead_letter_exchange.as_deref() else { return };
+    let args = queue.args();
+    let Some(dlx) = args.dead_letter_exchange.as_deref() else { return };
     let exchange = if dlx.is_empty() {
         None
     } else {
@@ -60,7 +61,7 @@ pub fn dead_letter(vhost: &Vhost, queue: &Queue, msgs: impl IntoIterator<Item = 
         // As RabbitMQ: the original CC keys route the copy too unless a dead-letter routing key
         // is set; CC/BCC headers do not follow it.
         let (cc, _) = super::publish::cc_keys(&msg);
-        let extra: &[String] = if queue.args.dead_letter_routing_key.is_some() { &[] } else { &cc };
+        let extra: &[String] = if queue.args().dead_letter_routing_key.is_some() { &[] } else { &cc };
         let dead = dead_lettered(&msg, queue, reason, &cc);
         let deaths = death_queues(&dead);
         let cycle = |q: &Queue| {
@@ -151,9 +152,9 @@ fn dead_lettered(msg: &Message, queue: &Queue, reason: Reason, cc: &[String]) ->
         headers.insert("x-first-death-exchange".into(), AMQPValue::LongString(LongString::from(msg.exchange.as_str())));
     }
     let properties = without_expiration(p).with_headers(headers);
-    let routing_key = queue.args.dead_letter_routing_key.clone().unwrap_or_else(|| msg.routing_key.clone());
+    let routing_key = queue.args().dead_letter_routing_key.clone().unwrap_or_else(|| msg.routing_key.clone());
     Message {
-        exchange: queue.args.dead_letter_exchange.clone().unwrap_or_default(),
+        exchange: queue.args().dead_letter_exchange.clone().unwrap_or_default(),
         routing_key,
         header_raw: frame::encode_header(msg.body.len() as u64, &properties),
         properties,

@@ -71,6 +71,8 @@ pub struct Exchange {
     pub arguments: FieldTable,
     state: Mutex<RouteState>,
     pub deleted: AtomicBool,
+    /// The policy that applies (set and cleared live; see `policy.rs`).
+    pub policy: arc_swap::ArcSwapOption<super::policy::Applied>,
 }
 
 /// Result of adding or removing a binding.
@@ -109,7 +111,16 @@ impl Exchange {
                 scratch: Vec::new(),
             }),
             deleted: AtomicBool::new(false),
+            policy: Default::default(),
         })
+    }
+
+    /// The alternate exchange: the `alternate-exchange` argument, else the policy's.
+    pub fn alternate_exchange(&self) -> Option<String> {
+        match self.arguments.inner().get("alternate-exchange") {
+            Some(v) => super::queue_args::as_str(v),
+            None => self.policy.load().as_ref().and_then(|p| p.alternate_exchange()),
+        }
     }
 
     pub fn is_deleted(&self) -> bool {

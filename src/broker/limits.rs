@@ -90,7 +90,7 @@ impl Broker {
     pub fn set_vhost_limits(&self, vhost: &str, limits: Limits) -> Result<(), AccessError> {
         let _g = self.admin_lock.lock();
         let vh = self.vhost(vhost).ok_or_else(|| AccessError::NoSuchVhost(vhost.into()))?;
-        self.write(|s| s.put_vhost(&crate::store::definitions::VhostDef { name: vhost.into(), limits: limits.clone() }))?;
+        self.write(|s| s.put_vhost(&crate::store::definitions::VhostDef { limits: limits.clone(), ..vh.def() }))?;
         *vh.limits.write() = limits;
         Ok(())
     }
@@ -102,7 +102,7 @@ impl Broker {
         if vh.limits.read().is_empty() {
             return Ok(false);
         }
-        self.write(|s| s.put_vhost(&crate::store::definitions::VhostDef { name: vhost.into(), limits: Limits::new() }))?;
+        self.write(|s| s.put_vhost(&crate::store::definitions::VhostDef { limits: Limits::new(), ..vh.def() }))?;
         vh.limits.write().clear();
         Ok(true)
     }

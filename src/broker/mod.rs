@@ -15,6 +15,8 @@ pub mod internal_auth;
 pub mod limits;
 pub mod message;
 pub mod persist;
+pub mod policies;
+pub mod policy;
 pub mod publish;
 pub mod queue;
 pub mod queue_args;
@@ -269,6 +271,9 @@ pub struct Vhost {
     deleted: AtomicBool,
     /// `set_vhost_limits` (see `limits.rs`).
     pub limits: RwLock<limits::Limits>,
+    /// `set_policy` / `set_operator_policy` (see `policies.rs`).
+    pub policies: RwLock<policy::PolicySet>,
+    pub operator_policies: RwLock<policy::PolicySet>,
 }
 
 /// Parameters of exchange.declare.
@@ -309,6 +314,8 @@ impl Vhost {
             queue_flow,
             deleted: AtomicBool::new(false),
             limits: RwLock::default(),
+            policies: RwLock::default(),
+            operator_policies: RwLock::default(),
         }
     }
 
@@ -402,6 +409,7 @@ impl Vhost {
         )
         .map_err(|e| ReplyError::new(ErrorKind::ChannelInternalError, e.0))?;
         let x = Arc::new(x);
+        self.attach_policy_exchange(&x);
         self.persist(x.durable, |s| s.put_exchange(&persist::exchange_def(&self.name, &x)))?;
         map.insert(d.name.into(), x.clone());
         Ok(x)
@@ -527,6 +535,7 @@ impl Vhost {
         )
         .with_flow_limits(self.queue_flow));
         q.set_home(self.me.clone());
+        self.attach_policy_queue(&q);
         map.insert(d.name.into(), q.clone());
         ttl::watch_queue_expiry(self.me.clone(), &q);
         Ok((q, 0, 0))

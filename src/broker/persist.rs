@@ -136,7 +136,9 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         return Ok(());
     }
     for v in &defs.vhosts {
-        *broker.add_vhost(&v.name).limits.write() = v.limits.clone();
+        let vh = broker.add_vhost(&v.name);
+        *vh.limits.write() = v.limits.clone();
+        super::policies::load(&vh, v);
     }
     for u in defs.users {
         broker.insert_user(User { name: u.name, password_hash: u.password_hash, tags: u.tags, limits: u.limits });
@@ -186,14 +188,17 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
             broker.config.storage.queue_ram_limit as usize,
         )
         .with_flow_limits(super::flow::FlowLimits::from_config(&broker.config.flow)));
+        // Its policy first: a policy's message-ttl gives recovered messages their expiry.
+        q.set_home(Arc::downgrade(&vh));
+        vh.attach_policy_queue(&q);
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
         // Records with a publish time also give back the TTL expiry.
         let mut seqs: Vec<(u64, u64, u32, usize)> = Vec::new();
-        let ttl = q.args.message_ttl;
+        let ttl = q.args().message_ttl;
         // Body sizes (x-max-length-bytes) and priorities (x-max-priority) need the record
         // decoded: done for such queues only.
-        let decode = q.args.max_length_bytes.is_some() || q.args.max_priority.is_some();
+        let decode = q.args().max_length_bytes.is_some() || q.args().max_priority.is_some();
         store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
             let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
                 Some(m) => {
@@ -207,12 +212,16 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         })?;
         nm += seqs.len();
         let next = seqs.last().map_or(1, |s| s.0 + 1);
-        q.set_home(Arc::downgrade(&vh));
         q.restore(seqs, next);
         // x-expires counts from the restart, as in RabbitMQ.
         super::ttl::watch_queue_expiry(Arc::downgrade(&vh), &q);
         vh.queues.write().insert(r.def.name, q);
         nq += 1;
+    }
+    // Policies of the exchanges (amq.* included); queues over a policy's length limit are
+    // trimmed now, as RabbitMQ does when it starts a queue.
+    for vh in broker.vhosts() {
+        vh.apply_policies();
     }
     for b in defs.bindings {
         let Some(vh) = broker.vhost(&b.vhost) else { continue };

@@ -142,7 +142,7 @@ fn route_key(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, que
             let mut cur = x.clone();
             let mut seen: Vec<*const Exchange> = Vec::new();
             while queues.is_empty() {
-                let Some(ae) = cur.arguments.inner().get("alternate-exchange").and_then(super::queue_args::as_str) else { break };
+                let Some(ae) = cur.alternate_exchange() else { break };
                 let Some(ae) = vhost.exchange(&ae) else { break };
                 if Arc::ptr_eq(&ae, x) || seen.contains(&Arc::as_ptr(&ae)) {
                     break;
@@ -215,7 +215,7 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
         return outcome;
     }
     // A message that may expire carries its publish time, so recovery can restore its TTL.
-    let may_expire = msg.properties.expiration().is_some() || queues.iter().any(|q| q.stores(&msg) && q.args.message_ttl.is_some());
+    let may_expire = msg.properties.expiration().is_some() || queues.iter().any(|q| q.stores(&msg) && q.args().message_ttl.is_some());
     let record = persist::record(&msg, may_expire.then(super::ttl::now_ms));
     // One count per durable queue (its commit) plus one for the pipeline itself.
     let waiter = confirm.map(|(seq, channel)| Arc::new(ConfirmWait::new(seq, durable + 1, channel.clone())));

@@ -48,14 +48,18 @@ pub fn message_ttl(msg: &Message) -> Option<u64> {
     msg.properties.expiration().as_ref().and_then(|e| parse_expiration(e.as_str()).ok())
 }
 
+/// The TTL that applies to `msg` on a queue with `queue_ttl`: the smaller of the two.
+pub fn ttl_of(queue_ttl: Option<u64>, msg: &Message) -> Option<u64> {
+    match (queue_ttl, message_ttl(msg)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// When a message enqueued now expires: the smaller of the queue's and the message's TTL
 /// (0: never).
 pub fn expiry(queue_ttl: Option<u64>, msg: &Message) -> u64 {
-    let ttl = match (queue_ttl, message_ttl(msg)) {
-        (None, None) => return 0,
-        (Some(a), Some(b)) => a.min(b),
-        (a, b) => a.or(b).unwrap_or(0),
-    };
+    let Some(ttl) = ttl_of(queue_ttl, msg) else { return 0 };
     now_ms().saturating_add(ttl).max(1)
 }
 
@@ -131,11 +135,18 @@ async fn run(q: Weak<Queue>, notify: Arc<Notify>) {
 }
 
 /// x-expires: deletes `q` from `vhost` once it has gone unused (no consumers, no basic.get, no
-/// redeclare) for its expiry period. One task per such queue; it sleeps until the queue could
-/// expire, looks again, and ends with the queue.
+/// redeclare) for its expiry period. One task per such queue (a policy may give a queue its
+/// expiry later, or take it away: the task then ends); it sleeps until the queue could expire,
+/// looks again, and ends with the queue.
 pub fn watch_queue_expiry(vhost: Weak<Vhost>, q: &Arc<Queue>) {
-    let Some(ms) = q.args.expires else { return };
+    if q.args().expires.is_none() {
+        return;
+    }
     let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+    if !q.claim_expiry_watch() {
+        return;
+    }
+    let changed = q.expiry_changed.clone();
     let q = Arc::downgrade(q);
     rt.spawn(async move {
         loop {
@@ -144,18 +155,30 @@ pub fn watch_queue_expiry(vhost: Weak<Vhost>, q: &Arc<Queue>) {
                 if q.is_deleted() {
                     return;
                 }
-                match q.expires_at() {
+                let Some(ms) = q.args().expires else {
+                    if q.release_expiry_watch() {
+                        continue;
+                    }
+                    return;
+                };
+                let wait = match q.expires_at() {
                     Some(at) if at <= now_ms() => {
                         tracing::debug!(queue = %q.name, vhost = %q.vhost, "queue expired (x-expires)");
                         vhost.remove_queue(&q);
                         return;
                     }
-                    Some(at) => at - now_ms(),
+                    Some(at) => (at - now_ms()).min(ms),
                     // In use: look again after one period.
                     None => ms,
-                }
+                };
+                wait
             };
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            // A policy change of `expires` wakes it (notify_one keeps a permit if it is not
+            // waiting yet).
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = changed.notified() => {}
+            }
         }
     });
 }

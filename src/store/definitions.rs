@@ -11,6 +11,24 @@ pub struct VhostDef {
     /// `set_vhost_limits`: `max-connections`, `max-queues` (negative: unlimited).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, i64>,
+    /// `set_policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyDef>,
+    /// `set_operator_policy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operator_policies: Vec<PolicyDef>,
+}
+
+/// A policy or operator policy of a vhost (validated before it is stored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub name: String,
+    pub pattern: String,
+    /// `queues`, `exchanges` or `all`.
+    pub apply_to: String,
+    pub priority: i64,
+    /// The definition, keys sorted (`{"max-length":5}`).
+    pub definition: BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -88,6 +88,14 @@ fn definitions_survive_close_and_reopen() {
     s.put_vhost(&VhostDef {
         name: "prod".into(),
         limits: [("max-queues".to_string(), 10)].into(),
+        policies: vec![crate::store::definitions::PolicyDef {
+            name: "ttl".into(),
+            pattern: "^q".into(),
+            apply_to: "queues".into(),
+            priority: 2,
+            definition: [("message-ttl".to_string(), serde_json::json!(1000))].into(),
+        }],
+        ..Default::default()
     })
     .unwrap();
     let user = UserDef {

@@ -29,6 +29,7 @@ mod paging;
 mod perf_tool;
 mod plugins;
 mod plugins_cli;
+mod policies;
 mod priority;
 mod queue_args;
 mod queues;

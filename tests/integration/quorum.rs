@@ -93,3 +93,50 @@ async fn global_qos_is_refused() {
     let ch = timeout(conn.create_channel()).await.unwrap();
     timeout(ch.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
 }
+
+/// The persisted x-delivery-count costs the normal path nothing: publishing, delivering and
+/// acking N messages writes N records and removes N (the store's own counters); only a return
+/// rewrites its message (one more remove and append). Warren only (`store_status`).
+#[tokio::test]
+async fn delivery_count_is_written_only_on_returns() {
+    let b = TestBroker::start().await;
+    if b.is_external() {
+        return;
+    }
+    let stat = |r: &warren::admin::Response, key: &str| -> u64 {
+        r.rows.iter().find(|row| row[0] == key).and_then(|row| row[1].as_u64()).unwrap()
+    };
+    let conn = b.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.confirm_select(Default::default())).await.unwrap();
+    let q = uniq("qq-cost");
+    timeout(ch.queue_declare(q.as_str().into(), durable(), ft(&[quorum()]))).await.unwrap();
+    let before = b.admin_call("store_status", &[]).await;
+    const N: u64 = 200;
+    for i in 0..N {
+        let c = timeout(ch.basic_publish("".into(), q.as_str().into(), Default::default(), i.to_string().as_bytes(), BasicProperties::default())).await.unwrap();
+        assert!(timeout(c).await.unwrap().is_ack());
+    }
+    for _ in 0..N {
+        let m = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions::default())).await.unwrap().unwrap();
+        timeout(m.delivery.acker.ack(Default::default())).await.unwrap();
+    }
+    // One more message, returned once, then acked.
+    let c = timeout(ch.basic_publish("".into(), q.as_str().into(), Default::default(), b"last", BasicProperties::default())).await.unwrap();
+    assert!(timeout(c).await.unwrap().is_ack());
+    let m = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions::default())).await.unwrap().unwrap();
+    timeout(m.delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() })).await.unwrap();
+    let m = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions::default())).await.unwrap().unwrap();
+    timeout(m.delivery.acker.ack(Default::default())).await.unwrap();
+    // Wait until the writer has taken every op (the ack of the last message is the newest).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let after = b.admin_call("store_status", &[]).await;
+        let (appends, removes) = (stat(&after, "appends") - stat(&before, "appends"), stat(&after, "removes") - stat(&before, "removes"));
+        if removes >= N + 2 || tokio::time::Instant::now() > deadline {
+            assert_eq!((appends, removes), (N + 2, N + 2), "N+1 publishes + 1 rewrite; N+1 acks + 1 rewrite");
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -30,7 +30,7 @@ impl Queue {
             && let Some(slot) = b.drop_expired(now)
         {
             n += 1;
-            if self.args.dead_letter_exchange.is_some() {
+            if self.args().dead_letter_exchange.is_some() {
                 dead.push((slot, Reason::Expired));
             } else {
                 self.forget(slot.seq);
@@ -44,19 +44,18 @@ impl Queue {
     /// RabbitMQ's `will_overflow`: would one more message of `size` bytes take the ready
     /// messages past x-max-length or x-max-length-bytes?
     pub(super) fn would_overflow(&self, b: &Backlogs, size: usize) -> bool {
-        self.args.max_length.is_some_and(|m| b.len() as u64 + 1 > m)
-            || self.args.max_length_bytes.is_some_and(|m| (b.bytes() + size) as u64 > m)
+        let args = self.args();
+        args.max_length.is_some_and(|m| b.len() as u64 + 1 > m) || args.max_length_bytes.is_some_and(|m| (b.bytes() + size) as u64 > m)
     }
 
     /// x-overflow drop-head: drops (or dead-letters, reason maxlen) the oldest ready messages
     /// until the queue is within its limits again.
     pub(super) fn drop_head_over_limit(&self, inner: &mut QueueInner) {
         let QueueInner { backlog: b, dead, .. } = inner;
-        while self.args.max_length.is_some_and(|m| b.len() as u64 > m)
-            || self.args.max_length_bytes.is_some_and(|m| b.bytes() as u64 > m)
-        {
+        let args = self.args();
+        while args.max_length.is_some_and(|m| b.len() as u64 > m) || args.max_length_bytes.is_some_and(|m| b.bytes() as u64 > m) {
             let Some(slot) = b.drop_head() else { break };
-            if self.args.dead_letter_exchange.is_some() {
+            if args.dead_letter_exchange.is_some() {
                 dead.push((slot, Reason::Maxlen));
             } else {
                 self.forget(slot.seq);
@@ -108,7 +107,7 @@ impl Queue {
 
     /// Dead-letters messages taken off this queue (nothing without a dead-letter exchange).
     pub fn dead_letter(&self, msgs: Vec<Arc<Message>>, reason: Reason) {
-        if self.args.dead_letter_exchange.is_none() || msgs.is_empty() {
+        if self.args().dead_letter_exchange.is_none() || msgs.is_empty() {
             return;
         }
         if let Some(v) = self.home.get().and_then(Weak::upgrade) {
@@ -121,6 +120,20 @@ impl Queue {
         let _ = self.home.set(vhost);
     }
 
+    /// Writes a returned quorum message again with its new `x-delivery-count`, so the count
+    /// survives a restart. Only returns pay for it (a remove and an append of the same key in the
+    /// group commit; the store applies them in order); publish, delivery and ack do not. The
+    /// publish time of a message that expires is kept (as expiry minus its TTL).
+    fn restore_count(&self, counted: &Message, seq: u64, expires: u64) {
+        let (Some((id, log)), true) = (&self.store, seq != 0) else { return };
+        let published = (expires != 0).then(|| {
+            let ttl = crate::broker::ttl::ttl_of(self.args().message_ttl, counted).unwrap_or(0);
+            expires.saturating_sub(ttl)
+        });
+        log.remove(*id, seq);
+        log.append_detached(*id, seq, crate::broker::persist::record(counted, published));
+    }
+
     /// A quorum queue counts returns: each requeued message carries `x-delivery-count`; one
     /// returned more than `x-delivery-limit` times is dead-lettered (reason delivery_limit) or
     /// dropped instead.
@@ -131,12 +144,13 @@ impl Queue {
                 Some(v) => crate::broker::queue_args::as_int(v).unwrap_or(0).max(0) as u64,
                 None => 0,
             } + 1;
-            if self.args.delivery_limit.is_some_and(|limit| count > limit) {
+            if self.args().delivery_limit.is_some_and(|limit| count > limit) {
                 self.dead_letter(vec![msg], Reason::DeliveryLimit);
                 self.forget(seq);
                 continue;
             }
             let counted = msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(count as i64));
+            self.restore_count(&counted, seq, expires);
             back.push(Ready { msg: Arc::new(counted), redelivered: true, seq, expires, pos });
         }
         let mut inner = self.inner.lock();

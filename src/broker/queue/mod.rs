@@ -12,6 +12,7 @@ use crate::protocol::frame;
 use crate::protocol::{AMQPClass, FieldTable, basic};
 use crate::store::{Callback, MessageLog};
 use bytes::Bytes;
+use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use std::sync::{Arc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,7 +57,16 @@ pub struct Queue {
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
     /// `arguments`, parsed and validated at declare.
-    pub args: QueueArgs,
+    pub declared: QueueArgs,
+    /// What the queue acts on: `declared` with the policies that apply (see `policy.rs`);
+    /// swapped when a policy changes, read with [`Queue::args`].
+    args: ArcSwap<QueueArgs>,
+    /// The policies that apply and their merged definition (for listings).
+    applied: Mutex<super::policy::Applied>,
+    /// An x-expires watcher task runs for this queue.
+    expiry_watched: AtomicBool,
+    /// Wakes that task when a policy changes the expiry.
+    pub(super) expiry_changed: Arc<tokio::sync::Notify>,
     pub inner: Mutex<QueueInner>,
     pub deleted: AtomicBool,
     /// Messages published into the queue (stats).
@@ -103,7 +113,11 @@ impl Queue {
             auto_delete,
             exclusive_owner,
             arguments,
-            args,
+            args: ArcSwap::from_pointee(args.clone()),
+            declared: args,
+            applied: Default::default(),
+            expiry_watched: AtomicBool::new(false),
+            expiry_changed: Default::default(),
             inner: Mutex::new(QueueInner { next_seq: 1, backlog: Backlogs::new(max_priority), ..Default::default() }),
             deleted: AtomicBool::new(false),
             published: AtomicU64::new(0),
@@ -123,6 +137,59 @@ impl Queue {
     pub fn with_flow_limits(mut self, limits: super::flow::FlowLimits) -> Queue {
         self.flow = super::flow::QueueFlow::new(limits);
         self
+    }
+
+    /// The arguments the queue acts on (declared, with its policies applied).
+    #[inline]
+    pub fn args(&self) -> arc_swap::Guard<Arc<QueueArgs>> {
+        self.args.load()
+    }
+
+    /// The policies that apply to the queue and their merged definition.
+    pub fn applied_policy(&self) -> super::policy::Applied {
+        self.applied.lock().clone()
+    }
+
+    /// Applies a (new) policy result at once, as RabbitMQ does when a policy is set or cleared:
+    /// the effective arguments are swapped; a lower length limit (drop-head) drops or
+    /// dead-letters the oldest messages now; a new `expires` counts from now. Messages already
+    /// queued keep the expiry they got at enqueue (as in RabbitMQ; a new message-ttl applies to
+    /// new messages).
+    pub fn set_policy(self: &Arc<Self>, applied: super::policy::Applied) {
+        let args = applied.queue_args(&self.declared, &self.arguments);
+        *self.applied.lock() = applied;
+        let old = self.args.swap(Arc::new(args.clone()));
+        if args.expires != old.expires {
+            if args.expires.is_some() {
+                self.last_used.store(super::ttl::now_ms(), Ordering::Relaxed);
+                if let Some(v) = self.home.get() {
+                    super::ttl::watch_queue_expiry(v.clone(), self);
+                }
+            }
+            // A running watcher looks again now (a shorter period, or none: it ends).
+            self.expiry_changed.notify_one();
+        }
+        let mut inner = self.inner.lock();
+        if self.is_deleted() {
+            return;
+        }
+        // reject-publish keeps what is there and refuses new messages (RabbitMQ's maybe_drop_head).
+        if (args.max_length.is_some() || args.max_length_bytes.is_some()) && args.overflow == Overflow::DropHead {
+            self.drop_head_over_limit(&mut inner);
+        }
+        self.finish(inner);
+    }
+
+    /// Claims the x-expires watcher of this queue (false: one runs already).
+    pub(super) fn claim_expiry_watch(&self) -> bool {
+        !self.expiry_watched.swap(true, Ordering::AcqRel)
+    }
+
+    /// The watcher ends (the queue no longer has x-expires); true if it must go on after all
+    /// because a policy gave it one meanwhile.
+    pub(super) fn release_expiry_watch(&self) -> bool {
+        self.expiry_watched.store(false, Ordering::Release);
+        self.args().expires.is_some() && self.claim_expiry_watch()
     }
 
     /// A consumer of this queue delivers to connection `conn` (flow control must not pause a
@@ -161,7 +228,7 @@ impl Queue {
 
     /// Marks the queue used now (x-expires restarts; nothing for queues without it).
     pub fn touch(&self) {
-        if self.args.expires.is_some() {
+        if self.args().expires.is_some() {
             self.last_used.store(super::ttl::now_ms(), Ordering::Relaxed);
         }
     }
@@ -169,7 +236,7 @@ impl Queue {
     /// x-expires: when the queue expires if nothing uses it meanwhile (None: it is in use, or
     /// has no x-expires).
     pub fn expires_at(&self) -> Option<u64> {
-        let ms = self.args.expires?;
+        let ms = self.args().expires?;
         if !self.inner.lock().consumers.is_empty() {
             return None;
         }
@@ -183,7 +250,8 @@ impl Queue {
     }
 
     pub fn is_quorum(&self) -> bool {
-        self.args.queue_type == super::queue_args::QueueType::Quorum
+        // Not policy-settable: the declared value, no atomic load.
+        self.declared.queue_type == super::queue_args::QueueType::Quorum
     }
 
     /// Drops stored message `seq` (acked, rejected, purged, or delivered with no-ack).
@@ -212,9 +280,10 @@ impl Queue {
             }
             return Enqueued::Gone;
         }
-        let limited = self.args.max_length.is_some() || self.args.max_length_bytes.is_some();
-        if limited && self.args.overflow != Overflow::DropHead && self.would_overflow(&inner.backlog, msg.body.len()) {
-            if self.args.overflow == Overflow::RejectPublishDlx && self.args.dead_letter_exchange.is_some() {
+        let args = self.args();
+        let limited = args.max_length.is_some() || args.max_length_bytes.is_some();
+        if limited && args.overflow != Overflow::DropHead && self.would_overflow(&inner.backlog, msg.body.len()) {
+            if args.overflow == Overflow::RejectPublishDlx && args.dead_letter_exchange.is_some() {
                 drop(inner);
                 self.dead_letter(vec![msg], Reason::Maxlen);
             }
@@ -241,8 +310,8 @@ impl Queue {
             msg
         };
         // A TTL costs a clock read here, and only for queues or messages that have one.
-        let expires = if self.args.message_ttl.is_some() || msg.properties.expiration().is_some() {
-            super::ttl::expiry(self.args.message_ttl, &msg)
+        let expires = if args.message_ttl.is_some() || msg.properties.expiration().is_some() {
+            super::ttl::expiry(args.message_ttl, &msg)
         } else {
             0
         };
@@ -291,12 +360,20 @@ impl Queue {
         let b = &mut inner.backlog;
         let store = self.store.as_ref().map(|(id, log)| StoreRef { id: *id, log, queue: &self.name, vhost: &self.vhost });
         let mut lost = Vec::new();
-        let r = b.pop(store.as_ref(), &mut lost);
+        let mut r = b.pop(store.as_ref(), &mut lost);
         for seq in lost {
             self.forget(seq);
         }
         if let Some(at) = b.head_expires() {
             self.timer.wake_by(at);
+        }
+        // A quorum message read back from the store that was never returned has no count yet
+        // (its record was written before the header was added): it is delivered with 0.
+        if self.is_quorum()
+            && let Some(ready) = r.as_mut()
+            && ready.msg.properties.headers().as_ref().is_none_or(|h| !h.inner().contains_key("x-delivery-count"))
+        {
+            ready.msg = Arc::new(ready.msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(0)));
         }
         r
     }
@@ -343,7 +420,7 @@ impl Queue {
     }
 
     fn dispatch_consumers(self: &Arc<Self>, inner: &mut QueueInner) {
-        let total = if self.args.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
+        let total = if self.declared.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
         let mut start = 0;
         while start < total && inner.backlog.len() > 0 {
             let prio = inner.consumers[start].priority;
@@ -465,6 +542,7 @@ impl Queue {
             (std::mem::take(&mut inner.consumers), n)
         };
         self.timer.stop();
+        self.expiry_changed.notify_one();
         for c in consumers {
             if !c.cancelled.swap(true, Ordering::AcqRel)
                 && c.channel.open.load(Ordering::Relaxed)
