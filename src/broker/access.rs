@@ -159,6 +159,25 @@ impl Broker {
         Ok(true)
     }
 
+    /// Sets a vhost's description and tags (`None`: unchanged).
+    pub fn set_vhost_metadata(&self, name: &str, description: Option<String>, tags: Option<Vec<String>>) -> Result<(), AccessError> {
+        let _g = self.admin_lock.lock();
+        let vh = self.vhost(name).ok_or_else(|| AccessError::NoSuchVhost(name.into()))?;
+        let mut meta = vh.metadata.read().clone();
+        if let Some(d) = description {
+            meta.description = d;
+        }
+        if let Some(t) = tags {
+            meta.tags = t;
+        }
+        if meta == *vh.metadata.read() {
+            return Ok(());
+        }
+        self.write(|s| s.put_vhost(&crate::store::definitions::VhostDef { description: meta.description.clone(), tags: meta.tags.clone(), ..vh.def() }))?;
+        *vh.metadata.write() = meta;
+        Ok(())
+    }
+
     /// `delete_vhost`: deletes its queues (with their stored messages), exchanges, bindings and
     /// permissions, and closes its connections.
     pub fn delete_vhost(&self, name: &str) -> Result<(), AccessError> {

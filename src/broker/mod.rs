@@ -141,7 +141,8 @@ impl Broker {
         }
         let a = &b.config.auth;
         b.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
-        b.add_vhost(&a.default_vhost);
+        let vh = b.add_vhost(&a.default_vhost);
+        vh.metadata.write().description = persist::DEFAULT_VHOST_DESCRIPTION.into();
         b.set_permission(&a.default_vhost, &a.default_user, Permission::all());
         Ok(b)
     }
@@ -274,6 +275,15 @@ pub struct Vhost {
     /// `set_policy` / `set_operator_policy` (see `policies.rs`).
     pub policies: RwLock<policy::PolicySet>,
     pub operator_policies: RwLock<policy::PolicySet>,
+    /// Description and tags (RabbitMQ's vhost metadata; shown, not interpreted).
+    pub metadata: RwLock<VhostMetadata>,
+}
+
+/// A vhost's description and tags.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VhostMetadata {
+    pub description: String,
+    pub tags: Vec<String>,
 }
 
 /// Parameters of exchange.declare.
@@ -316,6 +326,7 @@ impl Vhost {
             limits: RwLock::default(),
             policies: RwLock::default(),
             operator_policies: RwLock::default(),
+            metadata: RwLock::default(),
         }
     }
 

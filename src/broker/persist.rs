@@ -15,6 +15,9 @@ use std::sync::Arc;
 use std::time::Instant;
 use tracing::{info, warn};
 
+/// RabbitMQ's description of the vhost made at first start.
+pub const DEFAULT_VHOST_DESCRIPTION: &str = "Default virtual host";
+
 pub fn encode_table(t: &FieldTable) -> Vec<u8> {
     let ctx = WriteContext::from(Vec::new());
     let (v, _) = amq_protocol::types::generation::gen_field_table(t)(ctx).expect("writing to a Vec").into_inner();
@@ -120,11 +123,12 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
     if defs.vhosts.is_empty() && defs.users.is_empty() {
         let a = &broker.config.auth;
         broker.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
-        broker.add_vhost(&a.default_vhost);
+        let vh = broker.add_vhost(&a.default_vhost);
+        vh.metadata.write().description = DEFAULT_VHOST_DESCRIPTION.into();
         broker.set_permission(&a.default_vhost, &a.default_user, Permission::all());
         let u = broker.user(&a.default_user).expect("just added");
         store.put_user(&UserDef { name: u.name, password_hash: u.password_hash, tags: u.tags, limits: u.limits })?;
-        store.put_vhost(&VhostDef { name: a.default_vhost.clone(), ..Default::default() })?;
+        store.put_vhost(&vh.def())?;
         store.put_permission(&PermissionDef {
             user: a.default_user.clone(),
             vhost: a.default_vhost.clone(),
@@ -138,6 +142,7 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
     for v in &defs.vhosts {
         let vh = broker.add_vhost(&v.name);
         *vh.limits.write() = v.limits.clone();
+        *vh.metadata.write() = super::VhostMetadata { description: v.description.clone(), tags: v.tags.clone() };
         super::policies::load(&vh, v);
     }
     for u in defs.users {

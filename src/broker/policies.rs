@@ -69,8 +69,11 @@ pub fn load(vh: &Vhost, def: &VhostDef) {
 impl Vhost {
     /// The vhost's definition record as it is now (limits and policies).
     pub fn def(&self) -> VhostDef {
+        let meta = self.metadata.read().clone();
         VhostDef {
             name: self.name.clone(),
+            description: meta.description,
+            tags: meta.tags,
             limits: self.limits.read().clone(),
             policies: to_defs(&self.policies.read()),
             operator_policies: to_defs(&self.operator_policies.read()),

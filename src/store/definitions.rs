@@ -8,6 +8,12 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VhostDef {
     pub name: String,
+    /// `add_vhost --description` / the management API's `description`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The vhost's tags (metadata only, as RabbitMQ's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     /// `set_vhost_limits`: `max-connections`, `max-queues` (negative: unlimited).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, i64>,

@@ -143,6 +143,11 @@ def management_url(broker_url):
     WARREN_TEST_URL, WARREN_TEST_HTTP_URL (default http://127.0.0.1:15673, the reference node)."""
     if os.environ.get("WARREN_TEST_URL"):
         return os.environ.get("WARREN_TEST_HTTP_URL", "http://127.0.0.1:15673")
+    return _management_url()
+
+
+def _management_url():
+    """Enables the management plugin on the session's warren-server (idempotent) and returns its URL."""
     plugins = _SERVER["binary"].with_name("warren-plugins")
     r = subprocess.run([str(plugins), "--data-dir", str(_SERVER["data_dir"]), "enable", "rabbitmq_management"],
                        capture_output=True, text=True, timeout=60)
@@ -168,9 +173,12 @@ def broker_ctl(broker_url):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """Headless Chromium for the web UI's tests (tests/python/ui_browser.py), one per module."""
+def browser(tmp_path_factory, broker_url):
+    """Headless Chromium for the web UI's tests (tests/python/ui_browser.py), one per module, on
+    the suite's own management UI unless WARREN_MGMT_URL names another."""
     import ui_browser
+    if not os.environ.get("WARREN_MGMT_URL") and not os.environ.get("WARREN_TEST_URL"):
+        ui_browser.use_base_url(_management_url())
     driver = ui_browser.start_chromium(tmp_path_factory.mktemp("ui-downloads"))
     try:
         yield driver

@@ -13,13 +13,13 @@ import pika
 import pytest
 
 from ui_browser import (
-    skip_without_ui, MGMT_URL, USER, PASSWORD, wait, login, goto, logged_in, js_errors, flash_says,
+    skip_without_ui, UI, USER, PASSWORD, wait, login, goto, logged_in, js_errors, flash_says,
     open_section, accept_confirm, select, fill, submit, row_button, click, shot,
 )
 
 pytestmark = skip_without_ui
 
-if MGMT_URL:
+if UI:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import Select

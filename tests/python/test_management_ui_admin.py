@@ -10,14 +10,14 @@ import pika
 import pytest
 
 from ui_browser import (
-    skip_without_ui, MGMT_URL, wait, login, goto, logged_in, js_errors, flash_says, open_section,
+    skip_without_ui, UI, wait, login, goto, logged_in, js_errors, flash_says, open_section,
     accept_confirm, select, fill, submit, row_button, click, row_gone, amqp_params,
     closed_by_broker,
 )
 
 pytestmark = skip_without_ui
 
-if MGMT_URL:
+if UI:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 

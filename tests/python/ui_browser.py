@@ -1,8 +1,10 @@
 """Shared by the management web UI's browser tests (test_management_ui*.py): the headless
 Chromium fixture and the steps the tests are written in.
 
-WARREN_MGMT_URL is the UI's base URL: Warren's management plugin (http://127.0.0.1:15672/) or
-scripts/ui-dev-proxy.py in front of any management API, e.g. the reference RabbitMQ:
+By default the tests drive the UI that the suite's own warren-server serves once
+`warren-plugins enable rabbitmq_management` has run (conftest.py's `management_url`).
+WARREN_MGMT_URL names another UI base URL instead: e.g. scripts/ui-dev-proxy.py in front of any
+management API, such as the reference RabbitMQ's:
 
     scripts/ui-dev-proxy.py --upstream http://127.0.0.1:15673 --port 15680 &
     WARREN_MGMT_URL=http://127.0.0.1:15680/ \
@@ -13,7 +15,8 @@ What the tests declare with pika lives on the broker of WARREN_TEST_URL (or the 
 warren-server), so both variables must name the same broker. WARREN_MGMT_USER /
 WARREN_MGMT_PASSWORD (default guest/guest) log in. WARREN_UI_SCREENSHOTS=DIR saves overview.png and
 queues.png there (docs/images/ holds the committed ones). Needs Debian's chromium and
-chromium-driver and selenium; without WARREN_MGMT_URL the test modules are skipped (`skip_without_ui`).
+chromium-driver and selenium. Against an external broker (WARREN_TEST_URL) without WARREN_MGMT_URL
+there is no UI to drive and the modules are skipped (`skip_without_ui`).
 """
 
 import os
@@ -25,6 +28,8 @@ import pika
 import pytest
 
 MGMT_URL = os.environ.get("WARREN_MGMT_URL", "")
+# The suite's own warren-server serves the UI when no external broker is named.
+UI = bool(MGMT_URL) or not os.environ.get("WARREN_TEST_URL")
 USER = os.environ.get("WARREN_MGMT_USER", "guest")
 PASSWORD = os.environ.get("WARREN_MGMT_PASSWORD", "guest")
 SCREENSHOTS = os.environ.get("WARREN_UI_SCREENSHOTS")
@@ -32,9 +37,9 @@ WAIT = 20  # seconds a page may take to show what the test waits for (one poll i
 
 # Each test module's `pytestmark`.
 skip_without_ui = pytest.mark.skipif(
-    not MGMT_URL, reason="WARREN_MGMT_URL is not set: no management UI to test (see tests/python/ui_browser.py)")
+    not UI, reason="WARREN_TEST_URL without WARREN_MGMT_URL: no management UI to test (see tests/python/ui_browser.py)")
 
-if MGMT_URL:
+if UI:
     # With a UI to test, a missing browser stack is an error, not a skip.
     from selenium import webdriver
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -65,6 +70,13 @@ def start_chromium(downloads):
     driver.downloads = downloads
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     return driver
+
+
+def use_base_url(url):
+    """Called by conftest.py's `browser` fixture with the suite's own management URL."""
+    global MGMT_URL
+    if not os.environ.get("WARREN_MGMT_URL"):
+        MGMT_URL = url
 
 
 def base_url():

@@ -12,11 +12,42 @@ use warren::plugin::admin;
 /// RabbitMQ 3.10's own `rabbitmqadmin`, served at `/cli/rabbitmqadmin` (MPL 2.0, unchanged).
 const RABBITMQADMIN: &[u8] = include_bytes!("../assets/rabbitmqadmin");
 
+/// The web UI (plugins/management-ui: plain files, no build step), served at `/`.
+const UI: &[(&str, &str, &str)] = &[
+    ("index.html", "text/html; charset=utf-8", include_str!("../../management-ui/index.html")),
+    ("app.css", "text/css; charset=utf-8", include_str!("../../management-ui/app.css")),
+    ("app.js", "text/javascript; charset=utf-8", include_str!("../../management-ui/app.js")),
+    ("charts.js", "text/javascript; charset=utf-8", include_str!("../../management-ui/charts.js")),
+    ("pages.js", "text/javascript; charset=utf-8", include_str!("../../management-ui/pages.js")),
+    ("admin.js", "text/javascript; charset=utf-8", include_str!("../../management-ui/admin.js")),
+];
+
+/// The UI loads nothing from elsewhere and runs no inline script.
+const CSP: &str = "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// A file of the web UI, or `None` when `path` names none.
+fn ui_file(path: &str) -> Option<Response> {
+    let name = match path.trim_start_matches('/') {
+        "" => "index.html",
+        n => n,
+    };
+    let (_, mime, body) = UI.iter().find(|(n, _, _)| *n == name)?;
+    Some(Response {
+        status: 200,
+        headers: vec![
+            ("content-type".into(), (*mime).into()),
+            ("content-security-policy".into(), CSP.into()),
+            ("cache-control".into(), "no-cache".into()),
+        ],
+        body: body.as_bytes().to_vec(),
+    })
+}
+
 struct Management;
 
 impl Guest for Management {
     fn describe() -> String {
-        "RabbitMQ's management HTTP API (/api) and rabbitmqadmin (/cli)".into()
+        "RabbitMQ's management HTTP API (/api), its web UI (/) and rabbitmqadmin (/cli)".into()
     }
 
     fn protected_prefixes() -> Vec<String> {
@@ -139,6 +170,10 @@ fn created(v: Value) -> Response {
     if v.get("created").and_then(|c| c.as_bool()).unwrap_or(false) { empty(201) } else { empty(204) }
 }
 
+fn get_like(method: &str) -> bool {
+    method == "GET" || method == "HEAD"
+}
+
 fn method_not_allowed() -> Result<Response, Failure> {
     Ok(empty(405))
 }
@@ -159,6 +194,11 @@ fn route(req: &Request) -> Result<Response, Failure> {
             headers: vec![("content-type".into(), "text/plain".into())],
             body: RABBITMQADMIN.to_vec(),
         });
+    }
+    if get_like(&req.method)
+        && let Some(file) = ui_file(path)
+    {
+        return Ok(file);
     }
     let raw: Vec<&str> = path.split('/').skip(1).collect();
     if raw.first() != Some(&"api") {
@@ -300,11 +340,32 @@ fn route(req: &Request) -> Result<Response, Failure> {
                 _ => method_not_allowed(),
             }
         }
+        // policies and operator policies
+        (_, [kind @ ("policies" | "operator-policies"), rest @ ..]) => {
+            let kind = if *kind == "policies" { "user" } else { "operator" };
+            match (m, rest) {
+                (_, []) if get => list("policies.list", json!({"kind": kind})),
+                (_, [vhost]) if get => list("policies.list", json!({"kind": kind, "vhost": vhost})),
+                (_, [vhost, name]) => {
+                    let at = json!({"kind": kind, "vhost": vhost, "name": name});
+                    match m {
+                        "GET" | "HEAD" => one("policies.get", at),
+                        "PUT" => Ok(created(call("policies.put", with(at, json!({"body": body(req)?})))?)),
+                        "DELETE" => {
+                            call("policies.delete", at)?;
+                            Ok(empty(204))
+                        }
+                        _ => method_not_allowed(),
+                    }
+                }
+                _ => Err(not_found()),
+            }
+        }
         // vhosts
         (_, ["vhosts"]) if get => list("vhosts.list", json!({})),
         (_, ["vhosts", name]) => match m {
             "GET" | "HEAD" => one("vhosts.get", json!({"name": name})),
-            "PUT" => Ok(created(call("vhosts.put", json!({"name": name}))?)),
+            "PUT" => Ok(created(call("vhosts.put", with(body(req)?, json!({"name": name})))?)),
             "DELETE" => {
                 call("vhosts.delete", json!({"name": name}))?;
                 Ok(empty(204))

@@ -1,11 +1,12 @@
 //! `GET/POST /api/definitions[/VHOST]`: RabbitMQ's definitions JSON (users, vhosts,
 //! permissions, exchanges, queues, bindings), exported and imported. A file exported from
-//! RabbitMQ 3.10 imports as long as it uses what Warren has: policies, parameters and topic
-//! permissions are refused when present (not silently dropped).
+//! RabbitMQ 3.10 imports as long as it uses what Warren has: policies and vhost metadata are
+//! imported; parameters and topic permissions are refused when present (not silently dropped).
 
 use super::fields::{json_to_table, table_to_json};
 use super::{ApiError, ApiResult, Caller, args};
 use crate::broker::exchange::Destination;
+use crate::broker::policy::PolicyKind;
 use crate::broker::{Broker, ExchangeDecl, QueueDecl};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -64,15 +65,29 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     if let Some(v) = &w.vhost {
         broker.vhost(v).ok_or_else(ApiError::not_found)?;
         let (queues, exchanges, bindings) = objects(broker, Some(v));
-        return Ok(json!({"rabbit_version": "3.10.8", "parameters": [], "policies": [], "queues": queues, "exchanges": exchanges, "bindings": bindings}));
+        let policies: Vec<Value> = policies(broker, Some(v))
+            .into_iter()
+            .map(|mut p| {
+                p.as_object_mut().map(|o| o.remove("vhost"));
+                p
+            })
+            .collect();
+        return Ok(json!({"rabbit_version": "3.10.8", "parameters": [], "policies": policies, "queues": queues, "exchanges": exchanges, "bindings": bindings}));
     }
     let users: Vec<Value> = broker
         .users()
         .iter()
         .map(|u| json!({"name": u.name, "password_hash": u.password_hash, "hashing_algorithm": super::users::HASHING_ALGORITHM, "tags": u.tags, "limits": u.limits}))
         .collect();
-    let mut vhosts: Vec<String> = broker.vhosts().iter().map(|v| v.name.clone()).collect();
-    vhosts.sort();
+    let mut vhosts: Vec<Value> = broker
+        .vhosts()
+        .iter()
+        .map(|v| {
+            let m = v.metadata.read().clone();
+            json!({"name": v.name, "description": m.description, "tags": m.tags, "metadata": {"description": m.description, "tags": m.tags}})
+        })
+        .collect();
+    vhosts.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     let permissions: Vec<Value> = broker
         .permissions()
         .into_iter()
@@ -85,16 +100,29 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
         "product_name": "Warren",
         "product_version": version,
         "users": users,
-        "vhosts": vhosts.iter().map(|n| json!({"name": n})).collect::<Vec<_>>(),
+        "vhosts": vhosts,
         "permissions": permissions,
         "topic_permissions": [],
         "parameters": [],
         "global_parameters": [],
-        "policies": [],
+        "policies": policies(broker, None),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
     }))
+}
+
+/// The (user) policies of every vhost, or of one, as RabbitMQ exports them.
+fn policies(broker: &Broker, only: Option<&str>) -> Vec<Value> {
+    let mut vs = broker.vhosts();
+    vs.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    for v in vs.iter().filter(|v| only.is_none_or(|n| n == v.name)) {
+        for p in broker.policies(PolicyKind::User, &v.name).unwrap_or_default() {
+            out.push(super::policies::row(&v.name, &p));
+        }
+    }
+    out
 }
 
 fn list<'a>(d: &'a Map<String, Value>, key: &str) -> &'a [Value] {
@@ -114,7 +142,7 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let w: Where = args(a)?;
     let Some(d) = w.body.as_object() else { return Err(ApiError::bad_request("definitions must be a JSON object")) };
-    for key in ["policies", "parameters", "topic_permissions"] {
+    for key in ["parameters", "topic_permissions"] {
         if !list(d, key).is_empty() {
             return Err(ApiError::bad_request(format!("{key} are not supported by this broker; remove them from the file to import the rest")));
         }
@@ -136,12 +164,19 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
         broker.put_user(s(u, "name"), s(u, "password_hash").to_string(), tags)?;
     }
     for v in list(d, "vhosts") {
+        let (description, tags) = super::vhosts::metadata(v)?;
         broker.create_vhost(s(v, "name"))?;
+        broker.set_vhost_metadata(s(v, "name"), description, tags)?;
     }
     for p in list(d, "permissions") {
         broker.set_permissions(s(p, "user"), s(p, "vhost"), s(p, "configure"), s(p, "write"), s(p, "read"))?;
     }
     let vhost = |o: &Value| broker.vhost(&vhost_of(o)).ok_or_else(|| ApiError::bad_request(format!("vhost '{}' does not exist", vhost_of(o))));
+    // Policies before queues and exchanges, so that those are declared under them.
+    for p in list(d, "policies") {
+        vhost(p)?;
+        super::policies::set(broker, PolicyKind::User, &vhost_of(p), s(p, "name"), p)?;
+    }
     for x in list(d, "exchanges") {
         let v = vhost(x)?;
         let args = json_to_table(x.get("arguments").unwrap_or(&Value::Null)).map_err(ApiError::bad_request)?;

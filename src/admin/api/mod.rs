@@ -11,6 +11,7 @@ pub mod exchanges;
 pub mod fields;
 pub mod messages;
 pub mod overview;
+pub mod policies;
 pub mod queues;
 pub mod stats;
 pub mod users;
@@ -186,6 +187,10 @@ pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
         "connections.delete" => connections::delete(broker, caller, a),
         "channels.list" => connections::channels(broker, caller, a),
         "consumers.list" => connections::consumers(broker, caller, a),
+        "policies.list" => policies::list(broker, caller, a),
+        "policies.get" => policies::get(broker, caller, a),
+        "policies.put" => policies::put(broker, caller, a),
+        "policies.delete" => policies::delete(broker, caller, a),
         "definitions.get" => definitions::export(broker, caller, a),
         "definitions.post" => definitions::import(broker, caller, a),
         other => Err(ApiError::bad_request(format!("unknown admin operation '{other}'"))),

@@ -17,12 +17,13 @@ fn row(broker: &Broker, v: &crate::broker::Vhost) -> Value {
         ready += q.counts().0 as u64;
         unacked += q.unacked.load(Relaxed);
     }
+    let meta = v.metadata.read().clone();
     let mut r = json!({
         "name": v.name,
-        "description": if v.name == broker.config.auth.default_vhost { "Default virtual host" } else { "" },
-        "tags": [],
+        "description": meta.description,
+        "tags": meta.tags,
         "default_queue_type": "undefined",
-        "metadata": {"description": "", "tags": []},
+        "metadata": {"description": meta.description, "tags": meta.tags},
         "tracing": false,
         "cluster_state": {crate::alarm::NODE_NAME: "running"},
         "messages": ready + unacked,
@@ -52,11 +53,42 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     Ok(row(broker, &v))
 }
 
+/// A vhost's metadata in a PUT body or a definitions file: `description`, `tags` (a list or
+/// RabbitMQ's comma-separated string), also under `metadata` (3.11+ exports);
+/// `default_queue_type` other than classic is refused (Warren declares classic queues by default).
+pub fn metadata(o: &Value) -> Result<(Option<String>, Option<Vec<String>>), ApiError> {
+    let field = |k: &str| o.get(k).or_else(|| o.get("metadata").and_then(|m| m.get(k)));
+    let description = match field("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::bad_request("description must be a string")),
+    };
+    let tags = match field("tags") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect()),
+        Some(Value::Array(a)) => Some(
+            a.iter()
+                .map(|t| t.as_str().map(String::from).ok_or_else(|| ApiError::bad_request("tags must be strings")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        Some(_) => return Err(ApiError::bad_request("tags must be a list or a comma-separated string")),
+    };
+    match field("default_queue_type").and_then(|v| v.as_str()) {
+        None | Some("classic" | "undefined" | "") => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("default queue type '{other}' is not supported: queues declared without x-queue-type are classic")));
+        }
+    }
+    Ok((description, tags))
+}
+
 /// Answers `{"created": bool}`; the creator gets full permissions on a new vhost.
 pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let n: Name = args(a)?;
+    let (description, tags) = metadata(a)?;
     let created = broker.create_vhost(&n.name)?;
+    broker.set_vhost_metadata(&n.name, description, tags)?;
     // As RabbitMQ: the user who creates a vhost gets full permissions on it.
     if created && broker.user(caller.name()).is_some() {
         broker.set_permissions(caller.name(), &n.name, ".*", ".*", ".*")?;
