@@ -26,8 +26,9 @@ impl Queue {
         }
         let now = crate::broker::ttl::now_ms() + u64::from(!take);
         let mut n = 0;
+        let dlx = self.args.dead_letter_exchange.is_some();
         while n < max
-            && let Some(slot) = b.drop_expired(now)
+            && let Some(slot) = b.drop_expired(now, dlx, &self.home())
         {
             n += 1;
             if self.args.dead_letter_exchange.is_some() {
@@ -55,7 +56,7 @@ impl Queue {
         while self.args.max_length.is_some_and(|m| b.len() as u64 > m)
             || self.args.max_length_bytes.is_some_and(|m| b.bytes() as u64 > m)
         {
-            let Some(slot) = b.drop_head() else { break };
+            let Some(slot) = b.drop_head(self.args.dead_letter_exchange.is_some(), &self.home()) else { break };
             if self.args.dead_letter_exchange.is_some() {
                 dead.push((slot, Reason::Maxlen));
             } else {
@@ -86,8 +87,9 @@ impl Queue {
         }
         let dead = std::mem::take(&mut inner.dead);
         drop(inner);
-        // Bodies of paged-out messages are read back from the store first.
-        let missing: Vec<u64> = dead.iter().filter(|(s, _)| s.msg.is_none()).map(|(s, _)| s.seq).collect();
+        // Bodies of paged-out persistent messages are read back from the store first (those of
+        // transient ones were read back from the page file when they were dropped).
+        let missing: Vec<u64> = dead.iter().filter(|(s, _)| s.msg.is_none() && s.seq != 0).map(|(s, _)| s.seq).collect();
         let mut loaded = match (&self.store, missing.is_empty()) {
             (Some((id, log)), false) => log.read_batch(*id, &missing).unwrap_or_default().into_iter(),
             _ => Vec::new().into_iter(),
@@ -95,6 +97,7 @@ impl Queue {
         for (slot, reason) in &dead {
             let msg = match &slot.msg {
                 Some(m) => Some(m.clone()),
+                None if slot.seq == 0 => None,
                 None => loaded.next().flatten().and_then(crate::broker::persist::message_from_record).map(Arc::new),
             };
             if let Some(m) = msg {
