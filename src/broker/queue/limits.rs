@@ -80,13 +80,28 @@ impl Queue {
 
     /// Releases the queue lock, then dead-letters the messages that expired meanwhile (never
     /// under the lock: the dead-letter exchange may route back here, or to a queue whose
-    /// lock another thread holds while it waits for ours).
-    pub(super) fn finish(&self, mut inner: MutexGuard<'_, QueueInner>) {
-        if inner.dead.is_empty() {
+    /// lock another thread holds while it waits for ours). One thread at a time does it, in
+    /// the order the messages left (the timer and a publisher may both expire heads): a thread
+    /// that finds another at it leaves its messages to that one.
+    pub(super) fn finish<'a>(&'a self, mut inner: MutexGuard<'a, QueueInner>) {
+        if inner.dead.is_empty() || inner.dead_draining {
             return;
         }
-        let dead = std::mem::take(&mut inner.dead);
-        drop(inner);
+        inner.dead_draining = true;
+        loop {
+            let dead = std::mem::take(&mut inner.dead);
+            if dead.is_empty() {
+                inner.dead_draining = false;
+                return;
+            }
+            drop(inner);
+            self.dead_letter_slots(dead);
+            inner = self.inner.lock();
+        }
+    }
+
+    /// Dead-letters messages taken off the queue (bodies of paged-out ones read back first).
+    fn dead_letter_slots(&self, dead: Vec<(crate::broker::backlog::Slot, Reason)>) {
         // Bodies of paged-out persistent messages are read back from the store first (those of
         // transient ones were read back from the page file when they were dropped).
         let missing: Vec<u64> = dead.iter().filter(|(s, _)| s.msg.is_none() && s.seq != 0).map(|(s, _)| s.seq).collect();

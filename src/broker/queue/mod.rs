@@ -31,6 +31,9 @@ pub struct QueueInner {
     /// Messages waiting to be dead-lettered once the lock is released (expired, or dropped by
     /// a length limit).
     dead: Vec<(super::backlog::Slot, Reason)>,
+    /// A thread is dead-lettering `dead` (outside the lock); others leave theirs to it, so the
+    /// messages reach the dead-letter exchange in the order they left the queue.
+    dead_draining: bool,
 }
 
 /// What a queue did with a published message.
