@@ -33,6 +33,9 @@ pub struct AmqpConfig {
     pub max_message_size: u64,
     /// Time allowed for the handshake (protocol header to connection.open), in milliseconds.
     pub handshake_timeout_ms: u64,
+    /// Most consumers one channel may have (RabbitMQ's `consumer_max_per_channel`); None: no
+    /// limit. One more basic.consume closes the connection with 530 NOT_ALLOWED.
+    pub consumer_max_per_channel: Option<u32>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +153,7 @@ impl Default for AmqpConfig {
             heartbeat: 60,
             max_message_size: 128 << 20,
             handshake_timeout_ms: 10_000,
+            consumer_max_per_channel: None,
         }
     }
 }
@@ -243,6 +247,7 @@ mod tests {
         let d = Config::default();
         assert_eq!(c.amqp.port, d.amqp.port);
         assert_eq!(c.amqp.frame_max, d.amqp.frame_max);
+        assert_eq!(c.amqp.consumer_max_per_channel, d.amqp.consumer_max_per_channel);
         assert_eq!(c.auth.loopback_users, d.auth.loopback_users);
         assert_eq!(c.storage.data_dir, d.storage.data_dir);
         assert_eq!(c.storage.disk_free_limit, d.storage.disk_free_limit);
