@@ -139,6 +139,9 @@ pub struct LogConfig {
     pub rotation: String,
     /// Rotated files kept (0: all).
     pub rotation_count: usize,
+    /// Rotate the log file once it holds more than this many bytes (0: never; RabbitMQ's
+    /// `log.file.rotation.size`). Not together with a time `rotation`.
+    pub rotation_size: u64,
     /// With a log file, also log to stderr.
     pub console: bool,
 }
@@ -190,7 +193,7 @@ impl Default for PluginsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), file: None, rotation: "never".into(), rotation_count: 5, console: false }
+        LogConfig { level: "info".into(), file: None, rotation: "never".into(), rotation_count: 5, rotation_size: 0, console: false }
     }
 }
 
@@ -259,6 +262,7 @@ mod tests {
         assert_eq!(c.flow.queue_messages, d.flow.queue_messages);
         assert_eq!(c.flow.queue_bytes, d.flow.queue_bytes);
         assert_eq!(c.flow.store_pending_bytes, d.flow.store_pending_bytes);
+        assert_eq!(c.log.rotation_size, d.log.rotation_size);
     }
 
     #[test]
