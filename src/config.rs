@@ -64,8 +64,9 @@ pub struct StorageConfig {
     /// Longest time between two free disk space checks, in milliseconds (checks come sooner
     /// near the limit).
     pub disk_check_interval_ms: u64,
-    /// Message body bytes a durable queue keeps in memory ahead of its consumers; beyond it the
-    /// bodies of persistent messages stay on disk until consumers get near them.
+    /// Bytes (bodies plus per-message overhead) a queue keeps in memory ahead of its consumers;
+    /// beyond it bodies stay on disk until consumers get near them (persistent messages of
+    /// durable queues in the store, all others in transient page files).
     pub queue_ram_limit: u64,
     /// How long a starting broker waits for the database lock held by another process (a
     /// previous broker still exiting after `kill -9`), in milliseconds, before refusing to start.
