@@ -36,6 +36,12 @@ pub struct AmqpConfig {
     /// Most consumers one channel may have (RabbitMQ's `consumer_max_per_channel`); None: no
     /// limit. One more basic.consume closes the connection with 530 NOT_ALLOWED.
     pub consumer_max_per_channel: Option<u32>,
+    /// Kernel receive buffer of each client socket in bytes (RabbitMQ's
+    /// `tcp_listen_options.recbuf`; 0: the kernel's autotuning).
+    pub tcp_recbuf: u32,
+    /// Kernel send buffer of each client socket in bytes (RabbitMQ's
+    /// `tcp_listen_options.sndbuf`; 0: the kernel's autotuning).
+    pub tcp_sndbuf: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +164,8 @@ impl Default for AmqpConfig {
             max_message_size: 128 << 20,
             handshake_timeout_ms: 10_000,
             consumer_max_per_channel: None,
+            tcp_recbuf: 0,
+            tcp_sndbuf: 0,
         }
     }
 }
@@ -252,6 +260,7 @@ mod tests {
         assert_eq!(c.amqp.port, d.amqp.port);
         assert_eq!(c.amqp.frame_max, d.amqp.frame_max);
         assert_eq!(c.amqp.consumer_max_per_channel, d.amqp.consumer_max_per_channel);
+        assert_eq!((c.amqp.tcp_recbuf, c.amqp.tcp_sndbuf), (d.amqp.tcp_recbuf, d.amqp.tcp_sndbuf));
         assert_eq!(c.auth.loopback_users, d.auth.loopback_users);
         assert_eq!(c.storage.data_dir, d.storage.data_dir);
         assert_eq!(c.storage.disk_free_limit, d.storage.disk_free_limit);
