@@ -30,6 +30,7 @@ SERVER=${SERVER:-$root/target/release/warren-server}
 CTL=${CTL:-$root/target/release/warrenctl}
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(alarm flow)
+WARREN_CONFIG=${WARREN_CONFIG:-}  # extra config lines for Warren's flow run (e.g. tcp_recbuf)
 
 if [ -z "${SKIP_BUILD:-}" ]; then
   cargo build --release --bin warren-server --bin warrenctl --bin warren-perf >&2
@@ -113,7 +114,7 @@ for s in "${scenarios[@]}"; do
   fi
   for b in warren rabbitmq; do
     if [ "$b" = warren ]; then
-      if [ "$s" = alarm ]; then start_warren $'[memory]\nhigh_watermark = "512MiB"'; else start_warren ""; fi
+      if [ "$s" = alarm ]; then start_warren $'[memory]\nhigh_watermark = "512MiB"'; else start_warren "$WARREN_CONFIG"; fi
       pid=$warren_pid; uri="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
     else
       pid=$(pid_on_port "$RMQ_PORT"); uri=$RMQ_URI
@@ -129,7 +130,12 @@ for s in "${scenarios[@]}"; do
     if [ "$s" = alarm ]; then
       "$PERF" --uri "$uri" -x 1 -y 0 -s 1024 --duration "$secs" --keep-queues --json >"$log" 2>&1 || true
     else
+      # Where the in-flight bytes wait (kernel socket queues), sampled in the middle of the run.
+      port=$([ "$b" = warren ] && echo "$WARREN_PORT" || echo "$RMQ_PORT")
+      (sleep 3; python3 "$root/scripts/socket-queues.py" "$port" "$((secs - 6))" >"$outdir/$s-$b.queues" 2>&1) &
+      qsampler=$!
       "$PERF" --uri "$uri" -x 1 -y 1 -s 1024 --autoack --duration "$secs" --json >"$log" 2>&1 || true
+      wait "$qsampler" || true
     fi
     wait "$sampler" || true
     res[$s.peak.$b]=$(( $(cat "$outdir/$s-$b.peak") / 1024 ))
@@ -176,5 +182,8 @@ for s in "${scenarios[@]}"; do
       echo "| flow (1 producer, 1 autoack consumer, ${FLOW_SECS}s) | $m | ${res[$s.$m.warren]:-n/a} | ${res[$s.$m.rabbitmq]:-n/a} |"
     done
   fi
+done
+for b in warren rabbitmq; do
+  [ -s "$outdir/flow-$b.queues" ] && { echo; echo "flow, $b: bytes waiting in kernel socket queues"; cat "$outdir/flow-$b.queues"; }
 done
 echo "(before/peak/after: broker RSS in MiB before the run, highest sample, 2 s after the queue was drained and deleted; sent: published by warren-perf; depth: in the queue after the run; drained: delivered afterwards; blocked: list_connections samples in state blocked or flow; rates msg/s; latency µs)"
