@@ -201,3 +201,20 @@ async fn consumer_max_per_channel_limits_each_channel() {
     assert_eq!(amqp_error(&r.unwrap_err()), Some((530, "NOT_ALLOWED - reached maximum (2) of consumers per channel".into())));
     assert!(!conn.status().connected(), "a hard error closes the connection");
 }
+
+/// `[amqp] channel_max = 0` is "no limit", as RabbitMQ's `channel_max = 0`: the client's own
+/// maximum stands (lapin: 65535) and more channels than the default 2047 open.
+#[tokio::test]
+async fn channel_max_zero_means_no_limit() {
+    let b = TestBroker::start_with(|c| c.amqp.channel_max = 0).await;
+    if b.is_external() {
+        return;
+    }
+    let conn = b.connect().await;
+    assert_eq!(conn.configuration().channel_max(), 65535);
+    let mut chans = Vec::new();
+    for _ in 0..2100 {
+        chans.push(timeout(conn.create_channel()).await.unwrap());
+    }
+    timeout(chans[2099].queue_declare("".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+}
