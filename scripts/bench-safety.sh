@@ -20,6 +20,7 @@ ALARM_SECS=${ALARM_SECS:-60}
 FLOW_SECS=${FLOW_SECS:-30}
 BACKLOG_STEP=${BACKLOG_STEP:-250000}
 BACKLOG_STEPS=${BACKLOG_STEPS:-8}
+RMQ_VHOST=warren-bench-safety
 WARREN_PORT=${WARREN_PORT:-5674}
 RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
 RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
@@ -76,7 +77,7 @@ sample() {
 
 queue_depth() { # broker queue
   if [ "$1" = warren ]; then "$CTL" --data-dir "$datadir" -q list_queues name messages | awk -v q="$2" '$1==q {print $2}'
-  else "${RMQCTL[@]}" -q list_queues name messages | awk -v q="$2" '$1==q {print $2}'; fi
+  else "${RMQCTL[@]}" -q list_queues -p "${QDEPTH_VHOST:-/}" name messages | awk -v q="$2" '$1==q {print $2}'; fi
 }
 
 declare -A res
@@ -98,7 +99,7 @@ backlog() {
   res[backlog.drained.$b]=$(json_get "$outdir/backlog-$b-drain.log" received 2>/dev/null || echo n/a)
   res[backlog.drainrate.$b]=$(json_get "$outdir/backlog-$b-drain.log" received_rate 2>/dev/null || echo n/a)
   if [ "$b" = warren ]; then "$CTL" --data-dir "$datadir" delete_queue perf-q-0 >/dev/null 2>&1 || true
-  else "${RMQCTL[@]}" -q delete_queue perf-q-0 >/dev/null 2>&1 || true; fi
+  else "${RMQCTL[@]}" -q delete_queue -p "${QDEPTH_VHOST:-/}" perf-q-0 >/dev/null 2>&1 || true; fi
   sleep 3
   res[backlog.after.$b]=$(( $(rss_kib "$pid") / 1024 ))
 }
@@ -108,8 +109,12 @@ for s in "${scenarios[@]}"; do
     start_warren ""
     backlog warren "$warren_pid" "amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
     "${RMQCTL[@]}" set_vm_memory_high_watermark 0.4 >/dev/null
-    "${RMQCTL[@]}" -q delete_queue perf-q-0 >/dev/null 2>&1 || true
-    backlog rabbitmq "$(pid_on_port "$RMQ_PORT")" "$RMQ_URI"
+    # A vhost of its own: the reference node is shared, and other runs use perf-q-0 in "/".
+    "${RMQCTL[@]}" -q delete_vhost "$RMQ_VHOST" >/dev/null 2>&1 || true
+    "${RMQCTL[@]}" -q add_vhost "$RMQ_VHOST" >/dev/null
+    "${RMQCTL[@]}" -q set_permissions -p "$RMQ_VHOST" guest '.*' '.*' '.*' >/dev/null
+    QDEPTH_VHOST=$RMQ_VHOST backlog rabbitmq "$(pid_on_port "$RMQ_PORT")" "${RMQ_URI%/*}/$RMQ_VHOST"
+    "${RMQCTL[@]}" -q delete_vhost "$RMQ_VHOST" >/dev/null 2>&1 || true
     continue
   fi
   for b in warren rabbitmq; do
