@@ -18,6 +18,7 @@ was never published may appear. Prints a markdown table; exit 1 on a failed open
 """
 import argparse
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -229,6 +230,7 @@ def main():
     if failures or lost or unknown:
         print("lost: %s" % sorted(lost)[:20])
         sys.exit(1)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
