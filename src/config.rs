@@ -57,6 +57,15 @@ pub struct AmqpConfig {
     pub tcp_listener: bool,
     /// AMQPS: the TLS listener (`[amqp.tls]`, RabbitMQ's `listeners.ssl` and `ssl_options`).
     pub tls: Option<TlsConfig>,
+    /// Most consumers one channel may have (RabbitMQ's `consumer_max_per_channel`); None: no
+    /// limit. One more basic.consume closes the connection with 530 NOT_ALLOWED.
+    pub consumer_max_per_channel: Option<u32>,
+    /// Kernel receive buffer of each client socket in bytes (RabbitMQ's
+    /// `tcp_listen_options.recbuf`; 0: the kernel's autotuning).
+    pub tcp_recbuf: u32,
+    /// Kernel send buffer of each client socket in bytes (RabbitMQ's
+    /// `tcp_listen_options.sndbuf`; 0: the kernel's autotuning).
+    pub tcp_sndbuf: u32,
 }
 
 /// `[amqp.tls]`: the TLS listener and its certificates (RabbitMQ's `listeners.ssl.default` and
@@ -158,8 +167,9 @@ pub struct StorageConfig {
     /// Longest time between two free disk space checks, in milliseconds (checks come sooner
     /// near the limit).
     pub disk_check_interval_ms: u64,
-    /// Message body bytes a durable queue keeps in memory ahead of its consumers; beyond it the
-    /// bodies of persistent messages stay on disk until consumers get near them.
+    /// Bytes (bodies plus per-message overhead) a queue keeps in memory ahead of its consumers;
+    /// beyond it bodies stay on disk until consumers get near them (persistent messages of
+    /// durable queues in the store, all others in transient page files).
     pub queue_ram_limit: u64,
     /// How long a starting broker waits for the database lock held by another process (a
     /// previous broker still exiting after `kill -9`), in milliseconds, before refusing to start.
@@ -233,6 +243,9 @@ pub struct LogConfig {
     pub rotation: String,
     /// Rotated files kept (0: all).
     pub rotation_count: usize,
+    /// Rotate the log file once it holds more than this many bytes (0: never; RabbitMQ's
+    /// `log.file.rotation.size`). Not together with a time `rotation`.
+    pub rotation_size: u64,
     /// With a log file, also log to stderr.
     pub console: bool,
 }
@@ -249,6 +262,9 @@ impl Default for AmqpConfig {
             handshake_timeout_ms: 10_000,
             tcp_listener: true,
             tls: None,
+            consumer_max_per_channel: None,
+            tcp_recbuf: 0,
+            tcp_sndbuf: 0,
         }
     }
 }
@@ -286,7 +302,7 @@ impl Default for PluginsConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: "info".into(), file: None, rotation: "never".into(), rotation_count: 5, console: false }
+        LogConfig { level: "info".into(), file: None, rotation: "never".into(), rotation_count: 5, rotation_size: 0, console: false }
     }
 }
 
@@ -345,6 +361,8 @@ mod tests {
         let d = Config::default();
         assert_eq!(c.amqp.port, d.amqp.port);
         assert_eq!(c.amqp.frame_max, d.amqp.frame_max);
+        assert_eq!(c.amqp.consumer_max_per_channel, d.amqp.consumer_max_per_channel);
+        assert_eq!((c.amqp.tcp_recbuf, c.amqp.tcp_sndbuf), (d.amqp.tcp_recbuf, d.amqp.tcp_sndbuf));
         assert_eq!(c.auth.loopback_users, d.auth.loopback_users);
         assert_eq!(c.storage.data_dir, d.storage.data_dir);
         assert_eq!(c.storage.disk_free_limit, d.storage.disk_free_limit);
@@ -359,6 +377,7 @@ mod tests {
         assert_eq!(c.amqp.tcp_listener, d.amqp.tcp_listener);
         assert!(c.amqp.tls.is_none());
         assert_eq!(c.auth.mechanisms, d.auth.mechanisms);
+        assert_eq!(c.log.rotation_size, d.log.rotation_size);
     }
 
     #[test]

@@ -96,9 +96,16 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
         "status" => {
             let conns = broker.connections.lock().len();
             let queues: usize = broker.vhosts().iter().map(|v| v.queues.read().len()).sum();
-            // `alarms` lists RabbitMQ's resource names ("disk", "memory"); `disk_free` is null
-            // until measured. Memory: resident bytes at the last sample, the setting and its limit.
-            let alarms: Vec<&str> = broker.alarms.resources().into_iter().map(|r| r.name()).collect();
+            // `alarms` as `rabbitmqctl status --formatter json` gives them (its CLI's
+            // `alarm_map`): {"node", "resource": "disk" | "memory", "type": "resource_limit"};
+            // `disk_free` is null until measured. Memory: resident bytes at the last sample, the
+            // setting and its limit.
+            let alarms: Vec<serde_json::Value> = broker
+                .alarms
+                .resources()
+                .into_iter()
+                .map(|r| json!({"node": crate::alarm::NODE_NAME, "resource": r.name(), "type": "resource_limit"}))
+                .collect();
             let mem = &broker.memory;
             Response::table(
                 &["key", "value"],

@@ -176,7 +176,7 @@ fn status_text(f: &serde_json::Map<String, serde_json::Value>) -> String {
     let alarms: Vec<String> = f
         .get("alarms")
         .and_then(|a| a.as_array())
-        .map(|a| a.iter().filter_map(|r| r.as_str()).map(|r| match r {
+        .map(|a| a.iter().filter_map(|r| r.get("resource")?.as_str()).map(|r| match r {
             "disk" => format!("Free disk space alarm on node {node}"),
             "memory" => format!("Memory alarm on node {node}"),
             other => format!("{other} alarm on node {node}"),

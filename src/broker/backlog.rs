@@ -2,9 +2,15 @@
 //!
 //! A queue owns its backlogs (one today; one per priority for a priority queue); a backlog knows
 //! nothing of consumers, only of order, memory and the store.
+//!
+//! Bodies beyond a queue's memory budget go to disk: persistent messages of a durable queue to
+//! the message log (they are written there anyway), every other message to the queue's
+//! [`PageFile`] (transient pages, discarded at restart), as RabbitMQ's classic queues v2 page to
+//! their transient message store.
 
 use super::message::Message;
 use crate::store::MessageLog;
+use crate::store::transient::{PageFile, PageRef};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -23,9 +29,12 @@ pub struct Ready {
     pub pos: u64,
 }
 
-/// One queued message. `msg` is `None` while the body of a stored message lives only on disk.
+/// One queued message. `msg` is `None` while its body lives only on disk: in the queue's page
+/// file at `page`, or (no `page`) in the message log under `seq`.
 pub(super) struct Slot {
     pub msg: Option<Arc<Message>>,
+    /// Where a paged-out transient message is (see [`PageFile`]).
+    page: Option<PageRef>,
     pub redelivered: bool,
     pub seq: u64,
     /// Expiry in ms since the Unix epoch (0: never).
@@ -46,26 +55,45 @@ impl Slot {
 const PAGE_IN_BATCH: usize = 256;
 /// Page in ahead of consumers when fewer loaded messages than this are at the head.
 const PAGE_IN_LOW: usize = 64;
+/// What a message in memory costs beyond its body (the `Message` with its parsed properties,
+/// the `Arc`, the slot), counted against the memory budget so that a backlog of tiny messages
+/// pages too.
+const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Message>() + std::mem::size_of::<Slot>() + 64;
 
-/// Where a durable queue's bodies live on disk, and whose they are (for log lines).
-pub(super) struct StoreRef<'a> {
-    pub id: u64,
-    pub log: &'a MessageLog,
+/// Whose backlog it is: the durable queue's message log (store id and log), and names for log
+/// lines.
+pub(super) struct Home<'a> {
+    pub store: Option<(u64, &'a MessageLog)>,
     pub queue: &'a str,
     pub vhost: &'a str,
+}
+
+/// Reads a paged-out transient message back and forgets its place in the page file.
+fn read_page(pages: &mut Option<PageFile>, at: PageRef, home: &Home<'_>) -> Option<Message> {
+    let p = pages.as_mut()?;
+    let r = p.read(at);
+    p.release(at);
+    match r {
+        Ok(sm) => super::persist::message_from_record(sm),
+        Err(e) => {
+            tracing::error!(queue = %home.queue, vhost = %home.vhost, "cannot read a transient message back from its page file: {e}");
+            None
+        }
+    }
 }
 
 /// The queued messages, oldest first, in three segments:
 ///
 /// - `hot`: the first `hot` slots, all with bodies in memory, handed to consumers next;
-/// - `cold`: the next `cold` slots; bodies of stored messages are on disk only (transient ones
-///   stay in memory: they have nowhere else to be);
-/// - tail: the rest, newest messages with bodies in memory, waiting for their store commit
-///   before they are paged out into `cold`.
+/// - `cold`: the next `cold` slots, bodies on disk only (in memory only when writing the page
+///   file failed, e.g. a full disk);
+/// - tail: the rest, newest messages with bodies in memory: persistent ones waiting for their
+///   store commit before they are paged out into `cold` (transient ones are written to the page
+///   file at once, unless an uncommitted one is ahead of them).
 ///
-/// A durable queue keeps at most `ram_limit` body bytes in `hot`; once it is full, new
-/// messages go to the tail, move to `cold` when committed, and are read back from the store in
-/// batches as consumers drain `hot`. The order of the queue is the order of `slots`.
+/// A queue keeps at most `ram_limit` bytes (bodies and `MESSAGE_OVERHEAD` each) in `hot`; once it
+/// is full, new messages go to the tail, move to `cold`, and are read back in batches as
+/// consumers drain `hot`. The order of the queue is the order of `slots`.
 #[derive(Default)]
 pub(super) struct Backlog {
     slots: VecDeque<Slot>,
@@ -114,7 +142,7 @@ impl Backlog {
         self.hot += 1;
         self.hot_bytes += size;
         self.bytes += size;
-        let slot = Slot { msg: Some(r.msg), redelivered: r.redelivered, seq: r.seq, expires: r.expires, size: size as u32, pos: r.pos };
+        let slot = Slot { msg: Some(r.msg), page: None, redelivered: r.redelivered, seq: r.seq, expires: r.expires, size: size as u32, pos: r.pos };
         self.slots.insert(at, slot);
     }
 
@@ -122,14 +150,17 @@ impl Backlog {
     /// head and the head has room (`ram_limit` None: unlimited); otherwise it waits in the tail.
     pub fn push_back(&mut self, msg: Arc<Message>, seq: u64, expires: u64, ram_limit: Option<usize>) {
         let size = msg.body.len();
-        if self.len() == self.hot && (ram_limit.is_none_or(|limit| self.hot_bytes + size <= limit) || self.hot == 0) {
+        let cost = |n: usize, bytes: usize| bytes + n * MESSAGE_OVERHEAD;
+        if self.len() == self.hot
+            && (ram_limit.is_none_or(|limit| cost(self.hot + 1, self.hot_bytes + size) <= limit) || self.hot == 0)
+        {
             self.hot += 1;
             self.hot_bytes += size;
         }
         self.bytes += size;
         let pos = self.next_pos;
         self.next_pos += 1;
-        self.slots.push_back(Slot { msg: Some(msg), redelivered: false, seq, expires, size: size as u32, pos });
+        self.slots.push_back(Slot { msg: Some(msg), page: None, redelivered: false, seq, expires, size: size as u32, pos });
     }
 
     /// Appends recovered messages (store sequence numbers and expiry, bodies on disk), flagged
@@ -140,14 +171,15 @@ impl Backlog {
             self.bytes += size as usize;
             let pos = self.next_pos;
             self.next_pos += 1;
-            self.slots.push_back(Slot { msg: None, redelivered: true, seq, expires, size, pos });
+            self.slots.push_back(Slot { msg: None, page: None, redelivered: true, seq, expires, size, pos });
             self.cold += 1;
         }
     }
 
-    /// Moves messages committed up to `committed` from the tail into `cold`, dropping their
-    /// bodies.
-    pub fn page_out(&mut self, committed: u64) {
+    /// Moves messages from the tail into `cold`, dropping their bodies: stored ones once
+    /// committed (up to `committed`), transient ones written to the page file. A message whose
+    /// write fails stays in memory (`failing` keeps the error from being logged per message).
+    fn page_out(&mut self, committed: u64, pages: &mut Option<PageFile>, failing: &mut bool, home: &Home<'_>) {
         while self.tail() > 0 {
             let slot = &mut self.slots[self.hot + self.cold];
             if slot.seq != 0 {
@@ -155,16 +187,29 @@ impl Backlog {
                     break;
                 }
                 slot.msg = None;
+            } else if let (Some(p), Some(m)) = (pages.as_mut(), &slot.msg) {
+                match p.write(&super::persist::stored(m)) {
+                    Ok(at) => {
+                        slot.page = Some(at);
+                        slot.msg = None;
+                        *failing = false;
+                    }
+                    Err(e) if !*failing => {
+                        *failing = true;
+                        tracing::error!(queue = %home.queue, vhost = %home.vhost, "cannot page transient messages out (they stay in memory): {e}");
+                    }
+                    Err(_) => {}
+                }
             }
             self.cold += 1;
         }
     }
 
     /// Makes sure a few messages are loaded at the head: reads the next batch of `cold`
-    /// messages from the store, or takes over the tail once `cold` is empty. A record missing
-    /// from the store is dropped (with a warning) and returned in `lost` for the caller to
-    /// forget.
-    fn page_in(&mut self, store: Option<&StoreRef<'_>>, lost: &mut Vec<u64>) {
+    /// messages back (from the message log in one read, from the page file in order), or takes
+    /// over the tail once `cold` is empty. A message that cannot be read back is dropped (with a
+    /// warning); a stored one's sequence number goes to `lost` for the caller to forget.
+    fn page_in(&mut self, home: &Home<'_>, pages: &mut Option<PageFile>, lost: &mut Vec<u64>) {
         if self.hot >= PAGE_IN_LOW {
             return;
         }
@@ -176,26 +221,24 @@ impl Backlog {
             }
             return;
         }
-        let Some(store) = store else {
-            self.hot += self.cold;
-            self.cold = 0;
-            return;
-        };
         let n = self.cold.min(PAGE_IN_BATCH);
         let first = self.hot;
-        let seqs: Vec<u64> =
-            (first..first + n).filter_map(|i| self.slots[i].msg.is_none().then_some(self.slots[i].seq)).collect();
-        let loaded = if seqs.is_empty() {
-            Vec::new()
-        } else {
-            match store.log.read_batch(store.id, &seqs) {
+        let seqs: Vec<u64> = (first..first + n)
+            .filter_map(|i| {
+                let s = &self.slots[i];
+                (s.msg.is_none() && s.page.is_none()).then_some(s.seq)
+            })
+            .collect();
+        let loaded = match (&home.store, seqs.is_empty()) {
+            (_, true) | (None, false) => Vec::new(),
+            (Some((id, log)), false) => match log.read_batch(*id, &seqs) {
                 Ok(v) => v,
                 Err(e) => {
                     // Leave them on disk; the next dispatch tries again.
-                    tracing::error!(queue = %store.queue, vhost = %store.vhost, "cannot read messages back from the store: {e}");
+                    tracing::error!(queue = %home.queue, vhost = %home.vhost, "cannot read messages back from the store: {e}");
                     return;
                 }
-            }
+            },
         };
         let mut loaded = loaded.into_iter();
         let (mut i, mut moved) = (first, 0);
@@ -203,14 +246,20 @@ impl Backlog {
             moved += 1;
             if self.slots[i].msg.is_none() {
                 let seq = self.slots[i].seq;
-                match loaded.next().flatten().and_then(super::persist::message_from_record) {
+                let msg = match self.slots[i].page.take() {
+                    Some(at) => read_page(pages, at, home),
+                    None => loaded.next().flatten().and_then(super::persist::message_from_record),
+                };
+                match msg {
                     Some(m) => self.slots[i].msg = Some(Arc::new(m)),
                     None => {
-                        tracing::warn!(queue = %store.queue, vhost = %store.vhost, "dropping message {seq}: missing or unreadable in the store");
+                        tracing::warn!(queue = %home.queue, vhost = %home.vhost, "dropping message {seq}: missing or unreadable on disk");
                         let gone = self.slots.remove(i).expect("slot");
                         self.bytes -= gone.size as usize;
                         self.cold -= 1;
-                        lost.push(seq);
+                        if seq != 0 {
+                            lost.push(seq);
+                        }
                         continue;
                     }
                 }
@@ -222,11 +271,11 @@ impl Backlog {
         }
     }
 
-    /// Takes the message at the head, loading bodies from the store first if needed (sequence
+    /// Takes the message at the head, reading bodies back from disk first if needed (sequence
     /// numbers of records found missing are added to `lost`).
-    pub fn pop(&mut self, store: Option<&StoreRef<'_>>, lost: &mut Vec<u64>) -> Option<Ready> {
+    fn pop(&mut self, home: &Home<'_>, pages: &mut Option<PageFile>, lost: &mut Vec<u64>) -> Option<Ready> {
         if self.hot < PAGE_IN_LOW && self.hot < self.len() {
-            self.page_in(store, lost);
+            self.page_in(home, pages, lost);
         }
         if self.hot == 0 {
             return None;
@@ -246,7 +295,7 @@ impl Backlog {
 
     /// Removes the message at the head whatever segment it is in (expiry); its body may be on
     /// disk only.
-    pub fn drop_head(&mut self) -> Option<Slot> {
+    fn drop_head(&mut self) -> Option<Slot> {
         let slot = self.slots.pop_front()?;
         self.bytes -= slot.size as usize;
         if self.hot > 0 {
@@ -268,14 +317,18 @@ impl Backlog {
 
 /// A queue's backlogs: one, or one per priority level for a priority queue (x-max-priority),
 /// the highest level served first and each level in order (FIFO within a priority). Each level
-/// pages to disk on its own.
+/// pages to disk on its own; the levels share the queue's page file.
 pub(super) struct Backlogs {
     levels: Vec<Backlog>,
+    /// Where transient messages beyond the memory budget go (None: they stay in memory).
+    pages: Option<PageFile>,
+    /// Writing the page file failed last time (logged once until a write succeeds).
+    failing: bool,
 }
 
 impl Default for Backlogs {
     fn default() -> Backlogs {
-        Backlogs { levels: vec![Backlog::default()] }
+        Backlogs::new(None)
     }
 }
 
@@ -283,7 +336,17 @@ impl Backlogs {
     /// One level, or `max_priority + 1` levels (RabbitMQ caps a message's priority at the max).
     pub fn new(max_priority: Option<u8>) -> Backlogs {
         let n = max_priority.map_or(1, |m| m as usize + 1);
-        Backlogs { levels: (0..n).map(|_| Backlog::default()).collect() }
+        Backlogs { levels: (0..n).map(|_| Backlog::default()).collect(), pages: None, failing: false }
+    }
+
+    /// Transient messages beyond the memory budget go to `pages`.
+    pub fn set_pages(&mut self, pages: PageFile) {
+        self.pages = Some(pages);
+    }
+
+    /// Does every message count against the memory budget (not only stored ones)?
+    pub fn pages(&self) -> bool {
+        self.pages.is_some()
     }
 
     /// The level of a message with priority property `priority`.
@@ -312,10 +375,18 @@ impl Backlogs {
         self.levels.iter().map(Backlog::tail).sum()
     }
 
+    /// Takes every slot out (purge, delete) and deletes the page file's contents: the slots
+    /// returned have their bodies in memory or in the message log, never in the page file.
     pub fn clear(&mut self) -> VecDeque<Slot> {
         let mut all = VecDeque::new();
         for l in self.levels.iter_mut().rev() {
             all.append(&mut l.clear());
+        }
+        if let Some(p) = &mut self.pages {
+            p.clear();
+        }
+        for s in &mut all {
+            s.page = None;
         }
         all
     }
@@ -338,18 +409,20 @@ impl Backlogs {
         }
     }
 
-    pub fn page_out(&mut self, committed: u64) {
+    /// Pages the tails out: stored messages committed up to `committed`, transient ones to the
+    /// page file.
+    pub fn page_out(&mut self, committed: u64, home: &Home<'_>) {
         for l in &mut self.levels {
             if l.tail() > 0 {
-                l.page_out(committed);
+                l.page_out(committed, &mut self.pages, &mut self.failing, home);
             }
         }
     }
 
     /// Takes the head of the highest non-empty level.
-    pub fn pop(&mut self, store: Option<&StoreRef<'_>>, lost: &mut Vec<u64>) -> Option<Ready> {
+    pub fn pop(&mut self, home: &Home<'_>, lost: &mut Vec<u64>) -> Option<Ready> {
         let l = self.levels.iter_mut().rev().find(|l| l.len() > 0)?;
-        l.pop(store, lost)
+        l.pop(home, &mut self.pages, lost)
     }
 
     /// The earliest expiry among the levels' heads (a message expires at the head of its level).
@@ -357,15 +430,31 @@ impl Backlogs {
         self.levels.iter().filter_map(Backlog::head_expires).min()
     }
 
-    /// Removes one head that expires before `now`, if any.
-    pub fn drop_expired(&mut self, now: u64) -> Option<Slot> {
+    /// Removes one head that expires before `now`, if any. With `load` (it is to be
+    /// dead-lettered) a body in the page file is read back into the slot.
+    pub fn drop_expired(&mut self, now: u64, load: bool, home: &Home<'_>) -> Option<Slot> {
         let l = self.levels.iter_mut().find(|l| l.head_expires().is_some_and(|at| at < now))?;
-        l.drop_head()
+        let slot = l.drop_head()?;
+        Some(self.unpage(slot, load, home))
     }
 
-    /// Removes the head of the highest non-empty level (x-overflow drop-head).
-    pub fn drop_head(&mut self) -> Option<Slot> {
-        self.levels.iter_mut().rev().find(|l| l.len() > 0)?.drop_head()
+    /// Removes the head of the highest non-empty level (x-overflow drop-head); `load` as in
+    /// [`Backlogs::drop_expired`].
+    pub fn drop_head(&mut self, load: bool, home: &Home<'_>) -> Option<Slot> {
+        let slot = self.levels.iter_mut().rev().find(|l| l.len() > 0)?.drop_head()?;
+        Some(self.unpage(slot, load, home))
+    }
+
+    /// A slot taken out of the backlog leaves the page file (its body read back if `load`).
+    fn unpage(&mut self, mut slot: Slot, load: bool, home: &Home<'_>) -> Slot {
+        if let Some(at) = slot.page.take() {
+            if load {
+                slot.msg = read_page(&mut self.pages, at, home).map(Arc::new);
+            } else if let Some(p) = &mut self.pages {
+                p.release(at);
+            }
+        }
+        slot
     }
 
     pub fn memory(&self) -> (usize, usize, usize) {

@@ -80,6 +80,8 @@ pub struct Broker {
     pub disk: Arc<crate::alarm::DiskMonitor>,
     /// The memory high watermark (its samples run once `server::start` calls `start`).
     pub memory: Arc<crate::alarm::MemoryMonitor>,
+    /// `<data-dir>/transient`: queues page transient messages beyond their memory budget there.
+    pub transient: Arc<crate::store::transient::TransientDir>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -108,6 +110,7 @@ impl Broker {
             return Err("[auth] backends: at least one backend is needed".into());
         }
         let n = config.auth.backends.len();
+        let transient = crate::store::transient::TransientDir::new(config.storage.data_dir.join("transient"));
         Ok(Arc::new_cyclic(|me| {
             // Every name is "internal" (checked above); listing it twice asks it twice, as RabbitMQ.
             let backends: Vec<Arc<dyn crate::auth_backend::AuthBackend>> =
@@ -127,6 +130,7 @@ impl Broker {
                 alarms,
                 disk,
                 memory,
+                transient,
                 auth: crate::auth_backend::AuthChain::new(backends),
             }
         }))
@@ -156,6 +160,12 @@ impl Broker {
         let wait = std::time::Duration::from_millis(config.storage.lock_wait_ms);
         let store = Arc::new(Store::open_waiting(&data_dir, wait).map_err(|e| e.to_string())?);
         let b = Broker::empty(config, Some(store.clone()))?;
+        // Transient messages paged out by the previous run are gone with it (we hold the lock).
+        match b.transient.wipe() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!("removed {n} transient page files of the previous run"),
+            Err(e) => return Err(format!("cannot empty {}: {e}", b.transient.path().display())),
+        }
         install(&b)?;
         persist::recover(&b, &store).map_err(|e| e.to_string())?;
         Ok(b)
@@ -204,6 +214,7 @@ impl Broker {
                         self.store.clone(),
                         self.config.storage.queue_ram_limit as usize,
                         flow::FlowLimits::from_config(&self.config.flow),
+                        self.transient.clone(),
                     )
                 });
                 for (n, t) in [
@@ -268,6 +279,8 @@ pub struct Vhost {
     queue_ram_limit: usize,
     /// Publisher flow-control limits of its queues.
     queue_flow: flow::FlowLimits,
+    /// Where its queues page transient messages.
+    transient: Arc<crate::store::transient::TransientDir>,
     /// Set by `delete_vhost`: connections still holding it write nothing more to the store.
     deleted: AtomicBool,
     /// `set_vhost_limits` (see `limits.rs`).
@@ -312,7 +325,14 @@ pub struct QueueDecl<'a> {
 }
 
 impl Vhost {
-    fn new(name: &str, me: Weak<Vhost>, store: Option<Arc<Store>>, queue_ram_limit: usize, queue_flow: flow::FlowLimits) -> Vhost {
+    fn new(
+        name: &str,
+        me: Weak<Vhost>,
+        store: Option<Arc<Store>>,
+        queue_ram_limit: usize,
+        queue_flow: flow::FlowLimits,
+        transient: Arc<crate::store::transient::TransientDir>,
+    ) -> Vhost {
         Vhost {
             name: name.into(),
             me,
@@ -322,6 +342,7 @@ impl Vhost {
             store,
             queue_ram_limit,
             queue_flow,
+            transient,
             deleted: AtomicBool::new(false),
             limits: RwLock::default(),
             policies: RwLock::default(),
@@ -544,7 +565,8 @@ impl Vhost {
             stored,
             self.queue_ram_limit,
         )
-        .with_flow_limits(self.queue_flow));
+        .with_flow_limits(self.queue_flow)
+        .with_pages(self.transient.pages()));
         q.set_home(self.me.clone());
         self.attach_policy_queue(&q);
         map.insert(d.name.into(), q.clone());

@@ -35,19 +35,24 @@ pub fn decode_table(b: &[u8]) -> FieldTable {
 /// `published` (ms since the Unix epoch; for messages that may expire) recovery can give the
 /// message its TTL back.
 pub fn record(msg: &Message, published: Option<u64>) -> Bytes {
-    let sm = StoredMessage {
+    let sm = stored(msg);
+    match published {
+        Some(t) => sm.encode_with_published(t),
+        None => sm.encode(),
+    }
+    .unwrap_or_else(|_| Bytes::new())
+}
+
+/// A message as a store record (no copy: properties and body are views of the message's).
+pub fn stored(msg: &Message) -> StoredMessage {
+    StoredMessage {
         exchange: msg.exchange.clone(),
         routing_key: msg.routing_key.clone(),
         // Property flags and properties: the header payload after class, weight and body size.
         properties: msg.header_raw.slice(12..),
         body: msg.body.clone(),
         delivered: false,
-    };
-    match published {
-        Some(t) => sm.encode_with_published(t),
-        None => sm.encode(),
     }
-    .unwrap_or_else(|_| Bytes::new())
 }
 
 /// The expiry of a recovered message: its publish time plus the smaller of the queue's and its
@@ -192,7 +197,8 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
             Some((r.queue_id, log.clone())),
             broker.config.storage.queue_ram_limit as usize,
         )
-        .with_flow_limits(super::flow::FlowLimits::from_config(&broker.config.flow)));
+        .with_flow_limits(super::flow::FlowLimits::from_config(&broker.config.flow))
+        .with_pages(broker.transient.pages()));
         // Its policy first: a policy's message-ttl gives recovered messages their expiry.
         q.set_home(Arc::downgrade(&vh));
         vh.attach_policy_queue(&q);

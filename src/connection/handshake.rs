@@ -233,7 +233,9 @@ pub(super) async fn run(
     // 0 means "no limit" from the client: take ours.
     let frame_max = if t.frame_max == 0 { cfg.frame_max } else { t.frame_max };
     let channel_max = if t.channel_max == 0 { cfg.channel_max } else { t.channel_max };
-    if frame_max < FRAME_MIN_SIZE || frame_max > cfg.frame_max || channel_max > cfg.channel_max {
+    // A channel_max of 0 in the config is "no limit" (RabbitMQ's `channel_max = 0`): any value
+    // the client asks for stands.
+    if frame_max < FRAME_MIN_SIZE || frame_max > cfg.frame_max || (cfg.channel_max != 0 && channel_max > cfg.channel_max) {
         warn!(peer = %peer, "negotiated frame_max = {} / channel_max = {} out of range", t.frame_max, t.channel_max);
         return Err(());
     }

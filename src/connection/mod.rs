@@ -64,10 +64,30 @@ enum FlowWait {
     Store,
 }
 
+/// `[amqp] tcp_recbuf` / `tcp_sndbuf` (RabbitMQ's `tcp_listen_options.recbuf` / `sndbuf`).
+/// A fixed size turns the kernel's autotuning off for that direction: what a paused publisher
+/// has sent waits in at most `tcp_recbuf` bytes here (autotuned loopback buffers grow to
+/// `net.ipv4.tcp_rmem`'s maximum, 32 MiB on many machines, i.e. hundreds of milliseconds of
+/// messages).
+fn set_buffers(socket: &TcpStream, cfg: &crate::config::AmqpConfig) {
+    use rustix::net::sockopt;
+    if cfg.tcp_recbuf > 0
+        && let Err(e) = sockopt::set_socket_recv_buffer_size(socket, cfg.tcp_recbuf as usize)
+    {
+        tracing::warn!("cannot set SO_RCVBUF to {}: {e}", cfg.tcp_recbuf);
+    }
+    if cfg.tcp_sndbuf > 0
+        && let Err(e) = sockopt::set_socket_send_buffer_size(socket, cfg.tcp_sndbuf as usize)
+    {
+        tracing::warn!("cannot set SO_SNDBUF to {}: {e}", cfg.tcp_sndbuf);
+    }
+}
+
 /// Serves one accepted socket (plain, or TLS after its handshake) until it closes.
 pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     let local = socket.tcp().local_addr().ok();
     let _ = socket.tcp().set_nodelay(true);
+    set_buffers(socket.tcp(), &broker.config.amqp);
     let id = broker.next_id();
     let (mut rd, mut wr, tls) = socket.split();
     let mut buf = BytesMut::with_capacity(READ_CHUNK_IDLE);

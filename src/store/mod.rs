@@ -28,6 +28,7 @@
 pub mod codec;
 pub mod definitions;
 mod error;
+pub mod transient;
 pub mod writer;
 
 #[cfg(test)]

@@ -165,3 +165,56 @@ async fn channel_max_limits_how_many_channels_are_open() {
     );
     b.stop().await;
 }
+
+/// `[amqp] consumer_max_per_channel` (RabbitMQ 3.11+'s key; 3.10 has no such limit, so this
+/// runs against Warren only): a channel holds that many consumers, another channel its own;
+/// one more closes the connection with 530; a cancel makes room; a reused tag still gets its
+/// own error.
+#[tokio::test]
+async fn consumer_max_per_channel_limits_each_channel() {
+    let b = TestBroker::start_with(|c| c.amqp.consumer_max_per_channel = Some(2)).await;
+    if b.is_external() {
+        return;
+    }
+    let conn = b.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    let other = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.queue_declare("cm".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    // lapin cancels a consumer when its handle is dropped: keep them.
+    let mut keep = Vec::new();
+    for (c, tag) in [(&ch, "a"), (&ch, "b"), (&other, "a"), (&other, "b")] {
+        keep.push(timeout(c.basic_consume("cm".into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())).await.unwrap());
+    }
+    // A cancel makes room for one more.
+    timeout(ch.basic_cancel("a".into(), BasicCancelOptions::default())).await.unwrap();
+    keep.push(timeout(ch.basic_consume("cm".into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default())).await.unwrap());
+    // At the limit a reused tag is reported as such (RabbitMQ checks the tag first).
+    let r = timeout(ch.basic_consume("cm".into(), "b".into(), BasicConsumeOptions::default(), FieldTable::default())).await;
+    assert_eq!(amqp_error(&r.unwrap_err()), Some((530, "NOT_ALLOWED - attempt to reuse consumer tag 'b'".into())));
+
+    let conn = b.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    for tag in ["a", "b"] {
+        keep.push(timeout(ch.basic_consume("cm".into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())).await.unwrap());
+    }
+    let r = timeout(ch.basic_consume("cm".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default())).await;
+    assert_eq!(amqp_error(&r.unwrap_err()), Some((530, "NOT_ALLOWED - reached maximum (2) of consumers per channel".into())));
+    assert!(!conn.status().connected(), "a hard error closes the connection");
+}
+
+/// `[amqp] channel_max = 0` is "no limit", as RabbitMQ's `channel_max = 0`: the client's own
+/// maximum stands (lapin: 65535) and more channels than the default 2047 open.
+#[tokio::test]
+async fn channel_max_zero_means_no_limit() {
+    let b = TestBroker::start_with(|c| c.amqp.channel_max = 0).await;
+    if b.is_external() {
+        return;
+    }
+    let conn = b.connect().await;
+    assert_eq!(conn.configuration().channel_max(), 65535);
+    let mut chans = Vec::new();
+    for _ in 0..2100 {
+        chans.push(timeout(conn.create_channel()).await.unwrap());
+    }
+    timeout(chans[2099].queue_declare("".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+}

@@ -123,3 +123,51 @@ async fn a_bad_log_rotation_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid log rotation \"weekly\""), "{out:?}");
 }
+
+/// `[log] rotation_size` (RabbitMQ's log.file.rotation.size): a broker whose log outgrows the
+/// size moves it to `<file>.1`, `<file>.2`, keeping `rotation_count` of them, every file about
+/// the size; the lines are all there, in order across the files.
+#[tokio::test]
+async fn log_file_rotates_by_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("logs/warren.log");
+    let cfg = tmp.path().join("warren.toml");
+    std::fs::write(&cfg, format!("[log]\nfile = {:?}\nrotation_size = 4000\nrotation_count = 2\n", file.display().to_string())).unwrap();
+    let port = free_port();
+    let child = start(&tmp.path().join("data"), Some(&cfg), port);
+    // Each connection logs two lines (accepted, authenticated) of about 150 bytes: ~30 KB.
+    for _ in 0..100 {
+        let uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+        let conn = timeout(lapin::Connection::connect(&uri, lapin::ConnectionProperties::default())).await.unwrap();
+        let _ = conn.close(200, "bye".into()).await;
+    }
+    provoke_errors(port).await;
+    stop(child);
+    let dir = file.parent().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["warren.log", "warren.log.1", "warren.log.2"]);
+    for n in &names {
+        let len = std::fs::metadata(dir.join(n)).unwrap().len();
+        assert!(len < 4000 + 1000, "{n} holds {len} bytes");
+    }
+    let log: String = ["warren.log.2", "warren.log.1", "warren.log"].iter().map(|n| std::fs::read_to_string(dir.join(n)).unwrap()).collect();
+    assert_rabbitmq_lines(&log);
+    assert!(!log.contains("started TCP listener"), "the oldest lines were rotated away");
+}
+
+#[tokio::test]
+async fn log_rotation_by_time_and_size_together_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("warren.toml");
+    std::fs::write(&cfg, format!("[log]\nfile = {:?}\nrotation = \"daily\"\nrotation_size = 10000\n", tmp.path().join("x.log").display().to_string())).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_warren-server"))
+        .args(["--amqp-port", "0", "--config"])
+        .arg(&cfg)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rotate by time or by size, not both"), "{out:?}");
+}

@@ -68,7 +68,7 @@ async fn memory_alarm_blocks_publishers_and_shares_the_block_with_the_disk_alarm
     // A tiny absolute watermark: the broker's own footprint is above it.
     set_watermark(&b, &["absolute", "1MiB"], "1MiB bytes").await;
     let st = status(&b).await;
-    assert_eq!(st["alarms"], serde_json::json!(["memory"]), "{st:?}");
+    assert_eq!(st["alarms"], alarm_objects(&["memory"]), "{st:?}");
     assert_eq!(st["vm_memory_high_watermark_setting"], serde_json::json!({"absolute": 1u64 << 20}));
     assert_eq!(st["vm_memory_high_watermark_limit"], serde_json::json!(1u64 << 20));
     wait_states(&b, &["blocking"]).await;
@@ -85,9 +85,9 @@ async fn memory_alarm_blocks_publishers_and_shares_the_block_with_the_disk_alarm
     // The disk alarm too: no second connection.blocked; clearing memory alone does not unblock.
     let r = b.admin_call("set_disk_free_limit", &["1000000GB"]).await;
     assert!(r.error.is_none(), "{r:?}");
-    assert_eq!(status(&b).await["alarms"], serde_json::json!(["disk", "memory"]));
+    assert_eq!(status(&b).await["alarms"], alarm_objects(&["disk", "memory"]));
     set_watermark(&b, &["0.4"], "0.4").await;
-    assert_eq!(status(&b).await["alarms"], serde_json::json!(["disk"]));
+    assert_eq!(status(&b).await["alarms"], alarm_objects(&["disk"]));
     assert!(matches!(a.read_method(QUIET).await, Err(ReadError::Timeout)), "unblocked while the disk alarm is set");
     wait_states(&b, &["blocked"]).await;
 
@@ -111,7 +111,7 @@ async fn memory_watermark_from_config_blocks_from_the_start_but_not_consumers() 
     if b.is_external() {
         return;
     }
-    assert_eq!(status(&b).await["alarms"], serde_json::json!(["memory"]));
+    assert_eq!(status(&b).await["alarms"], alarm_objects(&["memory"]));
     // Queue a message while the alarm is briefly lifted, then alarm again.
     let queue = uniq("mem-cfg");
     set_watermark(&b, &["1.0"], "1.0").await;
@@ -153,6 +153,10 @@ async fn warrenctl_memory_watermark_and_status_as_rabbitmqctl() {
     let out = b.ctl_ok(&["status"]).await.unwrap();
     assert!(out.contains("\nMemory alarm on node warren@localhost\n"), "{out}");
     assert!(out.contains("\nMemory high watermark setting: 0.0000001 of available memory, computed to: "), "{out}");
+    // rabbitmqctl status --formatter json: alarms as RabbitMQ's CLI gives them.
+    let out = b.ctl_ok(&["status", "--formatter", "json"]).await.unwrap();
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["alarms"], serde_json::json!([{"node": "warren@localhost", "resource": "memory", "type": "resource_limit"}]));
 
     for (args, code, text) in [
         (&["1.5"][..], 65, "Error (argument validation): Bad argument: The threshold should be a fraction between 0.0 and 1.0\n"),
@@ -168,7 +172,7 @@ async fn warrenctl_memory_watermark_and_status_as_rabbitmqctl() {
         assert!(err.starts_with(text), "{args:?}: {err}");
     }
     // The refused values changed nothing.
-    assert_eq!(status(&b).await["alarms"], serde_json::json!(["memory"]));
+    assert_eq!(status(&b).await["alarms"], alarm_objects(&["memory"]));
     b.ctl_ok(&["set_vm_memory_high_watermark", "0.4"]).await.unwrap();
     assert_eq!(status(&b).await["alarms"], serde_json::json!([]));
     b.stop().await;

@@ -122,3 +122,145 @@ async fn backlog_bodies_stay_on_disk_and_come_back_in_order_after_kill9() {
     }
     assert_eq!(expect, COUNT);
 }
+
+/// Bytes of the files in `<data>/transient` (transient messages paged out) and how many exist.
+fn transient_files(data: &Path) -> (u64, usize) {
+    let Ok(dir) = std::fs::read_dir(data.join("transient")) else { return (0, 0) };
+    dir.map(|e| e.unwrap().metadata().unwrap().len()).fold((0, 0), |(b, n), len| (b + len, n + 1))
+}
+
+/// Polls `list_queues` until queue `q` holds `n` messages.
+async fn wait_messages(data: &Path, q: &str, n: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = queue_memory(data, q).0;
+        if got == n {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "queue {q} holds {got} messages, expected {n}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+const BIG_COUNT: u32 = 128 * 1024;
+
+/// Body of transient message `i` of the big backlog: 2 KiB, numbered, with a checkable tail.
+fn big_body(i: u32) -> Vec<u8> {
+    let mut b = format!("{i:08}").into_bytes();
+    b.resize(2048, b'a' + (i % 26) as u8);
+    b
+}
+
+/// A backlog of transient messages in a non-durable queue, 256 MiB of bodies with a 1 MiB
+/// memory budget and no consumer: the bodies go to page files, the broker's resident memory
+/// stays far below the backlog, and a consumer then gets every message in order and intact.
+/// Drained, the page files are gone; a transient backlog in a durable queue does not survive a
+/// restart, and neither do its page files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_backlog_far_above_the_ram_budget_keeps_rss_bounded_and_comes_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("warren.toml");
+    std::fs::write(&config, "[storage]\nqueue_ram_limit = 1048576\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let port = free_port();
+    let s = Server::start_with(&data, port, &["--config", cfg]).await;
+    let conn = s.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.queue_declare("big".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    let before = s.rss_kib();
+    let mut peak = before;
+    for i in 0..BIG_COUNT {
+        timeout(ch.basic_publish("".into(), "big".into(), Default::default(), &big_body(i), BasicProperties::default())).await.unwrap();
+        if i % 4096 == 0 {
+            peak = peak.max(s.rss_kib());
+        }
+    }
+    wait_messages(&data, "big", BIG_COUNT as u64).await;
+    peak = peak.max(s.rss_kib());
+    let (n, ram, ram_bytes, paged) = queue_memory(&data, "big");
+    assert_eq!(n, BIG_COUNT as u64);
+    assert!(ram_bytes <= 1 << 20, "{ram_bytes} body bytes in memory ({ram} messages)");
+    assert_eq!(ram + paged, n);
+    let (file_bytes, _) = transient_files(&data);
+    assert!(file_bytes >= 240 << 20, "only {file_bytes} bytes in page files");
+    // 256 MiB of bodies; without paging the broker holds all of them (and more).
+    let grew = peak.saturating_sub(before);
+    assert!(grew < 64 << 10, "RSS grew by {grew} KiB for a 256 MiB backlog (from {before} KiB)");
+
+    let mut consumer = timeout(ch.basic_consume("big".into(), "c".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())).await.unwrap();
+    for expect in 0..BIG_COUNT {
+        let d = timeout(consumer.next()).await.unwrap().unwrap();
+        assert_eq!(d.data.len(), 2048);
+        let got: u32 = std::str::from_utf8(&d.data[..8]).unwrap().parse().unwrap();
+        assert_eq!(got, expect);
+        assert_eq!(d.data[2047], b'a' + (got % 26) as u8, "body of message {got} intact");
+    }
+    wait_messages(&data, "big", 0).await;
+    assert_eq!(transient_files(&data).0, 0, "page files hold nothing once the backlog is drained");
+    timeout(ch.queue_delete("big".into(), Default::default())).await.unwrap();
+    assert_eq!(transient_files(&data), (0, 0), "deleting the queue deletes its page files");
+
+    // A durable queue's transient backlog is paged too, and gone after a restart.
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    timeout(ch.queue_declare("kept".into(), durable, FieldTable::default())).await.unwrap();
+    for i in 0..2000 {
+        timeout(ch.basic_publish("".into(), "kept".into(), Default::default(), &body(i), BasicProperties::default())).await.unwrap();
+    }
+    wait_messages(&data, "kept", 2000).await;
+    assert!(queue_memory(&data, "kept").3 > 1500, "transient messages of a durable queue paged out");
+    assert!(transient_files(&data).0 > 0);
+    s.kill9();
+    let _s = Server::start_with(&data, port, &["--config", cfg]).await;
+    assert_eq!(queue_memory(&data, "kept").0, 0, "transient messages do not survive a restart");
+    assert_eq!(transient_files(&data), (0, 0), "the previous run's page files are removed");
+}
+
+/// Paged transient messages keep priority order (each level pages on its own), expire with
+/// their TTL, and are dead-lettered with their bodies: a small memory budget, an in-process
+/// broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_transient_messages_keep_priorities_ttl_and_dead_lettering() {
+    let b = common::TestBroker::start_with(|c| c.storage.queue_ram_limit = 64 << 10).await;
+    let Some(data) = b.data_dir() else { return };
+    let (_conn, ch) = b.channel().await;
+    // Priorities: 3,000 messages of 4 KiB over priorities 0..=4, published in turn.
+    let args = common::ft(&[("x-max-priority", lapin::types::AMQPValue::ShortShortUInt(4))]);
+    timeout(ch.queue_declare("prio".into(), QueueDeclareOptions::default(), args)).await.unwrap();
+    for i in 0..COUNT {
+        let props = BasicProperties::default().with_priority((i % 5) as u8);
+        timeout(ch.basic_publish("".into(), "prio".into(), Default::default(), &body(i), props)).await.unwrap();
+    }
+    wait_messages(data, "prio", COUNT as u64).await;
+    assert!(queue_memory(data, "prio").3 > (COUNT - 500) as u64, "paged out: {:?}", queue_memory(data, "prio"));
+    let mut got = Vec::new();
+    while let Some(m) = timeout(ch.basic_get("prio".into(), BasicGetOptions { no_ack: true })).await.unwrap() {
+        got.push(number(&m.delivery.data));
+    }
+    let mut expect: Vec<u32> = (0..COUNT).collect();
+    expect.sort_by_key(|i| (std::cmp::Reverse(i % 5), *i));
+    assert_eq!(got, expect, "highest priority first, FIFO within a priority");
+    assert_eq!(transient_files(data).0, 0);
+
+    // TTL and dead-lettering: every message of "short" expires after 1 s, most of them while
+    // paged out, and is dead-lettered to "dead" (itself paging) with its body.
+    let args = common::ft(&[
+        ("x-message-ttl", lapin::types::AMQPValue::LongInt(1000)),
+        ("x-dead-letter-exchange", common::lstr("")),
+        ("x-dead-letter-routing-key", common::lstr("dead")),
+    ]);
+    timeout(ch.queue_declare("dead".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    timeout(ch.queue_declare("short".into(), QueueDeclareOptions::default(), args)).await.unwrap();
+    for i in 0..COUNT {
+        timeout(ch.basic_publish("".into(), "short".into(), Default::default(), &body(i), BasicProperties::default())).await.unwrap();
+    }
+    wait_messages(data, "dead", COUNT as u64).await;
+    assert_eq!(queue_memory(data, "short").0, 0);
+    for expect in 0..COUNT {
+        let m = timeout(ch.basic_get("dead".into(), BasicGetOptions { no_ack: true })).await.unwrap().expect("dead-lettered message");
+        assert_eq!(number(&m.delivery.data), expect);
+        let death = m.delivery.properties.headers().as_ref().and_then(|h| h.inner().get("x-first-death-reason").cloned());
+        assert_eq!(death, Some(common::lstr("expired")));
+    }
+    assert_eq!(transient_files(data).0, 0);
+}

@@ -26,8 +26,9 @@ impl Queue {
         }
         let now = crate::broker::ttl::now_ms() + u64::from(!take);
         let mut n = 0;
+        let dlx = self.args.dead_letter_exchange.is_some();
         while n < max
-            && let Some(slot) = b.drop_expired(now)
+            && let Some(slot) = b.drop_expired(now, dlx, &self.home())
         {
             n += 1;
             if self.args().dead_letter_exchange.is_some() {
@@ -54,7 +55,7 @@ impl Queue {
         let QueueInner { backlog: b, dead, .. } = inner;
         let args = self.args();
         while args.max_length.is_some_and(|m| b.len() as u64 > m) || args.max_length_bytes.is_some_and(|m| b.bytes() as u64 > m) {
-            let Some(slot) = b.drop_head() else { break };
+            let Some(slot) = b.drop_head(args.dead_letter_exchange.is_some(), &self.home()) else { break };
             if args.dead_letter_exchange.is_some() {
                 dead.push((slot, Reason::Maxlen));
             } else {
@@ -78,15 +79,31 @@ impl Queue {
 
     /// Releases the queue lock, then dead-letters the messages that expired meanwhile (never
     /// under the lock: the dead-letter exchange may route back here, or to a queue whose
-    /// lock another thread holds while it waits for ours).
-    pub(super) fn finish(&self, mut inner: MutexGuard<'_, QueueInner>) {
-        if inner.dead.is_empty() {
+    /// lock another thread holds while it waits for ours). One thread at a time does it, in
+    /// the order the messages left (the timer and a publisher may both expire heads): a thread
+    /// that finds another at it leaves its messages to that one.
+    pub(super) fn finish<'a>(&'a self, mut inner: MutexGuard<'a, QueueInner>) {
+        if inner.dead.is_empty() || inner.dead_draining {
             return;
         }
-        let dead = std::mem::take(&mut inner.dead);
-        drop(inner);
-        // Bodies of paged-out messages are read back from the store first.
-        let missing: Vec<u64> = dead.iter().filter(|(s, _)| s.msg.is_none()).map(|(s, _)| s.seq).collect();
+        inner.dead_draining = true;
+        loop {
+            let dead = std::mem::take(&mut inner.dead);
+            if dead.is_empty() {
+                inner.dead_draining = false;
+                return;
+            }
+            drop(inner);
+            self.dead_letter_slots(dead);
+            inner = self.inner.lock();
+        }
+    }
+
+    /// Dead-letters messages taken off the queue (bodies of paged-out ones read back first).
+    fn dead_letter_slots(&self, dead: Vec<(crate::broker::backlog::Slot, Reason)>) {
+        // Bodies of paged-out persistent messages are read back from the store first (those of
+        // transient ones were read back from the page file when they were dropped).
+        let missing: Vec<u64> = dead.iter().filter(|(s, _)| s.msg.is_none() && s.seq != 0).map(|(s, _)| s.seq).collect();
         let mut loaded = match (&self.store, missing.is_empty()) {
             (Some((id, log)), false) => log.read_batch(*id, &missing).unwrap_or_default().into_iter(),
             _ => Vec::new().into_iter(),
@@ -94,6 +111,7 @@ impl Queue {
         for (slot, reason) in &dead {
             let msg = match &slot.msg {
                 Some(m) => Some(m.clone()),
+                None if slot.seq == 0 => None,
                 None => loaded.next().flatten().and_then(crate::broker::persist::message_from_record).map(Arc::new),
             };
             if let Some(m) = msg {

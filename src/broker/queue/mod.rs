@@ -2,7 +2,7 @@
 
 mod limits;
 
-use super::backlog::{Backlogs, StoreRef};
+use super::backlog::{Backlogs, Home};
 pub use super::backlog::Ready;
 use super::delivery::{Consumer, Offer};
 use super::message::Message;
@@ -32,6 +32,9 @@ pub struct QueueInner {
     /// Messages waiting to be dead-lettered once the lock is released (expired, or dropped by
     /// a length limit).
     dead: Vec<(super::backlog::Slot, Reason)>,
+    /// A thread is dead-lettering `dead` (outside the lock); others leave theirs to it, so the
+    /// messages reach the dead-letter exchange in the order they left the queue.
+    dead_draining: bool,
 }
 
 /// What a queue did with a published message.
@@ -79,7 +82,9 @@ pub struct Queue {
     committed: AtomicU64,
     /// Store sequence number of the newest stored message.
     appended: AtomicU64,
-    /// Body bytes a durable queue keeps in memory ahead of its consumers.
+    /// Bytes a queue keeps in memory ahead of its consumers (bodies and per-message overhead);
+    /// beyond them bodies are paged to disk (durable queues' persistent messages always; every
+    /// other message when the queue has a page file, see [`Queue::with_pages`]).
     ram_limit: usize,
     /// Drops messages whose TTL ran out (started by the first message with one).
     timer: super::ttl::Timer,
@@ -131,6 +136,17 @@ impl Queue {
             home: Default::default(),
             flow: super::flow::QueueFlow::new(super::flow::FlowLimits::default()),
         }
+    }
+
+    /// The same queue with a page file for transient messages beyond its memory budget.
+    pub fn with_pages(mut self, pages: crate::store::transient::PageFile) -> Queue {
+        self.inner.get_mut().backlog.set_pages(pages);
+        self
+    }
+
+    /// Its message log (durable queues) and names, for the backlog.
+    fn home(&self) -> Home<'_> {
+        Home { store: self.store.as_ref().map(|(id, log)| (*id, log)), queue: &self.name, vhost: &self.vhost }
     }
 
     /// The same queue with these flow-control limits.
@@ -302,7 +318,7 @@ impl Queue {
                 done(r);
             });
         }
-        let limit = self.store.is_some().then_some(self.ram_limit);
+        let limit = (self.store.is_some() || inner.backlog.pages()).then_some(self.ram_limit);
         // A quorum queue delivers x-delivery-count, 0 the first time (as RabbitMQ 3.10).
         let msg = if self.is_quorum() && msg.properties.headers().as_ref().is_none_or(|h| !h.inner().contains_key("x-delivery-count")) {
             Arc::new(msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(0)))
@@ -318,7 +334,7 @@ impl Queue {
         let b = &mut inner.backlog;
         b.push_back(msg, seq, expires, limit);
         if b.tail() > 0 {
-            b.page_out(self.committed.load(Ordering::Acquire));
+            b.page_out(self.committed.load(Ordering::Acquire), &self.home());
         }
         self.dispatch_locked(&mut inner);
         if expires != 0 {
@@ -346,7 +362,7 @@ impl Queue {
         if self.appended.load(Ordering::Acquire) == seq {
             let mut inner = self.inner.lock();
             if inner.backlog.tail() > 0 {
-                inner.backlog.page_out(self.committed.load(Ordering::Acquire));
+                inner.backlog.page_out(self.committed.load(Ordering::Acquire), &self.home());
             }
         }
     }
@@ -358,9 +374,8 @@ impl Queue {
             self.expire_heads(inner, true);
         }
         let b = &mut inner.backlog;
-        let store = self.store.as_ref().map(|(id, log)| StoreRef { id: *id, log, queue: &self.name, vhost: &self.vhost });
         let mut lost = Vec::new();
-        let mut r = b.pop(store.as_ref(), &mut lost);
+        let mut r = b.pop(&self.home(), &mut lost);
         for seq in lost {
             self.forget(seq);
         }
@@ -405,7 +420,7 @@ impl Queue {
     pub fn dispatch(self: &Arc<Self>) {
         let mut inner = self.inner.lock();
         if inner.backlog.tail() > 0 {
-            inner.backlog.page_out(self.committed.load(Ordering::Acquire));
+            inner.backlog.page_out(self.committed.load(Ordering::Acquire), &self.home());
         }
         self.dispatch_locked(&mut inner);
         self.finish(inner);

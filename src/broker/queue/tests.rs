@@ -122,3 +122,86 @@ fn restored_index_reads_bodies_on_demand() {
     }).collect();
     assert_eq!(got, vec![0, 1, 2, 4, 5, 6, 7, 8, 9]);
 }
+
+fn transient(body: Vec<u8>) -> Arc<Message> {
+    let mut raw = BytesMut::new();
+    raw.put_u16(crate::protocol::CLASS_BASIC);
+    raw.put_u16(0);
+    raw.put_u64(body.len() as u64);
+    raw.put_u16(0); // no properties
+    Arc::new(Message {
+        exchange: String::new(),
+        routing_key: "t".into(),
+        properties: Default::default(),
+        header_raw: raw.freeze(),
+        body: Bytes::from(body),
+    })
+}
+
+fn paging_queue(dir: &Arc<crate::store::transient::TransientDir>, limit: usize, args: QueueArgs) -> Arc<Queue> {
+    let pages = dir.pages();
+    Arc::new(Queue::new("t".into(), "/".into(), false, false, None, FieldTable::default(), args, None, limit).with_pages(pages))
+}
+
+fn files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+/// A non-durable queue pages transient messages beyond its budget, gives them back in order,
+/// and its page files go as the backlog drains; messages that expire while paged out leave the
+/// page file too.
+#[test]
+fn transient_backlog_pages_out_and_back_and_expiry_releases_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = crate::store::transient::TransientDir::new(tmp.path().join("transient"));
+    let q = paging_queue(&dir, 50_000, QueueArgs::default());
+    for i in 0..3_000 {
+        q.publish(transient(body(i)), None);
+    }
+    let (in_ram, ram_bytes, paged) = q.memory();
+    assert!(ram_bytes <= 50_000, "{ram_bytes} body bytes in memory");
+    assert_eq!(in_ram + paged, 3_000);
+    assert!(paged > 2_900, "{paged} paged");
+    assert_eq!(files(dir.path()), 1);
+    for i in 0..3_000u32 {
+        let (r, left) = q.get().expect("message");
+        assert_eq!(r.msg.body[..], body(i)[..], "message {i}");
+        assert_eq!(r.msg.routing_key, "t");
+        assert_eq!(left, 2_999 - i);
+    }
+    assert!(q.get().is_none());
+    assert_eq!(std::fs::metadata(dir.path().join("1.1")).unwrap().len(), 0, "drained: the page file is emptied");
+    drop(q);
+    assert_eq!(files(dir.path()), 0, "a dropped queue leaves no page files");
+
+    // x-message-ttl: the paged-out messages expire at the head and leave the page file.
+    let args = QueueArgs { message_ttl: Some(1_000), ..Default::default() };
+    let q = paging_queue(&dir, 50_000, args);
+    for i in 0..1_000 {
+        q.publish(transient(body(i)), None);
+    }
+    assert!(q.memory().2 > 900);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    assert_eq!(q.counts().0, 0, "all expired");
+    assert_eq!(q.memory(), (0, 0, 0));
+    assert_eq!(files(dir.path()), 1, "the segment being written stays, emptied");
+    assert_eq!(std::fs::metadata(dir.path().join("2.1")).unwrap().len(), 0);
+}
+
+/// When the page file cannot be written (here: its folder cannot be created; in production a
+/// full disk), messages stay in memory and nothing is lost.
+#[test]
+fn a_page_file_that_cannot_be_written_keeps_messages_in_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let blocked = tmp.path().join("not-a-dir");
+    std::fs::write(&blocked, b"a file where the folder should be").unwrap();
+    let dir = crate::store::transient::TransientDir::new(blocked.join("transient"));
+    let q = paging_queue(&dir, 20_000, QueueArgs::default());
+    for i in 0..500 {
+        q.publish(transient(body(i)), None);
+    }
+    assert_eq!(q.memory().2, 0, "nothing paged out");
+    for i in 0..500u32 {
+        assert_eq!(q.get().expect("message").0.msg.body[..], body(i)[..]);
+    }
+}

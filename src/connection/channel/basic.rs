@@ -104,7 +104,22 @@ impl Channel {
         }
     }
 
+    /// `[amqp] consumer_max_per_channel` (RabbitMQ's check, made before anything else about
+    /// the consume; a reused tag gets its own error instead).
+    fn check_consumer_max(&self, ctx: &ConnCtx, tag: &str) -> Result<(), ReplyError> {
+        let Some(max) = ctx.broker.config.amqp.consumer_max_per_channel else { return Ok(()) };
+        let live = |c: &&Arc<Consumer>| !c.cancelled.load(Ordering::Relaxed);
+        if self.consumers.get(tag).filter(live).is_some() {
+            return Ok(());
+        }
+        if self.consumers.values().filter(live).count() >= max as usize {
+            return Err(ReplyError::new(ErrorKind::NotAllowed, format!("reached maximum ({max}) of consumers per channel")));
+        }
+        Ok(())
+    }
+
     pub(super) fn consume(&mut self, ctx: &mut ConnCtx, c: basic::Consume) -> Result<(), ReplyError> {
+        self.check_consumer_max(ctx, c.consumer_tag.as_str())?;
         let name = self.queue_name(c.queue.as_str())?;
         if name == reply_to::PSEUDO_QUEUE {
             return self.consume_replies(ctx, c);

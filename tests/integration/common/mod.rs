@@ -711,3 +711,12 @@ pub async fn next_delivery(c: &mut lapin::Consumer, wait: Duration) -> Option<la
         Ok(Some(Err(e))) => panic!("consumer error: {e:?}"),
     }
 }
+
+/// The `alarms` of `rabbitmqctl status --formatter json` for these resources ("disk",
+/// "memory") on Warren's node: RabbitMQ's CLI gives each as
+/// `{"node": …, "resource": …, "type": "resource_limit"}`.
+pub fn alarm_objects(resources: &[&str]) -> serde_json::Value {
+    serde_json::Value::Array(
+        resources.iter().map(|r| serde_json::json!({"node": "warren@localhost", "resource": r, "type": "resource_limit"})).collect(),
+    )
+}
