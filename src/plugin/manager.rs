@@ -14,7 +14,8 @@
 //! replayed into the plugin, and a binding the plugin refuses makes `enable` fail, naming it.
 
 use super::catalog::{Origin, catalog, canonical, read_enabled, resolve, write_enabled};
-use super::{PluginEngine, PluginKind, PluginStats, WasmExchangeType};
+use super::{PluginEngine, PluginKind, PluginStats, WasmAuthBackend, WasmExchangeType};
+use crate::auth_backend::AuthBackend;
 use crate::admin::plugins::{PluginControl, PluginDetails, PluginEntry, PluginState, SetError, SetReport};
 use crate::broker::Broker;
 use crate::config::Config;
@@ -45,6 +46,8 @@ pub struct PluginManager {
     loaded: Mutex<HashMap<String, Loaded>>,
     /// Failure/rebuild/reload counters per plugin name, kept across reloads and disable/enable.
     stats: Mutex<HashMap<String, Arc<PluginStats>>>,
+    /// Auth-backend plugins named in `[auth] backends`, loaded at start (see `auth_backends`).
+    auth: Mutex<HashMap<String, Arc<WasmAuthBackend>>>,
     /// Why the latest version of a running plugin's file was refused (the old one serves on).
     rejected: Mutex<HashMap<String, String>>,
     broker: Mutex<Weak<Broker>>,
@@ -81,6 +84,7 @@ impl PluginManager {
             builtins,
             loaded: Mutex::default(),
             stats: Mutex::default(),
+            auth: Mutex::default(),
             rejected: Mutex::default(),
             broker: Mutex::new(Weak::new()),
             watcher: Mutex::default(),
@@ -100,13 +104,59 @@ impl PluginManager {
         self.builtins.iter().map(|b| b.clone() as Arc<dyn ExchangeTypeFactory>).collect()
     }
 
+    /// Loads the plugins named in `[auth] backends` (every name but `internal`): shipped plugins
+    /// (by Warren's or RabbitMQ's name) and `.wasm` files of the plugins folder, which must be
+    /// auth-backend components whose `init` accepts their configuration. They serve as long as the
+    /// broker runs (the config file enables them, as RabbitMQ's `auth_backends`). The map is keyed
+    /// by the names as the config gives them.
+    pub fn auth_backends(&self, names: &[String], internal: &[&str]) -> Result<HashMap<String, Arc<dyn AuthBackend>>, String> {
+        let mut out: HashMap<String, Arc<dyn AuthBackend>> = HashMap::new();
+        for n in names.iter().filter(|n| !internal.contains(&n.as_str())) {
+            let Some((name, origin)) = resolve(&self.dir, n) else {
+                let mut known: Vec<String> = vec!["internal".into()];
+                known.extend(catalog(&self.dir).into_iter().filter_map(|(name, o)| {
+                    let o = o.ok()?;
+                    let bytes = o.bytes().ok()?;
+                    (self.engine.kind_of(&name, &bytes).ok()? == PluginKind::AuthBackend).then_some(name)
+                }));
+                return Err(format!("[auth] backends: unknown backend '{n}' (available: {})", known.join(", ")));
+            };
+            if let Some(b) = self.auth.lock().get(&name) {
+                out.insert(n.clone(), b.clone());
+                continue;
+            }
+            let place = origin.place();
+            let bytes = origin.bytes().map_err(|e| format!("[auth] backends: {n}: {e}"))?;
+            let kind = self.engine.kind_of(&name, &bytes).map_err(|e| format!("[auth] backends: {n} ({place}): {}", e.message))?;
+            if kind != PluginKind::AuthBackend {
+                return Err(format!("[auth] backends: {n} ({place}) is a {kind} plugin, not an auth-backend"));
+            }
+            let settings = self.settings.get(&name).cloned().unwrap_or_default();
+            let stats = self.stats.lock().entry(name.clone()).or_default().clone();
+            let b = self
+                .engine
+                .load_auth_backend(&name, &bytes, settings, stats)
+                .map_err(|e| format!("[auth] backends: {n} ({place}): {}", e.message))?;
+            info!(plugin = %name, kind = %kind, "auth backend plugin loaded");
+            let b = Arc::new(b);
+            self.auth.lock().insert(name, b.clone());
+            out.insert(n.clone(), b);
+        }
+        Ok(out)
+    }
+
     /// Loads plugin `name` from `origin`: its kind first, then the world's loader.
     fn load(&self, name: &str, origin: &Origin) -> Result<Loaded, String> {
         let place = origin.place();
         let bytes = origin.bytes()?;
         let kind = self.engine.kind_of(name, &bytes).map_err(|e| format!("{place}: {}", e.message))?;
+        if kind == PluginKind::AuthBackend {
+            return Err(format!(
+                "{place}: an auth-backend plugin: name it in [auth] backends of the config file (it is loaded at start)"
+            ));
+        }
         if kind != PluginKind::ExchangeType {
-            return Err(format!("{place}: a {kind} plugin; this broker runs exchange-type plugins only"));
+            return Err(format!("{place}: a {kind} plugin; this broker runs exchange-type and auth-backend plugins only"));
         }
         let settings = self.settings.get(name).cloned().unwrap_or_default();
         let stats = self.stats.lock().entry(name.to_string()).or_default().clone();
@@ -311,6 +361,31 @@ impl PluginManager {
                 Ok(Origin::Shipped(s)) => s.aliases.iter().map(|a| a.to_string()).collect(),
                 _ => Vec::new(),
             };
+            if let Some(b) = self.auth.lock().get(&name) {
+                use std::sync::atomic::Ordering::Relaxed;
+                let st = b.stats();
+                out.push(PluginEntry {
+                    version: match &origin {
+                        Ok(Origin::File(p)) => std::fs::read(p).map(|b| hash_of(&b)).unwrap_or_default(),
+                        _ => version.to_string(),
+                    },
+                    kind: PluginKind::AuthBackend.to_string(),
+                    description: format!("{} (in [auth] backends)", b.description()),
+                    state: PluginState::Running,
+                    error: None,
+                    details: verbose.then(|| PluginDetails {
+                        exchanges: Vec::new(),
+                        traps: st.traps.load(Relaxed),
+                        timeouts: st.timeouts.load(Relaxed),
+                        out_of_memory: st.out_of_memory.load(Relaxed),
+                        rebuilds: st.rebuilds.load(Relaxed),
+                        reloads: st.reloads.load(Relaxed),
+                    }),
+                    name,
+                    aliases,
+                });
+                continue;
+            }
             let running = self.loaded.lock().get(&name).map(|l| (l.hash.clone(), l.kind, l.factory.clone()));
             let entry = match running {
                 Some((hash, kind, factory)) => PluginEntry {
@@ -325,6 +400,11 @@ impl PluginManager {
                 },
                 None => {
                     let state = if enabled.contains(&name) { PluginState::EnabledNotRunning } else { PluginState::Available };
+                    let catalog_origin = origin.clone();
+                    let catalog_version = match &catalog_origin {
+                        Ok(Origin::File(p)) => std::fs::read(p).map(|b| hash_of(&b)).unwrap_or_default(),
+                        _ => version.to_string(),
+                    };
                     let probe = origin.and_then(|o| {
                         let v = match &o {
                             Origin::Shipped(_) => version.to_string(),
@@ -332,6 +412,27 @@ impl PluginManager {
                         };
                         self.load(&name, &o).map(|l| (v, l))
                     });
+                    // An auth backend not named in [auth] backends: its description, and a hint.
+                    let auth_probe = match &probe {
+                        Err(e) if e.contains("an auth-backend plugin") => catalog_origin.as_ref().ok().and_then(|o| {
+                            let bytes = o.bytes().ok()?;
+                            self.engine.describe_auth_backend(&name, &bytes).ok()
+                        }),
+                        _ => None,
+                    };
+                    if let Some(description) = auth_probe {
+                        out.push(PluginEntry {
+                            version: catalog_version.clone(),
+                            kind: PluginKind::AuthBackend.to_string(),
+                            description: format!("{description} (name it in [auth] backends to use it)"),
+                            state,
+                            error: None,
+                            details: None,
+                            name,
+                            aliases,
+                        });
+                        continue;
+                    }
                     match probe {
                         Ok((v, l)) => PluginEntry {
                             version: v,

@@ -14,6 +14,7 @@
 //!
 //! Built-in types (direct, fanout, topic, headers) are embedded components: see [`builtin`].
 
+pub mod auth;
 pub mod builtin;
 pub mod catalog;
 mod convert;
@@ -25,6 +26,7 @@ mod tests;
 
 pub use engine::{CacheOutcome, PluginEngine, PluginLimits};
 pub use kind::PluginKind;
+pub use auth::WasmAuthBackend;
 pub use exchange::{PluginStats, WasmExchangeType, WasmRouter};
 pub mod manager;
 mod watch;
