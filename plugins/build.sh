@@ -1,7 +1,9 @@
 #!/bin/sh
-# Builds Warren's built-in exchange types and the test fixtures as Wasm components.
+# Builds Warren's built-in exchange types, the shipped plugins written here and the test
+# fixtures as Wasm components.
 #
-#   plugins/build.sh           rebuild and write plugins/builtin/*.wasm, plugins/fixtures/*.wasm
+#   plugins/build.sh           rebuild and write plugins/builtin/*.wasm, plugins/shipped/*.wasm,
+#                              plugins/fixtures/*.wasm
 #   plugins/build.sh --check   rebuild from scratch in a temp dir and compare with the committed
 #                              files (exit 1 and name the files that differ)
 #
@@ -28,10 +30,12 @@ else
     TARGET="${WARREN_PLUGINS_TARGET:-$HERE/target}"
     OUT="$HERE"
 fi
-mkdir -p "$OUT/builtin" "$OUT/fixtures"
+mkdir -p "$OUT/builtin" "$OUT/shipped" "$OUT/fixtures"
 
 BUILTINS="direct fanout topic headers"
-FIXTURES="loop hog trap-nth wrong-world"
+# Shipped (optional) plugins: crate plugins/<name>, package warren-<name>.
+SHIPPED="auth-oauth2"
+FIXTURES="loop hog trap-nth wrong-world auth-faulty"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 
 start=$(date +%s)
@@ -45,7 +49,7 @@ COMPONENTIZE="$TARGET/host/release/warren-componentize"
 # 2. the guests: core modules for wasm32-unknown-unknown with Debian's rustc
 echo "== guests (wasm32-unknown-unknown, -Zbuild-std)"
 PKGS=""
-for p in $BUILTINS; do PKGS="$PKGS -p warren-$p"; done
+for p in $BUILTINS $SHIPPED; do PKGS="$PKGS -p warren-$p"; done
 for p in $FIXTURES; do PKGS="$PKGS -p warren-fixture-$p"; done
 RUSTC=/usr/bin/rustc \
 RUSTC_BOOTSTRAP=1 \
@@ -60,12 +64,16 @@ CORE="$TARGET/wasm32-unknown-unknown/release"
 for p in $BUILTINS; do
     "$COMPONENTIZE" "$CORE/warren_$p.wasm" "$OUT/builtin/$p.wasm"
 done
+for p in $SHIPPED; do
+    u=$(echo "$p" | tr - _)
+    "$COMPONENTIZE" "$CORE/warren_$u.wasm" "$OUT/shipped/$p.wasm"
+done
 for p in $FIXTURES; do
     u=$(echo "$p" | tr - _)
     "$COMPONENTIZE" "$CORE/warren_fixture_$u.wasm" "$OUT/fixtures/$p.wasm"
 done
 
-for f in "$OUT"/builtin/*.wasm "$OUT"/fixtures/*.wasm; do
+for f in "$OUT"/builtin/*.wasm "$OUT"/shipped/*.wasm "$OUT"/fixtures/*.wasm; do
     printf '%8d  %s\n' "$(wc -c < "$f")" "${f#"$OUT"/}"
 done
 echo "== built in $(( $(date +%s) - start )) s"
@@ -74,6 +82,9 @@ if [ "$CHECK" = 1 ]; then
     status=0
     for p in $BUILTINS; do
         cmp -s "$OUT/builtin/$p.wasm" "$HERE/builtin/$p.wasm" || { echo "DIFFERS: plugins/builtin/$p.wasm"; status=1; }
+    done
+    for p in $SHIPPED; do
+        cmp -s "$OUT/shipped/$p.wasm" "$HERE/shipped/$p.wasm" || { echo "DIFFERS: plugins/shipped/$p.wasm"; status=1; }
     done
     for p in $FIXTURES; do
         cmp -s "$OUT/fixtures/$p.wasm" "$HERE/fixtures/$p.wasm" || { echo "DIFFERS: plugins/fixtures/$p.wasm"; status=1; }

@@ -159,8 +159,18 @@ mod tests {
         assert!(resolve(dir.path(), "nope").is_none());
         let all = catalog(dir.path());
         let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["warren_consistent_hash_exchange", "warren_random_exchange", "topic", "warren_random_exchange", "x-mine"]);
-        assert!(all[2].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
-        assert!(all[3].1.is_err() && all[4].1.is_ok());
+        assert_eq!(
+            names,
+            [
+                "warren_auth_backend_oauth2",
+                "warren_consistent_hash_exchange",
+                "warren_random_exchange",
+                "topic",
+                "warren_random_exchange",
+                "x-mine"
+            ]
+        );
+        assert!(all[3].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
+        assert!(all[4].1.is_err() && all[5].1.is_ok());
     }
 }
