@@ -99,7 +99,7 @@ def test_bad_tokens_are_refused(oauth2_port, what):
         "forged": lambda: jwt.encode({"sub": "a", "aud": "rabbitmq", "scope": all_}, b"wrong-secret-0123456789abcdefgh", algorithm="HS256"),
         "wrong audience": lambda: token("a", all_, aud=["other"]),
     }[what]()
-    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as e:
+    with pytest.raises(pika.exceptions.ProbableAuthenticationError) as e:
         connect(oauth2_port, "a", t)
     assert "ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN" in str(e.value)
 
