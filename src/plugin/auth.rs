@@ -54,6 +54,8 @@ pub struct WasmAuthBackend {
     description: String,
     stats: Arc<PluginStats>,
     pool: Mutex<Vec<Live>>,
+    /// Guest calls made (the caching tests and benchmarks read it).
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl PluginEngine {
@@ -87,6 +89,7 @@ impl PluginEngine {
             description: String::new(),
             stats,
             pool: Mutex::new(Vec::new()),
+            calls: Default::default(),
         };
         let description = b.call("describe", |g, s| g.call_describe(s)).map_err(|e| LoadError::new(plugin, e))?;
         b.description = description;
@@ -115,6 +118,7 @@ impl PluginEngine {
             description: String::new(),
             stats: Arc::default(),
             pool: Mutex::new(Vec::new()),
+            calls: Default::default(),
         };
         b.call("describe", |g, s| g.call_describe(s)).map_err(|m| LoadError::new(plugin, m))
     }
@@ -136,6 +140,11 @@ impl WasmAuthBackend {
         &self.stats
     }
 
+    /// Guest calls made so far (every export, successful or not).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn instantiate(&self) -> Result<Live, String> {
         let state = HostState::new(self.plugin.clone(), self.config.clone(), self.memory_bytes);
         let mut store = Store::new(&self.engine.engine, state);
@@ -150,6 +159,7 @@ impl WasmAuthBackend {
     /// Runs one guest call on a pooled (or fresh) instance under the time limit. A failed
     /// instance is dropped; the error names the operation and the cause.
     fn call<R>(&self, op: &str, f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, String> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let pooled = self.pool.lock().pop();
         let mut live = match pooled {
             Some(l) => l,

@@ -145,6 +145,11 @@ impl PluginManager {
         Ok(out)
     }
 
+    /// The running auth-backend plugin called `name` (Warren's name), if `[auth] backends` loaded it.
+    pub fn auth_plugin(&self, name: &str) -> Option<Arc<WasmAuthBackend>> {
+        self.auth.lock().get(name).cloned()
+    }
+
     /// Loads plugin `name` from `origin`: its kind first, then the world's loader.
     fn load(&self, name: &str, origin: &Origin) -> Result<Loaded, String> {
         let place = origin.place();

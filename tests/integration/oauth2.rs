@@ -246,3 +246,28 @@ async fn an_expired_token_is_refused_on_the_next_operation_as_rabbitmq_3_10_does
     assert_eq!(code, 403);
     assert!(text.starts_with(&format!("{prefix}{exp} (validated at ")), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_does_not_call_the_plugin_per_message() {
+    let b = TestBroker::start_with(oauth2).await;
+    if b.is_external() {
+        return;
+    }
+    let plugin = b.plugin_manager().auth_plugin("warren_auth_backend_oauth2").expect("loaded");
+    let t = token("busy", "rabbitmq.write:*/* rabbitmq.write:*/amq.topic/* rabbitmq.read:*/*");
+    let c = login(&b, "", &t, "%2f").await.expect("token login");
+    let ch = confirm_channel(&c).await;
+    publish_c(&ch, "", "nowhere", b"x", Default::default()).await;
+    publish_c(&ch, "amq.topic", "a.b", b"x", Default::default()).await;
+    let before = plugin.calls();
+    for _ in 0..500 {
+        publish_c(&ch, "", "nowhere", b"x", Default::default()).await;
+        publish_c(&ch, "amq.topic", "a.b", b"x", Default::default()).await;
+    }
+    assert_eq!(plugin.calls(), before, "1,000 publishes entered the plugin");
+    // a new routing key is one more topic check, then cached too
+    for _ in 0..10 {
+        publish_c(&ch, "amq.topic", "c.d", b"x", Default::default()).await;
+    }
+    assert_eq!(plugin.calls(), before + 1);
+}

@@ -102,6 +102,11 @@ impl TestBroker {
         c
     }
 
+    /// The plugin layer of an in-process broker.
+    pub fn plugin_manager(&self) -> &std::sync::Arc<warren::plugin::manager::PluginManager> {
+        &self.server.as_ref().expect("in-process broker").plugins
+    }
+
     /// `warren-plugins list [-v]` of an in-process broker, as entries.
     pub fn plugin_list(&self, verbose: bool) -> Vec<warren::admin::plugins::PluginEntry> {
         use warren::admin::plugins::PluginControl;
