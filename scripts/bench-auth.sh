@@ -75,7 +75,7 @@ echo "| Warren, oauth2 plugin HS256 | $rate | $n | $err | $cpu |"
 IFS=$'\t' read -r rate n err cpu < <(bench --port "$WARREN_PORT" --pid "$pid" --user "" --password "$rs_token")
 echo "| Warren, oauth2 plugin RS256 | $rate | $n | $err | $cpu |"
 stop_warren
-rmq_pid=$(pgrep -f 'beam.*-sname ref@localhost' | head -1 || true)
-[ -z "$rmq_pid" ] && rmq_pid=$(pgrep -f 'beam.*ref@localhost' | head -1 || true)
+# the reference node's beam.smp (the one listening on RMQ_PORT)
+rmq_pid=$(ss -ltnpH "sport = :$RMQ_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)
 IFS=$'\t' read -r rate n err cpu < <(bench --port "$RMQ_PORT" ${rmq_pid:+--pid "$rmq_pid"})
 echo "| RabbitMQ 3.10, internal | $rate | $n | $err | $cpu |"

@@ -242,7 +242,11 @@ impl PluginManager {
             }
         }
         let mut enabled = Vec::new();
-        let mut to_enable: Vec<(&String, &Origin)> = origins.iter().filter(|(n, _)| !loaded.contains_key(*n)).collect();
+        // Auth backends named in [auth] backends are running already: enabling them is recorded
+        // (as rabbitmq-plugins enable rabbitmq_auth_backend_oauth2 is), nothing to load.
+        let auth_running: BTreeSet<String> = self.auth.lock().keys().filter(|n| origins.contains_key(*n)).cloned().collect();
+        let mut to_enable: Vec<(&String, &Origin)> =
+            origins.iter().filter(|(n, _)| !loaded.contains_key(*n) && !auth_running.contains(*n)).collect();
         to_enable.sort_by_key(|(n, _)| n.as_str());
         for (n, origin) in to_enable {
             match self.load(n, origin) {
@@ -276,7 +280,7 @@ impl PluginManager {
             info!(plugin = %n, "plugin disabled");
             disabled.push(n.clone());
         }
-        let names: Vec<String> = loaded.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let names: Vec<String> = loaded.keys().cloned().chain(auth_running).collect::<BTreeSet<_>>().into_iter().collect();
         drop(loaded);
         let report = SetReport { enabled, disabled };
         if write && let Err(e) = write_enabled(&self.enabled_file, &names) {
