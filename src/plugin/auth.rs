@@ -42,16 +42,24 @@ const MAX_STATE: usize = 64 << 10;
 struct Live {
     store: Store<HostState>,
     guest: Guest,
+    /// The `Code::generation` it was made from (instances of replaced code are dropped).
+    generation: u64,
+}
+
+/// The component a backend runs; replaced as a whole by a hot reload.
+struct Code {
+    pre: GuestPre<HostState>,
+    description: String,
+    generation: u64,
 }
 
 /// A loaded auth-backend plugin.
 pub struct WasmAuthBackend {
     plugin: Arc<str>,
     engine: Arc<EngineInner>,
-    pre: GuestPre<HostState>,
+    code: arc_swap::ArcSwap<Code>,
     config: Arc<HashMap<String, String>>,
     memory_bytes: usize,
-    description: String,
     stats: Arc<PluginStats>,
     pool: Mutex<Vec<Live>>,
     /// Guest calls made (the caching tests and benchmarks read it).
@@ -80,19 +88,19 @@ impl PluginEngine {
             .and_then(|m| m.parse::<usize>().ok())
             .map(|m| m << 20)
             .unwrap_or(self.inner.limits.memory_bytes);
-        let mut b = WasmAuthBackend {
+        let b = WasmAuthBackend {
             plugin: Arc::from(plugin),
             engine: self.inner.clone(),
-            pre,
+            code: arc_swap::ArcSwap::from_pointee(Code { pre, description: String::new(), generation: 0 }),
             config: Arc::new(config),
             memory_bytes,
-            description: String::new(),
             stats,
             pool: Mutex::new(Vec::new()),
             calls: Default::default(),
         };
         let description = b.call("describe", |g, s| g.call_describe(s)).map_err(|e| LoadError::new(plugin, e))?;
-        b.description = description;
+        let pre = b.code.load().pre.clone();
+        b.code.store(Arc::new(Code { pre, description, generation: 0 }));
         match b.call("init", |g, s| g.call_init(s)) {
             Ok(Ok(())) => {}
             Ok(Err(why)) => return Err(LoadError::new(plugin, format!("configuration refused: {why}"))),
@@ -112,10 +120,9 @@ impl PluginEngine {
         let b = WasmAuthBackend {
             plugin: Arc::from(plugin),
             engine: self.inner.clone(),
-            pre,
+            code: arc_swap::ArcSwap::from_pointee(Code { pre, description: String::new(), generation: 0 }),
             config: Arc::default(),
             memory_bytes: self.inner.limits.memory_bytes,
-            description: String::new(),
             stats: Arc::default(),
             pool: Mutex::new(Vec::new()),
             calls: Default::default(),
@@ -131,8 +138,19 @@ impl WasmAuthBackend {
     }
 
     /// The plugin's one-line description (`describe()`).
-    pub fn description(&self) -> &str {
-        &self.description
+    pub fn description(&self) -> String {
+        self.code.load().description.clone()
+    }
+
+    /// Hot reload: from now on the component of `new` (a fresh load of the plugin's new file,
+    /// its `init` passed) answers; instances of the old one are dropped as they come back.
+    /// Users logged in before keep their state and are checked by the new code.
+    pub fn replace_code(&self, new: WasmAuthBackend) {
+        let next = self.code.load().generation + 1;
+        let code = new.code.load();
+        self.code.store(Arc::new(Code { pre: code.pre.clone(), description: code.description.clone(), generation: next }));
+        self.pool.lock().clear();
+        self.stats.reloads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The plugin's failure counters.
@@ -145,25 +163,26 @@ impl WasmAuthBackend {
         self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn instantiate(&self) -> Result<Live, String> {
+    fn instantiate(&self, code: &Code) -> Result<Live, String> {
         let state = HostState::new(self.plugin.clone(), self.config.clone(), self.memory_bytes);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
         let limits = self.engine.limits.clone();
         store.epoch_deadline_callback(move |mut ctx| on_deadline(&mut ctx.data_mut().clock, &limits));
         store.set_epoch_deadline(FIRST_DEADLINE);
-        let guest = self.pre.instantiate(&mut store).map_err(|e| format!("instantiation failed: {}", error_text(&e)))?;
-        Ok(Live { store, guest })
+        let guest = code.pre.instantiate(&mut store).map_err(|e| format!("instantiation failed: {}", error_text(&e)))?;
+        Ok(Live { store, guest, generation: code.generation })
     }
 
     /// Runs one guest call on a pooled (or fresh) instance under the time limit. A failed
     /// instance is dropped; the error names the operation and the cause.
     fn call<R>(&self, op: &str, f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>) -> Result<R, String> {
         self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let pooled = self.pool.lock().pop();
+        let code = self.code.load_full();
+        let pooled = self.pool.lock().pop().filter(|l| l.generation == code.generation);
         let mut live = match pooled {
             Some(l) => l,
-            None => self.instantiate().map_err(|e| format!("plugin {} {op} failed: {e}", self.plugin))?,
+            None => self.instantiate(&code).map_err(|e| format!("plugin {} {op} failed: {e}", self.plugin))?,
         };
         let data = live.store.data_mut();
         data.limiter.hit = false;
@@ -172,7 +191,7 @@ impl WasmAuthBackend {
         match f(&live.guest, &mut live.store) {
             Ok(r) => {
                 let mut pool = self.pool.lock();
-                if pool.len() < POOL {
+                if pool.len() < POOL && live.generation == self.code.load().generation {
                     pool.push(live);
                 }
                 Ok(r)

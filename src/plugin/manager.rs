@@ -48,6 +48,8 @@ pub struct PluginManager {
     stats: Mutex<HashMap<String, Arc<PluginStats>>>,
     /// Auth-backend plugins named in `[auth] backends`, loaded at start (see `auth_backends`).
     auth: Mutex<HashMap<String, Arc<WasmAuthBackend>>>,
+    /// Hash of the file each auth-backend plugin of the plugins folder was loaded from.
+    auth_hashes: Mutex<HashMap<String, String>>,
     /// Why the latest version of a running plugin's file was refused (the old one serves on).
     rejected: Mutex<HashMap<String, String>>,
     broker: Mutex<Weak<Broker>>,
@@ -85,6 +87,7 @@ impl PluginManager {
             loaded: Mutex::default(),
             stats: Mutex::default(),
             auth: Mutex::default(),
+            auth_hashes: Mutex::default(),
             rejected: Mutex::default(),
             broker: Mutex::new(Weak::new()),
             watcher: Mutex::default(),
@@ -139,6 +142,7 @@ impl PluginManager {
                 .map_err(|e| format!("[auth] backends: {n} ({place}): {}", e.message))?;
             info!(plugin = %name, kind = %kind, "auth backend plugin loaded");
             let b = Arc::new(b);
+            self.auth_hashes.lock().insert(name.clone(), hash_of(&bytes));
             self.auth.lock().insert(name, b.clone());
             out.insert(n.clone(), b);
         }
@@ -297,6 +301,10 @@ impl PluginManager {
     /// of that type gets a new instance with its bindings replayed. Otherwise the old one stays
     /// (and `list` shows why the new one was refused).
     pub fn reload(&self, name: &str) {
+        let auth = self.auth.lock().get(name).cloned();
+        if let Some(b) = auth {
+            return self.reload_auth(name, &b);
+        }
         let Some(broker) = self.broker.lock().upgrade() else { return };
         let (old_hash, origin) = match self.loaded.lock().get(name) {
             Some(l) => (l.hash.clone(), l.origin.clone()),
@@ -330,6 +338,40 @@ impl PluginManager {
         self.rejected.lock().remove(name);
         info!(plugin = %name, "plugin reloaded in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
         loaded.insert(name.to_string(), new);
+    }
+
+    /// Hot reload of an auth-backend plugin from the plugins folder: the new file must load as an
+    /// auth backend and its `init` accept the configuration; then it answers every login and
+    /// check from now on (logged-in users keep their state). Otherwise the old one serves on.
+    fn reload_auth(&self, name: &str, running: &Arc<WasmAuthBackend>) {
+        let Some((_, Origin::File(path))) = resolve(&self.dir, name) else { return };
+        let Ok(bytes) = std::fs::read(&path) else { return };
+        let hash = hash_of(&bytes);
+        if self.auth_hashes.lock().get(name) == Some(&hash) {
+            return;
+        }
+        let settings = self.settings.get(name).cloned().unwrap_or_default();
+        let stats = running.stats().clone();
+        match self.engine.kind_of(name, &bytes).and_then(|k| {
+            if k == PluginKind::AuthBackend {
+                self.engine.load_auth_backend(name, &bytes, settings, stats)
+            } else {
+                Err(super::LoadError::new(name, format!("a {k} plugin, not an auth-backend")))
+            }
+        }) {
+            Ok(new) => {
+                running.replace_code(new);
+                self.auth_hashes.lock().insert(name.to_string(), hash);
+                self.rejected.lock().remove(name);
+                info!(plugin = %name, "auth backend plugin reloaded");
+            }
+            Err(e) => {
+                error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: {}", e.message);
+                self.rejected
+                    .lock()
+                    .insert(name.to_string(), format!("new version rejected, the old one keeps serving: {}", e.message));
+            }
+        }
     }
 
     /// Every plugin for `warren-plugins list`: the built-ins, the shipped plugins, then the
@@ -381,7 +423,7 @@ impl PluginManager {
                     kind: PluginKind::AuthBackend.to_string(),
                     description: format!("{} (in [auth] backends)", b.description()),
                     state: PluginState::Running,
-                    error: None,
+                    error: self.rejected.lock().get(&name).cloned(),
                     details: verbose.then(|| PluginDetails {
                         exchanges: Vec::new(),
                         traps: st.traps.load(Relaxed),

@@ -103,3 +103,63 @@ async fn a_plugin_that_refuses_its_configuration_stops_the_start() {
         format!("[auth] backends: auth-faulty ({}): configuration refused: auth-faulty fixture: configuration refused as configured", place.display())
     );
 }
+
+/// Polls `warren-plugins list -v` until `f` holds for the plugin's entry (hot reload is async).
+async fn wait_entry(b: &TestBroker, name: &str, f: impl Fn(&warren::admin::plugins::PluginEntry) -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        if b.plugin_list(true).iter().any(|p| p.name == name && f(p)) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name}: {:?}", b.plugin_list(true).iter().find(|p| p.name == name));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auth_plugin_file_is_hot_reloaded_and_a_bad_version_is_refused() {
+    let plugins = tempfile::tempdir().unwrap();
+    let file = plugins.path().join("auth-faulty.wasm");
+    std::fs::write(&file, fixture()).unwrap();
+    let dir = plugins.path().to_path_buf();
+    let secret = b"reload-secret-0123456789abcdef01";
+    let b64 = |b: &[u8]| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+    };
+    let keys = format!(r#"{{"id1":{{"kty":"oct","k":"{}"}}}}"#, b64(secret));
+    let b = TestBroker::start_with(move |c| {
+        c.plugins.dir = Some(dir);
+        c.auth.backends = vec!["auth-faulty".into()];
+        // settings for both versions of the file: the fixture's and the oauth2 plugin's
+        let s = c.plugins.settings.entry("auth-faulty".into()).or_default();
+        s.insert("signing_keys".into(), keys);
+        s.insert("default_key".into(), "id1".into());
+        s.insert("resource_server_id".into(), "rabbitmq".into());
+    })
+    .await;
+    if b.is_external() {
+        return;
+    }
+    let c = login(&b, "bob", "fixture").await.expect("the fixture's user");
+    // A file that is not a component: refused, the old version serves on (and keeps its users).
+    std::fs::write(&file, b"not wasm").unwrap();
+    wait_entry(&b, "auth-faulty", |p| p.error.as_deref().is_some_and(|e| e.starts_with("new version rejected"))).await;
+    assert!(login(&b, "bob", "fixture").await.is_ok());
+    assert_channel_ok(&timeout(c.create_channel()).await.unwrap()).await;
+    // Another auth backend in its place (the oauth2 plugin): it answers from now on.
+    let oauth2 = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/plugins/shipped/auth-oauth2.wasm")).unwrap();
+    std::fs::write(&file, oauth2).unwrap();
+    wait_entry(&b, "auth-faulty", |p| p.details.as_ref().is_some_and(|d| d.reloads == 1) && p.error.is_none()).await;
+    let e = login(&b, "bob", "fixture").await.unwrap_err();
+    assert_eq!(amqp_error(&e).unwrap(), (403, LOGIN_REFUSED.into()));
+    let t = {
+        use hmac::Mac;
+        let claims = serde_json::json!({"sub": "carol", "aud": "rabbitmq", "scope": "rabbitmq.read:*/*"});
+        let signed = format!("{}.{}", b64(br#"{"alg":"HS256"}"#), b64(claims.to_string().as_bytes()));
+        let mut m = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+        m.update(signed.as_bytes());
+        format!("{signed}.{}", b64(&m.finalize().into_bytes()))
+    };
+    login(&b, "", &t).await.expect("token accepted by the reloaded plugin");
+}
