@@ -4,7 +4,9 @@
 //!
 //! Kind-aware: a plugin's kind is the world it implements ([`PluginKind`]), read from the
 //! component when it loads; enabling, disabling, hot reload, the sandbox and the failure
-//! counters are the same for every kind. This broker serves `exchange-type` plugins; a component
+//! counters are the same for every kind. This broker serves `exchange-type` plugins (enabled here) and
+//! `auth-backend` plugins (named in `[auth] backends`, loaded by `auth_backends` at start and
+//! hot-reloaded like the others); a component
 //! of another world is refused at load with that reason, shown by `warren-plugins list`.
 //!
 //! A plugin's name is its shipped name or its file's stem (`x-random.wasm` → `x-random`); the

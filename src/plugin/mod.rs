@@ -11,6 +11,8 @@
 //! - [`WasmRouter`]: one exchange: its own `Store` and instance (memory cap, per-call time limit),
 //!   its own copy of the bindings (replayed into a fresh instance after any trap), and a route
 //!   cache for deterministic types that read at most the routing key.
+//! - [`WasmAuthBackend`]: one auth-backend plugin (world `auth-backend`) behind the core's
+//!   `AuthBackend` trait: a pool of instances, every answer checked, failures are refusals.
 //!
 //! Built-in types (direct, fanout, topic, headers) are embedded components: see [`builtin`].
 
