@@ -1,6 +1,6 @@
 #!/bin/sh
-# Builds Warren's built-in exchange types, the shipped management plugin and the test fixtures
-# as Wasm components.
+# Builds Warren's built-in exchange types, the shipped plugins written here and the test
+# fixtures as Wasm components.
 #
 #   plugins/build.sh           rebuild and write plugins/builtin/*.wasm, plugins/shipped/*.wasm,
 #                              plugins/fixtures/*.wasm
@@ -30,12 +30,12 @@ else
     TARGET="${WARREN_PLUGINS_TARGET:-$HERE/target}"
     OUT="$HERE"
 fi
-mkdir -p "$OUT/builtin" "$OUT/fixtures" "$OUT/shipped"
+mkdir -p "$OUT/builtin" "$OUT/shipped" "$OUT/fixtures"
 
 BUILTINS="direct fanout topic headers"
-# Shipped optional plugins (enabled with warren-plugins), written to shipped/.
-SHIPPED="management"
-FIXTURES="loop hog trap-nth wrong-world http-trap"
+# Shipped (optional) plugins: crate plugins/<name>, package warren-<name>.
+SHIPPED="management auth-oauth2"
+FIXTURES="loop hog trap-nth wrong-world http-trap auth-faulty"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 
 start=$(date +%s)
@@ -65,7 +65,8 @@ for p in $BUILTINS; do
     "$COMPONENTIZE" "$CORE/warren_$p.wasm" "$OUT/builtin/$p.wasm"
 done
 for p in $SHIPPED; do
-    "$COMPONENTIZE" "$CORE/warren_$p.wasm" "$OUT/shipped/$p.wasm"
+    u=$(echo "$p" | tr - _)
+    "$COMPONENTIZE" "$CORE/warren_$u.wasm" "$OUT/shipped/$p.wasm"
 done
 for p in $FIXTURES; do
     u=$(echo "$p" | tr - _)

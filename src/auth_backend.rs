@@ -36,11 +36,74 @@ pub struct AuthUser {
     pub username: String,
     pub tags: Vec<String>,
     pub backend: Arc<dyn AuthBackend>,
+    /// Opaque data the backend keeps about this login (RabbitMQ's `impl`, e.g. a token's
+    /// claims), handed back with every check.
+    pub state: Arc<[u8]>,
+    /// When this login stops being valid, in milliseconds since the Unix epoch (a token's `exp`):
+    /// from then on no check is answered from a cache.
+    pub expires_at: Option<u64>,
+}
+
+impl AuthUser {
+    /// A user whose login never expires and who carries no backend state.
+    pub fn new(username: String, tags: Vec<String>, backend: Arc<dyn AuthBackend>) -> AuthUser {
+        AuthUser { username, tags, backend, state: Arc::from(Vec::new()), expires_at: None }
+    }
+
+    /// Whether the login has expired at `now_ms` (milliseconds since the Unix epoch).
+    pub fn expired_at(&self, now_ms: u64) -> bool {
+        self.expires_at.is_some_and(|e| now_ms >= e)
+    }
+
+    /// Whether the login has expired now.
+    pub fn expired(&self) -> bool {
+        self.expires_at.is_some() && self.expired_at(now_millis())
+    }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl std::fmt::Debug for AuthUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthUser").field("username", &self.username).field("tags", &self.tags).field("backend", &self.backend.name()).finish()
+        f.debug_struct("AuthUser")
+            .field("username", &self.username)
+            .field("tags", &self.tags)
+            .field("backend", &self.backend.name())
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A backend's answer to a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny,
+    /// The backend could not decide (e.g. an expired token, a failed plugin call): refused, and
+    /// the text is added to the client's error as RabbitMQ does
+    /// ("…, backend NAME returned an error: TEXT").
+    Error(String),
+}
+
+impl Decision {
+    pub fn from_bool(allowed: bool) -> Decision {
+        if allowed { Decision::Allow } else { Decision::Deny }
+    }
+
+    pub fn allowed(&self) -> bool {
+        *self == Decision::Allow
+    }
+
+    /// The client's error text for a refusal: `base`, plus the backend's error if there is one
+    /// (RabbitMQ's `rabbit_access_control:check_access`).
+    pub fn refusal_text(&self, base: String, backend: &str) -> String {
+        match self {
+            Decision::Error(e) => format!("{base}, backend {backend} returned an error: {e:?}"),
+            _ => base,
+        }
     }
 }
 
@@ -72,13 +135,20 @@ pub trait AuthBackend: Send + Sync {
     fn login_external(self: Arc<Self>, username: &str, _peer: SocketAddr) -> Result<AuthUser, String> {
         Err(format!("{}: user '{username}' - no certificate logins", self.name()))
     }
+
+    /// `connection.update-secret`: the user with its new secret (name kept; tags, state and
+    /// expiry may change), or why it is refused. Backends whose logins never expire (RabbitMQ's
+    /// `state_can_expire() -> false`, the internal users) keep the user as it is.
+    fn update_secret(&self, user: &AuthUser, _secret: &str) -> Result<AuthUser, String> {
+        Ok(user.clone())
+    }
     /// May `user` open a connection to `vhost`?
-    fn check_vhost(&self, user: &AuthUser, vhost: &str, peer: SocketAddr) -> bool;
+    fn check_vhost(&self, user: &AuthUser, vhost: &str, peer: SocketAddr) -> Decision;
     /// May `user` use resource `kind` `name` in `vhost` with `access`?
-    fn check_resource(&self, user: &AuthUser, vhost: &str, kind: ResourceKind, name: &str, access: Access) -> bool;
+    fn check_resource(&self, user: &AuthUser, vhost: &str, kind: ResourceKind, name: &str, access: Access) -> Decision;
     /// May `user` publish (`Write`) or bind (`Read`) with `routing_key` on topic exchange
     /// `exchange`?
-    fn check_topic(&self, user: &AuthUser, vhost: &str, exchange: &str, routing_key: &str, access: Access) -> bool;
+    fn check_topic(&self, user: &AuthUser, vhost: &str, exchange: &str, routing_key: &str, access: Access) -> Decision;
 }
 
 /// The `[auth] backends` chain.
@@ -137,19 +207,19 @@ mod tests {
         }
         fn login(self: Arc<Self>, c: &Credentials<'_>) -> Result<AuthUser, String> {
             if self.1.contains(&c.username) {
-                Ok(AuthUser { username: c.username.into(), tags: vec![self.0.into()], backend: self.clone() })
+                Ok(AuthUser::new(c.username.into(), vec![self.0.into()], self.clone()))
             } else {
                 Err(format!("{} refuses {}", self.0, c.username))
             }
         }
-        fn check_vhost(&self, _u: &AuthUser, _v: &str, _p: SocketAddr) -> bool {
-            true
+        fn check_vhost(&self, _u: &AuthUser, _v: &str, _p: SocketAddr) -> Decision {
+            Decision::Allow
         }
-        fn check_resource(&self, _u: &AuthUser, _v: &str, _k: ResourceKind, name: &str, _a: Access) -> bool {
-            name.starts_with(self.0)
+        fn check_resource(&self, _u: &AuthUser, _v: &str, _k: ResourceKind, name: &str, _a: Access) -> Decision {
+            Decision::from_bool(name.starts_with(self.0))
         }
-        fn check_topic(&self, _u: &AuthUser, _v: &str, _x: &str, _rk: &str, _a: Access) -> bool {
-            false
+        fn check_topic(&self, _u: &AuthUser, _v: &str, _x: &str, _rk: &str, _a: Access) -> Decision {
+            Decision::Deny
         }
     }
 
@@ -163,8 +233,8 @@ mod tests {
         assert_eq!(bob.tags, ["one"]);
         let alice = chain.login(&c("alice")).unwrap();
         assert_eq!((alice.tags.as_slice(), alice.backend.name()), (["two".to_string()].as_slice(), "two"));
-        assert!(alice.backend.check_resource(&alice, "/", ResourceKind::Queue, "two-q", Access::Read));
-        assert!(!alice.backend.check_resource(&alice, "/", ResourceKind::Queue, "one-q", Access::Read));
+        assert!(alice.backend.check_resource(&alice, "/", ResourceKind::Queue, "two-q", Access::Read).allowed());
+        assert!(!alice.backend.check_resource(&alice, "/", ResourceKind::Queue, "one-q", Access::Read).allowed());
         assert_eq!(chain.login(&c("carol")).unwrap_err(), ["one refuses carol", "two refuses carol"]);
     }
 }

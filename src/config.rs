@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 pub struct Config {
     pub amqp: AmqpConfig,
     pub auth: AuthConfig,
+    /// Settings of the `warren_auth_backend_oauth2` plugin (RabbitMQ's `auth_oauth2.*`).
+    pub auth_oauth2: OAuth2Config,
     pub storage: StorageConfig,
     pub memory: MemoryConfig,
     pub flow: FlowConfig,
@@ -153,6 +155,78 @@ pub struct AuthConfig {
     /// SASL mechanisms offered in connection.start (RabbitMQ's `auth_mechanisms`): "PLAIN",
     /// "AMQPLAIN", "EXTERNAL" (client certificate; offered on TLS connections only).
     pub mechanisms: Vec<String>,
+}
+
+/// `[auth_oauth2]`: the `warren_auth_backend_oauth2` plugin's settings, with the names of
+/// RabbitMQ's `auth_oauth2.*` keys. Read by the plugin (through the host's `config` import) when
+/// `[auth] backends` names it; checked by the plugin's `init` at start.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuth2Config {
+    /// The audience tokens must have (`aud`) and the prefix of their scopes (`rabbitmq.read:…`).
+    /// Empty: no audience check, scopes taken as they are.
+    pub resource_server_id: String,
+    /// The key for tokens whose header has no `kid`.
+    pub default_key: Option<String>,
+    /// A claim holding more scopes (RabbitMQ's `additional_scopes_key`, `extra_scopes_source`).
+    pub additional_scopes_key: Option<String>,
+    /// The accepted signature algorithms (RabbitMQ's `algorithms`); default: every algorithm the
+    /// key type allows (HS256/384/512 for `oct`, RS256/384/512 for RSA).
+    pub algorithms: Option<Vec<String>>,
+    /// Signing keys by key id (`kid`).
+    pub signing_keys: std::collections::BTreeMap<String, SigningKey>,
+}
+
+/// One signing key of `[auth_oauth2.signing_keys]`: a JWK (`kty = "oct"` with `k`, or
+/// `kty = "RSA"` with `n` and `e`, base64url) or a PEM file holding an RSA public key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningKey {
+    pub kty: Option<String>,
+    pub k: Option<String>,
+    pub n: Option<String>,
+    pub e: Option<String>,
+    pub alg: Option<String>,
+    pub pem_file: Option<PathBuf>,
+}
+
+impl OAuth2Config {
+    /// The plugin's settings (host `config` keys): `resource_server_id`, `default_key`,
+    /// `additional_scopes_key`, `algorithms` (JSON list) and `signing_keys` (JSON object of JWKs;
+    /// a `pem_file` is read here and passed as `{"pem": "..."}`, plugins have no file access).
+    pub fn plugin_settings(&self) -> Result<std::collections::HashMap<String, String>, String> {
+        let mut out = std::collections::HashMap::new();
+        out.insert("resource_server_id".to_string(), self.resource_server_id.clone());
+        if let Some(k) = &self.default_key {
+            out.insert("default_key".into(), k.clone());
+        }
+        if let Some(k) = &self.additional_scopes_key {
+            out.insert("additional_scopes_key".into(), k.clone());
+        }
+        if let Some(a) = &self.algorithms {
+            out.insert("algorithms".into(), serde_json::to_string(a).expect("strings"));
+        }
+        let mut keys = serde_json::Map::new();
+        for (id, key) in &self.signing_keys {
+            let mut jwk = serde_json::Map::new();
+            if let Some(path) = &key.pem_file {
+                if key.kty.is_some() || key.k.is_some() || key.n.is_some() || key.e.is_some() {
+                    return Err(format!("[auth_oauth2] signing_keys.{id}: pem_file cannot be combined with kty, k, n or e"));
+                }
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|e| format!("[auth_oauth2] signing_keys.{id}: cannot read pem_file {}: {e}", path.display()))?;
+                jwk.insert("pem".into(), pem.into());
+            }
+            for (name, v) in [("kty", &key.kty), ("k", &key.k), ("n", &key.n), ("e", &key.e), ("alg", &key.alg)] {
+                if let Some(v) = v {
+                    jwk.insert(name.into(), v.clone().into());
+                }
+            }
+            keys.insert(id.clone(), jwk.into());
+        }
+        out.insert("signing_keys".into(), serde_json::Value::Object(keys).to_string());
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -311,6 +385,7 @@ impl Default for Config {
         Config {
             amqp: AmqpConfig::default(),
             auth: AuthConfig::default(),
+            auth_oauth2: OAuth2Config::default(),
             storage: StorageConfig::default(),
             memory: MemoryConfig::default(),
             flow: FlowConfig::default(),

@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+/// The shipped OAuth 2.0 backend, configured by `[auth_oauth2]`.
+pub const OAUTH2_PLUGIN: &str = "warren_auth_backend_oauth2";
+
 /// A running broker.
 pub struct ServerHandle {
     /// The address the plain AMQP listener is bound to (with the real port when 0 was asked);
@@ -54,11 +57,20 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
     }
     // The plugin layer is wired in here: the core sees only its traits (exchange types registered
     // with the broker, `PluginControl` for the admin API).
-    let plugins = Arc::new(PluginManager::from_config(&config).map_err(std::io::Error::other)?);
+    // `[auth_oauth2]` is the oauth2 plugin's configuration (RabbitMQ's `auth_oauth2.*`).
+    let mut plugin_config = config.clone();
+    let oauth2 = config.auth_oauth2.plugin_settings().map_err(std::io::Error::other)?;
+    plugin_config.plugins.settings.entry(OAUTH2_PLUGIN.to_string()).or_default().extend(oauth2);
+    let plugins = Arc::new(PluginManager::from_config(&plugin_config).map_err(std::io::Error::other)?);
+    // The `[auth] backends` that are plugins, loaded (and their configuration checked) first: a
+    // backend that cannot load stops the start with its reason.
+    let auth_plugins = plugins
+        .auth_backends(&config.auth.backends, &crate::broker::internal_auth::NAMES)
+        .map_err(std::io::Error::other)?;
     // Recovery first, as RabbitMQ: once the port accepts connections, every durable object and
     // message is back and the control socket answers. Exchange types come before recovery, so
     // exchanges of plugin types come back with their type.
-    let broker = Broker::open(config, |b| {
+    let broker = Broker::open(config, &auth_plugins, |b| {
         plugins.start(b);
         Ok(())
     })

@@ -3,7 +3,7 @@
 
 use super::Broker;
 use super::auth::check_password;
-use crate::auth_backend::{Access, AuthBackend, AuthUser, Credentials, ResourceKind};
+use crate::auth_backend::{Access, AuthBackend, AuthUser, Credentials, Decision, ResourceKind};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
@@ -24,7 +24,7 @@ impl AuthBackend for InternalBackend {
         let broker = self.broker.upgrade().ok_or_else(refused)?;
         match broker.user(c.username) {
             Some(u) if check_password(&u.password_hash, c.password) => {
-                Ok(AuthUser { username: u.name, tags: u.tags, backend: self.clone() })
+                Ok(AuthUser::new(u.name, u.tags, self.clone()))
             }
             _ => Err(refused()),
         }
@@ -35,22 +35,24 @@ impl AuthBackend for InternalBackend {
     fn login_external(self: Arc<Self>, username: &str, _peer: SocketAddr) -> Result<AuthUser, String> {
         let broker = self.broker.upgrade().ok_or_else(|| format!("user '{username}' - invalid credentials"))?;
         match broker.user(username) {
-            Some(u) => Ok(AuthUser { username: u.name, tags: u.tags, backend: self.clone() }),
+            Some(u) => Ok(AuthUser::new(u.name, u.tags, self.clone())),
             None => Err(format!("user '{username}' - invalid credentials")),
         }
     }
 
-    fn check_vhost(&self, user: &AuthUser, vhost: &str, _peer: SocketAddr) -> bool {
-        self.broker.upgrade().is_some_and(|b| b.permission(vhost, &user.username).is_some())
+    fn check_vhost(&self, user: &AuthUser, vhost: &str, _peer: SocketAddr) -> Decision {
+        Decision::from_bool(self.broker.upgrade().is_some_and(|b| b.permission(vhost, &user.username).is_some()))
     }
 
-    fn check_resource(&self, user: &AuthUser, vhost: &str, _kind: ResourceKind, name: &str, access: Access) -> bool {
-        self.broker.upgrade().and_then(|b| b.permission(vhost, &user.username)).is_some_and(|p| p.allows(access, name))
+    fn check_resource(&self, user: &AuthUser, vhost: &str, _kind: ResourceKind, name: &str, access: Access) -> Decision {
+        Decision::from_bool(
+            self.broker.upgrade().and_then(|b| b.permission(vhost, &user.username)).is_some_and(|p| p.allows(access, name)),
+        )
     }
 
     /// Warren has no topic permissions (`set_topic_permissions`): as RabbitMQ without any, every
     /// routing key is allowed.
-    fn check_topic(&self, _user: &AuthUser, _vhost: &str, _exchange: &str, _routing_key: &str, _access: Access) -> bool {
-        true
+    fn check_topic(&self, _user: &AuthUser, _vhost: &str, _exchange: &str, _routing_key: &str, _access: Access) -> Decision {
+        Decision::Allow
     }
 }

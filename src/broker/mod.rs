@@ -90,7 +90,13 @@ fn store_error(e: StoreError) -> ReplyError {
 }
 
 impl Broker {
-    fn empty(config: Config, store: Option<Arc<Store>>) -> Result<Arc<Broker>, String> {
+    /// `plugin_backends`: the auth backends of `[auth] backends` other than the internal one, by
+    /// the name the config gives them (the plugin layer loads them: see `server.rs`).
+    fn empty(
+        config: Config,
+        store: Option<Arc<Store>>,
+        plugin_backends: &HashMap<String, Arc<dyn crate::auth_backend::AuthBackend>>,
+    ) -> Result<Arc<Broker>, String> {
         let alarms = crate::alarm::Alarms::new();
         let memory = crate::alarm::MemoryMonitor::new(
             alarms.clone(),
@@ -103,18 +109,25 @@ impl Broker {
             config.storage.disk_free_limit,
             std::time::Duration::from_millis(config.storage.disk_check_interval_ms),
         );
-        if let Some(b) = config.auth.backends.iter().find(|b| !internal_auth::NAMES.contains(&b.as_str())) {
+        if let Some(b) =
+            config.auth.backends.iter().find(|b| !internal_auth::NAMES.contains(&b.as_str()) && !plugin_backends.contains_key(*b))
+        {
             return Err(format!("[auth] backends: unknown backend '{b}' (available: internal)"));
         }
         if config.auth.backends.is_empty() {
             return Err("[auth] backends: at least one backend is needed".into());
         }
-        let n = config.auth.backends.len();
+        let names = config.auth.backends.clone();
         let transient = crate::store::transient::TransientDir::new(config.storage.data_dir.join("transient"));
         Ok(Arc::new_cyclic(|me| {
-            // Every name is "internal" (checked above); listing it twice asks it twice, as RabbitMQ.
-            let backends: Vec<Arc<dyn crate::auth_backend::AuthBackend>> =
-                (0..n).map(|_| Arc::new(internal_auth::InternalBackend { broker: me.clone() }) as _).collect();
+            // Every name is known (checked above); listing one twice asks it twice, as RabbitMQ.
+            let backends: Vec<Arc<dyn crate::auth_backend::AuthBackend>> = names
+                .iter()
+                .map(|n| match plugin_backends.get(n) {
+                    Some(b) => b.clone(),
+                    None => Arc::new(internal_auth::InternalBackend { broker: me.clone() }) as _,
+                })
+                .collect();
             Broker {
                 config,
                 vhosts: RwLock::default(),
@@ -139,7 +152,7 @@ impl Broker {
     /// A broker without storage: the exchange types `types`, the default vhost and user of
     /// `config`. (The caller supplies the types: the core has none of its own.)
     pub fn new(config: Config, types: impl IntoIterator<Item = Arc<dyn ExchangeTypeFactory>>) -> Result<Arc<Broker>, String> {
-        let b = Broker::empty(config, None)?;
+        let b = Broker::empty(config, None, &HashMap::new())?;
         for t in types {
             b.register_type(t);
         }
@@ -155,11 +168,16 @@ impl Broker {
     /// (on first start: creates the default user and vhost). `install` runs between the two: it
     /// registers the exchange types (`server.rs` hands in the plugin layer), so exchanges of
     /// plugin types come back with their type.
-    pub fn open(config: Config, install: impl FnOnce(&Arc<Broker>) -> Result<(), String>) -> Result<Arc<Broker>, String> {
+    /// `auth_plugins`: the auth backends of `[auth] backends` that plugins provide, by name.
+    pub fn open(
+        config: Config,
+        auth_plugins: &HashMap<String, Arc<dyn crate::auth_backend::AuthBackend>>,
+        install: impl FnOnce(&Arc<Broker>) -> Result<(), String>,
+    ) -> Result<Arc<Broker>, String> {
         let data_dir = config.storage.data_dir.clone();
         let wait = std::time::Duration::from_millis(config.storage.lock_wait_ms);
         let store = Arc::new(Store::open_waiting(&data_dir, wait).map_err(|e| e.to_string())?);
-        let b = Broker::empty(config, Some(store.clone()))?;
+        let b = Broker::empty(config, Some(store.clone()), auth_plugins)?;
         // Transient messages paged out by the previous run are gone with it (we hold the lock).
         match b.transient.wipe() {
             Ok(0) => {}

@@ -220,6 +220,8 @@ pub(super) async fn run(
         return Err(());
     }
     let Ok(auth) = login else { return Err(()) };
+    // The name the backend gave (a token backend takes it from the token), as RabbitMQ.
+    let user = auth.username.clone();
 
     let tune = AMQPClass::Connection(connection::AMQPMethod::Tune(connection::Tune {
         channel_max: cfg.channel_max,
@@ -249,9 +251,10 @@ pub(super) async fn run(
         close(wr, ReplyError::new(ErrorKind::NotAllowed, format!("vhost {vhost_name} not found")).on(10, 40)).await;
         return Err(());
     };
-    if !auth.backend.check_vhost(&auth, vhost_name, peer) {
-        close(wr, ReplyError::new(ErrorKind::NotAllowed, format!("access to vhost '{vhost_name}' refused for user '{user}'")).on(10, 40))
-            .await;
+    let decision = auth.backend.check_vhost(&auth, vhost_name, peer);
+    if !decision.allowed() {
+        let text = decision.refusal_text(format!("access to vhost '{vhost_name}' refused for user '{}'", auth.username), auth.backend.name());
+        close(wr, ReplyError::new(ErrorKind::NotAllowed, text).on(10, 40)).await;
         return Err(());
     }
     if let Err(e) = broker.check_connection_limits(vhost_name, &user) {

@@ -50,12 +50,27 @@ pub(crate) struct ConnCtx {
     pub user: String,
     /// The user as its auth backend accepted it (permission checks go there).
     pub auth: crate::auth_backend::AuthUser,
+    /// Bumped by each accepted `connection.update-secret` (channels' permission caches are
+    /// stamped with it).
+    pub auth_gen: u64,
     pub id: u64,
     /// Exclusive queues declared by this connection, deleted when it closes.
     pub exclusive: Vec<Arc<Queue>>,
     /// Set by a publish that found a destination queue in flow (see `broker/flow.rs`); the
     /// reader pauses after the current content frame until the queue is relieved.
     pub flow: Option<Arc<Queue>>,
+}
+
+impl ConnCtx {
+    /// What the channels' permission caches are valid for: the broker's access-control epoch and
+    /// this connection's secret generation. None while the login is expired (a token past its
+    /// `exp`): then nothing is answered from a cache.
+    pub fn auth_stamp(&self) -> Option<(u64, u64)> {
+        if self.auth.expires_at.is_some() && self.auth.expired() {
+            return None;
+        }
+        Some((self.broker.auth_epoch(), self.auth_gen))
+    }
 }
 
 /// What a reader paused by publisher flow control waits for.
@@ -140,7 +155,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
         },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.
-    if broker.user(&hs.user).is_none() {
+    if hs.auth.backend.name() == "internal" && broker.user(&hs.user).is_none() {
         let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, format!("user '{}' is deleted", hs.user)));
     } else if hs.vhost.is_deleted() {
         let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, format!("vhost '{}' is deleted", hs.vhost.name)));
@@ -163,6 +178,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
             vhost: hs.vhost,
             user: hs.user,
             auth: hs.auth,
+            auth_gen: 0,
             id,
             exclusive: Vec::new(),
             flow: None,
@@ -584,10 +600,41 @@ impl Connection {
             }
             AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Err(Stop::Done),
             AMQPClass::Connection(connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => Ok(()),
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(u)) => {
+                self.update_secret(u);
+                Ok(())
+            }
             other => {
                 let (c, mth) = (other.get_amqp_class_id(), other.get_amqp_method_id());
                 self.hard_close(ReplyError::new(ErrorKind::ChannelError, "unexpected method in connection state running").on(c, mth));
                 Ok(())
+            }
+        }
+    }
+
+    /// `connection.update-secret` (RabbitMQ's `rabbit_reader`): the backend that accepted the
+    /// login checks the new secret; the user keeps its name, and its tags, backend state and
+    /// expiry are replaced; every channel's permission cache starts afresh. A refusal closes the
+    /// connection with 530 NOT_ALLOWED.
+    fn update_secret(&mut self, u: connection::UpdateSecret) {
+        let secret = String::from_utf8_lossy(u.new_secret.as_bytes()).into_owned();
+        let reason = u.reason.as_str();
+        let name = self.label.name.clone();
+        tracing::debug!("connection {name} of user '{}': asked to update secret, reason: {reason}", self.ctx.user);
+        match self.ctx.auth.backend.update_secret(&self.ctx.auth, &secret) {
+            Ok(mut user) => {
+                user.username = self.ctx.auth.username.clone();
+                self.ctx.auth = user;
+                self.ctx.auth_gen += 1;
+                let ok = AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {}));
+                self.ctx.conn.append(|out| frame::write_method(out, 0, ok));
+                info!("connection {name}: user '{}' updated secret, reason: {reason}", self.ctx.user);
+            }
+            Err(why) => {
+                tracing::error!("Secret update was refused for user '{}': {why}", self.ctx.user);
+                self.hard_close(
+                    ReplyError::new(ErrorKind::NotAllowed, "New secret was refused by one of the backends").on(10, 70),
+                );
             }
         }
     }

@@ -32,6 +32,13 @@ pub struct Shipped {
 /// The shipped plugins, sorted by name.
 pub const SHIPPED: [Shipped; 3] = [
     Shipped {
+        name: "warren_auth_backend_oauth2",
+        aliases: &["rabbitmq_auth_backend_oauth2"],
+        // plugins/auth-oauth2 (built by plugins/build.sh): an auth-backend, used by naming it in
+        // [auth] backends and configured by [auth_oauth2].
+        bytes: include_bytes!("../../plugins/shipped/auth-oauth2.wasm"),
+    },
+    Shipped {
         name: "warren_consistent_hash_exchange",
         aliases: &["rabbitmq_consistent_hash_exchange"],
         // The Rust example (plugins/examples/consistent-hash), x-consistent-hash.

@@ -161,7 +161,15 @@ mod tests {
         let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["warren_consistent_hash_exchange", "warren_management", "warren_random_exchange", "topic", "warren_random_exchange", "x-mine"]
+            [
+                "warren_auth_backend_oauth2",
+                "warren_consistent_hash_exchange",
+                "warren_management",
+                "warren_random_exchange",
+                "topic",
+                "warren_random_exchange",
+                "x-mine"
+            ]
         );
         assert!(all[3].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
         assert!(all[4].1.is_err() && all[5].1.is_ok());

@@ -113,6 +113,47 @@ pub(crate) fn on_deadline(clock: &mut CallClock, limits: &PluginLimits) -> Resul
     Ok(wasmtime::UpdateDeadline::Continue(ticks(next)))
 }
 
+/// Why a guest call failed, for logs and errors, with the failure counted in `stats` by cause:
+/// the memory cap, the time limit, or any other trap.
+pub(crate) fn failure_text(
+    e: &wasmtime::Error,
+    state: &HostState,
+    limits: &PluginLimits,
+    memory_bytes: usize,
+    stats: &super::PluginStats,
+) -> String {
+    use wasmtime::Trap;
+    let text = error_text(e);
+    let limit = limits.call_timeout.as_millis();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let interrupted = matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt));
+    let cause = if state.limiter.hit {
+        &stats.out_of_memory
+    } else if state.clock.stopped.is_some() || interrupted {
+        &stats.timeouts
+    } else {
+        &stats.traps
+    };
+    cause.fetch_add(1, Ordering::Relaxed);
+    if state.limiter.hit {
+        format!("memory limit of {} MiB reached ({text})", memory_bytes >> 20)
+    } else if let Some(stopped) = state.clock.stopped {
+        match stopped {
+            Stopped::Cpu(used) => format!("time limit of {limit} ms exceeded (CPU time {:.1} ms; {text})", ms(used)),
+            Stopped::Wall(wall, used) => format!(
+                "time limit of {limit} ms exceeded (wall-clock cap of {} ms: ran {:.1} ms, CPU time {:.1} ms; {text})",
+                limit * WALL_FACTOR as u128,
+                ms(wall),
+                ms(used)
+            ),
+        }
+    } else if interrupted {
+        format!("time limit of {limit} ms exceeded ({text})")
+    } else {
+        text
+    }
+}
+
 /// Epoch deadline set at the start of every call: the next tick.
 pub(crate) const FIRST_DEADLINE: u64 = 1;
 
@@ -248,6 +289,8 @@ impl PluginEngine {
         let engine = Engine::new(&cfg).map_err(err)?;
         let mut linker = Linker::new(&engine);
         ExchangeType::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(err)?;
+        // The other worlds import `host` (linked above) and their own types-only interfaces.
+        linker.instance("warren:plugin/auth-types@0.1.0").map_err(err)?;
 
         let tick = limits.effective_tick();
         let weak = engine.weak();

@@ -3,7 +3,7 @@
 
 use super::bindings::warren::plugin::types::{FieldValue, RoutingInputs as WitReads};
 use super::bindings::{Binding, ExchangeType, ExchangeTypePre, MessageView as WitMessage};
-use super::engine::{CacheOutcome, EngineInner, FIRST_DEADLINE, HostState, PluginEngine, Stopped, WALL_FACTOR, on_deadline};
+use super::engine::{CacheOutcome, EngineInner, FIRST_DEADLINE, HostState, PluginEngine, on_deadline};
 use super::{LoadError, convert, error_text};
 use crate::exchange_type::{
     BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, RoutingInputs, TypeFailure,
@@ -14,9 +14,7 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use wasmtime::Store;
-use wasmtime::Trap;
 
 type WitTable = Vec<(String, FieldValue)>;
 
@@ -64,36 +62,8 @@ impl Shared {
         data.limiter.hit = false;
         data.clock.reset();
         live.store.set_epoch_deadline(FIRST_DEADLINE);
-        f(&live.guest, &mut live.store).map_err(|e| {
-            let text = error_text(&e);
-            let limit = self.engine.limits.call_timeout.as_millis();
-            let ms = |d: Duration| d.as_secs_f64() * 1e3;
-            let cause = if live.store.data().limiter.hit {
-                &self.stats.out_of_memory
-            } else if live.store.data().clock.stopped.is_some() || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                &self.stats.timeouts
-            } else {
-                &self.stats.traps
-            };
-            cause.fetch_add(1, Ordering::Relaxed);
-            if live.store.data().limiter.hit {
-                format!("memory limit of {} MiB reached ({text})", self.memory_bytes >> 20)
-            } else if let Some(stopped) = live.store.data().clock.stopped {
-                match stopped {
-                    Stopped::Cpu(used) => format!("time limit of {limit} ms exceeded (CPU time {:.1} ms; {text})", ms(used)),
-                    Stopped::Wall(wall, used) => format!(
-                        "time limit of {limit} ms exceeded (wall-clock cap of {} ms: ran {:.1} ms, CPU time {:.1} ms; {text})",
-                        limit * WALL_FACTOR as u128,
-                        ms(wall),
-                        ms(used)
-                    ),
-                }
-            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                format!("time limit of {limit} ms exceeded ({text})")
-            } else {
-                text
-            }
-        })
+        f(&live.guest, &mut live.store)
+            .map_err(|e| super::engine::failure_text(&e, live.store.data(), &self.engine.limits, self.memory_bytes, &self.stats))
     }
 }
 

@@ -5,9 +5,10 @@
 //! Kind-aware: a plugin's kind is the world it implements ([`PluginKind`]), read from the
 //! component when it loads; enabling, disabling, hot reload, the sandbox and the failure
 //! counters are the same for every kind. This broker serves `exchange-type` plugins (registered
-//! with the broker) and `http-handler` plugins (each with an HTTP listener, opened on enable and
-//! closed on disable); a component of another world is refused at load with that reason, shown by
-//! `warren-plugins list`.
+//! with the broker), `http-handler` plugins (each with an HTTP listener, opened on enable and
+//! closed on disable) and `auth-backend` plugins (named in `[auth] backends`, loaded by
+//! `auth_backends` at start and hot-reloaded like the others); a component of another world is
+//! refused at load with that reason, shown by `warren-plugins list`.
 //!
 //! A plugin's name is its shipped name or its file's stem (`x-random.wasm` → `x-random`); the
 //! exchange type it provides is whatever its `describe()` says. Exchanges of a type whose plugin
@@ -17,7 +18,8 @@
 
 use super::catalog::{Origin, catalog, canonical, read_enabled, resolve, write_enabled};
 use super::http::WasmHttpHandler;
-use super::{PluginEngine, PluginKind, PluginStats, WasmExchangeType};
+use super::{PluginEngine, PluginKind, PluginStats, WasmAuthBackend, WasmExchangeType};
+use crate::auth_backend::AuthBackend;
 use crate::config::HttpListenerConfig;
 use crate::http::HttpListener;
 use crate::admin::plugins::{PluginControl, PluginDetails, PluginEntry, PluginState, SetError, SetReport};
@@ -82,6 +84,10 @@ pub struct PluginManager {
     loaded: Mutex<HashMap<String, Loaded>>,
     /// Failure/rebuild/reload counters per plugin name, kept across reloads and disable/enable.
     stats: Mutex<HashMap<String, Arc<PluginStats>>>,
+    /// Auth-backend plugins named in `[auth] backends`, loaded at start (see `auth_backends`).
+    auth: Mutex<HashMap<String, Arc<WasmAuthBackend>>>,
+    /// Hash of the file each auth-backend plugin of the plugins folder was loaded from.
+    auth_hashes: Mutex<HashMap<String, String>>,
     /// Why the latest version of a running plugin's file was refused (the old one serves on).
     rejected: Mutex<HashMap<String, String>>,
     broker: Mutex<Weak<Broker>>,
@@ -126,6 +132,8 @@ impl PluginManager {
             builtins,
             loaded: Mutex::default(),
             stats: Mutex::default(),
+            auth: Mutex::default(),
+            auth_hashes: Mutex::default(),
             rejected: Mutex::default(),
             broker: Mutex::new(Weak::new()),
             watcher: Mutex::default(),
@@ -147,11 +155,63 @@ impl PluginManager {
         self.builtins.iter().map(|b| b.clone() as Arc<dyn ExchangeTypeFactory>).collect()
     }
 
+    /// Loads the plugins named in `[auth] backends` (every name but `internal`): shipped plugins
+    /// (by Warren's or RabbitMQ's name) and `.wasm` files of the plugins folder, which must be
+    /// auth-backend components whose `init` accepts their configuration. They serve as long as the
+    /// broker runs (the config file enables them, as RabbitMQ's `auth_backends`). The map is keyed
+    /// by the names as the config gives them.
+    pub fn auth_backends(&self, names: &[String], internal: &[&str]) -> Result<HashMap<String, Arc<dyn AuthBackend>>, String> {
+        let mut out: HashMap<String, Arc<dyn AuthBackend>> = HashMap::new();
+        for n in names.iter().filter(|n| !internal.contains(&n.as_str())) {
+            let Some((name, origin)) = resolve(&self.dir, n) else {
+                let mut known: Vec<String> = vec!["internal".into()];
+                known.extend(catalog(&self.dir).into_iter().filter_map(|(name, o)| {
+                    let o = o.ok()?;
+                    let bytes = o.bytes().ok()?;
+                    (self.engine.kind_of(&name, &bytes).ok()? == PluginKind::AuthBackend).then_some(name)
+                }));
+                return Err(format!("[auth] backends: unknown backend '{n}' (available: {})", known.join(", ")));
+            };
+            if let Some(b) = self.auth.lock().get(&name) {
+                out.insert(n.clone(), b.clone());
+                continue;
+            }
+            let place = origin.place();
+            let bytes = origin.bytes().map_err(|e| format!("[auth] backends: {n}: {e}"))?;
+            let kind = self.engine.kind_of(&name, &bytes).map_err(|e| format!("[auth] backends: {n} ({place}): {}", e.message))?;
+            if kind != PluginKind::AuthBackend {
+                return Err(format!("[auth] backends: {n} ({place}) is a {kind} plugin, not an auth-backend"));
+            }
+            let settings = self.settings.get(&name).cloned().unwrap_or_default();
+            let stats = self.stats.lock().entry(name.clone()).or_default().clone();
+            let b = self
+                .engine
+                .load_auth_backend(&name, &bytes, settings, stats)
+                .map_err(|e| format!("[auth] backends: {n} ({place}): {}", e.message))?;
+            info!(plugin = %name, kind = %kind, "auth backend plugin loaded");
+            let b = Arc::new(b);
+            self.auth_hashes.lock().insert(name.clone(), hash_of(&bytes));
+            self.auth.lock().insert(name, b.clone());
+            out.insert(n.clone(), b);
+        }
+        Ok(out)
+    }
+
+    /// The running auth-backend plugin called `name` (Warren's name), if `[auth] backends` loaded it.
+    pub fn auth_plugin(&self, name: &str) -> Option<Arc<WasmAuthBackend>> {
+        self.auth.lock().get(name).cloned()
+    }
+
     /// Loads plugin `name` from `origin`: its kind first, then the world's loader.
     fn load(&self, name: &str, origin: &Origin) -> Result<Loaded, String> {
         let place = origin.place();
         let bytes = origin.bytes()?;
         let kind = self.engine.kind_of(name, &bytes).map_err(|e| format!("{place}: {}", e.message))?;
+        if kind == PluginKind::AuthBackend {
+            return Err(format!(
+                "{place}: an auth-backend plugin: name it in [auth] backends of the config file (it is loaded at start)"
+            ));
+        }
         let settings = self.settings.get(name).cloned().unwrap_or_default();
         let stats = self.stats.lock().entry(name.to_string()).or_default().clone();
         let serving = match kind {
@@ -285,7 +345,11 @@ impl PluginManager {
             }
         }
         let mut enabled = Vec::new();
-        let mut to_enable: Vec<(&String, &Origin)> = origins.iter().filter(|(n, _)| !loaded.contains_key(*n)).collect();
+        // Auth backends named in [auth] backends are running already: enabling them is recorded
+        // (as rabbitmq-plugins enable rabbitmq_auth_backend_oauth2 is), nothing to load.
+        let auth_running: BTreeSet<String> = self.auth.lock().keys().filter(|n| origins.contains_key(*n)).cloned().collect();
+        let mut to_enable: Vec<(&String, &Origin)> =
+            origins.iter().filter(|(n, _)| !loaded.contains_key(*n) && !auth_running.contains(*n)).collect();
         to_enable.sort_by_key(|(n, _)| n.as_str());
         for (n, origin) in to_enable {
             match self.load(n, origin) {
@@ -332,7 +396,7 @@ impl PluginManager {
             info!(plugin = %n, "plugin disabled");
             disabled.push(n.clone());
         }
-        let names: Vec<String> = loaded.keys().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+        let names: Vec<String> = loaded.keys().cloned().chain(auth_running).collect::<BTreeSet<_>>().into_iter().collect();
         drop(loaded);
         let report = SetReport { enabled, disabled };
         if write && let Err(e) = write_enabled(&self.enabled_file, &names) {
@@ -349,6 +413,10 @@ impl PluginManager {
     /// of that type gets a new instance with its bindings replayed. Otherwise the old one stays
     /// (and `list` shows why the new one was refused).
     pub fn reload(&self, name: &str) {
+        let auth = self.auth.lock().get(name).cloned();
+        if let Some(b) = auth {
+            return self.reload_auth(name, &b);
+        }
         let Some(broker) = self.broker.lock().upgrade() else { return };
         let (old_hash, origin) = match self.loaded.lock().get(name) {
             Some(l) => (l.hash.clone(), l.origin.clone()),
@@ -396,6 +464,40 @@ impl PluginManager {
         loaded.insert(name.to_string(), new);
     }
 
+    /// Hot reload of an auth-backend plugin from the plugins folder: the new file must load as an
+    /// auth backend and its `init` accept the configuration; then it answers every login and
+    /// check from now on (logged-in users keep their state). Otherwise the old one serves on.
+    fn reload_auth(&self, name: &str, running: &Arc<WasmAuthBackend>) {
+        let Some((_, Origin::File(path))) = resolve(&self.dir, name) else { return };
+        let Ok(bytes) = std::fs::read(&path) else { return };
+        let hash = hash_of(&bytes);
+        if self.auth_hashes.lock().get(name) == Some(&hash) {
+            return;
+        }
+        let settings = self.settings.get(name).cloned().unwrap_or_default();
+        let stats = running.stats().clone();
+        match self.engine.kind_of(name, &bytes).and_then(|k| {
+            if k == PluginKind::AuthBackend {
+                self.engine.load_auth_backend(name, &bytes, settings, stats)
+            } else {
+                Err(super::LoadError::new(name, format!("a {k} plugin, not an auth-backend")))
+            }
+        }) {
+            Ok(new) => {
+                running.replace_code(new);
+                self.auth_hashes.lock().insert(name.to_string(), hash);
+                self.rejected.lock().remove(name);
+                info!(plugin = %name, "auth backend plugin reloaded");
+            }
+            Err(e) => {
+                error!(plugin = %name, file = %path.display(), "new version rejected, the old one keeps serving: {}", e.message);
+                self.rejected
+                    .lock()
+                    .insert(name.to_string(), format!("new version rejected, the old one keeps serving: {}", e.message));
+            }
+        }
+    }
+
     /// Every plugin for `warren-plugins list`: the built-ins, the shipped plugins, then the
     /// plugins folder. Plugins not running are loaded on the side (compiled through the cache,
     /// never registered) to show their kind and description, or why they cannot load. With
@@ -434,6 +536,31 @@ impl PluginManager {
                 Ok(Origin::Shipped(s)) => s.aliases.iter().map(|a| a.to_string()).collect(),
                 _ => Vec::new(),
             };
+            if let Some(b) = self.auth.lock().get(&name) {
+                use std::sync::atomic::Ordering::Relaxed;
+                let st = b.stats();
+                out.push(PluginEntry {
+                    version: match &origin {
+                        Ok(Origin::File(p)) => std::fs::read(p).map(|b| hash_of(&b)).unwrap_or_default(),
+                        _ => version.to_string(),
+                    },
+                    kind: PluginKind::AuthBackend.to_string(),
+                    description: format!("{} (in [auth] backends)", b.description()),
+                    state: PluginState::Running,
+                    error: self.rejected.lock().get(&name).cloned(),
+                    details: verbose.then(|| PluginDetails {
+                        exchanges: Vec::new(),
+                        traps: st.traps.load(Relaxed),
+                        timeouts: st.timeouts.load(Relaxed),
+                        out_of_memory: st.out_of_memory.load(Relaxed),
+                        rebuilds: st.rebuilds.load(Relaxed),
+                        reloads: st.reloads.load(Relaxed),
+                    }),
+                    name,
+                    aliases,
+                });
+                continue;
+            }
             let running = self.loaded.lock().get(&name).map(|l| (l.hash.clone(), l.kind, l.exchange().cloned(), l.description()));
             let entry = match running {
                 Some((hash, kind, factory, description)) => PluginEntry {
@@ -448,6 +575,11 @@ impl PluginManager {
                 },
                 None => {
                     let state = if enabled.contains(&name) { PluginState::EnabledNotRunning } else { PluginState::Available };
+                    let catalog_origin = origin.clone();
+                    let catalog_version = match &catalog_origin {
+                        Ok(Origin::File(p)) => std::fs::read(p).map(|b| hash_of(&b)).unwrap_or_default(),
+                        _ => version.to_string(),
+                    };
                     let probe = origin.and_then(|o| {
                         let v = match &o {
                             Origin::Shipped(_) => version.to_string(),
@@ -455,6 +587,27 @@ impl PluginManager {
                         };
                         self.load(&name, &o).map(|l| (v, l))
                     });
+                    // An auth backend not named in [auth] backends: its description, and a hint.
+                    let auth_probe = match &probe {
+                        Err(e) if e.contains("an auth-backend plugin") => catalog_origin.as_ref().ok().and_then(|o| {
+                            let bytes = o.bytes().ok()?;
+                            self.engine.describe_auth_backend(&name, &bytes).ok()
+                        }),
+                        _ => None,
+                    };
+                    if let Some(description) = auth_probe {
+                        out.push(PluginEntry {
+                            version: catalog_version.clone(),
+                            kind: PluginKind::AuthBackend.to_string(),
+                            description: format!("{description} (name it in [auth] backends to use it)"),
+                            state,
+                            error: None,
+                            details: None,
+                            name,
+                            aliases,
+                        });
+                        continue;
+                    }
                     match probe {
                         Ok((v, l)) => PluginEntry {
                             version: v,

@@ -11,9 +11,12 @@
 //! - [`WasmRouter`]: one exchange: its own `Store` and instance (memory cap, per-call time limit),
 //!   its own copy of the bindings (replayed into a fresh instance after any trap), and a route
 //!   cache for deterministic types that read at most the routing key.
+//! - [`WasmAuthBackend`]: one auth-backend plugin (world `auth-backend`) behind the core's
+//!   `AuthBackend` trait: a pool of instances, every answer checked, failures are refusals.
 //!
 //! Built-in types (direct, fanout, topic, headers) are embedded components: see [`builtin`].
 
+pub mod auth;
 pub mod builtin;
 pub mod catalog;
 mod convert;
@@ -26,6 +29,7 @@ mod tests;
 
 pub use engine::{CacheOutcome, PluginEngine, PluginLimits};
 pub use kind::PluginKind;
+pub use auth::WasmAuthBackend;
 pub use exchange::{PluginStats, WasmExchangeType, WasmRouter};
 pub mod manager;
 mod watch;

@@ -28,7 +28,7 @@ async fn rabbitmq_name_of_the_internal_backend_logs_in_and_refuses() {
 
 #[tokio::test]
 async fn unknown_backends_stop_the_broker_at_start() {
-    for backends in [vec!["internal".to_string(), "warren_auth_backend_oauth2".into()], vec![]] {
+    for backends in [vec!["internal".to_string(), "warren_auth_backend_nope".into()], vec![]] {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = warren::config::Config::for_tests(dir.path());
         cfg.auth.backends = backends.clone();
@@ -38,7 +38,7 @@ async fn unknown_backends_stop_the_broker_at_start() {
         };
         assert!(e.starts_with("[auth] backends: "), "{e}");
         if !backends.is_empty() {
-            assert_eq!(e, "[auth] backends: unknown backend 'warren_auth_backend_oauth2' (available: internal)");
+            assert_eq!(e, "[auth] backends: unknown backend 'warren_auth_backend_nope' (available: internal, warren_auth_backend_oauth2)");
         }
     }
 }

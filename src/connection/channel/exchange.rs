@@ -59,7 +59,7 @@ impl Channel {
                 Ok(())
             }
             exchange::AMQPMethod::Bind(b) => {
-                let (src, dst) = self.e2e(ctx, b.source.as_str(), b.destination.as_str())?;
+                let (src, dst) = self.e2e(ctx, b.source.as_str(), b.destination.as_str(), b.routing_key.as_str())?;
                 vhost.bind(&src, Destination::Exchange(dst), b.routing_key.as_str(), &b.arguments)?;
                 if !b.nowait {
                     send(ctx, ch, AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})));
@@ -67,7 +67,7 @@ impl Channel {
                 Ok(())
             }
             exchange::AMQPMethod::Unbind(b) => {
-                self.binding_checks(ctx, "exchange", b.destination.as_str(), b.source.as_str())?;
+                self.binding_checks(ctx, "exchange", b.destination.as_str(), b.source.as_str(), b.routing_key.as_str())?;
                 if let (Some(src), Some(dst)) = (vhost.exchange(b.source.as_str()), vhost.exchange(b.destination.as_str())) {
                     vhost.unbind(&src, &Destination::Exchange(dst), b.routing_key.as_str(), &b.arguments)?;
                 }
@@ -80,21 +80,26 @@ impl Channel {
         }
     }
 
-    pub(super) fn e2e(&self, ctx: &ConnCtx, source: &str, dest: &str) -> Result<(Arc<Exchange>, Arc<Exchange>), ReplyError> {
-        self.binding_checks(ctx, "exchange", dest, source)?;
+    pub(super) fn e2e(&self, ctx: &ConnCtx, source: &str, dest: &str, routing_key: &str) -> Result<(Arc<Exchange>, Arc<Exchange>), ReplyError> {
+        self.binding_checks(ctx, "exchange", dest, source, routing_key)?;
         let dst = ctx.vhost.exchange_or_404(dest)?;
         let src = ctx.vhost.exchange_or_404(source)?;
         Ok((src, dst))
     }
 
     /// RabbitMQ's `binding_action` checks, in its order: write on the destination, neither end the
-    /// default exchange, read on the source. Existence is checked after these.
-    pub(super) fn binding_checks(&self, ctx: &ConnCtx, dest_kind: &str, dest: &str, source: &str) -> Result<(), ReplyError> {
+    /// default exchange, read on the source, then (if the source exists and is a topic exchange)
+    /// read on the topic `routing_key`. Existence is checked after these.
+    pub(super) fn binding_checks(&self, ctx: &ConnCtx, dest_kind: &str, dest: &str, source: &str, routing_key: &str) -> Result<(), ReplyError> {
         self.check(ctx, Access::Write, dest_kind, dest)?;
         if source.is_empty() || (dest_kind == "exchange" && dest.is_empty()) {
             return Err(access_refused("operation not permitted on the default exchange"));
         }
-        self.check(ctx, Access::Read, "exchange", source)
+        self.check(ctx, Access::Read, "exchange", source)?;
+        match ctx.vhost.exchange(source) {
+            Some(x) => self.check_topic(ctx, &x, routing_key, Access::Read),
+            None => Ok(()),
+        }
     }
 
 }

@@ -2,6 +2,7 @@
 //! (`basic.rs`, `exchange.rs`, `queue.rs`, `confirm.rs`, `tx.rs`); `publish.rs` assembles a
 //! published message from its frames and hands it to the broker's publish pipeline.
 
+mod authz;
 mod basic;
 mod confirm;
 mod exchange;
@@ -38,12 +39,15 @@ pub(crate) struct Channel {
     tx: Option<Tx>,
     /// Name of the last queue declared on this channel ("" in later methods means it).
     last_queue: String,
-    /// Last exchange published to, with the auth epoch at which its write permission was checked.
-    last_exchange: Option<(Arc<Exchange>, u64)>,
-    /// Auth epoch at which write permission on `amq.default` was last granted (0: never).
-    default_write_epoch: u64,
+    /// Last exchange published to, with the auth stamp (`ConnCtx::auth_stamp`) at which its
+    /// write permission was checked.
+    last_exchange: Option<(Arc<Exchange>, Option<(u64, u64)>)>,
+    /// Auth stamp at which write permission on `amq.default` was last granted (None: never).
+    default_write_epoch: Option<(u64, u64)>,
     /// Direct reply-to consumer of this channel: (consumer tag, token).
     reply: Option<(String, String)>,
+    /// The last allowed permission and topic checks (RabbitMQ's per-channel caches).
+    authz: std::cell::RefCell<authz::AuthzCache>,
 }
 
 fn random_suffix() -> String {
@@ -69,8 +73,9 @@ impl Channel {
             tx: None,
             last_queue: String::new(),
             last_exchange: None,
-            default_write_epoch: 0,
+            default_write_epoch: None,
             reply: None,
+            authz: Default::default(),
         }
     }
 
@@ -102,14 +107,44 @@ impl Channel {
     }
 
     /// RabbitMQ's permission check: `access` on resource `kind` `name` (the default exchange is
-    /// `amq.default`). Checked live, so permission changes apply to the next operation.
+    /// `amq.default`). Allowed answers are cached per channel (the last 12) until access control
+    /// changes, the connection's secret is updated or its login expires.
     fn check(&self, ctx: &ConnCtx, access: Access, kind: &str, name: &str) -> Result<(), ReplyError> {
         let name = if kind == "exchange" && name.is_empty() { "amq.default" } else { name };
         let rk = if kind == "queue" { ResourceKind::Queue } else { ResourceKind::Exchange };
-        if ctx.auth.backend.check_resource(&ctx.auth, &ctx.vhost.name, rk, name, access) {
+        let stamp = ctx.auth_stamp();
+        if self.authz.borrow_mut().has_resource(stamp, rk, access, name) {
             return Ok(());
         }
-        Err(access_refused(format!("access to {kind} '{name}' in vhost '{}' refused for user '{}'", ctx.vhost.name, ctx.user)))
+        let decision = ctx.auth.backend.check_resource(&ctx.auth, &ctx.vhost.name, rk, name, access);
+        if decision.allowed() {
+            self.authz.borrow_mut().add_resource(stamp, rk, access, name);
+            return Ok(());
+        }
+        let base = format!("access to {kind} '{name}' in vhost '{}' refused for user '{}'", ctx.vhost.name, ctx.user);
+        Err(access_refused(decision.refusal_text(base, ctx.auth.backend.name())))
+    }
+
+    /// RabbitMQ's topic authorisation: on a topic exchange, publishing (`Write`) and binding or
+    /// unbinding (`Read`) with `routing_key` need the user's topic permission. Cached as `check`.
+    fn check_topic(&self, ctx: &ConnCtx, x: &Exchange, routing_key: &str, access: Access) -> Result<(), ReplyError> {
+        if x.kind != "topic" {
+            return Ok(());
+        }
+        let stamp = ctx.auth_stamp();
+        if self.authz.borrow_mut().has_topic(stamp, access, &x.name, routing_key) {
+            return Ok(());
+        }
+        let decision = ctx.auth.backend.check_topic(&ctx.auth, &ctx.vhost.name, &x.name, routing_key, access);
+        if decision.allowed() {
+            self.authz.borrow_mut().add_topic(stamp, access, &x.name, routing_key);
+            return Ok(());
+        }
+        let base = format!(
+            "access to topic '{routing_key}' in exchange '{}' in vhost '{}' refused for user '{}'",
+            x.name, ctx.vhost.name, ctx.user
+        );
+        Err(access_refused(decision.refusal_text(base, ctx.auth.backend.name())))
     }
 
     fn queue_name(&self, name: &str) -> Result<String, ReplyError> {

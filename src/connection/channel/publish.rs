@@ -74,8 +74,11 @@ impl Channel {
                 all.freeze()
             }
         };
-        // As RabbitMQ: write permission, then the exchange's existence, before the properties.
-        self.publish_exchange(ctx, &p.exchange)?;
+        // As RabbitMQ: write permission, then the exchange's existence, the topic permission,
+        // before the properties.
+        if let Some(x) = self.publish_exchange(ctx, &p.exchange)? {
+            self.check_topic(ctx, &x, &p.routing_key, Access::Write)?;
+        }
         if let Some(uid) = header.properties.user_id()
             && uid.as_str() != ctx.user
         {
@@ -130,9 +133,11 @@ impl Channel {
     /// permission (on `amq.default` for ""), existence, not internal. The result is cached per
     /// channel until users, vhosts or permissions change.
     pub(super) fn publish_exchange(&mut self, ctx: &ConnCtx, name: &str) -> Result<Option<Arc<Exchange>>, ReplyError> {
-        let epoch = ctx.broker.auth_epoch();
+        // The epoch stamp covers access-control changes and secret updates; an expired login is
+        // checked every time (None never equals a cached stamp).
+        let epoch = ctx.auth_stamp();
         if name.is_empty() {
-            if self.default_write_epoch != epoch {
+            if epoch.is_none() || self.default_write_epoch != epoch {
                 self.check(ctx, Access::Write, "exchange", name)?;
                 self.default_write_epoch = epoch;
             }
@@ -140,6 +145,7 @@ impl Channel {
         }
         if let Some((x, checked)) = &self.last_exchange
             && x.name == name
+            && epoch.is_some()
             && *checked == epoch
             && !x.is_deleted()
         {

@@ -67,7 +67,7 @@ impl Channel {
             }
             queue::AMQPMethod::Bind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
-                self.binding_checks(ctx, "queue", &name, b.exchange.as_str())?;
+                self.binding_checks(ctx, "queue", &name, b.exchange.as_str(), b.routing_key.as_str())?;
                 let q = vhost.queue_for(&name, ctx.id)?;
                 let x = vhost.exchange_or_404(b.exchange.as_str())?;
                 vhost.bind(&x, Destination::Queue(q), b.routing_key.as_str(), &b.arguments)?;
@@ -78,7 +78,7 @@ impl Channel {
             }
             queue::AMQPMethod::Unbind(b) => {
                 let name = self.queue_name(b.queue.as_str())?;
-                self.binding_checks(ctx, "queue", &name, b.exchange.as_str())?;
+                self.binding_checks(ctx, "queue", &name, b.exchange.as_str(), b.routing_key.as_str())?;
                 if let (Some(q), Some(x)) = (vhost.queue(&name), vhost.exchange(b.exchange.as_str())) {
                     vhost.check_exclusive(&q, ctx.id)?;
                     vhost.unbind(&x, &Destination::Queue(q), b.routing_key.as_str(), &b.arguments)?;

@@ -107,6 +107,17 @@ impl TestBroker {
         c
     }
 
+    /// The plugin layer of an in-process broker.
+    pub fn plugin_manager(&self) -> &std::sync::Arc<warren::plugin::manager::PluginManager> {
+        &self.server.as_ref().expect("in-process broker").plugins
+    }
+
+    /// `warren-plugins list [-v]` of an in-process broker, as entries.
+    pub fn plugin_list(&self, verbose: bool) -> Vec<warren::admin::plugins::PluginEntry> {
+        use warren::admin::plugins::PluginControl;
+        self.server.as_ref().expect("in-process broker").plugins.list(verbose)
+    }
+
     /// The data directory of an in-process broker (holds the control socket).
     pub fn data_dir(&self) -> Option<&std::path::Path> {
         self._dir.as_ref().map(|d| d.path())
