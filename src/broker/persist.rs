@@ -7,7 +7,7 @@ use super::message::Message;
 use super::queue::Queue;
 use super::{Broker, Vhost};
 use crate::protocol::FieldTable;
-use crate::store::{BindingDef, ExchangeDef, PermissionDef, QueueDef, Store, StoreError, StoredMessage, UserDef, VhostDef};
+use crate::store::{BindingDef, ExchangeDef, PermissionDef, QueueDef, Store, StoreError, StoredMessage, UserDef};
 use amq_protocol::frame::WriteContext;
 use amq_protocol::protocol::basic;
 use bytes::{BufMut, Bytes, BytesMut};

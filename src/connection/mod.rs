@@ -84,7 +84,7 @@ enum FlowWait {
 /// has sent waits in at most `tcp_recbuf` bytes here (autotuned loopback buffers grow to
 /// `net.ipv4.tcp_rmem`'s maximum, 32 MiB on many machines, i.e. hundreds of milliseconds of
 /// messages).
-fn set_buffers(socket: &TcpStream, cfg: &crate::config::AmqpConfig) {
+fn set_buffers(socket: &tokio::net::TcpStream, cfg: &crate::config::AmqpConfig) {
     use rustix::net::sockopt;
     if cfg.tcp_recbuf > 0
         && let Err(e) = sockopt::set_socket_recv_buffer_size(socket, cfg.tcp_recbuf as usize)

@@ -30,7 +30,7 @@ pub struct Shipped {
 }
 
 /// The shipped plugins, sorted by name.
-pub const SHIPPED: [Shipped; 3] = [
+pub const SHIPPED: [Shipped; 4] = [
     Shipped {
         name: "warren_auth_backend_oauth2",
         aliases: &["rabbitmq_auth_backend_oauth2"],

@@ -105,7 +105,7 @@ impl Caller {
     }
     fn can_enter(&self, _broker: &Broker, name: &str) -> bool {
         let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        self.user.backend.check_vhost(&self.user, name, peer)
+        self.user.backend.check_vhost(&self.user, name, peer).allowed()
     }
     /// Vhost `name` for an operation on its contents: 404 if missing, 401 if the caller has no
     /// access to it (RabbitMQ's "Access refused.").
@@ -118,7 +118,7 @@ impl Caller {
     }
     /// `access` on resource `kind` `name` of `vhost`, with RabbitMQ's refusal text.
     pub fn check(&self, vhost: &str, kind: ResourceKind, name: &str, access: Access) -> Result<(), ApiError> {
-        if self.user.backend.check_resource(&self.user, vhost, kind, name, access) {
+        if self.user.backend.check_resource(&self.user, vhost, kind, name, access).allowed() {
             return Ok(());
         }
         let a = match access {

@@ -26,12 +26,12 @@ impl Queue {
         }
         let now = crate::broker::ttl::now_ms() + u64::from(!take);
         let mut n = 0;
-        let dlx = self.args.dead_letter_exchange.is_some();
+        let dlx = self.args().dead_letter_exchange.is_some();
         while n < max
             && let Some(slot) = b.drop_expired(now, dlx, &self.home())
         {
             n += 1;
-            if self.args().dead_letter_exchange.is_some() {
+            if dlx {
                 dead.push((slot, Reason::Expired));
             } else {
                 self.forget(slot.seq);
