@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Warren and sets up what they need (a Python venv with pika) itself.
 #
-#   scripts/test.sh                  cargo build --bins, cargo test, then the pika suite
+#   scripts/test.sh                  cargo build --bins --tests, cargo test, then the pika suite
 #                                    (tests/python) against the debug warren-server
 #   scripts/test.sh --python-only    only the pika suite; honours WARREN_TEST_URL, e.g.
 #     WARREN_TEST_URL='amqp://guest:guest@127.0.0.1:5673/%2f' scripts/test.sh --python-only
@@ -33,8 +33,10 @@ if ! command -v cargo >/dev/null 2>&1 && [ -f "$HOME/.cargo/env" ]; then
 fi
 
 if [ "$python_only" = 0 ]; then
-  section "cargo build --bins"
-  cargo build --bins || { echo "test.sh: cargo build failed" >&2; exit 1; }
+  # --tests: one build; the binaries are built with the same (dev-dependency unified) features as
+  # the test targets, so `cargo test` does not compile wasmtime and friends a second time.
+  section "cargo build --bins --tests"
+  cargo build --bins --tests || { echo "test.sh: cargo build failed" >&2; exit 1; }
   section "cargo test"
   cargo test || failed+=("cargo test")
   # The full run always tests this tree's own server, whatever the environment points at.
