@@ -171,7 +171,7 @@ mod tests {
                 "x-mine"
             ]
         );
-        assert!(all[3].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
-        assert!(all[4].1.is_err() && all[5].1.is_ok());
+        assert!(all[4].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
+        assert!(all[5].1.is_err() && all[6].1.is_ok());
     }
 }
