@@ -38,7 +38,7 @@ if [ "$python_only" = 0 ]; then
   section "cargo build --bins --tests"
   cargo build --bins --tests || { echo "test.sh: cargo build failed" >&2; exit 1; }
   section "cargo test"
-  cargo test || failed+=("cargo test")
+  cargo test --no-fail-fast || failed+=("cargo test")
   # The full run always tests this tree's own server, whatever the environment points at.
   unset WARREN_TEST_URL
 fi
