@@ -53,6 +53,8 @@ pub struct ConnectionEntry {
     pub flow: Arc<flow::FlowState>,
     /// TLS session facts of an AMQPS connection (`list_connections ssl ...`).
     pub ssl: Option<crate::tls::PeerTls>,
+    /// The client's start-ok properties (management API `client_properties`).
+    pub client_properties: Arc<crate::protocol::FieldTable>,
 }
 
 pub struct Broker {

@@ -25,6 +25,8 @@ pub(super) struct Handshake {
     pub cancel_notify: bool,
     /// The client takes connection.blocked / unblocked (capability `connection.blocked`).
     pub blocked_notify: bool,
+    /// The client's start-ok properties (product, version, `connection_name`, capabilities...).
+    pub client_properties: FieldTable,
 }
 
 /// Warren's own version, in `warren_version`, `platform` and `information`.
@@ -176,6 +178,7 @@ pub(super) async fn run(
     let failure_close = client_capability(&start_ok.client_properties, "authentication_failure_close");
     let cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
+    let client_properties = start_ok.client_properties.clone();
     // SASL EXTERNAL (rabbitmq_auth_mechanism_ssl): the name comes from the client certificate and
     // the backends are asked for that user without a password.
     let login = if mechanism == "EXTERNAL" {
@@ -263,7 +266,7 @@ pub(super) async fn run(
         return Err(());
     }
     send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
-    Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify })
+    Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify, client_properties })
 }
 
 /// The mechanisms offered in connection.start, in `[auth] mechanisms` order: EXTERNAL only on

@@ -152,6 +152,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
             channels: channel_count.clone(),
             flow: flow_state.clone(),
             ssl: tls.clone(),
+            client_properties: Arc::new(hs.client_properties.clone()),
         },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.

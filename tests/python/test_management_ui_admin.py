@@ -3,6 +3,7 @@ channels, users, vhosts, permissions, topic permissions, user tags, policies and
 policies. Every effect is checked through pika. How to run it: tests/python/ui_browser.py.
 """
 
+import os
 import uuid
 from urllib.parse import quote
 
@@ -17,11 +18,22 @@ from ui_browser import (
 
 pytestmark = skip_without_ui
 
+# Pages whose API Warren's management plugin does not serve yet. strict: once the feature is
+# built the test passes, the XPASS fails the run, and the mark must go. Against another
+# management API (WARREN_MGMT_URL, e.g. RabbitMQ's) they run normally.
+_OWN = not os.environ.get("WARREN_MGMT_URL")
+missing_channel_registry = pytest.mark.xfail(
+    _OWN, strict=True,
+    reason="Warren's /api/channels lists only channels with consumers (no registry of idle channels yet)")
+missing_topic_permissions = pytest.mark.xfail(
+    _OWN, strict=True, reason="internal topic permissions (set_topic_permissions) are not built yet")
+
 if UI:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 
 
+@missing_channel_registry
 def test_connection_and_channel_listed_and_force_closed_through_the_ui(browser, broker_url, names):
     name = names("conn")
     conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))
@@ -50,6 +62,7 @@ def test_connection_and_channel_listed_and_force_closed_through_the_ui(browser, 
         if conn.is_open:
             conn.close()
 
+@missing_channel_registry
 def test_connection_page_shows_channels_and_closes_with_a_reason(browser, broker_url, names):
     name = names("detail")
     conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))
@@ -149,6 +162,7 @@ def test_admin_user_vhost_permission_through_the_ui(browser, broker_url):
             fetch('api/users/{user}', {{method: 'DELETE', headers: h}});
             fetch('api/vhosts/{vhost}', {{method: 'DELETE', headers: h}});""")
 
+@missing_topic_permissions
 def test_topic_permission_set_and_cleared_through_the_ui(browser, broker_url):
     vhost = pika.URLParameters(broker_url).virtual_host
     suffix = uuid.uuid4().hex[:8]

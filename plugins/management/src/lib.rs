@@ -530,11 +530,12 @@ fn shape(v: Value, q: &[(String, String)]) -> Result<Value, Failure> {
     let total = items.len();
     // As RabbitMQ, `name` filters only paged requests.
     if let Some(name) = param(q, "name").filter(|n| !n.is_empty() && param(q, "page").is_some()) {
-        let regex = param(q, "use_regex") == Some("true");
-        if regex {
-            return Err(bad_request("use_regex is not supported by this broker; filter by a substring"));
+        if param(q, "use_regex") == Some("true") {
+            let re = regex_lite::Regex::new(name).map_err(|e| bad_request(&format!("invalid regex: {e}")))?;
+            items.retain(|i| i["name"].as_str().is_some_and(|n| re.is_match(n)));
+        } else {
+            items.retain(|i| i["name"].as_str().is_some_and(|n| n.contains(name)));
         }
-        items.retain(|i| i["name"].as_str().is_some_and(|n| n.contains(name)));
     }
     if let Some(key) = param(q, "sort").filter(|k| !k.is_empty()) {
         items.sort_by(|a, b| cmp_values(at(a, key), at(b, key)));

@@ -46,7 +46,7 @@ fn row(broker: &Broker, c: &ConnectionEntry) -> Value {
         "timeout": broker.config.amqp.heartbeat,
         "ssl": false,
         "auth_mechanism": "PLAIN",
-        "client_properties": {},
+        "client_properties": super::fields::table_to_json(&c.client_properties),
     })
 }
 

@@ -108,11 +108,11 @@ impl Caller {
         self.user.backend.check_vhost(&self.user, name, peer).allowed()
     }
     /// Vhost `name` for an operation on its contents: 404 if missing, 401 if the caller has no
-    /// access to it (RabbitMQ's "Access refused.").
+    /// access to it (RabbitMQ's "User not authorised to access virtual host").
     pub fn vhost(&self, broker: &Broker, name: &str) -> Result<Arc<Vhost>, ApiError> {
         let v = broker.vhost(name).ok_or_else(ApiError::not_found)?;
         if !self.can_enter(broker, name) && !self.is("administrator") {
-            return Err(ApiError::access_refused("Access refused."));
+            return Err(ApiError::access_refused("User not authorised to access virtual host"));
         }
         Ok(v)
     }
