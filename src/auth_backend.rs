@@ -146,6 +146,12 @@ pub trait AuthBackend: Send + Sync {
     fn check_vhost(&self, user: &AuthUser, vhost: &str, peer: SocketAddr) -> Decision;
     /// May `user` use resource `kind` `name` in `vhost` with `access`?
     fn check_resource(&self, user: &AuthUser, vhost: &str, kind: ResourceKind, name: &str, access: Access) -> Decision;
+    /// Whether `check_topic` can ever refuse. A backend that allows every routing key says
+    /// false, and the publish path then skips the check and its per-channel cache entirely
+    /// (no lookup, no allocation per new routing key).
+    fn restricts_topics(&self) -> bool {
+        true
+    }
     /// May `user` publish (`Write`) or bind (`Read`) with `routing_key` on topic exchange
     /// `exchange`?
     fn check_topic(&self, user: &AuthUser, vhost: &str, exchange: &str, routing_key: &str, access: Access) -> Decision;

@@ -52,6 +52,10 @@ impl AuthBackend for InternalBackend {
 
     /// Warren has no topic permissions (`set_topic_permissions`): as RabbitMQ without any, every
     /// routing key is allowed.
+    fn restricts_topics(&self) -> bool {
+        false
+    }
+
     fn check_topic(&self, _user: &AuthUser, _vhost: &str, _exchange: &str, _routing_key: &str, _access: Access) -> Decision {
         Decision::Allow
     }
