@@ -127,7 +127,7 @@ pub struct Store {
 
 /// The open database, shared by the writer thread and readers, replaceable: after an I/O error
 /// (ENOSPC, EIO) redb refuses every later write ("Previous I/O error occurred") until the file is
-/// closed and opened again, so the writer reopens it (see `writer.rs`). Readers take a clone of
+/// closed and opened again, so the writer reopens it (see `writer/batch.rs`). Readers take a clone of
 /// the `Arc` for one read transaction; while the writer reopens, they get an error.
 pub(crate) struct DbSlot {
     db: parking_lot::RwLock<Option<Arc<Database>>>,
