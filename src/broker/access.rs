@@ -204,8 +204,9 @@ impl Broker {
     /// then the vhost, as RabbitMQ does.
     pub fn set_permissions(&self, user: &str, vhost: &str, configure: &str, write: &str, read: &str) -> Result<(), AccessError> {
         for p in [configure, write, read] {
-            if let Err(e) = regex::Regex::new(p) {
-                let (why, at) = pcre_reason(p, &e);
+            let translated = auth::pcre_compatible(p);
+            if let Err(e) = regex::Regex::new(&translated) {
+                let (why, at) = pcre_reason(&translated, &e);
                 return Err(AccessError::InvalidRegex(p.into(), why, at));
             }
         }

@@ -17,8 +17,8 @@ use super::access::AccessError;
 use crate::auth_backend::Access;
 use crate::store::TopicPermissionDef;
 use parking_lot::RwLock;
+use super::auth::pcre_compatible;
 use regex::Regex;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -200,72 +200,6 @@ impl Broker {
     }
 }
 
-/// Erlang's `re` (PCRE) takes a `{` that does not open a quantifier (`{n}`, `{n,}`, `{n,m}`)
-/// as a literal, the regex crate refuses it: such braces are escaped before compiling (outside
-/// character classes, where both take them literally). Everything else is left as it is.
-pub fn pcre_compatible(p: &str) -> Cow<'_, str> {
-    if !p.contains('{') {
-        return Cow::Borrowed(p);
-    }
-    let b = p.as_bytes();
-    let mut out = String::with_capacity(p.len() + 4);
-    let (mut i, mut class) = (0, false);
-    while i < b.len() {
-        let c = b[i];
-        match c {
-            b'\\' => {
-                // An escape and the character it escapes (the whole UTF-8 sequence).
-                let n = p[i + 1..].chars().next().map_or(0, char::len_utf8);
-                out.push_str(&p[i..i + 1 + n]);
-                i += 1 + n;
-                continue;
-            }
-            b'[' if !class => {
-                class = true;
-                out.push('[');
-                i += 1;
-                // A `]` first in the class (after an optional `^`) is literal.
-                if b.get(i) == Some(&b'^') {
-                    out.push('^');
-                    i += 1;
-                }
-                if b.get(i) == Some(&b']') {
-                    out.push(']');
-                    i += 1;
-                }
-                continue;
-            }
-            b']' if class => class = false,
-            b'{' if !class && !opens_quantifier(&b[i + 1..]) => {
-                out.push_str("\\{");
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        let n = p[i..].chars().next().map_or(1, char::len_utf8);
-        out.push_str(&p[i..i + n]);
-        i += n;
-    }
-    Cow::Owned(out)
-}
-
-/// Whether the bytes after a `{` make it a quantifier: digits, optionally `,` and digits, `}`.
-fn opens_quantifier(rest: &[u8]) -> bool {
-    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 {
-        return false;
-    }
-    match rest.get(digits) {
-        Some(b'}') => true,
-        Some(b',') => {
-            let more = rest[digits + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
-            rest.get(digits + 1 + more) == Some(&b'}')
-        }
-        _ => false,
-    }
-}
-
 /// A topic permission pattern must compile (as RabbitMQ's `re:compile`).
 fn check_pattern(p: &str) -> Result<(), AccessError> {
     let translated = pcre_compatible(p);
@@ -323,14 +257,7 @@ mod tests {
     }
 
     #[test]
-    fn braces_that_are_not_quantifiers_are_literal() {
-        assert_eq!(pcre_compatible("^a{2}$"), "^a{2}$");
-        assert_eq!(pcre_compatible("a{2,}b{1,3}"), "a{2,}b{1,3}");
-        assert_eq!(pcre_compatible("^{x}"), "^\\{x}");
-        assert_eq!(pcre_compatible("a{,2}"), "a\\{,2}");
-        assert_eq!(pcre_compatible("a{2"), "a\\{2");
-        assert_eq!(pcre_compatible("[{]\\{é{"), "[{]\\{é\\{");
-        assert_eq!(pcre_compatible("[]{]{"), "[]{]\\{");
+    fn patterns_are_checked_as_pcre() {
         for p in ["^{username}", "a{,2}", "a{2", "}"] {
             assert!(check_pattern(p).is_ok(), "{p}");
         }
