@@ -8,6 +8,7 @@ pub mod control;
 pub mod limits;
 pub mod plugins;
 pub mod policies;
+pub mod topic_permissions;
 pub mod users;
 
 use crate::broker::Broker;
@@ -87,7 +88,9 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
     if let Some(r) = plugins::handle(admin.plugins.as_deref(), req) {
         return r;
     }
-    if let Some(r) = users::handle(broker, req).or_else(|| limits::handle(broker, req)).or_else(|| policies::handle(broker, req)) {
+    if let Some(r) = users::handle(broker, req)
+        .or_else(|| topic_permissions::handle(broker, req))
+        .or_else(|| limits::handle(broker, req)).or_else(|| policies::handle(broker, req)) {
         return r;
     }
     let vhost_name = req.vhost.clone().unwrap_or_else(|| broker.config.auth.default_vhost.clone());

@@ -8,6 +8,7 @@
 //! | `v1.vhosts`      | name                        | JSON [`VhostDef`]           |
 //! | `v1.users`       | name                        | JSON [`UserDef`]            |
 //! | `v1.permissions` | (user, vhost)               | JSON [`PermissionDef`]      |
+//! | `v1.topic_permissions` | (user, vhost, exchange) | JSON [`TopicPermissionDef`] ([`topic_permissions`]) |
 //! | `v1.exchanges`   | (vhost, name)               | JSON [`ExchangeDef`]        |
 //! | `v1.queues`      | (vhost, name)               | JSON [`QueueRecord`]        |
 //! | `v1.bindings`    | all fields, length-prefixed | JSON [`BindingDef`]         |
@@ -28,6 +29,7 @@
 pub mod codec;
 pub mod definitions;
 mod error;
+mod topic_permissions;
 pub mod transient;
 pub mod writer;
 
@@ -47,7 +49,8 @@ use redb::{
 
 pub use codec::{CodecError, StoredMessage};
 pub use definitions::{
-    BindingDef, Definitions, ExchangeDef, PermissionDef, QueueDef, QueueRecord, UserDef, VhostDef,
+    BindingDef, Definitions, ExchangeDef, PermissionDef, QueueDef, QueueRecord, TopicPermissionDef, UserDef,
+    VhostDef,
 };
 pub use error::StoreError;
 pub use writer::{Callback, MessageLog, Pending, StatsSnapshot, Ticket};
@@ -183,6 +186,9 @@ pub(crate) enum DefOp {
     DeleteUser(String),
     PutPermission(PermissionDef),
     DeletePermission { user: String, vhost: String },
+    PutTopicPermission(TopicPermissionDef),
+    /// All of the user's rows in the vhost, or the one of `exchange`.
+    DeleteTopicPermissions { user: String, vhost: String, exchange: Option<String> },
     PutExchange(ExchangeDef),
     DeleteExchange { vhost: String, name: String },
     PutQueue(QueueDef),
@@ -550,6 +556,17 @@ impl Store {
         )
     }
 
+    pub fn put_topic_permission(&self, def: &TopicPermissionDef) -> Result<(), StoreError> {
+        self.def(DefOp::PutTopicPermission(def.clone())).wait().map(|_| ())
+    }
+
+    /// Deletes the user's topic permissions in the vhost: all, or the one of `exchange`.
+    /// Returns whether any existed.
+    pub fn delete_topic_permissions(&self, user: &str, vhost: &str, exchange: Option<&str>) -> Result<bool, StoreError> {
+        let op = DefOp::DeleteTopicPermissions { user: user.into(), vhost: vhost.into(), exchange: exchange.map(Into::into) };
+        existed(self.def(op).wait()?)
+    }
+
     pub fn put_exchange(&self, def: &ExchangeDef) -> Result<(), StoreError> {
         self.def(DefOp::PutExchange(def.clone())).wait().map(|_| ())
     }
@@ -611,6 +628,7 @@ impl Store {
             d.permissions
                 .push(from_json("v1.permissions", e?.1.value())?);
         }
+        d.topic_permissions = topic_permissions::load(&rtx)?;
         for e in rtx.open_table(EXCHANGES)?.range::<(&str, &str)>(..)? {
             d.exchanges.push(from_json("v1.exchanges", e?.1.value())?);
         }
@@ -927,6 +945,7 @@ pub(crate) fn apply_def(txn: &WriteTransaction, op: DefOp) -> Result<DefReply, S
             }
             retain_bindings(txn, |b| b.vhost == name)?;
             txn.open_table(PERMISSIONS)?.retain(|k, _| k.1 != name)?;
+            topic_permissions::delete_vhost(txn, &name)?;
             Ok(DefReply::Existed(existed))
         }
         DefOp::PutUser(d) => {
@@ -937,6 +956,7 @@ pub(crate) fn apply_def(txn: &WriteTransaction, op: DefOp) -> Result<DefReply, S
         DefOp::DeleteUser(name) => {
             let existed = txn.open_table(USERS)?.remove(name.as_str())?.is_some();
             txn.open_table(PERMISSIONS)?.retain(|k, _| k.0 != name)?;
+            topic_permissions::delete_user(txn, &name)?;
             Ok(DefReply::Existed(existed))
         }
         DefOp::PutPermission(d) => {
@@ -950,6 +970,13 @@ pub(crate) fn apply_def(txn: &WriteTransaction, op: DefOp) -> Result<DefReply, S
                 .remove((user.as_str(), vhost.as_str()))?
                 .is_some();
             Ok(DefReply::Existed(existed))
+        }
+        DefOp::PutTopicPermission(d) => {
+            topic_permissions::put(txn, &d)?;
+            Ok(DefReply::Done)
+        }
+        DefOp::DeleteTopicPermissions { user, vhost, exchange } => {
+            Ok(DefReply::Existed(topic_permissions::delete(txn, &user, &vhost, exchange.as_deref())?))
         }
         DefOp::PutExchange(d) => {
             txn.open_table(EXCHANGES)?

@@ -43,3 +43,4 @@ mod ttl;
 mod warrenctl;
 mod wire_fuzz;
 mod tls;
+mod topic_permissions;

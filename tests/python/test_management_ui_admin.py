@@ -25,8 +25,6 @@ _OWN = not os.environ.get("WARREN_MGMT_URL")
 missing_channel_registry = pytest.mark.xfail(
     _OWN, strict=True,
     reason="Warren's /api/channels lists only channels with consumers (no registry of idle channels yet)")
-missing_topic_permissions = pytest.mark.xfail(
-    _OWN, strict=True, reason="internal topic permissions (set_topic_permissions) are not built yet")
 
 if UI:
     from selenium.webdriver.common.by import By
@@ -162,7 +160,6 @@ def test_admin_user_vhost_permission_through_the_ui(browser, broker_url):
             fetch('api/users/{user}', {{method: 'DELETE', headers: h}});
             fetch('api/vhosts/{vhost}', {{method: 'DELETE', headers: h}});""")
 
-@missing_topic_permissions
 def test_topic_permission_set_and_cleared_through_the_ui(browser, broker_url):
     vhost = pika.URLParameters(broker_url).virtual_host
     suffix = uuid.uuid4().hex[:8]

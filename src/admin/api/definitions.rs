@@ -1,7 +1,8 @@
 //! `GET/POST /api/definitions[/VHOST]`: RabbitMQ's definitions JSON (users, vhosts,
 //! permissions, exchanges, queues, bindings), exported and imported. A file exported from
 //! RabbitMQ 3.10 imports as long as it uses what Warren has: policies and vhost metadata are
-//! imported; parameters and topic permissions are refused when present (not silently dropped).
+//! imported, and so are topic permissions; parameters are refused when present (not silently
+//! dropped).
 
 use super::fields::{json_to_table, table_to_json};
 use super::{ApiError, ApiResult, Caller, args};
@@ -102,7 +103,11 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
         "users": users,
         "vhosts": vhosts,
         "permissions": permissions,
-        "topic_permissions": [],
+        "topic_permissions": broker
+            .topic_permissions()
+            .into_iter()
+            .map(|r| json!({"user": r.user, "vhost": r.vhost, "exchange": r.exchange, "write": r.write, "read": r.read}))
+            .collect::<Vec<_>>(),
         "parameters": [],
         "global_parameters": [],
         "policies": policies(broker, None),
@@ -142,7 +147,7 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let w: Where = args(a)?;
     let Some(d) = w.body.as_object() else { return Err(ApiError::bad_request("definitions must be a JSON object")) };
-    for key in ["parameters", "topic_permissions"] {
+    for key in ["parameters"] {
         if !list(d, key).is_empty() {
             return Err(ApiError::bad_request(format!("{key} are not supported by this broker; remove them from the file to import the rest")));
         }
@@ -170,6 +175,9 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     }
     for p in list(d, "permissions") {
         broker.set_permissions(s(p, "user"), s(p, "vhost"), s(p, "configure"), s(p, "write"), s(p, "read"))?;
+    }
+    for p in list(d, "topic_permissions") {
+        broker.set_topic_permissions(s(p, "user"), s(p, "vhost"), s(p, "exchange"), s(p, "write"), s(p, "read"))?;
     }
     let vhost = |o: &Value| broker.vhost(&vhost_of(o)).ok_or_else(|| ApiError::bad_request(format!("vhost '{}' does not exist", vhost_of(o))));
     // Policies before queues and exchanges, so that those are declared under them.
