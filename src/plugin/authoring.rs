@@ -131,6 +131,23 @@ mod tests {
     }
 
     #[test]
+    fn world_check_of_the_committed_components() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let read = |f: &str| std::fs::read(dir.join(f)).unwrap();
+        check_world(&read("builtin/topic.wasm"), "exchange-type").unwrap();
+        check_world(&read("shipped/management.wasm"), "http-handler").unwrap();
+        check_world(&read("shipped/auth-oauth2.wasm"), "auth-backend").unwrap();
+        let e = check_world(&read("shipped/management.wasm"), "exchange-type").unwrap_err();
+        assert!(e.starts_with("not a plugin of world exchange-type (warren:plugin@0.1.0): does not export `validate`"), "{e}");
+        assert!(e.contains("does not export `route`"), "{e}");
+        let e = check_world(&read("fixtures/wrong-world.wasm"), "exchange-type").unwrap_err();
+        assert!(e.contains("does not export `route`"), "{e}");
+        assert!(check_world(&read("builtin/topic.wasm"), "exchange").unwrap_err().starts_with("unknown world 'exchange'"));
+        // a component is not a core module
+        assert!(componentize(&read("builtin/topic.wasm"), Some("exchange-type")).unwrap_err().contains("already a component"));
+    }
+
+    #[test]
     fn scaffold_vendors_every_sdk_source_and_the_whole_wit_package() {
         // every .rs of plugins/sdk/src is vendored (a file added to the SDK must be listed here)
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins/sdk/src");
