@@ -69,6 +69,8 @@ async fn scaffolded_rust_plugin_builds_enables_and_routes() {
             .arg(&build)
             .env("WARREN_PLUGINS", env!("CARGO_BIN_EXE_warren-plugins"))
             .env("CARGO_TARGET_DIR", &target_dir)
+            // one job: the other tests of the suite run meanwhile and some of them measure CPU time
+            .env("CARGO_BUILD_JOBS", "1")
             .env_remove("RUSTC")
             .env_remove("RUSTFLAGS")
             .env_remove("RUSTC_WRAPPER")
