@@ -5,7 +5,7 @@
 //! are accepted for the plugins Warren ships (`rabbitmq_consistent_hash_exchange` ...).
 //!
 //! For plugin authors: `wit [DIR]` prints or writes the WIT package, `componentize IN OUT
-//! --world W` wraps a core module into a component, `new --lang rust NAME` scaffolds a project
+//! --world W` wraps a core module into a component, `new --lang rust|c NAME` scaffolds a project
 //! (see `warren::plugin::authoring`).
 use clap::{Parser, Subcommand};
 use serde_json::Value;
@@ -110,7 +110,7 @@ enum Cmd {
     },
     /// Makes a new plugin project that builds outside any checkout (./build.sh).
     New {
-        /// The language of the project (rust).
+        /// The language of the project (rust or c).
         #[arg(long, default_value = "rust")]
         lang: String,
         /// Where to write it (default ./NAME).
@@ -241,15 +241,19 @@ fn authoring_componentize(input: &Path, output: &Path, world: Option<&str>) -> E
 
 /// `new --lang rust NAME [--dir DIR]`.
 fn authoring_new(lang: &str, dir: Option<&Path>, name: &str) -> ExitCode {
-    if lang != "rust" {
-        eprintln!(
-            "Error: --lang {lang}: only rust projects are made by `new`; C, Python and JavaScript plugins are built as docs/PLUGINS.md shows (their examples: random-c, json-field-py, js-prefix)"
-        );
-        return ExitCode::from(EX_USAGE);
-    }
+    let lang = match lang {
+        "rust" => authoring::Lang::Rust,
+        "c" => authoring::Lang::C,
+        other => {
+            eprintln!(
+                "Error: --lang {other}: `new` writes rust and c projects; Python and JavaScript plugins are built as docs/PLUGINS.md shows (their examples: json-field-py, js-prefix)"
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
     let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(name));
     let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok()).unwrap_or_else(|| PathBuf::from("warren-plugins"));
-    match authoring::new_rust(name, &dir, &me) {
+    match authoring::new_project(lang, name, &dir, &me) {
         Ok(s) => {
             println!("Created {} (exchange type '{}', {} files). Next:", s.dir.display(), s.exchange_type, s.files.len());
             println!("  {}/build.sh", s.dir.display());

@@ -1,7 +1,8 @@
 //! Tools for plugin authors, behind `warren-plugins wit`, `componentize` and `new`: the WIT
 //! package this broker runs (embedded), core module → component (the library of
 //! `plugins/componentize`, shared with `plugins/build.sh`), and a scaffold of a Rust plugin
-//! project that builds outside any checkout (the SDK of `plugins/sdk` and `wit/` vendored).
+//! project (Rust: the SDK of `plugins/sdk` and `wit/` vendored; C: the random-exchange example
+//! with its bindings) that builds outside any checkout.
 
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,7 @@ const SDK_FILES: [(&str, &str); 8] = [
     ("src/sets.rs", include_str!("../../plugins/sdk/src/sets.rs")),
 ];
 
-/// The project files, `{{…}}` filled in by [`new_rust`].
+/// The project files, `{{…}}` filled in by [`new_project`].
 const TEMPLATE: [(&str, &str); 5] = [
     ("Cargo.toml", include_str!("../../plugins/sdk/template/Cargo.toml.in")),
     ("src/lib.rs", include_str!("../../plugins/sdk/template/lib.rs.in")),
@@ -27,6 +28,35 @@ const TEMPLATE: [(&str, &str); 5] = [
     ("README.md", include_str!("../../plugins/sdk/template/README.md.in")),
     (".gitignore", include_str!("../../plugins/sdk/template/gitignore.in")),
 ];
+
+/// The C project's files: the random-exchange example, its bindings, `{{…}}` filled in.
+const TEMPLATE_C: [(&str, &str); 3] = [
+    ("build.sh", include_str!("../../plugins/sdk/template/build-c.sh.in")),
+    ("README.md", include_str!("../../plugins/sdk/template/README-c.md.in")),
+    (".gitignore", include_str!("../../plugins/sdk/template/gitignore-c.in")),
+];
+
+/// The C example (RabbitMQ's random exchange), its type name replaced by the project's.
+const C_EXAMPLE: &str = include_str!("../../plugins/examples/random-c/x_random.c");
+
+/// The C bindings of world exchange-type (wit-bindgen c 0.61.1, checked against wit/ by
+/// plugins/examples/random-c/build.sh), the component-type object (the world's description,
+/// linked in) included.
+const C_BINDINGS: [(&str, &[u8]); 3] = [
+    ("gen/exchange_type.h", include_bytes!("../../plugins/examples/random-c/gen/exchange_type.h")),
+    ("gen/exchange_type.c", include_bytes!("../../plugins/examples/random-c/gen/exchange_type.c")),
+    (
+        "gen/exchange_type_component_type.o",
+        include_bytes!("../../plugins/examples/random-c/gen/exchange_type_component_type.o"),
+    ),
+];
+
+/// The languages `new` writes projects in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Rust,
+    C,
+}
 
 /// What `new` made.
 #[derive(Debug)]
@@ -69,25 +99,27 @@ fn type_ident(name: &str) -> String {
     out
 }
 
-/// Writes a new Rust exchange-type project `name` into `dir` (which must not exist or be
-/// empty): Cargo.toml, src/lib.rs (a working example), build.sh, README.md, wit/ and the SDK
-/// in vendor/warren-plugin-sdk. `warren_plugins` is the path build.sh falls back to when
-/// `warren-plugins` is not on PATH.
-pub fn new_rust(name: &str, dir: &Path, warren_plugins: &Path) -> Result<Scaffold, String> {
+/// Writes a new exchange-type project `name` in `lang` into `dir` (which must not exist or be
+/// empty). Rust: Cargo.toml, src/lib.rs (a working example), build.sh, README.md, wit/ and the
+/// SDK in vendor/warren-plugin-sdk. C: NAME.c (the random-exchange example), gen/ (the
+/// bindings), build.sh, README.md, wit/. `warren_plugins` is the path build.sh falls back to
+/// when `warren-plugins` is not on PATH.
+pub fn new_project(lang: Lang, name: &str, dir: &Path, warren_plugins: &Path) -> Result<Scaffold, String> {
     check_name(name)?;
     if dir.exists() && std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(format!("{} already exists and is not empty", dir.display()));
     }
     let exchange_type = if name.starts_with("x-") { name.to_string() } else { format!("x-{name}") };
+    let crate_name = name.replace('-', "_");
     let fill = |text: &str| {
         text.replace("{{name}}", name)
-            .replace("{{crate}}", &name.replace('-', "_"))
+            .replace("{{crate}}", &crate_name)
             .replace("{{type}}", &exchange_type)
             .replace("{{Type}}", &type_ident(name))
             .replace("{{warren_plugins}}", &warren_plugins.display().to_string())
     };
     let mut files = Vec::new();
-    let mut write = |rel: &Path, text: &str| -> Result<(), String> {
+    let mut write = |rel: &Path, text: &[u8]| -> Result<(), String> {
         let path = dir.join(rel);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
@@ -96,14 +128,27 @@ pub fn new_rust(name: &str, dir: &Path, warren_plugins: &Path) -> Result<Scaffol
         files.push(path);
         Ok(())
     };
-    for (rel, text) in TEMPLATE {
-        write(Path::new(rel), &fill(text))?;
+    match lang {
+        Lang::Rust => {
+            for (rel, text) in TEMPLATE {
+                write(Path::new(rel), fill(text).as_bytes())?;
+            }
+            for (rel, text) in SDK_FILES {
+                write(&Path::new("vendor/warren-plugin-sdk").join(rel), text.as_bytes())?;
+            }
+        }
+        Lang::C => {
+            for (rel, text) in TEMPLATE_C {
+                write(Path::new(rel), fill(text).as_bytes())?;
+            }
+            write(Path::new(&format!("{crate_name}.c")), C_EXAMPLE.replace("x-random", &exchange_type).as_bytes())?;
+            for (rel, text) in C_BINDINGS {
+                write(Path::new(rel), text)?;
+            }
+        }
     }
     for (rel, text) in WIT_FILES {
-        write(&Path::new("wit").join(rel), text)?;
-    }
-    for (rel, text) in SDK_FILES {
-        write(&Path::new("vendor/warren-plugin-sdk").join(rel), text)?;
+        write(&Path::new("wit").join(rel), text.as_bytes())?;
     }
     #[cfg(unix)]
     {
@@ -158,13 +203,18 @@ mod tests {
         let wit = Path::new(env!("CARGO_MANIFEST_DIR")).join("wit");
         assert_eq!(std::fs::read_dir(&wit).unwrap().count(), WIT_FILES.len());
         let out = tempfile::tempdir().unwrap();
-        let s = new_rust("x-demo", &out.path().join("x-demo"), Path::new("/bin/warren-plugins")).unwrap();
+        let s = new_project(Lang::Rust, "x-demo", &out.path().join("x-demo"), Path::new("/bin/warren-plugins")).unwrap();
         assert_eq!(s.exchange_type, "x-demo");
         let lib = std::fs::read_to_string(s.dir.join("src/lib.rs")).unwrap();
         assert!(lib.contains("struct Demo;") && lib.contains("name: \"x-demo\""), "{lib}");
         assert!(!lib.contains("{{"));
         let build = std::fs::read_to_string(s.dir.join("build.sh")).unwrap();
         assert!(build.contains("release/x_demo.wasm\" x-demo.wasm") && build.contains("/bin/warren-plugins"), "{build}");
-        assert!(new_rust("x-demo", &s.dir, Path::new("/x")).unwrap_err().contains("not empty"));
+        assert!(new_project(Lang::Rust, "x-demo", &s.dir, Path::new("/x")).unwrap_err().contains("not empty"));
+        let c = new_project(Lang::C, "dice", &out.path().join("dice"), Path::new("/bin/warren-plugins")).unwrap();
+        assert_eq!(c.exchange_type, "x-dice");
+        let src = std::fs::read_to_string(c.dir.join("dice.c")).unwrap();
+        assert!(src.contains("set_string(&ret->name, \"x-dice\");") && !src.contains("x-random"), "{src}");
+        assert!(c.dir.join("gen/exchange_type.h").is_file() && c.dir.join("wit/types.wit").is_file());
     }
 }

@@ -39,6 +39,58 @@ fn warren_plugins(args: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
+/// Starts a broker, drops `wasm` into its plugins folder as `name.wasm`, enables it with
+/// `warren-plugins`; returns the broker, its data dir and a channel with confirms.
+async fn broker_with_plugin(name: &str, wasm: &[u8]) -> (warren::server::ServerHandle, tempfile::TempDir, Connection, lapin::Channel) {
+    let _ = tracing_subscriber::fmt().with_env_filter("warren=info").with_test_writer().try_init();
+    let data = tempfile::tempdir().unwrap();
+    let server = timeout(warren::server::start(warren::config::Config::for_tests(data.path()))).await.unwrap();
+    let plugins = data.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let tmp = plugins.join(format!("{name}.wasm.tmp"));
+    std::fs::write(&tmp, wasm).unwrap();
+    std::fs::rename(&tmp, plugins.join(format!("{name}.wasm"))).unwrap();
+    let (code, out, err) = warren_plugins(&["--data-dir", data.path().to_str().unwrap(), "enable", name]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&format!("The following plugins have been enabled:\n  {name}\n")), "{out}");
+    assert!(out.contains("started 1 plugins."), "{out}");
+    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
+    let conn = timeout(Connection::connect(&uri, ConnectionProperties::default())).await.unwrap();
+    let ch = confirm_channel(&conn).await;
+    (server, data, conn, ch)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scaffolded_c_plugin_builds_enables_and_routes() {
+    let tools = ["/usr/bin/clang-19", "/usr/include/wasm32-wasi/stdlib.h", "/usr/lib/llvm-19/bin/wasm-ld"];
+    if let Some(t) = tools.iter().find(|t| !Path::new(t).exists()) {
+        let ci = std::env::var_os("CI").is_some() || std::env::var_os("WARREN_CI").is_some();
+        assert!(!ci, "CI must have the C guest toolchain: {t} is missing");
+        eprintln!("SKIPPED scaffolded_c_plugin_builds_enables_and_routes: {t} is missing (clang-19, wasi-libc, lld-19)");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let project = work.path().join("dice");
+    let (code, out, err) = warren_plugins(&["new", "--lang", "c", "--dir", project.to_str().unwrap(), "dice"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("(exchange type 'x-dice'"), "{out}");
+    let status = Command::new("sh").arg(project.join("build.sh")).env("WARREN_PLUGINS", env!("CARGO_BIN_EXE_warren-plugins")).status().unwrap();
+    assert!(status.success(), "build.sh failed: {status}");
+    let wasm = std::fs::read(project.join("dice.wasm")).unwrap();
+    let (server, _data, conn, ch) = broker_with_plugin("dice", &wasm).await;
+    // the example is RabbitMQ's random exchange: with one binding every message reaches it
+    timeout(ch.exchange_declare("dice".into(), ExchangeKind::Custom("x-dice".into()), Default::default(), FieldTable::default())).await.unwrap();
+    let q = timeout(ch.queue_declare("".into(), QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())).await.unwrap();
+    let q = q.name().to_string();
+    timeout(ch.queue_bind(q.as_str().into(), "dice".into(), "".into(), QueueBindOptions::default(), FieldTable::default())).await.unwrap();
+    let confirm = timeout(ch.basic_publish("dice".into(), "any".into(), BasicPublishOptions::default(), b"rolled", BasicProperties::default())).await.unwrap();
+    timeout(confirm).await.unwrap();
+    let got = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })).await.unwrap().expect("routed by x-dice");
+    assert_eq!(got.delivery.data, b"rolled");
+    let _ = conn.close(200, "bye".into()).await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scaffolded_rust_plugin_builds_enables_and_routes() {
     if let Some(why) = missing_toolchain() {
@@ -85,23 +137,9 @@ async fn scaffolded_rust_plugin_builds_enables_and_routes() {
     warren_componentize::check_world(&wasm, "exchange-type").unwrap();
 
     // 3. a running broker; the file into its plugins folder; enable
-    let _ = tracing_subscriber::fmt().with_env_filter("warren=info").with_test_writer().try_init();
-    let data = tempfile::tempdir().unwrap();
-    let server = timeout(warren::server::start(warren::config::Config::for_tests(data.path()))).await.unwrap();
-    let plugins = data.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::write(plugins.join("x-caseless.wasm.tmp"), &wasm).unwrap();
-    std::fs::rename(plugins.join("x-caseless.wasm.tmp"), plugins.join("x-caseless.wasm")).unwrap();
-    let dd = data.path().to_str().unwrap();
-    let (code, out, err) = warren_plugins(&["--data-dir", dd, "enable", "x-caseless"]);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("The following plugins have been enabled:\n  x-caseless\n"), "{out}");
-    assert!(out.contains("started 1 plugins."), "{out}");
+    let (server, _data, conn, ch) = broker_with_plugin("x-caseless", &wasm).await;
 
     // 4. route through the new type with lapin
-    let uri = format!("amqp://guest:guest@{}/%2f", server.amqp_addr);
-    let conn = timeout(Connection::connect(&uri, ConnectionProperties::default())).await.unwrap();
-    let ch = confirm_channel(&conn).await;
     timeout(ch.exchange_declare("caseless".into(), ExchangeKind::Custom("x-caseless".into()), Default::default(), FieldTable::default()))
         .await
         .unwrap();
