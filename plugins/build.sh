@@ -46,17 +46,21 @@ env -u RUSTC -u RUSTFLAGS cargo build --quiet --release --locked \
     --manifest-path "$HERE/componentize/Cargo.toml" --target-dir "$TARGET/host"
 COMPONENTIZE="$TARGET/host/release/warren-componentize"
 
-# 2. the guests: core modules for wasm32-unknown-unknown with Debian's rustc
+# 2. the guests: core modules for wasm32-unknown-unknown with Debian's rustc. One cargo
+#    invocation per plugin: cargo unifies the features of the packages of one build, and each
+#    plugin enables the warren-plugin-sdk feature of its own kind (world) only.
 echo "== guests (wasm32-unknown-unknown, -Zbuild-std)"
 PKGS=""
-for p in $BUILTINS $SHIPPED; do PKGS="$PKGS -p warren-$p"; done
-for p in $FIXTURES; do PKGS="$PKGS -p warren-fixture-$p"; done
-RUSTC=/usr/bin/rustc \
-RUSTC_BOOTSTRAP=1 \
-CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld \
-RUSTFLAGS="--remap-path-prefix=$HERE=/warren/plugins --remap-path-prefix=$TARGET=/warren/target --remap-path-prefix=$CARGO_HOME_DIR=/cargo --remap-path-prefix=/usr/lib/rustlib/src/rust=/rustc/src" \
-    /usr/bin/cargo build --quiet --release --locked --target wasm32-unknown-unknown \
-    -Zbuild-std=std,panic_abort --target-dir "$TARGET" $PKGS
+for p in $BUILTINS $SHIPPED; do PKGS="$PKGS warren-$p"; done
+for p in $FIXTURES; do PKGS="$PKGS warren-fixture-$p"; done
+for pkg in $PKGS; do
+    RUSTC=/usr/bin/rustc \
+    RUSTC_BOOTSTRAP=1 \
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-19/bin/wasm-ld \
+    RUSTFLAGS="--remap-path-prefix=$HERE=/warren/plugins --remap-path-prefix=$TARGET=/warren/target --remap-path-prefix=$CARGO_HOME_DIR=/cargo --remap-path-prefix=/usr/lib/rustlib/src/rust=/rustc/src" \
+        /usr/bin/cargo build --quiet --release --locked --target wasm32-unknown-unknown \
+        -Zbuild-std=std,panic_abort --target-dir "$TARGET" -p "$pkg"
+done
 
 # 3. wrap into components
 echo "== components"

@@ -3,6 +3,10 @@
 //! `<data-dir>/enabled_plugins` and applies the change to the running broker through its control
 //! socket (or, with `--offline` or when no broker runs, only the file). RabbitMQ's plugin names
 //! are accepted for the plugins Warren ships (`rabbitmq_consistent_hash_exchange` ...).
+//!
+//! For plugin authors: `wit [DIR]` prints or writes the WIT package, `componentize IN OUT
+//! --world W` wraps a core module into a component, `new --lang rust|c NAME` scaffolds a project
+//! (see `warren::plugin::authoring`).
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -12,7 +16,7 @@ use warren::admin::plugins::{LIST_COLUMNS, VERBOSE_COLUMNS};
 use warren::admin::{Request, control};
 use warren::alarm::NODE_NAME;
 use warren::config::Config;
-use warren::plugin::builtin;
+use warren::plugin::{authoring, builtin};
 use warren::plugin::catalog::{ENABLED_FILE, canonical, catalog, read_enabled, resolve, write_enabled};
 
 #[derive(Parser)]
@@ -89,6 +93,32 @@ enum Cmd {
     },
     /// Prints the plugins folder, the compiled-plugin cache and the enabled_plugins file.
     Directories,
+    /// Prints the WIT package warren:plugin@0.1.0 that plugins are built against, or writes its
+    /// files into DIR.
+    Wit {
+        dir: Option<PathBuf>,
+    },
+    /// Wraps a core wasm module (as wit-bindgen builds it) into a plugin component, like
+    /// `wasm-tools component new`, and checks it against the world.
+    Componentize {
+        input: PathBuf,
+        output: PathBuf,
+        /// The plugin's world (exchange-type, auth-backend, http-handler): embedded when the
+        /// module does not describe its world itself, and the result is checked against it.
+        #[arg(long)]
+        world: Option<String>,
+    },
+    /// Makes a new plugin project that builds outside any checkout (./build.sh).
+    New {
+        /// The language of the project (rust or c).
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Where to write it (default ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The plugin's name: the cargo package, the .wasm file and the plugin to enable.
+        name: String,
+    },
 }
 
 /// One row of the list, from the broker or (offline) from the folder and the file.
@@ -110,6 +140,12 @@ const EX_SOFTWARE: u8 = 70;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    match &args.command {
+        Cmd::Wit { dir } => return authoring_wit(dir.as_deref()),
+        Cmd::Componentize { input, output, world } => return authoring_componentize(input, output, world.as_deref()),
+        Cmd::New { lang, dir, name } => return authoring_new(lang, dir.as_deref(), name),
+        _ => {}
+    }
     let mut config = match &args.config {
         Some(c) => match Config::load(c) {
             Ok(c) => c,
@@ -151,6 +187,83 @@ fn main() -> ExitCode {
             println!("Plugin expansion directory: {}", data_dir.join("plugin-cache").display());
             println!("Enabled plugins file: {}", enabled_file.display());
             ExitCode::SUCCESS
+        }
+        Cmd::Wit { .. } | Cmd::Componentize { .. } | Cmd::New { .. } => unreachable!("handled before the config is read"),
+    }
+}
+
+/// `wit [DIR]`: the WIT package, printed file by file or written into DIR.
+fn authoring_wit(dir: Option<&Path>) -> ExitCode {
+    match dir {
+        None => {
+            for (name, text) in authoring::WIT_FILES {
+                println!("// ---- wit/{name} ----");
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Some(dir) => match authoring::write_wit(dir) {
+            Ok(()) => {
+                println!("Wrote the WIT package warren:plugin@0.1.0 ({} files) to {}", authoring::WIT_FILES.len(), dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("Error: {}: {e}", dir.display());
+                ExitCode::from(EX_SOFTWARE)
+            }
+        },
+    }
+}
+
+/// `componentize IN OUT [--world W]`.
+fn authoring_componentize(input: &Path, output: &Path, world: Option<&str>) -> ExitCode {
+    let run = || -> Result<usize, String> {
+        let core = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
+        let component = authoring::componentize(&core, world).map_err(|e| format!("{}: {e}", input.display()))?;
+        // temp file + rename: a broker watching the folder never sees half a file
+        let tmp = output.with_extension("wasm.tmp");
+        std::fs::write(&tmp, &component).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, output).map_err(|e| format!("{}: {e}", output.display()))?;
+        Ok(component.len())
+    };
+    match run() {
+        Ok(n) => {
+            let w = world.map(|w| format!(" (world {w})")).unwrap_or_default();
+            println!("Wrote component {} ({n} bytes){w}", output.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(EX_SOFTWARE)
+        }
+    }
+}
+
+/// `new --lang rust NAME [--dir DIR]`.
+fn authoring_new(lang: &str, dir: Option<&Path>, name: &str) -> ExitCode {
+    let lang = match lang {
+        "rust" => authoring::Lang::Rust,
+        "c" => authoring::Lang::C,
+        other => {
+            eprintln!(
+                "Error: --lang {other}: `new` writes rust and c projects; Python and JavaScript plugins are built as docs/PLUGINS.md shows (their examples: json-field-py, js-prefix)"
+            );
+            return ExitCode::from(EX_USAGE);
+        }
+    };
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(name));
+    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok()).unwrap_or_else(|| PathBuf::from("warren-plugins"));
+    match authoring::new_project(lang, name, &dir, &me) {
+        Ok(s) => {
+            println!("Created {} (exchange type '{}', {} files). Next:", s.dir.display(), s.exchange_type, s.files.len());
+            println!("  {}/build.sh", s.dir.display());
+            println!("  cp {}/{name}.wasm \"$(warren-plugins directories | sed -n 's/^Plugin archives directory: //p')\"/", s.dir.display());
+            println!("  warren-plugins enable {name}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(EX_USAGE)
         }
     }
 }

@@ -17,6 +17,7 @@
 //! Built-in types (direct, fanout, topic, headers) are embedded components: see [`builtin`].
 
 pub mod auth;
+pub mod authoring;
 pub mod builtin;
 pub mod catalog;
 mod convert;

@@ -37,6 +37,7 @@ mod queue_args;
 mod queues;
 mod quorum;
 mod reply_to;
+mod sdk;
 mod requeue;
 mod restart;
 mod ttl;

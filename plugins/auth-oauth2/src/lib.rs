@@ -18,12 +18,11 @@ pub mod token;
 
 #[cfg(target_arch = "wasm32")]
 mod guest {
-    wit_bindgen::generate!({ path: "../../wit", world: "auth-backend" });
-
     use super::scope::{self, Perm};
     use super::token::{self, Claims, Settings};
     use std::sync::OnceLock;
-    use warren::plugin::host;
+    use warren_plugin_sdk::auth::*;
+    use warren_plugin_sdk::host;
 
     static SETTINGS: OnceLock<Result<Settings, String>> = OnceLock::new();
 
@@ -72,9 +71,8 @@ mod guest {
 
     struct OAuth2;
 
-    impl Guest for OAuth2 {
+    impl AuthBackend for OAuth2 {
         fn describe() -> String {
-            warren_guest_common::panics_to_log(|m| host::log(host::LogLevel::Error, m));
             "OAuth 2.0 (JWT) authentication and authorisation: tokens as passwords, scopes as permissions (rabbitmq_auth_backend_oauth2)".into()
         }
 
@@ -109,5 +107,5 @@ mod guest {
         }
     }
 
-    export!(OAuth2);
+    warren_plugin_sdk::export_auth_backend!(OAuth2);
 }

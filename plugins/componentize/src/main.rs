@@ -1,6 +1,7 @@
 //! `warren-componentize CORE.wasm OUT.wasm`: turns a core module built by wit-bindgen into a
 //! component (what `wasm-tools component new` does), with no WASI adapter: Warren's built-in
 //! plugins must not import WASI. The output depends only on the input bytes (reproducible).
+//! The same code is `warren-plugins componentize` (which also takes `--world`).
 
 use std::process::ExitCode;
 
@@ -13,23 +14,18 @@ fn main() -> ExitCode {
     match run(&args[1], &args[2]) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("warren-componentize: {}: {e:#}", args[1]);
+            eprintln!("warren-componentize: {}: {e}", args[1]);
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(input: &str, output: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let core = std::fs::read(input)?;
-    let component = wit_component::ComponentEncoder::default()
-        .module(&core)
-        .map_err(|e| format!("{e:?}"))?
-        .validate(true)
-        .encode()
-        .map_err(|e| format!("{e:?}"))?;
+fn run(input: &str, output: &str) -> Result<(), String> {
+    let core = std::fs::read(input).map_err(|e| e.to_string())?;
+    let component = warren_componentize::componentize(&core, None)?;
     // temp file + rename, so a watcher never sees a half-written component
     let tmp = format!("{output}.tmp");
-    std::fs::write(&tmp, &component)?;
-    std::fs::rename(&tmp, output)?;
+    std::fs::write(&tmp, &component).map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, output).map_err(|e| e.to_string())?;
     Ok(())
 }

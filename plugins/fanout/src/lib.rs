@@ -1,31 +1,16 @@
 //! Built-in `fanout` exchange type: a message goes to every bound destination, whatever its
 //! routing key (RabbitMQ's rabbit_exchange_type_fanout).
 
-wit_bindgen::generate!({ path: "../../wit", world: "exchange-type" });
+use warren_plugin_sdk::exchange::*;
 
-use std::cell::RefCell;
-use warren_guest_common::DestSet;
-
-thread_local! {
-    static ALL: RefCell<DestSet> = RefCell::new(DestSet::default());
+/// Every bound destination, counted.
+#[derive(Default)]
+struct Fanout {
+    all: DestSet,
 }
 
-struct Fanout;
-
-fn route_all() -> Vec<u32> {
-    let mut out = Vec::new();
-    ALL.with(|a| a.borrow().extend_into(&mut out));
-    out
-}
-
-/// Panic messages go to the broker's log (see `warren_guest_common::panics_to_log`).
-fn log_panics() {
-    warren_guest_common::panics_to_log(|m| warren::plugin::host::log(warren::plugin::host::LogLevel::Error, m));
-}
-
-impl Guest for Fanout {
+impl ExchangeType for Fanout {
     fn describe() -> Info {
-        log_panics();
         Info {
             name: "fanout".into(),
             description: "AMQP fanout exchange, as per the AMQP specification".into(),
@@ -35,31 +20,18 @@ impl Guest for Fanout {
             deterministic: true,
         }
     }
-    fn validate(_arguments: FieldTable) -> Result<(), String> {
-        log_panics();
+    fn add_binding(&mut self, b: Binding, _: &mut Bindings) -> Result<(), String> {
+        self.all.add(b.destination);
         Ok(())
     }
-    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
-        log_panics();
-        Ok(None)
+    fn remove_binding(&mut self, b: Binding, _: &mut Bindings) -> bool {
+        self.all.remove(b.destination)
     }
-    fn delete_exchange() {}
-    fn validate_binding(_b: Binding) -> Result<(), String> {
-        Ok(())
-    }
-    fn add_binding(b: Binding) -> Result<(), String> {
-        ALL.with(|a| a.borrow_mut().add(b.destination));
-        Ok(())
-    }
-    fn remove_binding(b: Binding) -> bool {
-        ALL.with(|a| a.borrow_mut().remove(b.destination))
-    }
-    fn route(_msg: MessageView) -> Vec<DestinationId> {
-        route_all()
-    }
-    fn route_batch(msgs: Vec<MessageView>) -> Vec<Vec<DestinationId>> {
-        msgs.iter().map(|_| route_all()).collect()
+    fn route(&self, _msg: MessageView, _: &Bindings) -> Vec<DestinationId> {
+        let mut out = Vec::new();
+        self.all.extend_into(&mut out);
+        out
     }
 }
 
-export!(Fanout);
+warren_plugin_sdk::export_exchange_type!(Fanout);

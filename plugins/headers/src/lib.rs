@@ -6,14 +6,7 @@
 //! - values compare like Erlang's `==`: integers of any width and timestamps compare as
 //!   numbers (and equal a float of the same value), strings and byte arrays as bytes.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "exchange-type",
-    additional_derives: [PartialEq],
-});
-
-use std::cell::RefCell;
-use warren::plugin::types::FieldValue; // RoutingInputs is at the root (the world uses it)
+use warren_plugin_sdk::exchange::*;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {
@@ -31,13 +24,6 @@ struct HeadersBinding {
     mode: Mode,
 }
 
-thread_local! {
-    static BINDINGS: RefCell<Vec<HeadersBinding>> = const { RefCell::new(Vec::new()) };
-}
-
-fn lookup<'a>(t: &'a [(String, FieldValue)], name: &str) -> Option<&'a FieldValue> {
-    t.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
 
 /// Like RabbitMQ's parse_x_match: anything unexpected means `all` (validation refuses it earlier).
 fn parse_mode(args: &[(String, FieldValue)]) -> Mode {
@@ -184,33 +170,14 @@ fn sorted(mut t: Vec<(String, FieldValue)>) -> Vec<(String, FieldValue)> {
     t
 }
 
-fn route_one(headers: Vec<(String, FieldValue)>) -> Vec<u32> {
-    let headers = sorted(headers);
-    let mut out = Vec::new();
-    BINDINGS.with(|bs| {
-        for b in bs.borrow().iter() {
-            if headers_match(&b.args, &headers, b.mode) {
-                out.push(b.dest);
-            }
-        }
-    });
-    if out.len() > 1 {
-        out.sort_unstable();
-        out.dedup();
-    }
-    out
+/// The exchange's bindings, each with its arguments sorted by name and its mode parsed.
+#[derive(Default)]
+struct Headers {
+    bindings: Vec<HeadersBinding>,
 }
 
-struct Headers;
-
-/// Panic messages go to the broker's log (see `warren_guest_common::panics_to_log`).
-fn log_panics() {
-    warren_guest_common::panics_to_log(|m| warren::plugin::host::log(warren::plugin::host::LogLevel::Error, m));
-}
-
-impl Guest for Headers {
+impl ExchangeType for Headers {
     fn describe() -> Info {
-        log_panics();
         Info {
             name: "headers".into(),
             description: "AMQP headers exchange, as per the AMQP specification".into(),
@@ -218,16 +185,7 @@ impl Guest for Headers {
             deterministic: true,
         }
     }
-    fn validate(_arguments: FieldTable) -> Result<(), String> {
-        log_panics();
-        Ok(())
-    }
-    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
-        log_panics();
-        Ok(None)
-    }
-    fn delete_exchange() {}
-    fn validate_binding(b: Binding) -> Result<(), String> {
+    fn validate_binding(&self, b: Binding) -> Result<(), String> {
         match lookup(&b.arguments, "x-match") {
             None => Ok(()),
             Some(FieldValue::LongString(s)) => match s.as_str() {
@@ -243,33 +201,36 @@ impl Guest for Headers {
             }
         }
     }
-    fn add_binding(b: Binding) -> Result<(), String> {
+    fn add_binding(&mut self, b: Binding, _: &mut Bindings) -> Result<(), String> {
         let args = sorted(b.arguments);
         let mode = parse_mode(&args);
-        BINDINGS.with(|bs| {
-            bs.borrow_mut().push(HeadersBinding { dest: b.destination, key: b.binding_key, args, mode })
-        });
+        self.bindings.push(HeadersBinding { dest: b.destination, key: b.binding_key, args, mode });
         Ok(())
     }
-    fn remove_binding(b: Binding) -> bool {
+    fn remove_binding(&mut self, b: Binding, _: &mut Bindings) -> bool {
         let args = sorted(b.arguments);
-        BINDINGS.with(|bs| {
-            let mut bs = bs.borrow_mut();
-            match bs.iter().position(|x| x.dest == b.destination && x.key == b.binding_key && x.args == args) {
-                Some(i) => {
-                    bs.swap_remove(i);
-                    true
-                }
-                None => false,
+        match self.bindings.iter().position(|x| x.dest == b.destination && x.key == b.binding_key && x.args == args) {
+            Some(i) => {
+                self.bindings.swap_remove(i);
+                true
             }
-        })
+            None => false,
+        }
     }
-    fn route(msg: MessageView) -> Vec<DestinationId> {
-        route_one(msg.headers)
-    }
-    fn route_batch(msgs: Vec<MessageView>) -> Vec<Vec<DestinationId>> {
-        msgs.into_iter().map(|m| route_one(m.headers)).collect()
+    fn route(&self, msg: MessageView, _: &Bindings) -> Vec<DestinationId> {
+        let headers = sorted(msg.headers);
+        let mut out = Vec::new();
+        for b in &self.bindings {
+            if headers_match(&b.args, &headers, b.mode) {
+                out.push(b.dest);
+            }
+        }
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
     }
 }
 
-export!(Headers);
+warren_plugin_sdk::export_exchange_type!(Headers);

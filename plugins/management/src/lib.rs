@@ -4,10 +4,8 @@
 //! onto the broker's typed admin operations (the `admin` import), which check the caller's tags
 //! and permissions and answer rows with RabbitMQ's field names.
 
-wit_bindgen::generate!({ path: "../../wit", world: "http-handler" });
-
 use serde_json::{Map, Value, json};
-use warren::plugin::admin;
+use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin};
 
 /// RabbitMQ 3.10's own `rabbitmqadmin`, served at `/cli/rabbitmqadmin` (MPL 2.0, unchanged).
 const RABBITMQADMIN: &[u8] = include_bytes!("../assets/rabbitmqadmin");
@@ -45,7 +43,7 @@ fn ui_file(path: &str) -> Option<Response> {
 
 struct Management;
 
-impl Guest for Management {
+impl HttpHandler for Management {
     fn describe() -> String {
         "RabbitMQ's management HTTP API (/api), its web UI (/) and rabbitmqadmin (/cli)".into()
     }
@@ -63,7 +61,7 @@ impl Guest for Management {
     }
 }
 
-export!(Management);
+warren_plugin_sdk::export_http_handler!(Management);
 
 type Failure = admin::Failure;
 

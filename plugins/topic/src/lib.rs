@@ -2,11 +2,8 @@
 //! separated by `.` (empty words allowed, the empty key has no words); in a binding key `*`
 //! matches exactly one word and `#` zero or more words. Bindings live in a trie of words.
 
-wit_bindgen::generate!({ path: "../../wit", world: "exchange-type" });
-
-use std::cell::RefCell;
 use std::collections::HashMap;
-use warren_guest_common::{topic_words, DestSet};
+use warren_plugin_sdk::exchange::*;
 
 /// One trie node: the binding-key prefix that leads here.
 #[derive(Default)]
@@ -90,31 +87,14 @@ impl Node {
     }
 }
 
-thread_local! {
-    static TRIE: RefCell<Node> = RefCell::new(Node::default());
+/// The exchange's bindings: a trie of binding-key words.
+#[derive(Default)]
+struct Topic {
+    trie: Node,
 }
 
-fn route_one(key: &str) -> Vec<u32> {
-    let words: Vec<&str> = topic_words(key).collect();
-    let mut out = Vec::new();
-    TRIE.with(|t| t.borrow().route(&words, &mut out));
-    if out.len() > 1 {
-        out.sort_unstable();
-        out.dedup();
-    }
-    out
-}
-
-struct Topic;
-
-/// Panic messages go to the broker's log (see `warren_guest_common::panics_to_log`).
-fn log_panics() {
-    warren_guest_common::panics_to_log(|m| warren::plugin::host::log(warren::plugin::host::LogLevel::Error, m));
-}
-
-impl Guest for Topic {
+impl ExchangeType for Topic {
     fn describe() -> Info {
-        log_panics();
         Info {
             name: "topic".into(),
             description: "AMQP topic exchange, as per the AMQP specification".into(),
@@ -122,32 +102,24 @@ impl Guest for Topic {
             deterministic: true,
         }
     }
-    fn validate(_arguments: FieldTable) -> Result<(), String> {
-        log_panics();
+    fn add_binding(&mut self, b: Binding, _: &mut Bindings) -> Result<(), String> {
+        self.trie.add(&b.binding_key, b.destination);
         Ok(())
     }
-    fn create_exchange(_exchange: String, _arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
-        log_panics();
-        Ok(None)
-    }
-    fn delete_exchange() {}
-    fn validate_binding(_b: Binding) -> Result<(), String> {
-        Ok(())
-    }
-    fn add_binding(b: Binding) -> Result<(), String> {
-        TRIE.with(|t| t.borrow_mut().add(&b.binding_key, b.destination));
-        Ok(())
-    }
-    fn remove_binding(b: Binding) -> bool {
+    fn remove_binding(&mut self, b: Binding, _: &mut Bindings) -> bool {
         let words: Vec<&str> = topic_words(&b.binding_key).collect();
-        TRIE.with(|t| t.borrow_mut().remove(&words, b.destination))
+        self.trie.remove(&words, b.destination)
     }
-    fn route(msg: MessageView) -> Vec<DestinationId> {
-        route_one(&msg.routing_key)
-    }
-    fn route_batch(msgs: Vec<MessageView>) -> Vec<Vec<DestinationId>> {
-        msgs.iter().map(|m| route_one(&m.routing_key)).collect()
+    fn route(&self, msg: MessageView, _: &Bindings) -> Vec<DestinationId> {
+        let words: Vec<&str> = topic_words(&msg.routing_key).collect();
+        let mut out = Vec::new();
+        self.trie.route(&words, &mut out);
+        if out.len() > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+        out
     }
 }
 
-export!(Topic);
+warren_plugin_sdk::export_exchange_type!(Topic);

@@ -16,14 +16,9 @@
 //! - The hash is FNV-1a 64 + murmur3's finaliser (see `ring.rs`): the same key goes to the same
 //!   destination as long as the bindings (and the host's destination ids) stay the same.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "exchange-type" });
-
 mod ring;
 
-use std::cell::RefCell;
-use warren::plugin::types::FieldValue; // RoutingInputs is at the root (the world uses it)
-#[cfg(test)]
-use warren::plugin::types::BasicProperties;
+use warren_plugin_sdk::exchange::*;
 
 use ring::{Ring, hash_bytes, parse_weight};
 
@@ -50,24 +45,17 @@ enum Property {
     Timestamp,
 }
 
+/// One exchange: what it hashes on and its ring.
 #[derive(Default)]
 struct State {
     hash_on: HashOn,
     ring: Ring,
 }
 
-thread_local! {
-    static STATE: RefCell<State> = RefCell::new(State::default());
-}
-
-fn arg<'a>(args: &'a FieldTable, name: &str) -> Option<&'a FieldValue> {
-    args.iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
-
 /// Checks the exchange arguments (RabbitMQ 3.10's rules and texts); returns what to hash on.
 /// RabbitMQ fails with an internal error (541) on a non-string argument; this refuses it.
 fn parse_arguments(args: &FieldTable) -> Result<HashOn, String> {
-    let string = |name: &str| match arg(args, name) {
+    let string = |name: &str| match lookup(args, name) {
         None => Ok(None),
         Some(FieldValue::LongString(s)) => Ok(Some(s.clone())),
         Some(_) => Err(format!("{name} must be a string")),
@@ -111,7 +99,7 @@ fn hash_input<'m>(on: &HashOn, msg: &'m MessageView) -> std::borrow::Cow<'m, [u8
     let props = msg.properties.as_ref();
     match on {
         HashOn::RoutingKey => Borrowed(msg.routing_key.as_bytes()),
-        HashOn::Header(h) => arg(&msg.headers, h).map(header_bytes).unwrap_or(Borrowed(b"")),
+        HashOn::Header(h) => lookup(&msg.headers, h).map(header_bytes).unwrap_or(Borrowed(b"")),
         HashOn::Property(Property::MessageId) => {
             props.and_then(|p| p.message_id.as_deref()).map(|s| Borrowed(s.as_bytes())).unwrap_or(Borrowed(b""))
         }
@@ -140,9 +128,7 @@ fn route_one(state: &State, msg: &MessageView) -> Vec<DestinationId> {
     state.ring.lookup(hash_bytes(&hash_input(&state.hash_on, msg))).into_iter().collect()
 }
 
-struct ConsistentHash;
-
-impl Guest for ConsistentHash {
+impl ExchangeType for State {
     fn describe() -> Info {
         Info {
             name: "x-consistent-hash".into(),
@@ -157,51 +143,41 @@ impl Guest for ConsistentHash {
         parse_arguments(&arguments).map(|_| ())
     }
 
-    fn create_exchange(_exchange: String, arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
+    fn create_exchange(&mut self, _exchange: String, arguments: FieldTable) -> Result<Option<RoutingInputs>, String> {
         let hash_on = parse_arguments(&arguments)?;
         let reads = reads_for(&hash_on);
-        STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            s.hash_on = hash_on;
-            s.ring.clear();
-        });
+        self.hash_on = hash_on;
+        self.ring.clear();
         Ok(Some(reads))
     }
 
-    fn delete_exchange() {
-        STATE.with(|s| *s.borrow_mut() = State::default());
+    fn delete_exchange(&mut self) {
+        *self = State::default();
     }
 
-    fn validate_binding(b: Binding) -> Result<(), String> {
+    fn validate_binding(&self, b: Binding) -> Result<(), String> {
         parse_weight(&b.binding_key).map(|_| ())
     }
 
-    fn add_binding(b: Binding) -> Result<(), String> {
+    fn add_binding(&mut self, b: Binding, _: &mut Bindings) -> Result<(), String> {
         let w = parse_weight(&b.binding_key)?;
-        STATE.with(|s| s.borrow_mut().ring.add(b.destination, w));
+        self.ring.add(b.destination, w);
         Ok(())
     }
 
-    fn remove_binding(b: Binding) -> bool {
+    fn remove_binding(&mut self, b: Binding, _: &mut Bindings) -> bool {
         match parse_weight(&b.binding_key) {
-            Ok(w) => STATE.with(|s| s.borrow_mut().ring.remove(b.destination, w)),
+            Ok(w) => self.ring.remove(b.destination, w),
             Err(_) => false,
         }
     }
 
-    fn route(msg: MessageView) -> Vec<DestinationId> {
-        STATE.with(|s| route_one(&s.borrow(), &msg))
-    }
-
-    fn route_batch(msgs: Vec<MessageView>) -> Vec<Vec<DestinationId>> {
-        STATE.with(|s| {
-            let s = s.borrow();
-            msgs.iter().map(|m| route_one(&s, m)).collect()
-        })
+    fn route(&self, msg: MessageView, _: &Bindings) -> Vec<DestinationId> {
+        route_one(self, &msg)
     }
 }
 
-export!(ConsistentHash);
+warren_plugin_sdk::export_exchange_type!(State);
 
 #[cfg(test)]
 mod tests {

@@ -1,22 +1,7 @@
-//! Helpers shared by Warren's built-in exchange-type guests. Independent of the WIT bindings
-//! (each guest generates its own), so only plain Rust types appear here.
+//! Helpers for exchange types that keep their own index of bindings: counted destination
+//! sets and RabbitMQ's topic word splitting.
 
 use std::collections::HashMap;
-
-/// Sends the message of a panic to `log` (the guest's binding of the host's `log` import, at
-/// error level) before the guest aborts. With panic=abort on wasm32-unknown-unknown the message
-/// is otherwise lost: the host sees only an `unreachable` trap. Cheap after the first call; call
-/// it at the start of `describe`, `validate` and `create-exchange`, the first call into every
-/// instance.
-pub fn panics_to_log(log: fn(&str)) {
-    static HOOK: std::sync::Once = std::sync::Once::new();
-    HOOK.call_once(|| {
-        std::panic::set_hook(Box::new(move |info| {
-            let text = info.to_string();
-            log(&text.lines().collect::<Vec<_>>().join(" "));
-        }))
-    });
-}
 
 /// Destination numbers with a count: the same (destination, key, arguments) binding may be
 /// added several times and each add is undone by one remove (the broker decides whether that
