@@ -27,6 +27,8 @@ pub(super) struct Handshake {
     pub blocked_notify: bool,
     /// The client's start-ok properties (product, version, `connection_name`, capabilities...).
     pub client_properties: FieldTable,
+    /// The SASL mechanism of the login (`auth_mechanism`).
+    pub mechanism: String,
 }
 
 /// Warren's own version, in `warren_version`, `platform` and `information`.
@@ -266,7 +268,7 @@ pub(super) async fn run(
         return Err(());
     }
     send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
-    Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify, client_properties })
+    Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify, client_properties, mechanism })
 }
 
 /// The mechanisms offered in connection.start, in `[auth] mechanisms` order: EXTERNAL only on

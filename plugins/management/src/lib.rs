@@ -234,19 +234,11 @@ fn route(req: &Request) -> Result<Response, Failure> {
             call("connections.delete", json!({"name": name, "reason": reason}))?;
             Ok(empty(204))
         }
-        (_, ["connections", name, "channels"]) if get => {
-            let all = call("channels.list", json!({}))?;
-            let mine: Vec<Value> = all.as_array().map(|a| a.iter().filter(|c| c["connection_details"]["name"] == *name).cloned().collect()).unwrap_or_default();
-            Ok(json_response(200, &shape(Value::Array(mine), &q)?))
-        }
+        (_, ["connections", name, "channels"]) if get => list("channels.list", json!({"connection": name})),
         // channels, consumers
         (_, ["channels"]) if get => list("channels.list", json!({})),
         (_, ["vhosts", vhost, "channels"]) if get => list("channels.list", json!({"vhost": vhost})),
-        (_, ["channels", name]) if get => {
-            let all = call("channels.list", json!({}))?;
-            let c = all.as_array().and_then(|a| a.iter().find(|c| c["name"] == *name).cloned()).ok_or_else(not_found)?;
-            Ok(json_response(200, &c))
-        }
+        (_, ["channels", name]) if get => one("channels.list", json!({"name": name})),
         (_, ["consumers"]) if get => list("consumers.list", json!({})),
         (_, ["consumers", vhost]) if get => list("consumers.list", json!({"vhost": vhost})),
         // exchanges
