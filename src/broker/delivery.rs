@@ -310,6 +310,13 @@ impl ChannelShared {
         }
     }
 
+    /// The channel's message counters, `confirm` included (kept by `confirms`).
+    pub fn stats_snapshot(&self) -> super::stats::Snapshot {
+        let mut s = self.stats.snapshot();
+        s.0[Stat::Confirm as usize] = self.confirms.acked();
+        s
+    }
+
     /// Deliveries of this channel awaiting an ack (`messages_unacknowledged`).
     pub fn unacked_count(&self) -> usize {
         self.state.lock().unacked.len()

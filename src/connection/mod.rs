@@ -526,7 +526,7 @@ impl Connection {
     /// A channel leaves the registry: its counters go to the broker's retired totals.
     fn unregister_channel(&self, number: u16) {
         if let Some(shared) = self.channel_list.lock().remove(&number) {
-            self.ctx.broker.retired.absorb(&shared.stats.snapshot());
+            self.ctx.broker.retired.absorb(&shared.stats_snapshot());
         }
     }
 
@@ -534,7 +534,7 @@ impl Connection {
         for (n, mut ch) in self.channels.drain() {
             ch.close(&mut self.ctx);
             if let Some(shared) = self.channel_list.lock().remove(&n) {
-                self.ctx.broker.retired.absorb(&shared.stats.snapshot());
+                self.ctx.broker.retired.absorb(&shared.stats_snapshot());
             }
         }
         self.count_channels();

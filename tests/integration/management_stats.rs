@@ -124,7 +124,10 @@ async fn every_open_channel_is_listed_with_rabbitmq_fields() {
     assert_eq!(one["consumer_details"][0]["consumer_tag"], "c1");
     assert_eq!(one["consumer_details"][0]["queue"]["name"], q.as_str());
     assert_eq!(get(addr, &format!("/api/channels/{}", enc(&format!("{name} (99)")))).await.status, 404);
-    assert_eq!(get(addr, "/api/connections/nope/channels").await.status, 404);
+    if !b.is_external() {
+        // RabbitMQ 3.10 crashes on this one (500 with no body); Warren says 404.
+        assert_eq!(get(addr, "/api/connections/nope/channels").await.status, 404);
+    }
 
     // A closed channel leaves the list.
     idle.close(200, "bye".into()).await.unwrap();
@@ -194,7 +197,10 @@ async fn message_stats_count_queues_exchanges_channels_and_the_overview() {
         assert_eq!(ms[key], n, "queue message_stats.{key}: {ms}");
         assert!(ms[format!("{key}_details")]["rate"].is_number());
     }
-    assert!(qs["messages_details"]["rate"].is_number() && qs["messages_ready_details"]["rate"].is_number());
+    if !b.is_external() {
+        // (RabbitMQ adds the queue-length rates to the row a few seconds later.)
+        assert!(qs["messages_details"]["rate"].is_number() && qs["messages_ready_details"]["rate"].is_number());
+    }
     let xs = until(&b, addr, &format!("/api/exchanges/%2F/{}", enc(&x)), |v| v["message_stats"]["publish_in"] == 4).await;
     assert_eq!(xs["message_stats"]["publish_out"], 4, "{xs}");
     assert!(xs["message_stats"]["publish_in_details"]["rate"].is_number());
@@ -206,8 +212,14 @@ async fn message_stats_count_queues_exchanges_channels_and_the_overview() {
     .await;
     let c = chans.as_array().unwrap().iter().find(|c| c["message_stats"]["publish"] == 6).unwrap();
     let cms = &c["message_stats"];
-    for (key, n) in [("publish", 6), ("confirm", 6), ("return_unroutable", 1), ("drop_unroutable", 1), ("deliver", 3), ("get", 1), ("get_no_ack", 1), ("get_empty", 1), ("ack", 3), ("redeliver", 1)] {
+    for (key, n) in [("publish", 6), ("confirm", 6), ("return_unroutable", 1), ("deliver", 3), ("get", 1), ("get_no_ack", 1), ("ack", 3), ("redeliver", 1)] {
         assert_eq!(cms[key], n, "channel message_stats.{key}: {cms}");
+    }
+    if !b.is_external() {
+        // RabbitMQ 3.10 shows 0 for these two whatever happens (it never reports basic.get-empty,
+        // nor unroutable messages dropped by the default exchange); Warren counts them.
+        assert_eq!((cms["get_empty"].as_u64(), cms["drop_unroutable"].as_u64()), (Some(1), Some(1)), "{cms}");
+        assert_eq!(qs["message_stats"]["get_empty"], 1);
     }
     conn.close(200, "bye".into()).await.unwrap();
     if !b.is_external() {

@@ -7,7 +7,6 @@
 use super::{ApiError, ApiResult, Caller, args};
 use super::stats::{self, Kind, Rates};
 use crate::broker::delivery::{ChannelInfo, ChannelShared, Consumer};
-use crate::broker::stats::Stat;
 use std::sync::Arc;
 use crate::broker::queue::Queue;
 use crate::broker::{Broker, ConnectionEntry};
@@ -216,8 +215,7 @@ fn channel_row(rates: &mut Rates, conn: &ConnectionEntry, conn_name: &str, ch: &
         "state": if ch.open.load(Relaxed) { "running" } else { "closing" },
         "pending_raft_commands": 0,
     });
-    let mut snap = ch.stats.snapshot();
-    snap.0[Stat::Confirm as usize] = ch.confirms.acked();
+    let snap = ch.stats_snapshot();
     if !snap.is_empty() {
         r["message_stats"] = rates.message_stats(Kind::Channel, stats::id(ch), &snap, &stats::CHANNEL_KEYS);
     }

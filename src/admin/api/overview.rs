@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use super::stats::{self, Kind, Rates};
-use crate::broker::stats::{Snapshot, Stat};
+use crate::broker::stats::Snapshot;
 
 fn exchange_types(broker: &Broker) -> Value {
     Value::Array(
@@ -86,9 +86,7 @@ pub fn message_totals(broker: &Broker) -> Snapshot {
     let mut t = broker.retired.snapshot();
     for c in broker.connections.lock().values() {
         for ch in c.channel_list.lock().values() {
-            let mut s = ch.stats.snapshot();
-            s.0[Stat::Confirm as usize] = ch.confirms.acked();
-            t.add(&s);
+            t.add(&ch.stats_snapshot());
         }
     }
     t
