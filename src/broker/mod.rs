@@ -11,6 +11,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
 pub mod flow;
+pub mod global_parameters;
 pub mod internal_auth;
 pub mod limits;
 pub mod message;
@@ -101,6 +102,8 @@ pub struct Broker {
     pub retired: stats::MessageStats,
     /// When the broker started (node `uptime`).
     pub started: std::time::Instant,
+    /// Global runtime parameters (`global_parameters.rs`).
+    global_parameters: RwLock<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -166,6 +169,7 @@ impl Broker {
                 auth: crate::auth_backend::AuthChain::new(backends),
                 retired: Default::default(),
                 started: std::time::Instant::now(),
+                global_parameters: RwLock::default(),
             }
         }))
     }

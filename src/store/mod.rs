@@ -68,6 +68,9 @@ const PERMISSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("
 const EXCHANGES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("v1.exchanges");
 const QUEUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("v1.queues");
 const BINDINGS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("v1.bindings");
+/// Global runtime parameters (`cluster_name`, `internal_cluster_id`): name → JSON value. Created
+/// by the first write, so a database of an earlier version opens unchanged.
+const GLOBAL_PARAMETERS: TableDefinition<&str, &[u8]> = TableDefinition::new("v1.global_parameters");
 pub(crate) const MESSAGES: TableDefinition<u128, &[u8]> = TableDefinition::new("v1.messages");
 
 const META_FORMAT: &str = "format";
@@ -189,6 +192,8 @@ pub(crate) enum DefOp {
     DeleteQueue { vhost: String, name: String },
     PutBinding(BindingDef),
     DeleteBinding(BindingDef),
+    /// A global parameter: its name and JSON value.
+    PutGlobal(String, Vec<u8>),
 }
 
 pub(crate) enum DefReply {
@@ -594,6 +599,11 @@ impl Store {
         existed(self.def(DefOp::DeleteBinding(def.clone())).wait()?)
     }
 
+    /// Stores global parameter `name` (a JSON value).
+    pub fn put_global_parameter(&self, name: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        self.def(DefOp::PutGlobal(name.into(), value.to_string().into_bytes())).wait().map(|_| ())
+    }
+
     // ---- reads --------------------------------------------------------------
 
     /// All definitions, each list in key order.
@@ -619,6 +629,16 @@ impl Store {
         }
         for e in rtx.open_table(BINDINGS)?.range::<&[u8]>(..)? {
             d.bindings.push(from_json("v1.bindings", e?.1.value())?);
+        }
+        match rtx.open_table(GLOBAL_PARAMETERS) {
+            Ok(t) => {
+                for e in t.range::<&str>(..)? {
+                    let (k, v) = e?;
+                    d.global_parameters.push((k.value().to_string(), from_json("v1.global_parameters", v.value())?));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(e.into()),
         }
         Ok(d)
     }
@@ -903,6 +923,10 @@ fn retain_bindings(
 /// Applies one definition change inside the writer's transaction.
 pub(crate) fn apply_def(txn: &WriteTransaction, op: DefOp) -> Result<DefReply, StoreError> {
     match op {
+        DefOp::PutGlobal(name, value) => {
+            txn.open_table(GLOBAL_PARAMETERS)?.insert(name.as_str(), &value[..])?;
+            Ok(DefReply::Done)
+        }
         DefOp::PutVhost(d) => {
             txn.open_table(VHOSTS)?
                 .insert(d.name.as_str(), &to_json(&d)[..])?;

@@ -64,7 +64,7 @@ pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
         "product_version": version,
         "product_name": "Warren",
         "rabbitmq_version": "3.10.8",
-        "cluster_name": NODE_NAME,
+        "cluster_name": broker.cluster_name(),
         "erlang_version": "",
         "erlang_full_version": "",
         "disable_stats": false,

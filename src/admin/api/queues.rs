@@ -14,6 +14,7 @@ use super::stats::{self, Kind, Rates};
 pub fn row(rates: &mut Rates, q: &Queue) -> Value {
     let (ready, consumers) = q.counts();
     let unacked = q.unacked.load(Relaxed);
+    let applied = q.applied_policy();
     let ready = ready as u64;
     let mut r = json!({
         "name": q.name,
@@ -23,16 +24,16 @@ pub fn row(rates: &mut Rates, q: &Queue) -> Value {
         "exclusive": q.exclusive_owner.is_some(),
         "arguments": table_to_json(&q.arguments),
         "node": crate::alarm::NODE_NAME,
-        "type": "classic",
+        "type": if q.is_quorum() { "quorum" } else { "classic" },
         "state": "running",
         "consumers": consumers,
         "consumer_capacity": if consumers > 0 { 1.0 } else { 0.0 },
         "consumer_utilisation": if consumers > 0 { 1.0 } else { 0.0 },
         "exclusive_consumer_tag": Value::Null,
         "single_active_consumer_tag": Value::Null,
-        "policy": Value::Null,
-        "operator_policy": Value::Null,
-        "effective_policy_definition": {},
+        "policy": applied.policy,
+        "operator_policy": applied.operator_policy,
+        "effective_policy_definition": applied.definition,
         "head_message_timestamp": Value::Null,
     });
     let id = stats::id(q);
