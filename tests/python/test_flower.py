@@ -50,9 +50,9 @@ def _until(what, check, deadline_s, logs):
 
 def test_flower_shows_the_queue_counts_read_from_the_management_api(broker_url, management_url, names, tmp_path):
     queue = names("flower")
-    (tmp_path / "tasks.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "flower_tasks.py").write_text(textwrap.dedent(f"""
         from celery import Celery
-        app = Celery("tasks", broker={broker_url.replace("amqp://", "pyamqp://")!r})
+        app = Celery("flower_tasks", broker={broker_url.replace("amqp://", "pyamqp://")!r})
         app.conf.task_default_queue = {queue!r}
         app.conf.broker_connection_retry_on_startup = True
 
@@ -63,19 +63,19 @@ def test_flower_shows_the_queue_counts_read_from_the_management_api(broker_url, 
     env = dict(os.environ, PYTHONPATH=str(tmp_path), FLOWER_UNAUTHENTICATED_API="true")
     worker_log, flower_log = tmp_path / "worker.log", tmp_path / "flower.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--pool=solo", "--concurrency=1",
+        [sys.executable, "-m", "celery", "-A", "flower_tasks", "worker", "--pool=solo", "--concurrency=1",
          "--without-gossip", "--without-mingle", "-Q", queue, "--loglevel=INFO"],
         cwd=tmp_path, env=env, stdout=open(worker_log, "wb"), stderr=subprocess.STDOUT)
     port = _free_port()
     api = urlparse(management_url)
     broker_api = f"http://guest:guest@{api.hostname}:{api.port}/api/"
     flower = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "flower", f"--port={port}", "--address=127.0.0.1",
+        [sys.executable, "-m", "celery", "-A", "flower_tasks", "flower", f"--port={port}", "--address=127.0.0.1",
          f"--broker_api={broker_api}", "--inspect_timeout=3000"],
         cwd=tmp_path, env=env, stdout=open(flower_log, "wb"), stderr=subprocess.STDOUT)
     sys.path.insert(0, str(tmp_path))
     try:
-        import tasks
+        import flower_tasks as tasks
         # Five tasks that wait 10 minutes in the worker: taken, not acknowledged.
         for _ in range(5):
             tasks.nothing.apply_async(countdown=600)
