@@ -9,7 +9,7 @@
 //! `WARREN_TEST_HTTP`) is reachable and has the vhost `defs-fixture`, its live
 //! `GET /api/definitions`, narrowed to that vhost, its user and the global parameters (the node
 //! is shared); otherwise `fixtures/rabbitmq-3.10-definitions.json`, made the same way from it
-//! (the objects are listed in that file).
+//! (`scripts/rabbitmq-defs-fixture.py` creates the objects on the reference and prints the file).
 use crate::common;
 use crate::management::{Http, http, start};
 use base64::Engine;
