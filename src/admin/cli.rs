@@ -33,6 +33,12 @@ fn spec(command: &str) -> Option<Spec> {
         "clear_permissions" => s(1, 1, "clear_permissions [--vhost <vhost>] <username>"),
         "list_permissions" => s(0, 0, "list_permissions [--vhost <vhost>] [--no-table-headers]"),
         "list_user_permissions" => s(1, 1, "list_user_permissions [--no-table-headers] <username>"),
+        "set_topic_permissions" => s(4, 4, "set_topic_permissions [--vhost <vhost>] <username> <exchange> <write> <read>"),
+        "clear_topic_permissions" => s(1, 2, "clear_topic_permissions [--vhost <vhost>] <username> [<exchange>]"),
+        "list_topic_permissions" => s(0, 0, "list_topic_permissions [--vhost <vhost>] [--no-table-headers] [--timeout <timeout>]"),
+        "list_user_topic_permissions" => {
+            s(1, 1, "list_user_topic_permissions [--no-table-headers] <username> [--timeout <timeout>]")
+        }
         "set_vhost_limits" => s(1, 1, "set_vhost_limits [--vhost <vhost>] <definition>"),
         "clear_vhost_limits" => s(0, 0, "clear_vhost_limits [--vhost <vhost>]"),
         "list_vhost_limits" => s(0, 1, "list_vhost_limits [--vhost <vhost>] [--global] [--no-table-headers]"),
@@ -114,6 +120,13 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
         "clear_permissions" => format!("Clearing permissions for user \"{}\" in vhost \"{vhost}\" ...", a(0)),
         "list_permissions" => format!("Listing permissions for vhost \"{vhost}\" ..."),
         "list_user_permissions" => format!("Listing permissions for user \"{}\" ...", a(0)),
+        "set_topic_permissions" => format!("Setting topic permissions on \"{}\" for user \"{}\" in vhost \"{vhost}\" ...", a(1), a(0)),
+        "clear_topic_permissions" if args.len() > 1 => {
+            format!("Clearing topic permissions on \"{}\" for user \"{}\" in vhost \"{vhost}\" ...", a(1), a(0))
+        }
+        "clear_topic_permissions" => format!("Clearing topic permissions for user \"{}\" in vhost \"{vhost}\" ...", a(0)),
+        "list_topic_permissions" => format!("Listing topic permissions for vhost \"{vhost}\" ..."),
+        "list_user_topic_permissions" => format!("Listing topic permissions for user \"{}\" ...", a(0)),
         "set_vhost_limits" => format!("Setting vhost limits to \"{}\" for vhost \"{vhost}\" ...", a(0)),
         "clear_vhost_limits" => format!("Clearing vhost \"{vhost}\" limits ..."),
         "list_vhost_limits" if args.iter().any(|x| x == "--global") => "Listing limits for all vhosts ...".into(),
@@ -148,6 +161,12 @@ pub fn after_success(command: &str) -> Option<&'static str> {
         ),
         _ => None,
     }
+}
+
+/// Whether the command's table is printed with its header row: rabbitmqctl 3.10 prints none for
+/// `list_user_topic_permissions`.
+pub fn prints_header(command: &str) -> bool {
+    command != "list_user_topic_permissions"
 }
 
 /// A table cell: strings as they are, lists as `[a, b]`, anything else as JSON.
@@ -248,6 +267,18 @@ mod tests {
         assert_eq!(banner("set_permissions", &s(&["u", ".*", ".*", ".*"]), "v1").unwrap(), "Setting permissions for user \"u\" in vhost \"v1\" ...");
         assert_eq!(banner("list_permissions", &[], "/").unwrap(), "Listing permissions for vhost \"/\" ...");
         assert_eq!(banner("status", &[], "/"), None);
+        assert_eq!(
+            banner("set_topic_permissions", &s(&["u", "amq.topic", "^a", "^b"]), "v1").unwrap(),
+            "Setting topic permissions on \"amq.topic\" for user \"u\" in vhost \"v1\" ..."
+        );
+        assert_eq!(banner("clear_topic_permissions", &s(&["u"]), "/").unwrap(), "Clearing topic permissions for user \"u\" in vhost \"/\" ...");
+        assert_eq!(
+            banner("clear_topic_permissions", &s(&["u", "x"]), "/").unwrap(),
+            "Clearing topic permissions on \"x\" for user \"u\" in vhost \"/\" ..."
+        );
+        let (e, code) = validate("clear_topic_permissions", &s(&["a", "b", "c"])).unwrap_err();
+        assert_eq!(code, 64);
+        assert!(e.starts_with("Error (argument validation): too many arguments.\n"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod control;
 pub mod limits;
 pub mod plugins;
 pub mod policies;
+pub mod topic_permissions;
 pub mod users;
 
 use crate::broker::Broker;
@@ -89,6 +90,7 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
         return r;
     }
     if let Some(r) = users::handle(broker, req)
+        .or_else(|| topic_permissions::handle(broker, req))
         .or_else(|| limits::handle(broker, req))
         .or_else(|| policies::handle(broker, req))
         .or_else(|| channels::handle(broker, req))

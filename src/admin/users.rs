@@ -17,16 +17,16 @@ pub const EX_NOUSER: u8 = 67;
 pub const EX_UNAVAILABLE: u8 = 69;
 pub const EX_SOFTWARE: u8 = 70;
 
-fn fail(code: u8, text: impl Into<String>) -> Response {
+pub(super) fn fail(code: u8, text: impl Into<String>) -> Response {
     Response { exit_code: Some(code), ..Response::error(text) }
 }
 
 /// An error printed without the "Error:" line, as rabbitmqctl does for a few commands.
-fn fail_bare(code: u8, text: impl Into<String>) -> Response {
+pub(super) fn fail_bare(code: u8, text: impl Into<String>) -> Response {
     Response { bare_error: true, ..fail(code, text) }
 }
 
-fn ok() -> Response {
+pub(super) fn ok() -> Response {
     Response::default()
 }
 
@@ -51,14 +51,14 @@ fn quoted_user_errors(e: AccessError) -> Response {
 
 /// set_permissions / clear_permissions: `User x does not exist` (67), `Virtual host v does not
 /// exist` (69), `{:invalid_regexp, '(', {'reason', 1}}` (69).
-fn permission_errors(e: AccessError) -> Response {
+pub(super) fn permission_errors(e: AccessError) -> Response {
     if let Some(r) = store_failed(&e) {
         return r;
     }
     match e {
         AccessError::NoSuchUser(u) => fail(EX_NOUSER, format!("User {u} does not exist")),
         AccessError::NoSuchVhost(v) => fail(EX_UNAVAILABLE, format!("Virtual host {v} does not exist")),
-        AccessError::InvalidRegex(p, why) => fail(EX_UNAVAILABLE, format!("{{:invalid_regexp, '{p}', {{'{why}', 1}}}}")),
+        AccessError::InvalidRegex(p, why, at) => fail(EX_UNAVAILABLE, format!("{{:invalid_regexp, '{p}', {{'{why}', {at}}}}}")),
         other => fail(EX_SOFTWARE, other.to_string()),
     }
 }

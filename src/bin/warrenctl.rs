@@ -34,6 +34,8 @@ struct Args {
     /// set_vm_memory_high_watermark, add_user, delete_user,
     /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,
     /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions,
+    /// set_topic_permissions, clear_topic_permissions, list_topic_permissions,
+    /// list_user_topic_permissions,
     /// set_policy, clear_policy, list_policies, set_operator_policy, clear_operator_policy,
     /// list_operator_policies)
     /// and its arguments.
@@ -147,7 +149,8 @@ fn main() -> ExitCode {
         println!("{m}");
     }
     if !resp.columns.is_empty() {
-        print!("{}", cli::table(&resp.columns, &resp.rows, !(args.silent || args.no_table_headers)));
+        let headers = !(args.silent || args.no_table_headers) && cli::prints_header(&command);
+        print!("{}", cli::table(&resp.columns, &resp.rows, headers));
     }
     if info && let Some(done) = cli::after_success(&command) {
         println!("{done}");

@@ -18,8 +18,9 @@ pub enum AccessError {
     UserExists(String),
     NoSuchUser(String),
     NoSuchVhost(String),
-    /// (pattern, reason) of the first invalid permission pattern.
-    InvalidRegex(String, String),
+    /// (pattern, reason, offset) of the first invalid permission pattern, as Erlang's `re`
+    /// reports them (`{'missing )', 1}`).
+    InvalidRegex(String, String, usize),
     Store(String),
 }
 
@@ -29,7 +30,7 @@ impl std::fmt::Display for AccessError {
             AccessError::UserExists(u) => write!(f, "User \"{u}\" already exists"),
             AccessError::NoSuchUser(u) => write!(f, "User \"{u}\" does not exist"),
             AccessError::NoSuchVhost(v) => write!(f, "Virtual host '{v}' does not exist"),
-            AccessError::InvalidRegex(p, why) => write!(f, "regular expression '{p}' is invalid: {why}"),
+            AccessError::InvalidRegex(p, why, _) => write!(f, "regular expression '{p}' is invalid: {why}"),
             AccessError::Store(e) => write!(f, "store: {e}"),
         }
     }
@@ -53,7 +54,7 @@ impl Broker {
         self.auth_epoch.load(Ordering::Acquire)
     }
 
-    fn bump_auth_epoch(&self) {
+    pub(super) fn bump_auth_epoch(&self) {
         self.auth_epoch.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -141,6 +142,7 @@ impl Broker {
         self.write(|s| s.delete_user(name).map(|_| ()))?;
         self.users.write().remove(name);
         self.permissions.write().retain(|(_, u), _| u != name);
+        self.topic_permissions.remove_user(name);
         self.bump_auth_epoch();
         self.close_connections(|c| c.user == name, &format!("user '{name}' is deleted"));
         Ok(())
@@ -189,6 +191,7 @@ impl Broker {
         // delete below leaves no records behind.
         vh.deleted.store(true, Ordering::Release);
         self.permissions.write().retain(|(v, _), _| v != name);
+        self.topic_permissions.remove_vhost(name);
         self.bump_auth_epoch();
         drop_contents(&vh);
         self.close_connections(|c| c.vhost == name, &format!("vhost '{name}' is deleted"));
@@ -201,11 +204,13 @@ impl Broker {
     /// then the vhost, as RabbitMQ does.
     pub fn set_permissions(&self, user: &str, vhost: &str, configure: &str, write: &str, read: &str) -> Result<(), AccessError> {
         for p in [configure, write, read] {
-            if let Err(e) = regex::Regex::new(p) {
-                return Err(AccessError::InvalidRegex(p.into(), regex_reason(&e)));
+            let translated = auth::pcre_compatible(p);
+            if let Err(e) = regex::Regex::new(&translated) {
+                let (why, at) = pcre_reason(&translated, &e);
+                return Err(AccessError::InvalidRegex(p.into(), why, at));
             }
         }
-        let perm = Permission::new(configure, write, read).map_err(|e| AccessError::InvalidRegex(configure.into(), e.to_string()))?;
+        let perm = Permission::new(configure, write, read).map_err(|e| AccessError::InvalidRegex(configure.into(), e.to_string(), 0))?;
         let _g = self.admin_lock.lock();
         self.check_user_and_vhost(user, vhost)?;
         let def = PermissionDef {
@@ -232,7 +237,7 @@ impl Broker {
         Ok(())
     }
 
-    fn check_user_and_vhost(&self, user: &str, vhost: &str) -> Result<(), AccessError> {
+    pub(super) fn check_user_and_vhost(&self, user: &str, vhost: &str) -> Result<(), AccessError> {
         if !self.users.read().contains_key(user) {
             return Err(AccessError::NoSuchUser(user.into()));
         }
@@ -267,13 +272,34 @@ fn drop_contents(vh: &Vhost) {
     }
 }
 
-/// A short reason for an invalid pattern, in the spirit of Erlang's `re` errors.
+/// Why `pattern` does not compile, as Erlang's `re` (PCRE) words it, and the byte offset it
+/// names (`{'missing )', 1}` for "("): the common syntax errors are mapped, others keep the regex
+/// crate's one-line reason.
+pub(super) fn pcre_reason(pattern: &str, e: &regex::Error) -> (String, usize) {
+    use regex_syntax::ast::ErrorKind as K;
+    if let Err(ast) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
+        let at = ast.span().start.offset;
+        let mapped = match ast.kind() {
+            K::GroupUnclosed => Some(("missing )", pattern.len())),
+            K::GroupUnopened => Some(("unmatched parentheses", at)),
+            K::ClassUnclosed => Some(("missing terminating ] for character class", pattern.len())),
+            K::RepetitionMissing => Some(("nothing to repeat", at)),
+            K::EscapeUnexpectedEof => Some(("\\ at end of pattern", pattern.len())),
+            _ => None,
+        };
+        if let Some((why, at)) = mapped {
+            return (why.to_string(), at);
+        }
+        return (regex_reason(e), at);
+    }
+    (regex_reason(e), 0)
+}
+
+/// A short reason for an invalid pattern: the regex crate's message is multi-line (pattern,
+/// caret, "error: ..."); keep the last.
 fn regex_reason(e: &regex::Error) -> String {
     match e {
-        regex::Error::Syntax(s) => {
-            // The regex crate's message is multi-line (pattern, caret, "error: ..."); keep the last.
-            s.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or(s.as_str()).to_owned()
-        }
+        regex::Error::Syntax(s) => s.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")).unwrap_or(s.as_str()).to_owned(),
         other => other.to_string(),
     }
 }
@@ -302,7 +328,7 @@ mod tests {
         assert!(b.create_vhost("v1").unwrap());
         assert!(!b.create_vhost("v1").unwrap());
         assert!(b.vhost("v1").unwrap().exchange("amq.topic").is_some());
-        assert!(matches!(b.set_permissions("alice", "v1", "(", ".*", ".*"), Err(AccessError::InvalidRegex(p, _)) if p == "("));
+        assert!(matches!(b.set_permissions("alice", "v1", "(", ".*", ".*"), Err(AccessError::InvalidRegex(p, why, 1)) if p == "(" && why == "missing )"));
         assert_eq!(b.set_permissions("nobody", "nov", ".*", ".*", ".*"), Err(AccessError::NoSuchUser("nobody".into())));
         assert_eq!(b.set_permissions("alice", "nov", ".*", ".*", ".*"), Err(AccessError::NoSuchVhost("nov".into())));
         b.set_permissions("alice", "v1", "^q", "", ".*").unwrap();
@@ -327,9 +353,13 @@ mod tests {
     }
 
     #[test]
-    fn regex_reason_is_one_line() {
-        let e = regex::Regex::new("(").unwrap_err();
-        let r = regex_reason(&e);
+    fn regex_reasons_as_pcre() {
+        let reason = |p: &str| pcre_reason(p, &regex::Regex::new(p).unwrap_err());
+        assert_eq!(reason("("), ("missing )".to_string(), 1));
+        assert_eq!(reason(")"), ("unmatched parentheses".to_string(), 0));
+        assert_eq!(reason("["), ("missing terminating ] for character class".to_string(), 1));
+        assert_eq!(reason("*a"), ("nothing to repeat".to_string(), 0));
+        let (r, _) = reason("\\p{Nope}");
         assert!(!r.contains('\n') && !r.is_empty(), "{r:?}");
     }
 }

@@ -5,6 +5,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use regex::Regex;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone)]
 pub struct User {
@@ -62,8 +63,9 @@ pub struct Permission {
 impl Permission {
     pub fn new(configure: &str, write: &str, read: &str) -> Result<Permission, regex::Error> {
         // RabbitMQ uses re:run(Name, Pattern): unanchored unless the pattern anchors itself, and
-        // an empty pattern stands for "^$" (it matches only the empty name).
-        let compile = |p: &str| Regex::new(if p.is_empty() { "^$" } else { p });
+        // an empty pattern stands for "^$" (it matches only the empty name). Braces that open no
+        // quantifier are literal, as in PCRE.
+        let compile = |p: &str| Regex::new(&if p.is_empty() { Cow::Borrowed("^$") } else { pcre_compatible(p) });
         Ok(Permission {
             configure: compile(configure)?,
             write: compile(write)?,
@@ -87,6 +89,72 @@ impl Permission {
     }
 }
 
+/// Erlang's `re` (PCRE) takes a `{` that does not open a quantifier (`{n}`, `{n,}`, `{n,m}`)
+/// as a literal, the regex crate refuses it: such braces are escaped before compiling (outside
+/// character classes, where both take them literally). Everything else is left as it is.
+pub fn pcre_compatible(p: &str) -> Cow<'_, str> {
+    if !p.contains('{') {
+        return Cow::Borrowed(p);
+    }
+    let b = p.as_bytes();
+    let mut out = String::with_capacity(p.len() + 4);
+    let (mut i, mut class) = (0, false);
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b'\\' => {
+                // An escape and the character it escapes (the whole UTF-8 sequence).
+                let n = p[i + 1..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&p[i..i + 1 + n]);
+                i += 1 + n;
+                continue;
+            }
+            b'[' if !class => {
+                class = true;
+                out.push('[');
+                i += 1;
+                // A `]` first in the class (after an optional `^`) is literal.
+                if b.get(i) == Some(&b'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if b.get(i) == Some(&b']') {
+                    out.push(']');
+                    i += 1;
+                }
+                continue;
+            }
+            b']' if class => class = false,
+            b'{' if !class && !opens_quantifier(&b[i + 1..]) => {
+                out.push_str("\\{");
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let n = p[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&p[i..i + n]);
+        i += n;
+    }
+    Cow::Owned(out)
+}
+
+/// Whether the bytes after a `{` make it a quantifier: digits, optionally `,` and digits, `}`.
+fn opens_quantifier(rest: &[u8]) -> bool {
+    let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return false;
+    }
+    match rest.get(digits) {
+        Some(b'}') => true,
+        Some(b',') => {
+            let more = rest[digits + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
+            rest.get(digits + 1 + more) == Some(&b'}')
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +167,19 @@ mod tests {
         let h = hash_password("s3cret");
         assert_eq!(h.len(), 48);
         assert!(check_password(&h, "s3cret"));
+    }
+
+    #[test]
+    fn braces_that_are_not_quantifiers_are_literal() {
+        assert_eq!(pcre_compatible("^a{2}$"), "^a{2}$");
+        assert_eq!(pcre_compatible("a{2,}b{1,3}"), "a{2,}b{1,3}");
+        assert_eq!(pcre_compatible("^{x}"), "^\\{x}");
+        assert_eq!(pcre_compatible("a{,2}"), "a\\{,2}");
+        assert_eq!(pcre_compatible("a{2"), "a\\{2");
+        assert_eq!(pcre_compatible("[{]\\{é{"), "[{]\\{é\\{");
+        assert_eq!(pcre_compatible("[]{]{"), "[]{]\\{");
+        let p = Permission::new("^{username}-", "", "").unwrap();
+        assert!(p.allows(Access::Configure, "{username}-q"), "literal, as in RabbitMQ (no expansion in permissions)");
     }
 
     #[test]

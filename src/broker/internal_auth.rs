@@ -12,6 +12,8 @@ pub const NAMES: [&str; 2] = ["internal", "rabbit_auth_backend_internal"];
 
 pub struct InternalBackend {
     pub(super) broker: Weak<Broker>,
+    /// The broker's topic permissions (held directly: the publish path asks `any()`).
+    pub(super) topics: Arc<super::topic_permissions::TopicPermissions>,
 }
 
 impl AuthBackend for InternalBackend {
@@ -50,13 +52,14 @@ impl AuthBackend for InternalBackend {
         )
     }
 
-    /// Warren has no topic permissions (`set_topic_permissions`): as RabbitMQ without any, every
-    /// routing key is allowed.
+    /// Only while some topic permission (`set_topic_permissions`) exists: without any, every
+    /// routing key is allowed and the publish path skips the check.
     fn restricts_topics(&self) -> bool {
-        false
+        self.topics.any()
     }
 
-    fn check_topic(&self, _user: &AuthUser, _vhost: &str, _exchange: &str, _routing_key: &str, _access: Access) -> Decision {
-        Decision::Allow
+    /// RabbitMQ's `check_topic_access`: the user's row for the exchange decides; no row, allowed.
+    fn check_topic(&self, user: &AuthUser, vhost: &str, exchange: &str, routing_key: &str, access: Access) -> Decision {
+        Decision::from_bool(self.topics.allows(vhost, &user.username, exchange, routing_key, access))
     }
 }

@@ -23,6 +23,7 @@ pub mod queue;
 pub mod queue_args;
 pub mod reply_to;
 pub mod stats;
+pub mod topic_permissions;
 pub mod ttl;
 
 use crate::config::Config;
@@ -76,6 +77,8 @@ pub struct Broker {
     users: RwLock<HashMap<String, User>>,
     /// (vhost, user) → permission.
     permissions: RwLock<HashMap<(String, String), Arc<Permission>>>,
+    /// `set_topic_permissions` (shared with the internal auth backend, which checks them).
+    topic_permissions: Arc<topic_permissions::TopicPermissions>,
     /// Bumped by every change of users, vhosts or permissions (see `access.rs`).
     auth_epoch: AtomicU64,
     /// Serialises access-control changes (each one is a store commit plus a memory update).
@@ -141,13 +144,14 @@ impl Broker {
         }
         let names = config.auth.backends.clone();
         let transient = crate::store::transient::TransientDir::new(config.storage.data_dir.join("transient"));
+        let topic_permissions = Arc::new(topic_permissions::TopicPermissions::default());
         Ok(Arc::new_cyclic(|me| {
             // Every name is known (checked above); listing one twice asks it twice, as RabbitMQ.
             let backends: Vec<Arc<dyn crate::auth_backend::AuthBackend>> = names
                 .iter()
                 .map(|n| match plugin_backends.get(n) {
                     Some(b) => b.clone(),
-                    None => Arc::new(internal_auth::InternalBackend { broker: me.clone() }) as _,
+                    None => Arc::new(internal_auth::InternalBackend { broker: me.clone(), topics: topic_permissions.clone() }) as _,
                 })
                 .collect();
             Broker {
@@ -155,6 +159,7 @@ impl Broker {
                 vhosts: RwLock::default(),
                 users: RwLock::default(),
                 permissions: RwLock::default(),
+                topic_permissions,
                 auth_epoch: AtomicU64::new(1),
                 admin_lock: Mutex::new(()),
                 types: RwLock::default(),

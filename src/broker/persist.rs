@@ -160,6 +160,9 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
             Err(e) => warn!("skipping stored permission of '{}' on '{}': {e}", p.user, p.vhost),
         }
     }
+    for t in &defs.topic_permissions {
+        broker.topic_permissions.insert(t);
+    }
     let log = store.message_log();
     for x in defs.exchanges {
         let Some(vh) = broker.vhost(&x.vhost) else { continue };

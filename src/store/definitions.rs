@@ -58,6 +58,16 @@ pub struct PermissionDef {
     pub read: String,
 }
 
+/// `set_topic_permissions`: the write and read patterns of a user on one exchange of a vhost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicPermissionDef {
+    pub user: String,
+    pub vhost: String,
+    pub exchange: String,
+    pub write: String,
+    pub read: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExchangeDef {
     pub vhost: String,
@@ -138,6 +148,7 @@ pub struct Definitions {
     pub vhosts: Vec<VhostDef>,
     pub users: Vec<UserDef>,
     pub permissions: Vec<PermissionDef>,
+    pub topic_permissions: Vec<TopicPermissionDef>,
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueRecord>,
     pub bindings: Vec<BindingDef>,

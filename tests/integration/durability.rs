@@ -166,7 +166,7 @@ async fn confirmed_messages_survive_sigkill_at_several_points() {
 }
 
 /// Runs the real `warrenctl` against the server's data directory; (exit code, stdout).
-fn warrenctl(data: &Path, args: &[&str]) -> (i32, String) {
+pub(crate) fn warrenctl(data: &Path, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_warrenctl"))
         .arg("--data-dir")
         .arg(data)
@@ -178,7 +178,7 @@ fn warrenctl(data: &Path, args: &[&str]) -> (i32, String) {
 }
 
 /// The AMQP port listens before the broker has opened its store; the control socket comes after.
-async fn wait_for_control_socket(data: &Path) {
+pub(crate) async fn wait_for_control_socket(data: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::os::unix::net::UnixStream::connect(data.join("warren.sock")).is_err() {
         assert!(Instant::now() < deadline, "no control socket in {}", data.display());

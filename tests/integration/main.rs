@@ -45,3 +45,4 @@ mod ttl;
 mod warrenctl;
 mod wire_fuzz;
 mod tls;
+mod topic_permissions;

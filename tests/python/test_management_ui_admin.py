@@ -22,8 +22,6 @@ pytestmark = skip_without_ui
 # built the test passes, the XPASS fails the run, and the mark must go. Against another
 # management API (WARREN_MGMT_URL, e.g. RabbitMQ's) they run normally.
 _OWN = not os.environ.get("WARREN_MGMT_URL")
-missing_topic_permissions = pytest.mark.xfail(
-    _OWN, strict=True, reason="internal topic permissions (set_topic_permissions) are not built yet")
 
 if UI:
     from selenium.webdriver.common.by import By
@@ -157,7 +155,6 @@ def test_admin_user_vhost_permission_through_the_ui(browser, broker_url):
             fetch('api/users/{user}', {{method: 'DELETE', headers: h}});
             fetch('api/vhosts/{vhost}', {{method: 'DELETE', headers: h}});""")
 
-@missing_topic_permissions
 def test_topic_permission_set_and_cleared_through_the_ui(browser, broker_url):
     vhost = pika.URLParameters(broker_url).virtual_host
     suffix = uuid.uuid4().hex[:8]

@@ -402,13 +402,21 @@ fn route(req: &Request) -> Result<Response, Failure> {
             _ => method_not_allowed(),
         },
         (_, ["topic-permissions"]) if get => list("topic_permissions.list", json!({})),
-        (_, ["topic-permissions", vhost, user]) => match m {
+        // `/VHOST/USER/EXCHANGE`: GET lists all of the user's rows in the vhost (as RabbitMQ),
+        // DELETE clears only that exchange's.
+        (_, ["topic-permissions", vhost, user, rest @ ..]) if rest.len() <= 1 => match m {
             "GET" | "HEAD" => {
-                call("topic_permissions.list", json!({"vhost": vhost, "user": user}))?;
-                Err(not_found())
+                let l = call("topic_permissions.list", json!({"vhost": vhost, "user": user}))?;
+                if l.as_array().is_none_or(|a| a.is_empty()) {
+                    return Err(not_found());
+                }
+                Ok(json_response(200, &l))
             }
             "PUT" => Ok(created(call("topic_permissions.put", with(body(req)?, json!({"vhost": vhost, "user": user})))?)),
-            "DELETE" => Err(not_found()),
+            "DELETE" => {
+                call("topic_permissions.delete", json!({"vhost": vhost, "user": user, "exchange": rest.first()}))?;
+                Ok(empty(204))
+            }
             _ => method_not_allowed(),
         },
         // definitions

@@ -4,8 +4,8 @@
 //! runtime parameters of the components `vhost-limits` and `operator_policy` (as RabbitMQ
 //! exports them), the global parameters `cluster_name` and `internal_cluster_id`; any other
 //! component (federation, shovel, ...) is refused with RabbitMQ's "component ... not found",
-//! and topic permissions are refused when present (never silently dropped). Nothing is changed
-//! when a refusal is found: parameters are checked before anything is imported.
+//! and topic permissions are imported too. Nothing is changed when a refusal is found:
+//! parameters are checked before anything is imported.
 
 use super::fields::{json_to_table, table_to_json};
 use super::{ApiError, ApiResult, Caller, args};
@@ -113,7 +113,11 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
         "users": users,
         "vhosts": vhosts,
         "permissions": permissions,
-        "topic_permissions": [],
+        "topic_permissions": broker
+            .topic_permissions()
+            .into_iter()
+            .map(|r| json!({"user": r.user, "vhost": r.vhost, "exchange": r.exchange, "write": r.write, "read": r.read}))
+            .collect::<Vec<_>>(),
         "parameters": parameters(broker, None),
         "global_parameters": broker.global_parameters().into_iter().map(|(name, value)| json!({"name": name, "value": value})).collect::<Vec<_>>(),
         "policies": policies(broker, None),
@@ -203,9 +207,6 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let w: Where = args(a)?;
     let Some(d) = w.body.as_object() else { return Err(ApiError::bad_request("definitions must be a JSON object")) };
-    if !list(d, "topic_permissions").is_empty() {
-        return Err(ApiError::bad_request("topic_permissions are not supported by this broker; remove them from the file to import the rest"));
-    }
     let vhost_of = |o: &Value| -> String { w.vhost.clone().unwrap_or_else(|| s(o, "vhost").to_string()) };
     check_parameters(d, &vhost_of)?;
     if let Some(v) = &w.vhost {
@@ -230,6 +231,9 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     }
     for p in list(d, "permissions") {
         broker.set_permissions(s(p, "user"), s(p, "vhost"), s(p, "configure"), s(p, "write"), s(p, "read"))?;
+    }
+    for p in list(d, "topic_permissions") {
+        broker.set_topic_permissions(s(p, "user"), s(p, "vhost"), s(p, "exchange"), s(p, "write"), s(p, "read"))?;
     }
     let vhost = |o: &Value| broker.vhost(&vhost_of(o)).ok_or_else(|| ApiError::bad_request(format!("vhost '{}' does not exist", vhost_of(o))));
     for g in list(d, "global_parameters") {

@@ -115,6 +115,10 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     if exchange.as_ref().is_some_and(|x| x.internal) {
         return Err(ApiError::access_refused(format!("cannot publish to internal exchange '{name}' in vhost '{}'", p.vhost)));
     }
+    // RabbitMQ publishes through an AMQP channel, whose refusal comes back as a 400.
+    if let Some(x) = &exchange {
+        caller.check_topic(x, &p.routing_key, Access::Write).map_err(|t| ApiError::bad_request(format!("403 ACCESS_REFUSED - {t}")))?;
+    }
     let body = match p.payload_encoding.as_str() {
         "string" => p.payload.into_bytes(),
         "base64" => base64::engine::general_purpose::STANDARD

@@ -14,6 +14,7 @@ pub mod overview;
 pub mod policies;
 pub mod queues;
 pub mod stats;
+pub mod topic_permissions;
 pub mod users;
 pub mod vhosts;
 
@@ -135,6 +136,24 @@ impl Caller {
     }
 }
 
+impl Caller {
+    /// RabbitMQ's topic authorisation of `routing_key` on exchange `x` with `access` (write to
+    /// publish, read to bind), for topic exchanges only: on refusal, the AMQP refusal text
+    /// ("access to topic 'K' in exchange 'X' in vhost 'V' refused for user 'U'").
+    pub fn check_topic(&self, x: &crate::broker::exchange::Exchange, routing_key: &str, access: Access) -> Result<(), String> {
+        let backend = &self.user.backend;
+        if x.kind != "topic" || !backend.restricts_topics() {
+            return Ok(());
+        }
+        let d = backend.check_topic(&self.user, &x.vhost, &x.name, routing_key, access);
+        if d.allowed() {
+            return Ok(());
+        }
+        let base = format!("access to topic '{routing_key}' in exchange '{}' in vhost '{}' refused for user '{}'", x.name, x.vhost, self.name());
+        Err(d.refusal_text(base, backend.name()))
+    }
+}
+
 impl ApiError {
     fn with_perm(self, _perm: &str) -> ApiError {
         self
@@ -165,8 +184,9 @@ pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
         "permissions.list" => users::permissions(broker, caller, a),
         "permissions.put" => users::put_permission(broker, caller, a),
         "permissions.delete" => users::delete_permission(broker, caller, a),
-        "topic_permissions.list" => users::topic_permissions(broker, caller, a),
-        "topic_permissions.put" => users::put_topic_permission(broker, caller, a),
+        "topic_permissions.list" => topic_permissions::list(broker, caller, a),
+        "topic_permissions.put" => topic_permissions::put(broker, caller, a),
+        "topic_permissions.delete" => topic_permissions::delete(broker, caller, a),
         "queues.list" => queues::list(broker, caller, a),
         "queues.get" => queues::get(broker, caller, a),
         "queues.put" => queues::put(broker, caller, a),

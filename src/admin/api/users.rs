@@ -1,4 +1,5 @@
-//! `/api/users`, `/api/permissions`, `/api/topic-permissions` (administrator only, as RabbitMQ).
+//! `/api/users`, `/api/permissions` (administrator only, as RabbitMQ); topic permissions are in
+//! `topic_permissions.rs`.
 
 use super::{ApiError, ApiResult, Caller, args};
 use crate::broker::Broker;
@@ -149,16 +150,4 @@ pub fn delete_permission(broker: &Broker, caller: &Caller, a: &Value) -> ApiResu
     }
     broker.clear_permissions(&user, &vhost)?;
     Ok(Value::Null)
-}
-
-/// Warren has no topic permissions (every routing key is allowed, as RabbitMQ without any):
-/// the list is empty.
-pub fn topic_permissions(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
-    permissions(broker, caller, a).map(|_| json!([]))
-}
-
-/// Setting one is refused rather than ignored.
-pub fn put_topic_permission(_broker: &Broker, caller: &Caller, _a: &Value) -> ApiResult {
-    caller.require("administrator")?;
-    Err(ApiError::bad_request("topic permissions are not supported by this broker (every routing key is allowed)"))
 }
