@@ -15,7 +15,8 @@
 #               every 50 with multiple=true
 #
 # Environment: DURATION (10), WARREN_PORT (5674), RMQ_URI, ONLY=warren|rabbitmq, CLIENT=raw|lapin,
-#   PERF_STAT=1 (also count the broker's instructions with perf stat), SKIP_BUILD=1.
+#   PERF_STAT=1 (also count the broker's instructions with perf stat), SKIP_BUILD=1,
+#   SERVER / PERF (other binaries, e.g. two builds of warren-server compared with SKIP_BUILD=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -29,8 +30,8 @@ RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
 RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
 ONLY=${ONLY:-}
 CLIENT=${CLIENT:-raw}
-PERF=$root/target/release/warren-perf
-SERVER=$root/target/release/warren-server
+PERF=${PERF:-$root/target/release/warren-perf}
+SERVER=${SERVER:-$root/target/release/warren-server}
 TCK=$(getconf CLK_TCK)
 
 scenarios=("$@")

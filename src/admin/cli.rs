@@ -55,6 +55,7 @@ fn spec(command: &str) -> Option<Spec> {
         "clear_operator_policy" => s(1, 1, "clear_operator_policy [--vhost <vhost>] <name>"),
         "list_policies" => s(0, 0, "list_policies [--vhost <vhost>] [--no-table-headers]"),
         "list_operator_policies" => s(0, 0, "list_operator_policies [--vhost <vhost>] [--no-table-headers]"),
+        "list_channels" => s(0, usize::MAX, "list_channels [--no-table-headers] [<column> ...]"),
         _ => None,
     }
 }
@@ -70,7 +71,14 @@ pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     let Some(sp) = spec(command) else { return Ok(()) };
     let policy = matches!(command, "set_policy" | "set_operator_policy").then(|| super::policies::SetArgs::parse(args));
     let count = policy.as_ref().map_or(args.len(), |p| p.positional.len());
-    let (problem, code) = if let Some(p) = policy.as_ref().filter(|p| p.priority().is_none()) {
+    let unknown_keys: Vec<&str> = if command == "list_channels" {
+        args.iter().map(String::as_str).filter(|a| !super::channels::KEYS.contains(a)).collect()
+    } else {
+        Vec::new()
+    };
+    let (problem, code) = if !unknown_keys.is_empty() {
+        (format!("Info key(s) {} are not supported", unknown_keys.join(",")), 64)
+    } else if let Some(p) = policy.as_ref().filter(|p| p.priority().is_none()) {
         (format!("Invalid options for this command:\n--priority : {}", p.priority), 64)
     } else if count < sp.min || (command == "set_vm_memory_high_watermark" && args == ["absolute"]) {
         ("not enough arguments.".to_string(), 64)
@@ -104,6 +112,7 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
         "authenticate_user" => format!("Authenticating user \"{}\" ...", a(0)),
         "set_user_tags" => format!("Setting tags for user \"{}\" to [{}] ...", a(0), args.get(1..).unwrap_or(&[]).join(", ")),
         "list_users" => "Listing users ...".into(),
+        "list_channels" => "Listing channels ...".into(),
         "add_vhost" => format!("Adding vhost \"{}\" ...", a(0)),
         "delete_vhost" => format!("Deleting vhost \"{}\" ...", a(0)),
         "list_vhosts" => "Listing vhosts ...".into(),

@@ -3,6 +3,7 @@
 //! formats them its own way (tab-separated like rabbitmqctl, or JSON).
 
 pub mod api;
+pub mod channels;
 pub mod cli;
 pub mod control;
 pub mod limits;
@@ -90,7 +91,10 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
     }
     if let Some(r) = users::handle(broker, req)
         .or_else(|| topic_permissions::handle(broker, req))
-        .or_else(|| limits::handle(broker, req)).or_else(|| policies::handle(broker, req)) {
+        .or_else(|| limits::handle(broker, req))
+        .or_else(|| policies::handle(broker, req))
+        .or_else(|| channels::handle(broker, req))
+    {
         return r;
     }
     let vhost_name = req.vhost.clone().unwrap_or_else(|| broker.config.auth.default_vhost.clone());

@@ -29,7 +29,7 @@ struct Args {
     /// No table header.
     #[arg(long)]
     no_table_headers: bool,
-    /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections,
+    /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections, list_channels,
     /// list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit,
     /// set_vm_memory_high_watermark, add_user, delete_user,
     /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,

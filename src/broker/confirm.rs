@@ -11,6 +11,8 @@ use crate::protocol::frame;
 use crate::protocol::{AMQPClass, basic};
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 
 #[derive(Default)]
 struct Inner {
@@ -27,9 +29,29 @@ struct Inner {
 #[derive(Default)]
 pub struct Confirms {
     inner: Mutex<Inner>,
+    /// The last sequence number handed out (the channel stores it on each confirm-mode publish).
+    issued: AtomicU64,
+    /// Publishes acked to the client (management `message_stats.confirm`).
+    acked: AtomicU64,
 }
 
 impl Confirms {
+    /// The channel handed out sequence number `seq`.
+    #[inline]
+    pub fn issued(&self, seq: u64) {
+        self.issued.store(seq, Relaxed);
+    }
+
+    /// Publishes not yet confirmed to the client (`messages_unconfirmed`).
+    pub fn unconfirmed(&self) -> u64 {
+        self.issued.load(Relaxed).saturating_sub(self.inner.lock().sent)
+    }
+
+    /// Publishes acked to the client so far.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Relaxed)
+    }
+
     /// Marks publish `seq` complete (`ok` false: it will be nacked).
     pub fn complete(&self, seq: u64, ok: bool) {
         let mut st = self.inner.lock();
@@ -59,6 +81,7 @@ impl Confirms {
         let (from, to) = (st.sent + 1, st.done_upto);
         st.sent = to;
         if st.failed.range(from..=to).next().is_none() {
+            self.acked.fetch_add(to - from + 1, Relaxed);
             conn.append(|out| frame::write_ack(out, channel, to, to > from));
             return true;
         }
@@ -67,6 +90,7 @@ impl Confirms {
         for f in &failed {
             st.failed.remove(f);
         }
+        self.acked.fetch_add(to - from + 1 - failed.len() as u64, Relaxed);
         conn.append(|out| {
             for seq in from..=to {
                 if failed.contains(&seq) {

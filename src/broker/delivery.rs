@@ -8,6 +8,7 @@
 
 use super::message::Message;
 use super::queue::{Queue, Ready};
+use super::stats::Stat;
 use crate::protocol::frame;
 use bytes::BytesMut;
 use parking_lot::Mutex;
@@ -97,6 +98,8 @@ pub struct ConnShared {
     feeders: Mutex<Vec<Weak<Queue>>>,
     /// The client asked for server-sent basic.cancel (capability consumer_cancel_notify).
     pub cancel_notify: AtomicBool,
+    /// Socket bytes read and written (`recv_oct`, `send_oct`; one add per read or write).
+    pub io: super::stats::SocketStats,
 }
 
 impl ConnShared {
@@ -110,6 +113,7 @@ impl ConnShared {
             throttled: AtomicBool::new(false),
             feeders: Mutex::new(Vec::new()),
             cancel_notify: AtomicBool::new(false),
+            io: Default::default(),
         }
     }
 
@@ -261,6 +265,34 @@ pub struct ChannelShared {
     pub open: AtomicBool,
     /// Publisher confirms (confirm mode).
     pub confirms: super::confirm::Confirms,
+    /// Message counters (management `message_stats`, see `stats.rs`).
+    pub stats: super::stats::MessageStats,
+    /// What the management API and `list_channels` show of the channel's state, kept by the
+    /// channel code when it changes (never per message).
+    pub info: ChannelInfo,
+}
+
+/// A channel's listing facts (RabbitMQ's `list_channels` keys), written by the channel's own
+/// reader task on the methods that change them.
+#[derive(Default)]
+pub struct ChannelInfo {
+    /// basic.qos(global=false): the prefetch of new consumers (`prefetch_count`).
+    pub prefetch: AtomicU32,
+    /// 0 plain, 1 confirm mode, 2 transactional.
+    pub mode: std::sync::atomic::AtomicU8,
+    /// Live consumers (`consumer_count`).
+    pub consumers: AtomicU32,
+    /// Publishes and acks held by an open transaction (`messages_uncommitted`, `acks_uncommitted`).
+    pub uncommitted_messages: AtomicU32,
+    pub uncommitted_acks: AtomicU32,
+}
+
+impl ChannelInfo {
+    pub const CONFIRM: u8 = 1;
+    pub const TX: u8 = 2;
+    pub fn mode(&self) -> u8 {
+        self.mode.load(Ordering::Relaxed)
+    }
 }
 
 impl ChannelShared {
@@ -273,7 +305,21 @@ impl ChannelShared {
             flow_active: AtomicBool::new(true),
             open: AtomicBool::new(true),
             confirms: Default::default(),
+            stats: Default::default(),
+            info: Default::default(),
         }
+    }
+
+    /// The channel's message counters, `confirm` included (kept by `confirms`).
+    pub fn stats_snapshot(&self) -> super::stats::Snapshot {
+        let mut s = self.stats.snapshot();
+        s.0[Stat::Confirm as usize] = self.confirms.acked();
+        s
+    }
+
+    /// Deliveries of this channel awaiting an ack (`messages_unacknowledged`).
+    pub fn unacked_count(&self) -> usize {
+        self.state.lock().unacked.len()
     }
 }
 
@@ -324,6 +370,13 @@ impl Consumer {
         }
         let tag = st.next_tag;
         st.next_tag += 1;
+        let kind = if self.no_ack { Stat::DeliverNoAck } else { Stat::Deliver };
+        ch.stats.incr(kind);
+        queue.stats.incr(kind);
+        if redelivered {
+            ch.stats.incr(Stat::Redeliver);
+            queue.stats.incr(Stat::Redeliver);
+        }
         if self.no_ack {
             queue.forget(ready.seq);
         } else {

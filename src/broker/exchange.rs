@@ -73,6 +73,8 @@ pub struct Exchange {
     pub deleted: AtomicBool,
     /// The policy that applies (set and cleared live; see `policy.rs`).
     pub policy: arc_swap::ArcSwapOption<super::policy::Applied>,
+    /// `publish_in` / `publish_out` (management `message_stats`).
+    pub stats: super::stats::ExchangeStats,
 }
 
 /// Result of adding or removing a binding.
@@ -112,6 +114,7 @@ impl Exchange {
             }),
             deleted: AtomicBool::new(false),
             policy: Default::default(),
+            stats: Default::default(),
         })
     }
 

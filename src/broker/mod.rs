@@ -11,6 +11,7 @@ pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
 pub mod flow;
+pub mod global_parameters;
 pub mod internal_auth;
 pub mod limits;
 pub mod message;
@@ -21,6 +22,7 @@ pub mod publish;
 pub mod queue;
 pub mod queue_args;
 pub mod reply_to;
+pub mod stats;
 pub mod topic_permissions;
 pub mod ttl;
 
@@ -56,6 +58,17 @@ pub struct ConnectionEntry {
     pub ssl: Option<crate::tls::PeerTls>,
     /// The client's start-ok properties (management API `client_properties`).
     pub client_properties: Arc<crate::protocol::FieldTable>,
+    /// The open channels, by number: registered at channel.open, removed at channel.close
+    /// (management `/api/channels`, `warrenctl list_channels`).
+    pub channel_list: Arc<Mutex<std::collections::BTreeMap<u16, Arc<delivery::ChannelShared>>>>,
+    /// The connection's send side (socket byte counters, frame_max).
+    pub shared: Arc<delivery::ConnShared>,
+    /// Negotiated at connection.tune: channel_max, frame_max, heartbeat.
+    pub tuned: (u16, u32, u16),
+    /// SASL mechanism of the login.
+    pub auth_mechanism: String,
+    /// When the connection was opened (ms since the Unix epoch).
+    pub connected_at: u64,
 }
 
 pub struct Broker {
@@ -87,6 +100,13 @@ pub struct Broker {
     pub memory: Arc<crate::alarm::MemoryMonitor>,
     /// `<data-dir>/transient`: queues page transient messages beyond their memory budget there.
     pub transient: Arc<crate::store::transient::TransientDir>,
+    /// The message counters of channels that have closed (`stats.rs`): the overview's totals
+    /// are these plus the open channels' counters.
+    pub retired: stats::MessageStats,
+    /// When the broker started (node `uptime`).
+    pub started: std::time::Instant,
+    /// Global runtime parameters (`global_parameters.rs`).
+    global_parameters: RwLock<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -152,6 +172,9 @@ impl Broker {
                 memory,
                 transient,
                 auth: crate::auth_backend::AuthChain::new(backends),
+                retired: Default::default(),
+                started: std::time::Instant::now(),
+                global_parameters: RwLock::default(),
             }
         }))
     }
@@ -315,6 +338,8 @@ pub struct Vhost {
     pub operator_policies: RwLock<policy::PolicySet>,
     /// Description and tags (RabbitMQ's vhost metadata; shown, not interpreted).
     pub metadata: RwLock<VhostMetadata>,
+    /// `publish_in` / `publish_out` of the default exchange (which has no `Exchange`).
+    pub default_stats: stats::ExchangeStats,
 }
 
 /// A vhost's description and tags.
@@ -373,6 +398,7 @@ impl Vhost {
             policies: RwLock::default(),
             operator_policies: RwLock::default(),
             metadata: RwLock::default(),
+            default_stats: Default::default(),
         }
     }
 

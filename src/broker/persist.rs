@@ -124,7 +124,8 @@ pub fn binding_is_durable(source: &super::exchange::Exchange, dest: &Destination
 /// store holds.
 pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
     let started = Instant::now();
-    let defs = store.load_definitions()?;
+    let mut defs = store.load_definitions()?;
+    broker.recover_global_parameters(std::mem::take(&mut defs.global_parameters), store)?;
     if defs.vhosts.is_empty() && defs.users.is_empty() {
         let a = &broker.config.auth;
         broker.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);

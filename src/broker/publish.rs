@@ -14,6 +14,7 @@ use super::exchange::Exchange;
 use super::message::Message;
 use super::persist;
 use super::queue::{Enqueued, Queue};
+use super::stats::Stat;
 use crate::protocol::frame;
 use crate::protocol::reply::{ErrorKind, ReplyError};
 use crate::protocol::{AMQPClass, basic};
@@ -60,17 +61,36 @@ pub fn publish(
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
     if exchange.is_none() && msg.routing_key.starts_with(super::reply_to::PSEUDO_QUEUE) {
-        return Ok(reply(vhost, msg, mandatory, from));
+        let channel = from.as_ref().map(|p| p.channel);
+        let outcome = reply(vhost, msg, mandatory, from);
+        count(vhost, exchange, channel.map(|c| &**c), &outcome);
+        return Ok(outcome);
     }
     let mut queues = QUEUES.with(|c| c.take());
     queues.clear();
     // CC/BCC: looked at only when the message has headers.
     let (extra, bcc) = if msg.properties.headers().is_some() { cc_keys(&msg) } else { (Vec::new(), false) };
     let msg = if bcc { without_header(&msg, "BCC") } else { msg };
+    let channel = from.as_ref().map(|p| p.channel);
     let r = route(vhost, exchange, &msg, &extra, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
+    if let Ok(outcome) = &r {
+        count(vhost, exchange, channel.map(|c| &**c), outcome);
+    }
     r
+}
+
+/// The management counters of one publish (relaxed atomic adds, see `stats.rs`): the
+/// exchange's `publish_in`/`publish_out`, the publishing channel's `publish` and, for a
+/// message no queue took, `return_unroutable` (mandatory) or `drop_unroutable`.
+fn count(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, channel: Option<&ChannelShared>, outcome: &Outcome) {
+    exchange.map_or(&vhost.default_stats, |x| &x.stats).published(outcome.routed);
+    let Some(ch) = channel else { return };
+    ch.stats.incr(Stat::Publish);
+    if outcome.routed == 0 && !outcome.rejected {
+        ch.stats.incr(if outcome.returned { Stat::ReturnUnroutable } else { Stat::DropUnroutable });
+    }
 }
 
 /// Publishes a dead-lettered message (no publisher to answer), leaving out the destination

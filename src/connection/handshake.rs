@@ -27,6 +27,8 @@ pub(super) struct Handshake {
     pub blocked_notify: bool,
     /// The client's start-ok properties (product, version, `connection_name`, capabilities...).
     pub client_properties: FieldTable,
+    /// The SASL mechanism of the login (`auth_mechanism`).
+    pub mechanism: String,
 }
 
 /// Warren's own version, in `warren_version`, `platform` and `information`.
@@ -39,7 +41,7 @@ const WARREN: &str = env!("CARGO_PKG_VERSION");
 pub const RABBITMQ_COMPAT: &str = "3.10.8";
 
 /// The server properties of connection.start (keys are sorted on the wire, as RabbitMQ's).
-pub fn server_properties() -> FieldTable {
+pub fn server_properties(broker: &Broker) -> FieldTable {
     let mut caps = FieldTable::default();
     for c in [
         "publisher_confirms",
@@ -57,7 +59,7 @@ pub fn server_properties() -> FieldTable {
     let mut p = FieldTable::default();
     let s = |v: &str| AMQPValue::LongString(v.into());
     p.insert("capabilities".into(), AMQPValue::FieldTable(caps));
-    p.insert("cluster_name".into(), s(crate::alarm::NODE_NAME));
+    p.insert("cluster_name".into(), s(&broker.cluster_name()));
     p.insert("copyright".into(), s("Copyright (c) the Warren developers"));
     p.insert(
         "information".into(),
@@ -161,7 +163,7 @@ pub(super) async fn run(
     let start = AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
         version_major: 0,
         version_minor: 9,
-        server_properties: server_properties(),
+        server_properties: server_properties(broker),
         mechanisms: LongString::from(offered.join(" ")),
         locales: LongString::from("en_US"),
     }));
@@ -266,7 +268,7 @@ pub(super) async fn run(
         return Err(());
     }
     send(wr, AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {}))).await?;
-    Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify, client_properties })
+    Ok(Handshake { user, auth, vhost, heartbeat: t.heartbeat, frame_max, channel_max, cancel_notify, blocked_notify, client_properties, mechanism })
 }
 
 /// The mechanisms offered in connection.start, in `[auth] mechanisms` order: EXTERNAL only on

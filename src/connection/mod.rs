@@ -8,7 +8,7 @@ pub mod transport;
 
 pub use handshake::MECHANISMS;
 
-use crate::broker::delivery::ConnShared;
+use crate::broker::delivery::{ChannelShared, ConnShared};
 use crate::broker::queue::Queue;
 use crate::broker::{Broker, ConnectionEntry, Vhost};
 use crate::protocol::frame::{self, Frame, FrameError, parse_frame};
@@ -140,6 +140,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     let blocked = Arc::new(AtomicBool::new(false));
     let channel_count = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let flow_state = Arc::new(crate::broker::flow::FlowState::default());
+    let channel_list = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::new()));
     broker.connections.lock().insert(
         id,
         ConnectionEntry {
@@ -153,6 +154,11 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
             flow: flow_state.clone(),
             ssl: tls.clone(),
             client_properties: Arc::new(hs.client_properties.clone()),
+            channel_list: channel_list.clone(),
+            shared: conn.clone(),
+            tuned: (hs.channel_max, hs.frame_max, hs.heartbeat),
+            auth_mechanism: hs.mechanism.clone(),
+            connected_at: crate::broker::ttl::now_ms(),
         },
     );
     // A user or vhost deleted during the handshake closes the connection it just missed.
@@ -186,6 +192,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
         },
         channels: HashMap::new(),
         channel_count,
+        channel_list,
         channel_max: hs.channel_max,
         frame_max: hs.frame_max,
         closing: false,
@@ -223,6 +230,7 @@ async fn write_loop(conn: Arc<ConnShared>, mut wr: Writer, heartbeat: u16) {
             conn.close();
             break;
         }
+        conn.io.sent(batch.len());
         // Small batches give their buffer back (idle connections hold none); large ones keep it.
         if batch.capacity() > 16 * 1024 {
             batch.clear();
@@ -245,6 +253,9 @@ pub(crate) struct Connection {
     channels: HashMap<u16, Channel>,
     /// `channels.len()`, shared with the connection's `ConnectionEntry` (user channel limits).
     channel_count: Arc<std::sync::atomic::AtomicU32>,
+    /// The open channels' shared parts, shared with the `ConnectionEntry` (the admin API's
+    /// channel registry): changed at channel.open and close only.
+    channel_list: Arc<parking_lot::Mutex<std::collections::BTreeMap<u16, Arc<ChannelShared>>>>,
     /// The most channels open at once (RabbitMQ counts them; channel numbers are free).
     channel_max: u16,
     frame_max: u32,
@@ -393,6 +404,7 @@ impl Connection {
                     Ok(Ok((0, _))) | Ok(Err(_)) => return "client closed TCP connection".into(),
                     Ok(Ok((n, filled))) => {
                         busy = filled;
+                        self.ctx.conn.io.received(n);
                         // Memory grows with what publishers send: sample it every few MiB read as
                         // well as on the monitor's timer (which a loaded runtime may run late), so
                         // the alarm's overshoot is bounded by data volume, not by scheduling.
@@ -511,9 +523,19 @@ impl Connection {
         self.channel_count.store(self.channels.len() as u32, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// A channel leaves the registry: its counters go to the broker's retired totals.
+    fn unregister_channel(&self, number: u16) {
+        if let Some(shared) = self.channel_list.lock().remove(&number) {
+            self.ctx.broker.retired.absorb(&shared.stats_snapshot());
+        }
+    }
+
     fn close_channels(&mut self) {
-        for (_, mut ch) in self.channels.drain() {
+        for (n, mut ch) in self.channels.drain() {
             ch.close(&mut self.ctx);
+            if let Some(shared) = self.channel_list.lock().remove(&n) {
+                self.ctx.broker.retired.absorb(&shared.stats_snapshot());
+            }
         }
         self.count_channels();
     }
@@ -662,7 +684,9 @@ impl Connection {
                 self.hard_close(e);
                 return;
             }
-            self.channels.insert(number, Channel::new(number, self.ctx.conn.clone()));
+            let ch = Channel::new(number, self.ctx.conn.clone());
+            self.channel_list.lock().insert(number, ch.shared().clone());
+            self.channels.insert(number, ch);
             self.count_channels();
             let ok = AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {}));
             self.ctx.conn.append(|out| frame::write_method(out, number, ok));
@@ -676,12 +700,14 @@ impl Connection {
             AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => {
                 if ch.is_closing() {
                     self.channels.remove(&number);
+                    self.unregister_channel(number);
                     self.count_channels();
                 }
                 return;
             }
             AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
                 let mut ch = self.channels.remove(&number).expect("present");
+                self.unregister_channel(number);
                 self.count_channels();
                 ch.close(&mut self.ctx);
                 let ok = AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}));

@@ -143,7 +143,7 @@ pub struct QueueRecord {
 }
 
 /// Everything `Store::load_definitions` returns, each list in key order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Definitions {
     pub vhosts: Vec<VhostDef>,
     pub users: Vec<UserDef>,
@@ -152,4 +152,6 @@ pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueRecord>,
     pub bindings: Vec<BindingDef>,
+    /// Global parameters: (name, JSON value).
+    pub global_parameters: Vec<(String, serde_json::Value)>,
 }

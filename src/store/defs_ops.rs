@@ -23,6 +23,8 @@ pub(crate) enum DefOp {
     DeleteQueue { vhost: String, name: String },
     PutBinding(BindingDef),
     DeleteBinding(BindingDef),
+    /// A global parameter: its name and JSON value.
+    PutGlobal(String, Vec<u8>),
 }
 
 pub(crate) enum DefReply {
@@ -132,6 +134,11 @@ impl Store {
         existed(self.def(DefOp::DeleteBinding(def.clone())).wait()?)
     }
 
+    /// Stores global parameter `name` (a JSON value).
+    pub fn put_global_parameter(&self, name: &str, value: &serde_json::Value) -> Result<(), StoreError> {
+        self.def(DefOp::PutGlobal(name.into(), value.to_string().into_bytes())).wait().map(|_| ())
+    }
+
     // ---- reads --------------------------------------------------------------
 
     /// All definitions, each list in key order.
@@ -159,6 +166,7 @@ impl Store {
         for e in rtx.open_table(BINDINGS)?.range::<&[u8]>(..)? {
             d.bindings.push(from_json("v1.bindings", e?.1.value())?);
         }
+        d.global_parameters = global_parameters::load(&rtx)?;
         Ok(d)
     }
 }
@@ -282,6 +290,10 @@ pub(crate) fn apply_def(txn: &WriteTransaction, op: DefOp) -> Result<DefReply, S
         }
         DefOp::PutTopicPermission(d) => {
             topic_permissions::put(txn, &d)?;
+            Ok(DefReply::Done)
+        }
+        DefOp::PutGlobal(name, value) => {
+            global_parameters::put(txn, &name, &value)?;
             Ok(DefReply::Done)
         }
         DefOp::DeleteTopicPermissions { user, vhost, exchange } => {

@@ -35,6 +35,7 @@ pub mod codec;
 pub mod definitions;
 mod defs_ops;
 mod error;
+mod global_parameters;
 mod open;
 mod read;
 mod topic_permissions;

@@ -24,6 +24,8 @@ mod hostile_input;
 mod length_limits;
 mod limits;
 mod management;
+mod management_definitions;
+mod management_stats;
 mod logs;
 mod memory_alarm;
 mod oauth2;

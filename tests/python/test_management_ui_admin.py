@@ -22,16 +22,12 @@ pytestmark = skip_without_ui
 # built the test passes, the XPASS fails the run, and the mark must go. Against another
 # management API (WARREN_MGMT_URL, e.g. RabbitMQ's) they run normally.
 _OWN = not os.environ.get("WARREN_MGMT_URL")
-missing_channel_registry = pytest.mark.xfail(
-    _OWN, strict=True,
-    reason="Warren's /api/channels lists only channels with consumers (no registry of idle channels yet)")
 
 if UI:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
 
 
-@missing_channel_registry
 def test_connection_and_channel_listed_and_force_closed_through_the_ui(browser, broker_url, names):
     name = names("conn")
     conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))
@@ -60,7 +56,6 @@ def test_connection_and_channel_listed_and_force_closed_through_the_ui(browser, 
         if conn.is_open:
             conn.close()
 
-@missing_channel_registry
 def test_connection_page_shows_channels_and_closes_with_a_reason(browser, broker_url, names):
     name = names("detail")
     conn = pika.BlockingConnection(amqp_params(broker_url, client_properties={"connection_name": name}))

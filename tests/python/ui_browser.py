@@ -128,7 +128,14 @@ def accept_confirm(browser):
 
 
 def select(browser, element_id, value):
-    Select(wait(browser, EC.visibility_of_element_located((By.ID, element_id)))).select_by_value(value)
+    """Chooses `value` in select `element_id`, again if the page's 5 s refresh redrew it in between."""
+    def attempt(b):
+        el = b.find_element(By.ID, element_id)
+        if not el.is_displayed():
+            return False
+        Select(el).select_by_value(value)
+        return True
+    WebDriverWait(browser, WAIT, ignored_exceptions=[StaleElementReferenceException, NoSuchElementException]).until(attempt)
 
 
 def fill(browser, element_id, text):

@@ -232,19 +232,11 @@ fn route(req: &Request) -> Result<Response, Failure> {
             call("connections.delete", json!({"name": name, "reason": reason}))?;
             Ok(empty(204))
         }
-        (_, ["connections", name, "channels"]) if get => {
-            let all = call("channels.list", json!({}))?;
-            let mine: Vec<Value> = all.as_array().map(|a| a.iter().filter(|c| c["connection_details"]["name"] == *name).cloned().collect()).unwrap_or_default();
-            Ok(json_response(200, &shape(Value::Array(mine), &q)?))
-        }
+        (_, ["connections", name, "channels"]) if get => list("channels.list", json!({"connection": name})),
         // channels, consumers
         (_, ["channels"]) if get => list("channels.list", json!({})),
         (_, ["vhosts", vhost, "channels"]) if get => list("channels.list", json!({"vhost": vhost})),
-        (_, ["channels", name]) if get => {
-            let all = call("channels.list", json!({}))?;
-            let c = all.as_array().and_then(|a| a.iter().find(|c| c["name"] == *name).cloned()).ok_or_else(not_found)?;
-            Ok(json_response(200, &c))
-        }
+        (_, ["channels", name]) if get => one("channels.list", json!({"name": name})),
         (_, ["consumers"]) if get => list("consumers.list", json!({})),
         (_, ["consumers", vhost]) if get => list("consumers.list", json!({"vhost": vhost})),
         // exchanges
@@ -451,11 +443,74 @@ fn definitions(req: &Request, vhost: Option<&str>) -> Result<Response, Failure> 
             Ok(resp)
         }
         "POST" => {
-            call("definitions.post", json!({"vhost": vhost, "body": body(req)?}))?;
-            Ok(empty(204))
+            let ctype = req.headers.iter().find(|(k, _)| k == "content-type").map(|(_, v)| v.as_str()).unwrap_or("");
+            // RabbitMQ's UI and `rabbitmqadmin` (with a file) upload a form: the document is the
+            // `file` part; a `redirect` part answers 303 to it.
+            let (doc, redirect) = match multipart_boundary(ctype) {
+                Some(boundary) => {
+                    let parts = multipart(&req.body, &boundary);
+                    let file = parts.iter().find(|(n, _)| n == "file").map(|(_, b)| b.clone());
+                    let redirect = parts.iter().find(|(n, _)| n == "redirect").map(|(_, b)| String::from_utf8_lossy(b).into_owned());
+                    let doc = file
+                        .and_then(|f| serde_json::from_slice::<Value>(&f).ok())
+                        .ok_or_else(|| bad_request("failed_to_parse_json"))?;
+                    (doc, redirect)
+                }
+                None => (body(req)?, None),
+            };
+            call("definitions.post", json!({"vhost": vhost, "body": doc}))?;
+            Ok(match redirect {
+                Some(to) => Response { status: 303, headers: vec![("location".into(), to)], body: Vec::new() },
+                None => empty(204),
+            })
         }
         _ => method_not_allowed(),
     }
+}
+
+/// The boundary of a `multipart/form-data` content type (RFC 7578), if it is one.
+fn multipart_boundary(content_type: &str) -> Option<String> {
+    let mut parts = content_type.split(';');
+    if !parts.next()?.trim().eq_ignore_ascii_case("multipart/form-data") {
+        return None;
+    }
+    parts.find_map(|p| {
+        let (k, v) = p.trim().split_once('=')?;
+        k.eq_ignore_ascii_case("boundary").then(|| v.trim_matches('"').to_string())
+    })
+}
+
+/// The parts of a `multipart/form-data` body: (field name, content). Parts are separated by
+/// `--BOUNDARY` lines; each has headers (only `Content-Disposition`'s `name` is read), a blank
+/// line, then its content up to the CRLF before the next delimiter.
+fn multipart(body: &[u8], boundary: &str) -> Vec<(String, Vec<u8>)> {
+    let delim = format!("--{boundary}");
+    let d = delim.as_bytes();
+    let find = |hay: &[u8], from: usize| hay[from.min(hay.len())..].windows(d.len()).position(|w| w == d).map(|p| p + from);
+    let mut out = Vec::new();
+    let Some(mut at) = find(body, 0) else { return out };
+    loop {
+        let start = at + d.len();
+        // "--" after the delimiter closes the body.
+        if body[start..].starts_with(b"--") {
+            break;
+        }
+        let Some(next) = find(body, start) else { break };
+        let part = &body[start..next];
+        let part = part.strip_prefix(b"\r\n").unwrap_or(part);
+        let part = part.strip_suffix(b"\r\n").unwrap_or(part);
+        if let Some(split) = part.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&part[..split]);
+            let name = head.lines().filter(|l| l.to_ascii_lowercase().starts_with("content-disposition")).find_map(|l| {
+                l.split(';').find_map(|kv| kv.trim().strip_prefix("name=").map(|n| n.trim_matches('"').to_string()))
+            });
+            if let Some(name) = name {
+                out.push((name, part[split + 4..].to_vec()));
+            }
+        }
+        at = next;
+    }
+    out
 }
 
 /// `to` relative to `from` (RabbitMQ's `rabbit_web_dispatch_util:relativise`): a `..` for each

@@ -1,16 +1,17 @@
 //! `/api/connections` (+ DELETE), `/api/channels`, `/api/consumers`.
 //!
-//! A connection's name is RabbitMQ's `"PEER -> LISTENER"` text. Channels are listed from what
-//! the broker tracks per channel: the channels of a connection that have consumers (the count of
-//! open channels is in the connection's `channels`).
+//! A connection's name is RabbitMQ's `"PEER -> LISTENER"` text, a channel's that text followed by
+//! ` (NUMBER)`. Channels come from each connection's registry of open channels
+//! (`ConnectionEntry::channel_list`, changed at channel.open and close).
 
 use super::{ApiError, ApiResult, Caller, args};
-use crate::broker::delivery::Consumer;
+use super::stats::{self, Kind, Rates};
+use crate::broker::delivery::{ChannelInfo, ChannelShared, Consumer};
+use std::sync::Arc;
 use crate::broker::queue::Queue;
 use crate::broker::{Broker, ConnectionEntry};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 
 pub fn connection_name(broker: &Broker, peer: std::net::SocketAddr) -> String {
@@ -26,8 +27,10 @@ fn state(broker: &Broker, c: &ConnectionEntry) -> &'static str {
     }
 }
 
-fn row(broker: &Broker, c: &ConnectionEntry) -> Value {
-    json!({
+fn row(broker: &Broker, rates: &mut Rates, c: &ConnectionEntry) -> Value {
+    let ssl = c.ssl.as_ref();
+    let (channel_max, frame_max, heartbeat) = c.tuned;
+    let mut r = json!({
         "name": connection_name(broker, c.peer),
         "node": crate::alarm::NODE_NAME,
         "type": "network",
@@ -41,25 +44,42 @@ fn row(broker: &Broker, c: &ConnectionEntry) -> Value {
         "port": broker.config.amqp.port,
         "state": state(broker, c),
         "channels": c.channels.load(Relaxed),
-        "channel_max": broker.config.amqp.channel_max,
-        "frame_max": broker.config.amqp.frame_max,
-        "timeout": broker.config.amqp.heartbeat,
-        "ssl": false,
-        "auth_mechanism": "PLAIN",
+        "channel_max": channel_max,
+        "frame_max": frame_max,
+        "timeout": heartbeat,
+        "connected_at": c.connected_at,
+        "auth_mechanism": c.auth_mechanism,
+        "ssl": ssl.is_some(),
+        "ssl_protocol": ssl.map(|s| s.protocol.clone()),
+        "ssl_cipher": ssl.map(|s| s.cipher.clone()),
+        "ssl_key_exchange": Value::Null,
+        "ssl_hash": Value::Null,
+        "peer_cert_subject": ssl.and_then(|s| s.peer_cert_subject.clone()),
+        "peer_cert_issuer": Value::Null,
+        "peer_cert_validity": Value::Null,
         "client_properties": super::fields::table_to_json(&c.client_properties),
-    })
+        "recv_cnt": c.shared.io.recv_cnt.load(Relaxed),
+        "send_cnt": c.shared.io.send_cnt.load(Relaxed),
+        "send_pend": 0,
+    });
+    let m = r.as_object_mut().expect("object");
+    let id = stats::id(&*c.shared);
+    rates.put(m, Kind::Connection, id, "recv_oct", c.shared.io.recv_oct.load(Relaxed));
+    rates.put(m, Kind::Connection, id, "send_oct", c.shared.io.send_oct.load(Relaxed));
+    r
 }
 
 /// Connections the caller may see: its own, or all for monitoring users.
 fn visible(broker: &Broker, caller: &Caller, vhost: Option<&str>) -> Vec<Value> {
     let all = caller.is("monitoring");
+    let mut rates = Rates::begin();
     let mut conns: Vec<(u64, Value)> = broker
         .connections
         .lock()
         .values()
         .filter(|c| all || c.user == caller.name())
         .filter(|c| vhost.is_none_or(|v| v == c.vhost))
-        .map(|c| (c.id, row(broker, c)))
+        .map(|c| (c.id, row(broker, &mut rates, c)))
         .collect();
     conns.sort_by_key(|(id, _)| *id);
     conns.into_iter().map(|(_, v)| v).collect()
@@ -161,36 +181,92 @@ pub fn consumers(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     Ok(Value::Array(all_consumers(broker, caller, w.vhost.as_deref()).iter().map(|(q, c)| consumer_row(broker, q, c)).collect()))
 }
 
-/// Channels with consumers, one row each (RabbitMQ's channel fields that Warren tracks).
-pub fn channels(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
-    let w: Where = args(a)?;
-    let mut by_channel: BTreeMap<(u64, u16), (Value, u32, u32)> = BTreeMap::new();
-    for (q, c) in all_consumers(broker, caller, w.vhost.as_deref()) {
-        let key = (c.channel.conn.id, c.channel.number);
-        let e = by_channel.entry(key).or_insert_with(|| {
-            let mut d = channel_details(broker, &c);
-            d["vhost"] = json!(q.vhost);
-            (d, 0, c.channel.global_prefetch.load(Relaxed))
-        });
-        e.1 += 1;
+#[derive(Deserialize, Default)]
+struct ChannelsOf {
+    vhost: Option<String>,
+    /// Only the channels of this connection (`/api/connections/{name}/channels`).
+    connection: Option<String>,
+    /// One channel (`/api/channels/{name}`), with its consumers.
+    name: Option<String>,
+}
+
+/// One channel as `/api/channels` shows it (RabbitMQ's fields; `message_stats` once the
+/// channel has counted something, as RabbitMQ leaves it out of an idle channel's row).
+fn channel_row(rates: &mut Rates, conn: &ConnectionEntry, conn_name: &str, ch: &ChannelShared) -> Value {
+    let info = &ch.info;
+    let mode = info.mode();
+    let mut r = json!({
+        "name": format!("{conn_name} ({})", ch.number),
+        "number": ch.number,
+        "node": crate::alarm::NODE_NAME,
+        "user": conn.user,
+        "user_who_performed_action": conn.user,
+        "vhost": conn.vhost,
+        "connection_details": {"name": conn_name, "peer_host": conn.peer.ip().to_string(), "peer_port": conn.peer.port()},
+        "consumer_count": info.consumers.load(Relaxed),
+        "messages_unacknowledged": ch.unacked_count(),
+        "messages_unconfirmed": ch.confirms.unconfirmed(),
+        "messages_uncommitted": info.uncommitted_messages.load(Relaxed),
+        "acks_uncommitted": info.uncommitted_acks.load(Relaxed),
+        "prefetch_count": info.prefetch.load(Relaxed),
+        "global_prefetch_count": ch.global_prefetch.load(Relaxed),
+        "confirm": mode == ChannelInfo::CONFIRM,
+        "transactional": mode == ChannelInfo::TX,
+        "state": if ch.open.load(Relaxed) { "running" } else { "closing" },
+        "pending_raft_commands": 0,
+    });
+    let snap = ch.stats_snapshot();
+    if !snap.is_empty() {
+        r["message_stats"] = rates.message_stats(Kind::Channel, stats::id(ch), &snap, &stats::CHANNEL_KEYS);
     }
-    let rows = by_channel
-        .into_values()
-        .map(|(d, consumers, global)| {
-            json!({
-                "name": d["name"],
-                "number": d["number"],
-                "node": crate::alarm::NODE_NAME,
-                "user": d["user"],
-                "vhost": d["vhost"],
-                "connection_details": {"name": d["connection_name"], "peer_host": d["peer_host"], "peer_port": d["peer_port"]},
-                "consumer_count": consumers,
-                "global_prefetch_count": global,
-                "state": "running",
-                "confirm": false,
-                "transactional": false,
-            })
-        })
-        .collect();
-    Ok(Value::Array(rows))
+    r
+}
+
+/// Every open channel of the connections the caller may see (its own, or all for monitoring
+/// users), from the registry each connection keeps (changed at channel.open and close only).
+pub fn channels(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    let w: ChannelsOf = args(a)?;
+    if let Some(v) = &w.vhost {
+        caller.vhost(broker, v)?;
+    }
+    let all = caller.is("monitoring");
+    let mut rates = Rates::begin();
+    let mut rows: Vec<((u64, u16), Value)> = Vec::new();
+    let mut found_conn = false;
+    for c in broker.connections.lock().values() {
+        if !(all || c.user == caller.name()) || w.vhost.as_ref().is_some_and(|v| *v != c.vhost) {
+            continue;
+        }
+        let conn_name = connection_name(broker, c.peer);
+        if w.connection.as_ref().is_some_and(|n| *n != conn_name) {
+            continue;
+        }
+        found_conn = true;
+        let list: Vec<Arc<ChannelShared>> = c.channel_list.lock().values().cloned().collect();
+        for ch in list {
+            rows.push(((c.id, ch.number), channel_row(&mut rates, c, &conn_name, &ch)));
+        }
+    }
+    if w.connection.is_some() && !found_conn {
+        return Err(ApiError::not_found());
+    }
+    rows.sort_by_key(|(k, _)| *k);
+    if let Some(name) = &w.name {
+        let (_, mut row) = rows.into_iter().find(|(_, r)| r["name"] == **name).ok_or_else(ApiError::not_found)?;
+        row["consumer_details"] = Value::Array(channel_consumers(broker, caller, &row));
+        row["publishes"] = json!([]);
+        row["deliveries"] = json!([]);
+        return Ok(row);
+    }
+    Ok(Value::Array(rows.into_iter().map(|(_, r)| r).collect()))
+}
+
+/// The consumers of the channel `row` describes.
+fn channel_consumers(broker: &Broker, caller: &Caller, row: &Value) -> Vec<Value> {
+    let vhost = row["vhost"].as_str().unwrap_or_default();
+    all_consumers(broker, caller, Some(vhost))
+        .iter()
+        .map(|(q, c)| consumer_row(broker, q, c))
+        .filter(|c| c["channel_details"]["name"] == row["name"])
+        .collect()
 }

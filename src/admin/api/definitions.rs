@@ -1,8 +1,11 @@
 //! `GET/POST /api/definitions[/VHOST]`: RabbitMQ's definitions JSON (users, vhosts,
-//! permissions, exchanges, queues, bindings), exported and imported. A file exported from
-//! RabbitMQ 3.10 imports as long as it uses what Warren has: policies and vhost metadata are
-//! imported, and so are topic permissions; parameters are refused when present (not silently
-//! dropped).
+//! permissions, policies, parameters, global parameters, exchanges, queues, bindings), exported
+//! and imported. A file exported from RabbitMQ 3.10 imports as long as it uses what Warren has:
+//! runtime parameters of the components `vhost-limits` and `operator_policy` (as RabbitMQ
+//! exports them), the global parameters `cluster_name` and `internal_cluster_id`; any other
+//! component (federation, shovel, ...) is refused with RabbitMQ's "component ... not found",
+//! and topic permissions are imported too. Nothing is changed when a refusal is found:
+//! parameters are checked before anything is imported.
 
 use super::fields::{json_to_table, table_to_json};
 use super::{ApiError, ApiResult, Caller, args};
@@ -73,7 +76,14 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
                 p
             })
             .collect();
-        return Ok(json!({"rabbit_version": "3.10.8", "parameters": [], "policies": policies, "queues": queues, "exchanges": exchanges, "bindings": bindings}));
+        let parameters: Vec<Value> = parameters(broker, Some(v))
+            .into_iter()
+            .map(|mut p| {
+                p.as_object_mut().map(|o| o.remove("vhost"));
+                p
+            })
+            .collect();
+        return Ok(json!({"rabbit_version": "3.10.8", "parameters": parameters, "policies": policies, "queues": queues, "exchanges": exchanges, "bindings": bindings}));
     }
     let users: Vec<Value> = broker
         .users()
@@ -108,8 +118,8 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
             .into_iter()
             .map(|r| json!({"user": r.user, "vhost": r.vhost, "exchange": r.exchange, "write": r.write, "read": r.read}))
             .collect::<Vec<_>>(),
-        "parameters": [],
-        "global_parameters": [],
+        "parameters": parameters(broker, None),
+        "global_parameters": broker.global_parameters().into_iter().map(|(name, value)| json!({"name": name, "value": value})).collect::<Vec<_>>(),
         "policies": policies(broker, None),
         "queues": queues,
         "exchanges": exchanges,
@@ -130,6 +140,56 @@ fn policies(broker: &Broker, only: Option<&str>) -> Vec<Value> {
     out
 }
 
+/// The runtime parameters of every vhost, or of one, as RabbitMQ 3.10 exports them: vhost
+/// limits (component `vhost-limits`, name `limits`) and operator policies (`operator_policy`).
+fn parameters(broker: &Broker, only: Option<&str>) -> Vec<Value> {
+    let mut vs = broker.vhosts();
+    vs.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    for v in vs.iter().filter(|v| only.is_none_or(|n| n == v.name)) {
+        let limits = v.limits.read().clone();
+        if !limits.is_empty() {
+            out.push(json!({"value": limits, "vhost": v.name, "component": "vhost-limits", "name": "limits"}));
+        }
+        for p in broker.policies(PolicyKind::Operator, &v.name).unwrap_or_default() {
+            let row = super::policies::row(&v.name, &p);
+            let value = json!({"pattern": row["pattern"], "definition": row["definition"], "priority": row["priority"], "apply-to": row["apply-to"]});
+            out.push(json!({"value": value, "vhost": v.name, "component": "operator_policy", "name": row["name"]}));
+        }
+    }
+    out
+}
+
+/// RabbitMQ's refusal of a parameter: 400 "Validation failed\n\n{why}\n (VHOST/COMPONENT/NAME)".
+fn parameter_refused(vhost: &str, p: &Value, why: &str) -> ApiError {
+    ApiError::bad_request(format!("Validation failed\n\n{why}\n ({vhost}/{}/{})", s(p, "component"), s(p, "name")))
+}
+
+/// Checks the parameters and global parameters of a document before anything is imported.
+fn check_parameters(d: &Map<String, Value>, vhost_of: &dyn Fn(&Value) -> String) -> Result<(), ApiError> {
+    for p in list(d, "parameters") {
+        let vhost = vhost_of(p);
+        match s(p, "component") {
+            "vhost-limits" => {
+                crate::broker::limits::parse(crate::broker::limits::LimitScope::Vhost, &p.get("value").cloned().unwrap_or(Value::Null).to_string())
+                    .map_err(|e| parameter_refused(&vhost, p, &e.to_string()))?;
+            }
+            "operator_policy" => {}
+            other => return Err(parameter_refused(&vhost, p, &format!("component {other} not found"))),
+        }
+    }
+    for g in list(d, "global_parameters") {
+        let name = s(g, "name");
+        if !crate::broker::global_parameters::KNOWN.contains(&name) {
+            return Err(ApiError::bad_request(format!("global parameter '{name}' is not supported by this broker (supported: {})", crate::broker::global_parameters::KNOWN.join(", "))));
+        }
+        if !g.get("value").is_some_and(|v| v.is_string()) {
+            return Err(ApiError::bad_request(format!("global parameter '{name}': the value should be a string")));
+        }
+    }
+    Ok(())
+}
+
 fn list<'a>(d: &'a Map<String, Value>, key: &str) -> &'a [Value] {
     d.get(key).and_then(|v| v.as_array()).map(|v| v.as_slice()).unwrap_or(&[])
 }
@@ -147,12 +207,8 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let w: Where = args(a)?;
     let Some(d) = w.body.as_object() else { return Err(ApiError::bad_request("definitions must be a JSON object")) };
-    for key in ["parameters"] {
-        if !list(d, key).is_empty() {
-            return Err(ApiError::bad_request(format!("{key} are not supported by this broker; remove them from the file to import the rest")));
-        }
-    }
     let vhost_of = |o: &Value| -> String { w.vhost.clone().unwrap_or_else(|| s(o, "vhost").to_string()) };
+    check_parameters(d, &vhost_of)?;
     if let Some(v) = &w.vhost {
         broker.vhost(v).ok_or_else(ApiError::not_found)?;
     }
@@ -180,10 +236,25 @@ pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
         broker.set_topic_permissions(s(p, "user"), s(p, "vhost"), s(p, "exchange"), s(p, "write"), s(p, "read"))?;
     }
     let vhost = |o: &Value| broker.vhost(&vhost_of(o)).ok_or_else(|| ApiError::bad_request(format!("vhost '{}' does not exist", vhost_of(o))));
-    // Policies before queues and exchanges, so that those are declared under them.
+    for g in list(d, "global_parameters") {
+        broker.set_global_parameter(s(g, "name"), g["value"].clone()).map_err(|e| ApiError::bad_request(e.0))?;
+    }
+    // Policies and parameters before queues and exchanges, so those are declared under them.
     for p in list(d, "policies") {
         vhost(p)?;
         super::policies::set(broker, PolicyKind::User, &vhost_of(p), s(p, "name"), p)?;
+    }
+    for p in list(d, "parameters") {
+        vhost(p)?;
+        let value = p.get("value").cloned().unwrap_or(Value::Null);
+        match s(p, "component") {
+            "vhost-limits" => {
+                let limits = crate::broker::limits::parse(crate::broker::limits::LimitScope::Vhost, &value.to_string())
+                    .map_err(|e| parameter_refused(&vhost_of(p), p, &e.to_string()))?;
+                broker.set_vhost_limits(&vhost_of(p), limits)?;
+            }
+            _ => super::policies::set(broker, PolicyKind::Operator, &vhost_of(p), s(p, "name"), &value)?,
+        }
     }
     for x in list(d, "exchanges") {
         let v = vhost(x)?;

@@ -5,7 +5,10 @@ use super::fields::{json_to_table, table_to_json};
 use super::{ApiError, ApiResult, Caller, args};
 use crate::auth_backend::{Access, ResourceKind};
 use crate::broker::exchange::Exchange;
-use crate::broker::{Broker, ExchangeDecl};
+use crate::broker::{Broker, ExchangeDecl, Vhost};
+use crate::broker::stats::ExchangeStats;
+use super::stats::{self, Kind, Rates};
+use std::sync::atomic::Ordering::Relaxed;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -26,8 +29,21 @@ pub fn exchange_row(x: &Exchange) -> Value {
     row(&x.name, &x.vhost, &x.kind, x.durable, x.auto_delete, x.internal, table_to_json(&x.arguments))
 }
 
-fn default_row(vhost: &str) -> Value {
-    row("", vhost, "direct", true, false, false, json!({}))
+/// `message_stats` with `publish_in` / `publish_out` and their rates.
+fn with_stats(mut r: Value, rates: &mut Rates, id: usize, s: &ExchangeStats) -> Value {
+    let mut m = serde_json::Map::new();
+    rates.put(&mut m, Kind::Exchange, id, "publish_in", s.publish_in.load(Relaxed));
+    rates.put(&mut m, Kind::Exchange, id, "publish_out", s.publish_out.load(Relaxed));
+    r["message_stats"] = Value::Object(m);
+    r
+}
+
+fn full_row(rates: &mut Rates, x: &Exchange) -> Value {
+    with_stats(exchange_row(x), rates, stats::id(x), &x.stats)
+}
+
+fn default_row(rates: &mut Rates, v: &Vhost) -> Value {
+    with_stats(row("", &v.name, "direct", true, false, false, json!({})), rates, stats::id(&v.default_stats), &v.default_stats)
 }
 
 #[derive(Deserialize, Default)]
@@ -43,11 +59,12 @@ pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     };
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
+    let mut rates = Rates::begin();
     for v in vhosts {
-        out.push(default_row(&v.name));
+        out.push(default_row(&mut rates, &v));
         let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
         xs.sort_by(|a, b| a.name.cmp(&b.name));
-        out.extend(xs.iter().map(|x| exchange_row(x)));
+        out.extend(xs.iter().map(|x| full_row(&mut rates, x)));
     }
     Ok(Value::Array(out))
 }
@@ -62,10 +79,13 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let n: Name = args(a)?;
     let v = caller.vhost(broker, &n.vhost)?;
     if n.name.is_empty() {
-        return Ok(default_row(&n.vhost));
+        let mut r = default_row(&mut Rates::begin(), &v);
+        r["incoming"] = json!([]);
+        r["outgoing"] = json!([]);
+        return Ok(r);
     }
     let x = v.exchange(&n.name).ok_or_else(ApiError::not_found)?;
-    let mut r = exchange_row(&x);
+    let mut r = full_row(&mut Rates::begin(), &x);
     r["incoming"] = json!([]);
     r["outgoing"] = json!([]);
     Ok(r)

@@ -147,6 +147,13 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         body: body.into(),
     };
     let out = crate::broker::publish::publish(&v, exchange.as_ref(), msg, false, None)?;
+    // No client channel counts it: the overview's totals do (as RabbitMQ's, whose management
+    // publish goes through a channel of its own).
+    use crate::broker::stats::Stat;
+    broker.retired.incr(Stat::Publish);
+    if out.routed == 0 && !out.rejected {
+        broker.retired.incr(Stat::DropUnroutable);
+    }
     Ok(json!({"routed": out.routed > 0}))
 }
 
@@ -185,6 +192,10 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let mut rows = Vec::new();
     for _ in 0..g.count {
         let Some((ready, left)) = q.get() else { break };
+        // Counted as RabbitMQ's management get (a basic.get on a channel of its own).
+        use crate::broker::stats::Stat;
+        q.stats.incr(Stat::Get);
+        broker.retired.incr(Stat::Get);
         let m = &ready.msg;
         let body: &[u8] = &m.body;
         let shown = match g.truncate {

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use super::stats::{self, Kind, Rates};
+use crate::broker::stats::Snapshot;
 
 fn exchange_types(broker: &Broker) -> Value {
     Value::Array(
@@ -45,8 +47,14 @@ pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
         let mine = conns.values().filter(|c| caller.is("monitoring") || c.user == caller.name());
         mine.fold((0u64, 0u64), |(n, ch), c| (n + 1, ch + c.channels.load(Relaxed) as u64))
     };
-    let published = super::stats::published(broker, None);
-    let rate = super::stats::rate(format!("{}/overview", Arc::as_ptr(broker) as usize), published);
+    let mut rates = Rates::begin();
+    let id = stats::id(&**broker);
+    let mut totals = serde_json::Map::new();
+    rates.put(&mut totals, Kind::Overview, id, "messages", ready + unacked);
+    rates.put(&mut totals, Kind::Overview, id, "messages_ready", ready);
+    rates.put(&mut totals, Kind::Overview, id, "messages_unacknowledged", unacked);
+    let message_stats = rates.message_stats(Kind::Overview, id, &message_totals(broker), &stats::CHANNEL_KEYS);
+    drop(rates);
     let version = env!("CARGO_PKG_VERSION");
     Ok(json!({
         "management_version": version,
@@ -56,18 +64,14 @@ pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
         "product_version": version,
         "product_name": "Warren",
         "rabbitmq_version": "3.10.8",
-        "cluster_name": NODE_NAME,
+        "cluster_name": broker.cluster_name(),
         "erlang_version": "",
         "erlang_full_version": "",
         "disable_stats": false,
         "enable_queue_totals": false,
-        "message_stats": {"publish": published, "publish_details": {"rate": rate}},
+        "message_stats": message_stats,
         "churn_rates": {},
-        "queue_totals": {
-            "messages": ready + unacked, "messages_details": {"rate": 0.0},
-            "messages_ready": ready, "messages_ready_details": {"rate": 0.0},
-            "messages_unacknowledged": unacked, "messages_unacknowledged_details": {"rate": 0.0},
-        },
+        "queue_totals": totals,
         "object_totals": {"channels": channels, "connections": connections, "consumers": consumers, "exchanges": exchanges, "queues": queues},
         "statistics_db_event_queue": 0,
         "node": NODE_NAME,
@@ -76,19 +80,45 @@ pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
     }))
 }
 
+/// The broker's message counters: those of closed channels plus the open channels' (RabbitMQ's
+/// overview counts what every channel did, all vhosts together).
+pub fn message_totals(broker: &Broker) -> Snapshot {
+    let mut t = broker.retired.snapshot();
+    for c in broker.connections.lock().values() {
+        for ch in c.channel_list.lock().values() {
+            t.add(&ch.stats_snapshot());
+        }
+    }
+    t
+}
+
 pub fn nodes(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
     caller.require("monitoring")?;
     let mem = &broker.memory;
     let alarms = broker.alarms.resources();
     let disk_alarm = alarms.iter().any(|r| r.name() == "disk");
     let mem_alarm = alarms.iter().any(|r| r.name() == "memory");
+    let proc = ProcStats::read();
     Ok(json!([{
         "name": NODE_NAME,
         "type": "disc",
         "running": true,
         "being_drained": false,
         "os_pid": std::process::id().to_string(),
-        "uptime": 0,
+        "uptime": broker.started.elapsed().as_millis() as u64,
+        "fd_used": proc.fds,
+        "fd_total": proc.fd_limit,
+        "sockets_used": proc.sockets,
+        "sockets_total": proc.fd_limit,
+        "proc_used": proc.threads,
+        "proc_total": proc.threads_max,
+        "run_queue": run_queue(),
+        "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "rates_mode": "basic",
+        "net_ticktime": 60,
+        "context_switches": proc.context_switches,
+        "io_read_count": 0,
+        "gc_num": 0,
         "mem_used": mem.sample().unwrap_or(mem.used()),
         "mem_limit": mem.limit(),
         "mem_alarm": mem_alarm,
@@ -196,4 +226,54 @@ pub fn health(broker: &Arc<Broker>, _caller: &Caller, a: &Value) -> ApiResult {
         }
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// What the node list shows of the process, read from /proc when the API is read: open file
+/// descriptors (and how many are sockets), threads (Erlang's `proc_used` counts processes; a
+/// Warren thread is the nearest thing), the limits, voluntary + involuntary context switches.
+#[derive(Default)]
+struct ProcStats {
+    fds: u64,
+    sockets: u64,
+    fd_limit: u64,
+    threads: u64,
+    threads_max: u64,
+    context_switches: u64,
+}
+
+impl ProcStats {
+    fn read() -> ProcStats {
+        let mut p = ProcStats::default();
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            for e in dir.flatten() {
+                p.fds += 1;
+                if std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")) {
+                    p.sockets += 1;
+                }
+            }
+        }
+        if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+            for line in status.lines() {
+                let num = |l: &str| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                if line.starts_with("Threads:") {
+                    p.threads = num(line);
+                } else if line.starts_with("voluntary_ctxt_switches:") || line.starts_with("nonvoluntary_ctxt_switches:") {
+                    p.context_switches += num(line);
+                }
+            }
+        }
+        if let Ok(limits) = std::fs::read_to_string("/proc/self/limits")
+            && let Some(l) = limits.lines().find(|l| l.starts_with("Max open files"))
+        {
+            // "Max open files   <soft>   <hard>   files"
+            p.fd_limit = l["Max open files".len()..].split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+        p.threads_max = std::fs::read_to_string("/proc/sys/kernel/threads-max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        p
+    }
+}
+
+/// Tasks waiting in the runtime's global queue (the nearest thing to Erlang's run queue).
+fn run_queue() -> usize {
+    tokio::runtime::Handle::try_current().map_or(0, |h| h.metrics().global_queue_depth())
 }

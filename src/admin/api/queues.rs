@@ -8,11 +8,13 @@ use crate::broker::{Broker, QueueDecl};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering::Relaxed;
+use super::stats::{self, Kind, Rates};
 
-/// One queue as `GET /api/queues` shows it.
-pub fn row(broker: &Broker, q: &Queue) -> Value {
+/// One queue as `GET /api/queues` shows it (rates from `rates`, locked once per answer).
+pub fn row(rates: &mut Rates, q: &Queue) -> Value {
     let (ready, consumers) = q.counts();
     let unacked = q.unacked.load(Relaxed);
+    let applied = q.applied_policy();
     let ready = ready as u64;
     let mut r = json!({
         "name": q.name,
@@ -22,25 +24,25 @@ pub fn row(broker: &Broker, q: &Queue) -> Value {
         "exclusive": q.exclusive_owner.is_some(),
         "arguments": table_to_json(&q.arguments),
         "node": crate::alarm::NODE_NAME,
-        "type": "classic",
+        "type": if q.is_quorum() { "quorum" } else { "classic" },
         "state": "running",
         "consumers": consumers,
         "consumer_capacity": if consumers > 0 { 1.0 } else { 0.0 },
         "consumer_utilisation": if consumers > 0 { 1.0 } else { 0.0 },
         "exclusive_consumer_tag": Value::Null,
         "single_active_consumer_tag": Value::Null,
-        "policy": Value::Null,
-        "operator_policy": Value::Null,
-        "effective_policy_definition": {},
+        "policy": applied.policy,
+        "operator_policy": applied.operator_policy,
+        "effective_policy_definition": applied.definition,
         "head_message_timestamp": Value::Null,
-        "messages": ready + unacked,
-        "messages_details": {"rate": 0.0},
-        "messages_ready": ready,
-        "messages_ready_details": {"rate": 0.0},
-        "messages_unacknowledged": unacked,
-        "messages_unacknowledged_details": {"rate": 0.0},
     });
-    super::stats::queue_rates(broker, q, &mut r);
+    let id = stats::id(q);
+    let m = r.as_object_mut().expect("object");
+    rates.put(m, Kind::Queue, id, "messages", ready + unacked);
+    rates.put(m, Kind::Queue, id, "messages_ready", ready);
+    rates.put(m, Kind::Queue, id, "messages_unacknowledged", unacked);
+    let ms = rates.message_stats(Kind::Queue, id, &stats::queue_snapshot(q), &stats::QUEUE_KEYS);
+    m.insert("message_stats".into(), ms);
     r
 }
 
@@ -57,7 +59,8 @@ pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     };
     let mut qs: Vec<_> = vhosts.iter().flat_map(|v| v.queues.read().values().cloned().collect::<Vec<_>>()).collect();
     qs.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
-    Ok(Value::Array(qs.iter().map(|q| row(broker, q)).collect()))
+    let mut rates = Rates::begin();
+    Ok(Value::Array(qs.iter().map(|q| row(&mut rates, q)).collect()))
 }
 
 #[derive(Deserialize)]
@@ -75,7 +78,7 @@ pub(super) fn find(broker: &Broker, caller: &Caller, n: &Name) -> Result<(std::s
 pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let n: Name = args(a)?;
     let (_, q) = find(broker, caller, &n)?;
-    let mut r = row(broker, &q);
+    let mut r = row(&mut Rates::begin(), &q);
     let consumers: Vec<Value> = q.inner.lock().consumers.iter().map(|c| super::connections::consumer_row(broker, &q, c)).collect();
     r["consumer_details"] = Value::Array(consumers);
     r["incoming"] = json!([]);

@@ -5,17 +5,20 @@ use crate::broker::Broker;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering::Relaxed;
+use super::stats::{self, Kind, Rates};
 
 #[derive(Deserialize)]
 struct Name {
     name: String,
 }
 
-fn row(broker: &Broker, v: &crate::broker::Vhost) -> Value {
+fn row(rates: &mut Rates, v: &crate::broker::Vhost) -> Value {
     let (mut ready, mut unacked) = (0u64, 0u64);
+    let mut totals = crate::broker::stats::Snapshot::default();
     for q in v.queues.read().values() {
         ready += q.counts().0 as u64;
         unacked += q.unacked.load(Relaxed);
+        totals.add(&stats::queue_snapshot(q));
     }
     let meta = v.metadata.read().clone();
     let mut r = json!({
@@ -26,14 +29,15 @@ fn row(broker: &Broker, v: &crate::broker::Vhost) -> Value {
         "metadata": {"description": meta.description, "tags": meta.tags},
         "tracing": false,
         "cluster_state": {crate::alarm::NODE_NAME: "running"},
-        "messages": ready + unacked,
-        "messages_details": {"rate": 0.0},
-        "messages_ready": ready,
-        "messages_ready_details": {"rate": 0.0},
-        "messages_unacknowledged": unacked,
-        "messages_unacknowledged_details": {"rate": 0.0},
     });
-    super::stats::vhost_rates(broker, &v.name, &mut r);
+    let id = stats::id(v);
+    let m = r.as_object_mut().expect("object");
+    rates.put(m, Kind::Vhost, id, "messages", ready + unacked);
+    rates.put(m, Kind::Vhost, id, "messages_ready", ready);
+    rates.put(m, Kind::Vhost, id, "messages_unacknowledged", unacked);
+    // The totals of its queues (as RabbitMQ's vhost stats, which also sum queue counters).
+    let ms = rates.message_stats(Kind::Vhost, id, &totals, &stats::QUEUE_KEYS);
+    m.insert("message_stats".into(), ms);
     r
 }
 
@@ -41,7 +45,8 @@ pub fn list(broker: &Broker, caller: &Caller) -> ApiResult {
     let mut vs = broker.vhosts();
     vs.retain(|v| caller.sees_vhost(broker, &v.name));
     vs.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Value::Array(vs.iter().map(|v| row(broker, v)).collect()))
+    let mut rates = Rates::begin();
+    Ok(Value::Array(vs.iter().map(|v| row(&mut rates, v)).collect()))
 }
 
 pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
@@ -50,7 +55,7 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     if !caller.sees_vhost(broker, &n.name) {
         return Err(ApiError::access_refused("Access refused."));
     }
-    Ok(row(broker, &v))
+    Ok(row(&mut Rates::begin(), &v))
 }
 
 /// A vhost's metadata in a PUT body or a definitions file: `description`, `tags` (a list or

@@ -74,6 +74,8 @@ pub struct Queue {
     pub deleted: AtomicBool,
     /// Messages published into the queue (stats).
     pub published: AtomicU64,
+    /// Deliveries, gets, acks, redeliveries of its messages (management `message_stats`).
+    pub stats: super::stats::MessageStats,
     /// Deliveries awaiting an ack (see `delivery::Unacked`).
     pub unacked: AtomicU64,
     /// Store id and message log of a durable queue (persistent messages are written there).
@@ -126,6 +128,7 @@ impl Queue {
             inner: Mutex::new(QueueInner { next_seq: 1, backlog: Backlogs::new(max_priority), ..Default::default() }),
             deleted: AtomicBool::new(false),
             published: AtomicU64::new(0),
+            stats: Default::default(),
             unacked: AtomicU64::new(0),
             store,
             committed: AtomicU64::new(0),

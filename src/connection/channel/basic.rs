@@ -8,6 +8,7 @@ use crate::broker::queue_args;
 use crate::broker::reply_to;
 use crate::broker::delivery::{Consumer, Unacked};
 use crate::broker::queue::Queue;
+use crate::broker::stats::Stat;
 use crate::connection::ConnCtx;
 use crate::protocol::frame;
 use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_implemented, precondition};
@@ -38,6 +39,7 @@ impl Channel {
                     self.shared.global_prefetch.store(q.prefetch_count as u32, Ordering::Relaxed);
                 } else {
                     self.consumer_prefetch = q.prefetch_count as u32;
+                    self.shared.info.prefetch.store(q.prefetch_count as u32, Ordering::Relaxed);
                 }
                 send(ctx, ch, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
                 // A larger window may let queues deliver more.
@@ -54,6 +56,7 @@ impl Channel {
                     let (_, token) = self.reply.take().expect("reply consumer");
                     ctx.vhost.reply_to.unregister(&token);
                 }
+                self.count_consumers();
                 if !c.nowait {
                     let ok = basic::CancelOk { consumer_tag: c.consumer_tag };
                     send(ctx, ch, AMQPClass::Basic(basic::AMQPMethod::CancelOk(ok)));
@@ -167,6 +170,7 @@ impl Channel {
             send(ctx, self.number(), AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(ok)));
         }
         self.consumers.insert(tag, consumer.clone());
+        self.count_consumers();
         q.add_consumer(consumer);
         Ok(())
     }
@@ -189,6 +193,7 @@ impl Channel {
         }
         let token = ctx.vhost.reply_to.register(&self.shared, &tag);
         self.reply = Some((tag, token));
+        self.count_consumers();
         Ok(())
     }
 
@@ -198,9 +203,18 @@ impl Channel {
         let q = ctx.vhost.queue_for(&name, ctx.id)?;
         let ch = self.number();
         let Some((ready, left)) = q.get() else {
+            self.shared.stats.incr(Stat::GetEmpty);
+            q.stats.incr(Stat::GetEmpty);
             send(ctx, ch, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
             return Ok(());
         };
+        let kind = if g.no_ack { Stat::GetNoAck } else { Stat::Get };
+        self.shared.stats.incr(kind);
+        q.stats.incr(kind);
+        if ready.redelivered {
+            self.shared.stats.incr(Stat::Redeliver);
+            q.stats.incr(Stat::Redeliver);
+        }
         let msg = ready.msg.clone();
         let frame_max = ctx.conn.frame_max();
         let mut st = self.shared.state.lock();
@@ -235,7 +249,9 @@ impl Channel {
                 TxAck::Ack { tag, multiple } | TxAck::Nack { tag, multiple, .. } => (tag, multiple),
             };
             self.validate_tags(tag, multiple)?;
-            self.tx.as_mut().expect("tx").acks.push(op);
+            let tx = self.tx.as_mut().expect("tx");
+            tx.acks.push(op);
+            self.shared.info.uncommitted_acks.store(tx.acks.len() as u32, Ordering::Relaxed);
             return Ok(());
         }
         match op {
@@ -283,7 +299,13 @@ impl Channel {
         if requeue == Some(true) {
             requeue_grouped(taken);
         } else {
+            if requeue.is_none() {
+                self.shared.stats.add(Stat::Ack, taken.len() as u64);
+            }
             for u in &taken {
+                if requeue.is_none() {
+                    u.queue.stats.incr(Stat::Ack);
+                }
                 if requeue == Some(false) {
                     u.queue.dead_letter(vec![u.msg.clone()], Reason::Rejected);
                 }

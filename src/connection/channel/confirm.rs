@@ -14,6 +14,7 @@ impl Channel {
             return Err(precondition("cannot switch from tx to confirm mode"));
         }
         self.confirm = true;
+        self.shared.info.mode.store(crate::broker::delivery::ChannelInfo::CONFIRM, std::sync::atomic::Ordering::Relaxed);
         if !s.nowait {
             send(ctx, self.number(), AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
         }

@@ -83,6 +83,16 @@ impl Channel {
         self.shared.number
     }
 
+    /// The part of the channel queues and the admin API see.
+    pub fn shared(&self) -> &Arc<ChannelShared> {
+        &self.shared
+    }
+
+    /// Keeps `info.consumers` (the listing's `consumer_count`) in step with `consumers`.
+    fn count_consumers(&self) {
+        self.shared.info.consumers.store(self.consumers.len() as u32 + self.reply.is_some() as u32, Ordering::Relaxed);
+    }
+
     pub fn is_closing(&self) -> bool {
         self.closing
     }
@@ -102,6 +112,7 @@ impl Channel {
         for (_, c) in self.consumers.drain() {
             cancel_consumer(ctx, &c);
         }
+        self.count_consumers();
         let unacked: Vec<Unacked> = self.shared.state.lock().unacked.drain(..).collect();
         requeue_grouped(unacked);
     }

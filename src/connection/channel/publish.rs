@@ -116,12 +116,15 @@ impl Channel {
         }
         if self.confirm {
             self.publish_seq += 1;
+            self.shared.confirms.issued(self.publish_seq);
         }
         if let Some(tx) = &mut self.tx {
             tx.publishes.push(super::tx::TxPublish {
                 mandatory: p.mandatory,
                 msg,
             });
+            let n = tx.publishes.len() as u32;
+            self.shared.info.uncommitted_messages.store(n, std::sync::atomic::Ordering::Relaxed);
             return Ok(());
         }
         let seq = self.confirm.then_some(self.publish_seq);

@@ -6,6 +6,7 @@ use crate::connection::ConnCtx;
 use crate::protocol::frame;
 use crate::protocol::reply::{ErrorKind, ReplyError, precondition};
 use crate::protocol::{AMQPClass, tx};
+use std::sync::atomic::Ordering;
 
 /// A message whose routing was deferred by tx.select.
 pub(super) struct TxPublish {
@@ -35,6 +36,7 @@ impl Channel {
                 if self.tx.is_none() {
                     self.tx = Some(Tx::default());
                 }
+                self.shared.info.mode.store(crate::broker::delivery::ChannelInfo::TX, Ordering::Relaxed);
                 send(ctx, ch, AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})));
                 Ok(())
             }
@@ -42,6 +44,7 @@ impl Channel {
                 let Some(t) = self.tx.replace(Tx::default()) else {
                     return Err(precondition("channel is not transactional"));
                 };
+                self.clear_uncommitted();
                 let mut stored = false;
                 for p in t.publishes {
                     stored |= self.route_and_deliver(ctx, p.msg, p.mandatory, None)?;
@@ -68,11 +71,17 @@ impl Channel {
                     return Err(precondition("channel is not transactional"));
                 }
                 self.tx = Some(Tx::default());
+                self.clear_uncommitted();
                 send(ctx, ch, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
                 Ok(())
             }
             _ => Err(ReplyError::new(ErrorKind::CommandInvalid, "unexpected tx method")),
         }
+    }
+
+    fn clear_uncommitted(&self) {
+        self.shared.info.uncommitted_messages.store(0, Ordering::Relaxed);
+        self.shared.info.uncommitted_acks.store(0, Ordering::Relaxed);
     }
 
 }
