@@ -102,17 +102,28 @@ const PAGE_SIZES = [20, 50, 100, 500];
 
 function pagedList(path, vhostPath) {
   const opts = { page: 1, size: 100, name: '', regex: false, sort: '', reverse: false };
-  const again = (changes) => { Object.assign(opts, changes); refreshNow(); };
-  let typing = null;
+  let typing = null; // a filter edit waiting for the typing pause
+  let filterInput = null;
+  // A change of page, size, regex or sort made while a filter edit still waits applies that edit
+  // too, so the page asked for is a page of the filtered list.
+  const again = (changes) => {
+    if (typing) {
+      clearTimeout(typing);
+      typing = null;
+      if (!('name' in changes)) changes = { name: filterInput.value, ...changes };
+    }
+    Object.assign(opts, changes);
+    refreshNow();
+  };
   const pageInput = h('select.page', { id: 'list-page', 'aria-label': 'Page', onchange: (e) => again({ page: Number(e.target.value) }) },
     h('option', { value: 1 }, 1));
   const setPages = (count) => replace(pageInput, Array.from({ length: Math.max(1, count) }, (_, i) =>
     h('option', { value: i + 1, selected: i + 1 === opts.page }, i + 1)));
   const info = h('span.sub');
   const bar = h('div.listbar', {},
-    h('label', {}, 'Filter ', h('input.filter', { placeholder: 'name', 'aria-label': 'Filter by name', oninput: (e) => {
+    h('label', {}, 'Filter ', filterInput = h('input.filter', { placeholder: 'name', 'aria-label': 'Filter by name', oninput: (e) => {
       clearTimeout(typing);
-      typing = setTimeout(() => again({ name: e.target.value, page: 1 }), 300);
+      typing = setTimeout(() => { typing = null; again({ name: e.target.value, page: 1 }); }, 300);
     } })),
     h('label', {}, h('input', { type: 'checkbox', onchange: (e) => again({ regex: e.target.checked, page: 1 }) }), ' Regex'),
     h('label', {}, 'Page ', pageInput), info,
