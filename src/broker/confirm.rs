@@ -59,6 +59,7 @@ impl Confirms {
         let (from, to) = (st.sent + 1, st.done_upto);
         st.sent = to;
         if st.failed.range(from..=to).next().is_none() {
+            super::counters::add(&conn.counters.confirmed, to - from + 1);
             conn.append(|out| frame::write_ack(out, channel, to, to > from));
             return true;
         }
@@ -67,6 +68,7 @@ impl Confirms {
         for f in &failed {
             st.failed.remove(f);
         }
+        super::counters::add(&conn.counters.confirmed, (to - from + 1) - failed.len() as u64);
         conn.append(|out| {
             for seq in from..=to {
                 if failed.contains(&seq) {
@@ -102,7 +104,7 @@ mod tests {
 
     #[test]
     fn acks_only_the_contiguous_prefix() {
-        let conn = ConnShared::new(1, 131072);
+        let conn = ConnShared::new(1, 131072, Default::default());
         let c = Confirms::default();
         c.complete(2, true);
         c.complete(3, true);
@@ -117,7 +119,7 @@ mod tests {
 
     #[test]
     fn failures_are_nacked_alone() {
-        let conn = ConnShared::new(1, 131072);
+        let conn = ConnShared::new(1, 131072, Default::default());
         let c = Confirms::default();
         c.complete(1, true);
         c.complete(2, false);

@@ -97,10 +97,12 @@ pub struct ConnShared {
     feeders: Mutex<Vec<Weak<Queue>>>,
     /// The client asked for server-sent basic.cancel (capability consumer_cancel_notify).
     pub cancel_notify: AtomicBool,
+    /// The broker's counters (deliveries, acks, confirms, publishes).
+    pub counters: Arc<super::counters::Counters>,
 }
 
 impl ConnShared {
-    pub fn new(id: u64, frame_max: u32) -> ConnShared {
+    pub fn new(id: u64, frame_max: u32, counters: Arc<super::counters::Counters>) -> ConnShared {
         ConnShared {
             id,
             out: Mutex::new(BytesMut::new()),
@@ -110,6 +112,7 @@ impl ConnShared {
             throttled: AtomicBool::new(false),
             feeders: Mutex::new(Vec::new()),
             cancel_notify: AtomicBool::new(false),
+            counters,
         }
     }
 
@@ -330,6 +333,7 @@ impl Consumer {
             self.unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked.push_back(Unacked::new(tag, queue.clone(), ready, Some(self.clone())));
         }
+        ch.conn.counters.delivered(queue.declared.queue_type, false, self.no_ack, redelivered);
         let frame_max = ch.conn.frame_max();
         ch.conn.send(|out| {
             frame::write_deliver(out, ch.number, &self.tag, tag, redelivered, &msg.exchange, &msg.routing_key);

@@ -7,6 +7,7 @@ pub mod access;
 pub mod backlog;
 pub mod auth;
 pub mod confirm;
+pub mod counters;
 pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
@@ -84,6 +85,9 @@ pub struct Broker {
     pub memory: Arc<crate::alarm::MemoryMonitor>,
     /// `<data-dir>/transient`: queues page transient messages beyond their memory budget there.
     pub transient: Arc<crate::store::transient::TransientDir>,
+    /// Global counters (messages received/routed/delivered/acked, connection/channel/queue
+    /// churn), shared with the vhosts and connections; read by the metrics operations.
+    pub counters: Arc<counters::Counters>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -146,6 +150,7 @@ impl Broker {
                 disk,
                 memory,
                 transient,
+                counters: Arc::default(),
                 auth: crate::auth_backend::AuthChain::new(backends),
             }
         }))
@@ -235,6 +240,7 @@ impl Broker {
                         self.config.storage.queue_ram_limit as usize,
                         flow::FlowLimits::from_config(&self.config.flow),
                         self.transient.clone(),
+                        self.counters.clone(),
                     )
                 });
                 for (n, t) in [
@@ -310,6 +316,8 @@ pub struct Vhost {
     pub operator_policies: RwLock<policy::PolicySet>,
     /// Description and tags (RabbitMQ's vhost metadata; shown, not interpreted).
     pub metadata: RwLock<VhostMetadata>,
+    /// The broker's counters.
+    pub counters: Arc<counters::Counters>,
 }
 
 /// A vhost's description and tags.
@@ -352,6 +360,7 @@ impl Vhost {
         queue_ram_limit: usize,
         queue_flow: flow::FlowLimits,
         transient: Arc<crate::store::transient::TransientDir>,
+        counters: Arc<counters::Counters>,
     ) -> Vhost {
         Vhost {
             name: name.into(),
@@ -368,6 +377,7 @@ impl Vhost {
             policies: RwLock::default(),
             operator_policies: RwLock::default(),
             metadata: RwLock::default(),
+            counters,
         }
     }
 
@@ -512,6 +522,8 @@ impl Vhost {
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
+        // As RabbitMQ: every non-passive declare counts, whether it creates the queue or not.
+        counters::bump(&self.counters.queues_declared);
         if d.name.starts_with("amq.") && !d.server_named {
             return Err(access_refused(format!("queue name '{}' contains reserved prefix 'amq.*'", d.name)));
         }
@@ -590,6 +602,7 @@ impl Vhost {
         q.set_home(self.me.clone());
         self.attach_policy_queue(&q);
         map.insert(d.name.into(), q.clone());
+        counters::bump(&self.counters.queues_created);
         ttl::watch_queue_expiry(self.me.clone(), &q);
         Ok((q, 0, 0))
     }
@@ -613,6 +626,7 @@ impl Vhost {
             match map.get(&q.name) {
                 Some(cur) if Arc::ptr_eq(cur, q) => {
                     map.remove(&q.name);
+                    counters::bump(&self.counters.queues_deleted);
                 }
                 _ => return 0,
             }

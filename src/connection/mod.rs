@@ -8,6 +8,7 @@ pub mod transport;
 
 pub use handshake::MECHANISMS;
 
+use crate::broker::counters;
 use crate::broker::delivery::ConnShared;
 use crate::broker::queue::Queue;
 use crate::broker::{Broker, ConnectionEntry, Vhost};
@@ -123,7 +124,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     }
     info!(peer = %peer, "accepting AMQP connection");
 
-    let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max));
+    let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max, broker.counters.clone()));
     let hs = match tokio::time::timeout(
         hs_timeout,
         handshake::run(&broker, &conn, &mut rd, &mut wr, &mut buf, peer, local, tls.as_ref()),
@@ -140,6 +141,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     let blocked = Arc::new(AtomicBool::new(false));
     let channel_count = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let flow_state = Arc::new(crate::broker::flow::FlowState::default());
+    counters::bump(&broker.counters.connections_opened);
     broker.connections.lock().insert(
         id,
         ConnectionEntry {
@@ -201,6 +203,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     let reason = c.run(rd, buf, hs.heartbeat, close_rx, alarm).await;
     c.cleanup();
     broker.connections.lock().remove(&id);
+    counters::bump(&broker.counters.connections_closed);
     conn.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     info!(peer = %peer, user = %c.ctx.user, vhost = %c.ctx.vhost.name, "closing AMQP connection ({reason})");
@@ -513,6 +516,7 @@ impl Connection {
 
     fn close_channels(&mut self) {
         for (_, mut ch) in self.channels.drain() {
+            counters::bump(&self.ctx.broker.counters.channels_closed);
             ch.close(&mut self.ctx);
         }
         self.count_channels();
@@ -663,6 +667,7 @@ impl Connection {
                 return;
             }
             self.channels.insert(number, Channel::new(number, self.ctx.conn.clone()));
+            counters::bump(&self.ctx.broker.counters.channels_opened);
             self.count_channels();
             let ok = AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {}));
             self.ctx.conn.append(|out| frame::write_method(out, number, ok));
@@ -676,12 +681,14 @@ impl Connection {
             AMQPClass::Channel(chan::AMQPMethod::CloseOk(_)) => {
                 if ch.is_closing() {
                     self.channels.remove(&number);
+                    counters::bump(&self.ctx.broker.counters.channels_closed);
                     self.count_channels();
                 }
                 return;
             }
             AMQPClass::Channel(chan::AMQPMethod::Close(_)) => {
                 let mut ch = self.channels.remove(&number).expect("present");
+                counters::bump(&self.ctx.broker.counters.channels_closed);
                 self.count_channels();
                 ch.close(&mut self.ctx);
                 let ok = AMQPClass::Channel(chan::AMQPMethod::CloseOk(chan::CloseOk {}));

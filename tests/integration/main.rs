@@ -33,6 +33,7 @@ mod plugins;
 mod plugins_cli;
 mod policies;
 mod priority;
+mod prometheus;
 mod queue_args;
 mod queues;
 mod quorum;
