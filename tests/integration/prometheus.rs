@@ -86,6 +86,9 @@ async fn enable_serves_metrics_without_credentials_and_disable_closes_the_port()
     // Aggregated, as rabbitmq_prometheus' default: no per-queue labels.
     assert!(!text.contains("rabbitmq_queue_messages{"), "{text}");
     assert!(must(&text, "rabbitmq_process_resident_memory_bytes") > 0);
+    let started = must(&text, "process_start_time_seconds");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    assert!(started <= now && started + 3600 > now, "{started} vs {now}");
     // HEAD answers like GET without a body; other methods get RabbitMQ's 405.
     assert_eq!(http(addr, "HEAD", "/metrics", None, None).await.status, 200);
     let post = http(addr, "POST", "/metrics", None, None).await;

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 # Families Warren serves on /metrics (aggregated): name as in the `# TYPE` line, type, label names.
 AGGREGATED = [
+    ("process_start_time_seconds", "gauge", set()),
     ("rabbitmq_alarms_file_descriptor_limit", "untyped", set()),
     ("rabbitmq_alarms_free_disk_space_watermark", "untyped", set()),
     ("rabbitmq_alarms_memory_used_watermark", "untyped", set()),

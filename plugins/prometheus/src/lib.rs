@@ -233,6 +233,14 @@ fn render(mode: &Mode) -> Result<String, admin::Failure> {
     let node = call("metrics.node", "{}")?;
     let c = node.get("counters").cloned().unwrap_or(Value::Null);
 
+    if wanted.is_none()
+        && let Some(t) = node.get("start_time").and_then(Value::as_u64)
+    {
+        // The prometheus client's process collector family (no `rabbitmq_` prefix).
+        o.prefix = "";
+        o.one("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", t);
+        o.prefix = prefix;
+    }
     if wanted.is_none() {
         o.one("alarms_file_descriptor_limit", "untyped", "is 1 if file descriptor limit alarm is in effect", 0);
         let alarm = |k: &str| node.get(k).and_then(Value::as_bool).unwrap_or(false) as u64;

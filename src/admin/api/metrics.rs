@@ -60,6 +60,18 @@ fn fds() -> (Option<u64>, Option<u64>) {
     (open, max)
 }
 
+/// When this process started, in seconds since the Unix epoch (None where /proc is missing).
+fn start_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Field 22 (starttime, clock ticks after boot); fields after the `(comm)` start at 3.
+    let ticks: u64 = stat.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()?;
+    let proc_stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: u64 = proc_stat.lines().find_map(|l| l.strip_prefix("btime "))?.trim().parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(btime + ticks / (hz.max(1) as u64))
+}
+
 /// A stable cluster id for this node's data directory (RabbitMQ: `rabbitmq-cluster-id-…`,
 /// generated once and kept in its database).
 fn cluster_id(broker: &Broker) -> String {
@@ -70,7 +82,7 @@ fn cluster_id(broker: &Broker) -> String {
 }
 
 /// `metrics.node`: the global counters, object counts, queue totals, memory, disk, alarms,
-/// file descriptors and identity.
+/// file descriptors, process start time and identity.
 pub fn node(broker: &Broker) -> ApiResult {
     let (mut queues, mut ready, mut unacked, mut consumers, mut published) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for v in broker.vhosts() {
@@ -110,6 +122,7 @@ pub fn node(broker: &Broker) -> ApiResult {
         "disk_alarm": broker.alarms.is_set(Resource::Disk),
         "open_fds": open_fds,
         "max_fds": max_fds,
+        "start_time": start_time(),
     }))
 }
 
