@@ -27,7 +27,7 @@ pub struct Counters {
     pub connections_closed: AtomicU64,
     pub channels_opened: AtomicU64,
     pub channels_closed: AtomicU64,
-    /// queue.declare (and the management API's PUT) of a queue, new or existing.
+    /// Non-passive queue.declare (and the management API's PUT) of a queue, new or existing.
     pub queues_declared: AtomicU64,
     pub queues_created: AtomicU64,
     pub queues_deleted: AtomicU64,
