@@ -43,6 +43,8 @@ pub struct Counters {
     pub unroutable_returned: AtomicU64,
     /// Publisher confirms (basic.ack) sent, per message.
     pub confirmed: AtomicU64,
+    /// Gauge: open channels that have published (RabbitMQ's `publishers`).
+    pub publishers: AtomicU64,
     pub delivered_consume_auto_ack: PerType,
     pub delivered_consume_manual_ack: PerType,
     pub delivered_get_auto_ack: PerType,

@@ -144,6 +144,7 @@ async fn values_follow_publishes_gets_consumes_and_acks() {
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_unroutable_dropped_total{AMQP}")), 1);
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_unroutable_returned_total{AMQP}")), 1);
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_confirmed_total{AMQP}")), 5);
+    assert_eq!(must(&t, &format!("rabbitmq_global_publishers{AMQP}")), 1);
 
     // basic.get with manual ack, then an ack; a get on an empty queue later.
     let got = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })).await.unwrap().expect("a message");
@@ -180,6 +181,7 @@ async fn values_follow_publishes_gets_consumes_and_acks() {
     assert_eq!(must(&t, "rabbitmq_queues_deleted_total"), 1);
     assert_eq!(must(&t, "rabbitmq_channels_closed_total"), 2);
     assert_eq!(must(&t, "rabbitmq_queues"), 0);
+    assert_eq!(must(&t, &format!("rabbitmq_global_publishers{AMQP}")), 0, "a closed channel publishes no more");
     b.stop().await;
 }
 

@@ -61,6 +61,7 @@ AGGREGATED = [
     ("rabbitmq_global_messages_routed_total", "counter", {"protocol"}),
     ("rabbitmq_global_messages_unroutable_dropped_total", "counter", {"protocol"}),
     ("rabbitmq_global_messages_unroutable_returned_total", "counter", {"protocol"}),
+    ("rabbitmq_global_publishers", "gauge", {"protocol"}),
 ]
 
 # Per object: the families whose samples carry labels, with RabbitMQ's label names.

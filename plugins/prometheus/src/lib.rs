@@ -479,4 +479,6 @@ fn global(o: &mut Out, node: &Value, c: &Value) {
         "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
         "unroutable_returned",
     );
+    o.family("global_publishers", "gauge", "Current number of publishers");
+    o.sample("global_publishers", &proto, u(c, "publishers"));
 }

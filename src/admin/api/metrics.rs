@@ -39,6 +39,7 @@ fn counters(c: &Counters) -> Value {
         "unroutable_dropped": v(&c.unroutable_dropped),
         "unroutable_returned": v(&c.unroutable_returned),
         "confirmed": v(&c.confirmed),
+        "publishers": v(&c.publishers),
         "delivered": delivered,
         "delivered_consume_auto_ack": per_type(&c.delivered_consume_auto_ack),
         "delivered_consume_manual_ack": per_type(&c.delivered_consume_manual_ack),
