@@ -168,6 +168,12 @@ async fn values_follow_publishes_gets_consumes_and_acks() {
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_delivered_total{CLASSIC}")), 3);
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_acknowledged_total{CLASSIC}")), 1);
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_get_empty_total{CLASSIC}")), 1);
+    // The aggregated per-channel families are the same sums (RabbitMQ's Overview dashboard).
+    assert_eq!(must(&t, "rabbitmq_channel_messages_published_total"), 5);
+    assert_eq!(must(&t, "rabbitmq_channel_get_ack_total"), 1);
+    assert_eq!(must(&t, "rabbitmq_channel_messages_delivered_total"), 2);
+    assert_eq!(must(&t, "rabbitmq_channel_messages_acked_total"), 1);
+    assert_eq!(must(&t, "rabbitmq_channel_consumers"), 1);
     assert_eq!(must(&t, &format!("rabbitmq_global_consumers{AMQP}")), 1);
     assert_eq!(must(&t, "rabbitmq_consumers"), 1);
     assert_eq!(must(&t, "rabbitmq_queue_messages"), 0);
@@ -209,6 +215,8 @@ async fn per_object_metrics_carry_queue_and_connection_labels() {
     let chans: Vec<&str> = t.lines().filter(|l| l.starts_with("rabbitmq_connection_channels{channel=\"<0.")).collect();
     assert_eq!(chans.len(), 1, "{t}");
     assert!(chans[0].ends_with("} 1"), "{t}");
+    // No per-channel families per object (no channel registry), rather than wrong labels.
+    assert!(!t.contains("rabbitmq_channel_"), "{t}");
     // The global counters are there too, as RabbitMQ's per-object endpoint has them.
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_routed_total{AMQP}")), 2);
     b.stop().await;
