@@ -34,7 +34,7 @@ mkdir -p "$OUT/builtin" "$OUT/shipped" "$OUT/fixtures"
 
 BUILTINS="direct fanout topic headers"
 # Shipped (optional) plugins: crate plugins/<name>, package warren-<name>.
-SHIPPED="management auth-oauth2"
+SHIPPED="management auth-oauth2 prometheus"
 FIXTURES="loop hog trap-nth wrong-world http-trap auth-faulty"
 CARGO_HOME_DIR="${CARGO_HOME:-$HOME/.cargo}"
 

@@ -43,15 +43,15 @@ if [ "$python_only" = 0 ]; then
   unset WARREN_TEST_URL
 fi
 
-section "python venv (.venv: pika 1.3.2, celery 5.5.3, flower 2.2.0, selenium 4.51.0, pyjwt 2.10.1, pytest)"
+section "python venv (.venv: pika 1.3.2, celery 5.5.3, flower 2.2.0, selenium 4.51.0, pyjwt 2.10.1, prometheus_client 0.26.0, pytest)"
 venv=$root/.venv
 venv_ok() {
-  "$venv/bin/python" -c 'import pika, pytest, celery, flower, selenium, jwt, sys; sys.exit(pika.__version__ != "1.3.2" or celery.__version__ != "5.5.3" or flower.__version__ != "2.2.0" or selenium.__version__ != "4.51.0" or jwt.__version__ != "2.10.1")' >/dev/null 2>&1
+  "$venv/bin/python" -c 'import pika, pytest, celery, flower, selenium, jwt, prometheus_client.parser, importlib.metadata as m, sys; sys.exit(pika.__version__ != "1.3.2" or celery.__version__ != "5.5.3" or flower.__version__ != "2.2.0" or selenium.__version__ != "4.51.0" or jwt.__version__ != "2.10.1" or m.version("prometheus_client") != "0.26.0")' >/dev/null 2>&1
 }
 if ! venv_ok; then
   rm -rf "$venv"
   python3 -m venv "$venv" || { echo "test.sh: python3 -m venv failed (on Debian: apt-get install python3-venv)" >&2; exit 1; }
-  "$venv/bin/pip" install -q --disable-pip-version-check pika==1.3.2 celery==5.5.3 flower==2.2.0 selenium==4.51.0 pyjwt==2.10.1 pytest \
+  "$venv/bin/pip" install -q --disable-pip-version-check pika==1.3.2 celery==5.5.3 flower==2.2.0 selenium==4.51.0 pyjwt==2.10.1 prometheus_client==0.26.0 pytest \
     || { echo "test.sh: pip install failed" >&2; exit 1; }
   venv_ok || { echo "test.sh: the venv at $venv is still incomplete" >&2; exit 1; }
 fi

@@ -263,6 +263,7 @@ impl Broker {
 /// dropped (their store records go with the vhost's cascading delete).
 fn drop_contents(vh: &Vhost) {
     let queues: Vec<_> = vh.queues.write().drain().map(|(_, q)| q).collect();
+    super::counters::add(&vh.counters.queues_deleted, queues.len() as u64);
     for q in queues {
         q.mark_deleted();
     }

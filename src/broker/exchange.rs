@@ -199,6 +199,11 @@ impl Exchange {
         self.state.lock().bindings.clone()
     }
 
+    /// How many bindings have this exchange as source (metrics).
+    pub fn binding_count(&self) -> usize {
+        self.state.lock().bindings.len()
+    }
+
     pub fn has_bindings(&self) -> bool {
         !self.state.lock().bindings.is_empty()
     }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod backlog;
 pub mod auth;
 pub mod confirm;
+pub mod counters;
 pub mod dead_letter;
 pub mod delivery;
 pub mod exchange;
@@ -107,6 +108,9 @@ pub struct Broker {
     pub started: std::time::Instant,
     /// Global runtime parameters (`global_parameters.rs`).
     global_parameters: RwLock<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Global counters (messages received/routed/delivered/acked, connection/channel/queue
+    /// churn), shared with the vhosts and connections; read by the metrics operations.
+    pub counters: Arc<counters::Counters>,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -171,6 +175,7 @@ impl Broker {
                 disk,
                 memory,
                 transient,
+                counters: Arc::default(),
                 auth: crate::auth_backend::AuthChain::new(backends),
                 retired: Default::default(),
                 started: std::time::Instant::now(),
@@ -263,6 +268,7 @@ impl Broker {
                         self.config.storage.queue_ram_limit as usize,
                         flow::FlowLimits::from_config(&self.config.flow),
                         self.transient.clone(),
+                        self.counters.clone(),
                     )
                 });
                 for (n, t) in [
@@ -340,6 +346,8 @@ pub struct Vhost {
     pub metadata: RwLock<VhostMetadata>,
     /// `publish_in` / `publish_out` of the default exchange (which has no `Exchange`).
     pub default_stats: stats::ExchangeStats,
+    /// The broker's counters.
+    pub counters: Arc<counters::Counters>,
 }
 
 /// A vhost's description and tags.
@@ -382,6 +390,7 @@ impl Vhost {
         queue_ram_limit: usize,
         queue_flow: flow::FlowLimits,
         transient: Arc<crate::store::transient::TransientDir>,
+        counters: Arc<counters::Counters>,
     ) -> Vhost {
         Vhost {
             name: name.into(),
@@ -399,6 +408,7 @@ impl Vhost {
             operator_policies: RwLock::default(),
             metadata: RwLock::default(),
             default_stats: Default::default(),
+            counters,
         }
     }
 
@@ -543,6 +553,8 @@ impl Vhost {
             let (m, c) = q.counts();
             return Ok((q, m, c));
         }
+        // As RabbitMQ: every non-passive declare counts, whether it creates the queue or not.
+        counters::bump(&self.counters.queues_declared);
         if d.name.starts_with("amq.") && !d.server_named {
             return Err(access_refused(format!("queue name '{}' contains reserved prefix 'amq.*'", d.name)));
         }
@@ -621,6 +633,7 @@ impl Vhost {
         q.set_home(self.me.clone());
         self.attach_policy_queue(&q);
         map.insert(d.name.into(), q.clone());
+        counters::bump(&self.counters.queues_created);
         ttl::watch_queue_expiry(self.me.clone(), &q);
         Ok((q, 0, 0))
     }
@@ -644,6 +657,7 @@ impl Vhost {
             match map.get(&q.name) {
                 Some(cur) if Arc::ptr_eq(cur, q) => {
                     map.remove(&q.name);
+                    counters::bump(&self.counters.queues_deleted);
                 }
                 _ => return 0,
             }

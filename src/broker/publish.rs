@@ -60,6 +60,38 @@ pub fn publish(
     mandatory: bool,
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
+    // Messages from clients are counted (RabbitMQ's global counters): the channel reference is
+    // copied out, so counting costs a few relaxed increments and nothing else.
+    let client = from.as_ref().map(|p| (p.channel, p.confirm.is_some()));
+    let r = publish_inner(vhost, exchange, msg, mandatory, from);
+    if let (Some((channel, confirm)), Ok(o)) = (client, &r) {
+        count(&channel.conn.counters, confirm, o);
+    }
+    r
+}
+
+fn count(c: &super::counters::Counters, confirm: bool, o: &Outcome) {
+    use super::counters::bump;
+    bump(&c.received);
+    if confirm {
+        bump(&c.received_confirm);
+    }
+    if o.routed > 0 {
+        bump(&c.routed);
+    } else if o.returned {
+        bump(&c.unroutable_returned);
+    } else if !o.rejected {
+        bump(&c.unroutable_dropped);
+    }
+}
+
+fn publish_inner(
+    vhost: &Vhost,
+    exchange: Option<&Arc<Exchange>>,
+    msg: Message,
+    mandatory: bool,
+    from: Option<Publisher<'_>>,
+) -> Result<Outcome, ReplyError> {
     if exchange.is_none() && msg.routing_key.starts_with(super::reply_to::PSEUDO_QUEUE) {
         let channel = from.as_ref().map(|p| p.channel);
         let outcome = reply(vhost, msg, mandatory, from);

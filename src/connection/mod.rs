@@ -8,6 +8,7 @@ pub mod transport;
 
 pub use handshake::MECHANISMS;
 
+use crate::broker::counters;
 use crate::broker::delivery::{ChannelShared, ConnShared};
 use crate::broker::queue::Queue;
 use crate::broker::{Broker, ConnectionEntry, Vhost};
@@ -123,7 +124,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     }
     info!(peer = %peer, "accepting AMQP connection");
 
-    let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max));
+    let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max, broker.counters.clone()));
     let hs = match tokio::time::timeout(
         hs_timeout,
         handshake::run(&broker, &conn, &mut rd, &mut wr, &mut buf, peer, local, tls.as_ref()),
@@ -141,6 +142,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     let channel_count = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let flow_state = Arc::new(crate::broker::flow::FlowState::default());
     let channel_list = Arc::new(parking_lot::Mutex::new(std::collections::BTreeMap::new()));
+    counters::bump(&broker.counters.connections_opened);
     broker.connections.lock().insert(
         id,
         ConnectionEntry {
@@ -208,6 +210,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     let reason = c.run(rd, buf, hs.heartbeat, close_rx, alarm).await;
     c.cleanup();
     broker.connections.lock().remove(&id);
+    counters::bump(&broker.counters.connections_closed);
     conn.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     info!(peer = %peer, user = %c.ctx.user, vhost = %c.ctx.vhost.name, "closing AMQP connection ({reason})");
@@ -523,19 +526,20 @@ impl Connection {
         self.channel_count.store(self.channels.len() as u32, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A channel leaves the registry: its counters go to the broker's retired totals.
+    /// A channel leaves the registry: its counters go to the broker's retired totals, and it
+    /// counts as closed.
     fn unregister_channel(&self, number: u16) {
         if let Some(shared) = self.channel_list.lock().remove(&number) {
             self.ctx.broker.retired.absorb(&shared.stats_snapshot());
         }
+        counters::bump(&self.ctx.broker.counters.channels_closed);
     }
 
     fn close_channels(&mut self) {
-        for (n, mut ch) in self.channels.drain() {
+        let open: Vec<_> = self.channels.drain().collect();
+        for (n, mut ch) in open {
             ch.close(&mut self.ctx);
-            if let Some(shared) = self.channel_list.lock().remove(&n) {
-                self.ctx.broker.retired.absorb(&shared.stats_snapshot());
-            }
+            self.unregister_channel(n);
         }
         self.count_channels();
     }
@@ -687,6 +691,7 @@ impl Connection {
             let ch = Channel::new(number, self.ctx.conn.clone());
             self.channel_list.lock().insert(number, ch.shared().clone());
             self.channels.insert(number, ch);
+            counters::bump(&self.ctx.broker.counters.channels_opened);
             self.count_channels();
             let ok = AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {}));
             self.ctx.conn.append(|out| frame::write_method(out, number, ok));

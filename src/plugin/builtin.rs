@@ -30,7 +30,7 @@ pub struct Shipped {
 }
 
 /// The shipped plugins, sorted by name.
-pub const SHIPPED: [Shipped; 4] = [
+pub const SHIPPED: [Shipped; 5] = [
     Shipped {
         name: "warren_auth_backend_oauth2",
         aliases: &["rabbitmq_auth_backend_oauth2"],
@@ -49,6 +49,13 @@ pub const SHIPPED: [Shipped; 4] = [
         aliases: &["rabbitmq_management"],
         // plugins/management: RabbitMQ's HTTP API (world http-handler), on [management] port.
         bytes: include_bytes!("../../plugins/shipped/management.wasm"),
+    },
+    Shipped {
+        name: "warren_prometheus",
+        aliases: &["rabbitmq_prometheus"],
+        // plugins/prometheus: RabbitMQ's Prometheus metrics (world http-handler), on [prometheus]
+        // port; its paths need no login and may only run the read-only metrics.* operations.
+        bytes: include_bytes!("../../plugins/shipped/prometheus.wasm"),
     },
     Shipped {
         name: "warren_random_exchange",

@@ -148,6 +148,7 @@ mod tests {
         std::fs::write(dir.path().join("warren_random_exchange.wasm"), b"x").unwrap();
         std::fs::write(dir.path().join("topic.wasm"), b"x").unwrap();
         assert_eq!(canonical("rabbitmq_random_exchange"), "warren_random_exchange");
+        assert_eq!(canonical("rabbitmq_prometheus"), "warren_prometheus");
         assert_eq!(canonical("x-mine"), "x-mine");
         let (n, o) = resolve(dir.path(), "rabbitmq_consistent_hash_exchange").unwrap();
         assert_eq!(n, "warren_consistent_hash_exchange");
@@ -165,13 +166,14 @@ mod tests {
                 "warren_auth_backend_oauth2",
                 "warren_consistent_hash_exchange",
                 "warren_management",
+                "warren_prometheus",
                 "warren_random_exchange",
                 "topic",
                 "warren_random_exchange",
                 "x-mine"
             ]
         );
-        assert!(all[4].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
-        assert!(all[5].1.is_err() && all[6].1.is_ok());
+        assert!(all[5].1.as_ref().is_err_and(|e| e.contains("is taken by a plugin inside the binary")));
+        assert!(all[6].1.is_err() && all[7].1.is_ok());
     }
 }

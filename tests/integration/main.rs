@@ -35,6 +35,7 @@ mod plugins;
 mod plugins_cli;
 mod policies;
 mod priority;
+mod prometheus;
 mod queue_args;
 mod queues;
 mod quorum;

@@ -66,7 +66,7 @@ async fn shipped_plugins_listed_and_enabled_by_rabbitmq_names() {
     assert_eq!(lines[2], " | Status: * = running on warren@localhost");
     assert_eq!(lines[3], " |/");
     let version = env!("CARGO_PKG_VERSION");
-    for n in ["warren_auth_backend_oauth2", "warren_consistent_hash_exchange", "warren_random_exchange"] {
+    for n in ["warren_auth_backend_oauth2", "warren_consistent_hash_exchange", "warren_prometheus", "warren_random_exchange"] {
         let l = lines.iter().find(|l| l.contains(n)).unwrap_or_else(|| panic!("{n} missing:\n{out}"));
         assert!(l.starts_with(&format!("[  ] {n}")) && l.ends_with(version), "{l}");
     }

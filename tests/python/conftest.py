@@ -51,13 +51,17 @@ def _start_warren(tmp_dir):
                     "or set WARREN_SERVER_BIN / WARREN_TEST_URL", returncode=2)
     port = _free_port()
     http_port = _free_port()
+    prometheus_port = _free_port()
     data_dir = tmp_dir / "data"
     data_dir.mkdir()
+    # The prometheus listener has no flag: a config file moves it off the shared 15692.
+    config = tmp_dir / "warren.toml"
+    config.write_text(f'[prometheus]\nbind = "127.0.0.1"\nport = {prometheus_port}\n')
     log_path = tmp_dir / "warren-server.log"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [str(binary), "--amqp-port", str(port), "--bind", "127.0.0.1", "--data-dir", str(data_dir),
-         "--http-port", str(http_port)],
+        [str(binary), "--config", str(config), "--amqp-port", str(port), "--bind", "127.0.0.1",
+         "--data-dir", str(data_dir), "--http-port", str(http_port)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_dir)
     deadline = time.monotonic() + START_TIMEOUT
     while not _port_open(port):
@@ -69,7 +73,7 @@ def _start_warren(tmp_dir):
             output = log_path.read_text(errors="replace")
             pytest.exit(f"warren-server {why}. Its output:\n{output}", returncode=3)
         time.sleep(0.05)
-    _SERVER.update(binary=binary, data_dir=data_dir, http_port=http_port)
+    _SERVER.update(binary=binary, data_dir=data_dir, http_port=http_port, prometheus_port=prometheus_port)
     return proc, log, port
 
 
@@ -153,6 +157,20 @@ def _management_url():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     return f"http://127.0.0.1:{_SERVER['http_port']}"
+
+
+@pytest.fixture(scope="session")
+def prometheus_url(broker_url):
+    """The prometheus plugin's base URL: the session's warren-server with warren_prometheus
+    enabled through `warren-plugins enable rabbitmq_prometheus`, or, with WARREN_TEST_URL,
+    WARREN_TEST_PROM_URL (default http://127.0.0.1:15693, the reference node)."""
+    if os.environ.get("WARREN_TEST_URL"):
+        return os.environ.get("WARREN_TEST_PROM_URL", "http://127.0.0.1:15693")
+    plugins = _SERVER["binary"].with_name("warren-plugins")
+    r = subprocess.run([str(plugins), "--data-dir", str(_SERVER["data_dir"]), "enable", "rabbitmq_prometheus"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return f"http://127.0.0.1:{_SERVER['prometheus_port']}"
 
 
 @pytest.fixture

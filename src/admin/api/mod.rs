@@ -10,6 +10,7 @@ pub mod definitions;
 pub mod exchanges;
 pub mod fields;
 pub mod messages;
+pub mod metrics;
 pub mod overview;
 pub mod policies;
 pub mod queues;
@@ -165,8 +166,22 @@ pub fn args<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
     serde_json::from_value(v.clone()).map_err(|e| ApiError::bad_request(format!("invalid arguments: {e}")))
 }
 
+/// Runs operation `op` for a request without a logged-in user (a path outside the plugin's
+/// protected prefixes, e.g. RabbitMQ's unauthenticated `/metrics`): only the read-only
+/// `metrics.*` operations are open to it; anything else is 401 "Login required".
+pub fn call_public(broker: &Arc<Broker>, op: &str, a: &Value) -> ApiResult {
+    if metrics::OPS.contains(&op) {
+        metrics::call(broker, op, a)
+    } else {
+        Err(ApiError::new(401, "not_authorised", "Login required"))
+    }
+}
+
 /// Runs operation `op` with JSON `args` for `caller`.
 pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiResult {
+    if metrics::OPS.contains(&op) {
+        return metrics::call(broker, op, a);
+    }
     match op {
         "overview" => overview::overview(broker, caller),
         "nodes" => overview::nodes(broker, caller),

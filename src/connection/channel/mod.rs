@@ -48,6 +48,8 @@ pub(crate) struct Channel {
     reply: Option<(String, String)>,
     /// The last allowed permission and topic checks (RabbitMQ's per-channel caches).
     authz: std::cell::RefCell<authz::AuthzCache>,
+    /// The channel has published (counted once in the broker's `publishers` gauge).
+    publisher: bool,
 }
 
 fn random_suffix() -> String {
@@ -76,6 +78,7 @@ impl Channel {
             default_write_epoch: None,
             reply: None,
             authz: Default::default(),
+            publisher: false,
         }
     }
 
@@ -105,6 +108,9 @@ impl Channel {
     /// their queues (in order, flagged redelivered).
     pub fn close(&mut self, ctx: &mut ConnCtx) {
         self.shared.open.store(false, Ordering::Relaxed);
+        if std::mem::take(&mut self.publisher) {
+            ctx.broker.counters.publishers.fetch_sub(1, Ordering::Relaxed);
+        }
         self.pending = None;
         if let Some((_, token)) = self.reply.take() {
             ctx.vhost.reply_to.unregister(&token);

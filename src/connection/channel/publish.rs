@@ -174,6 +174,10 @@ impl Channel {
         confirm_seq: Option<u64>,
     ) -> Result<bool, ReplyError> {
         let x = self.publish_exchange(ctx, &msg.exchange)?;
+        if !self.publisher {
+            self.publisher = true;
+            crate::broker::counters::bump(&ctx.broker.counters.publishers);
+        }
         let from = Publisher { channel: &self.shared, confirm: confirm_seq };
         let outcome = publish::publish(&ctx.vhost, x.as_ref(), msg, mandatory, Some(from))?;
         // Publisher flow control: a destination whose consumers are behind pauses this
