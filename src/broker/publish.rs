@@ -65,12 +65,14 @@ pub fn publish(
     let client = from.as_ref().map(|p| (p.channel, p.confirm.is_some()));
     let r = publish_inner(vhost, exchange, msg, mandatory, from);
     if let (Some((channel, confirm)), Ok(o)) = (client, &r) {
-        count(&channel.conn.counters, confirm, o);
+        count_global(&channel.conn.counters, confirm, o);
     }
     r
 }
 
-fn count(c: &super::counters::Counters, confirm: bool, o: &Outcome) {
+/// The broker's global counters of one client publish (`counters.rs`, read by the metrics
+/// operations).
+fn count_global(c: &super::counters::Counters, confirm: bool, o: &Outcome) {
     use super::counters::bump;
     bump(&c.received);
     if confirm {
