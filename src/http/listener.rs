@@ -22,6 +22,10 @@ pub const MAX_BODY: usize = 64 << 20;
 pub struct HttpListener {
     pub addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// A second descriptor of the listening socket: shutting it down on drop stops the listening
+    /// at once (new connections are refused before `disable` returns), not when the accept task
+    /// next runs.
+    socket: std::net::TcpListener,
     handler: Arc<ArcSwap<Arc<dyn HttpHandler>>>,
 }
 
@@ -39,6 +43,7 @@ impl HttpListener {
             .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {bind}:{port}: {e}")))?;
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
+        let socket = std_listener.try_clone()?;
         let (stop, stopped) = watch::channel(false);
         let name = handler.name().to_string();
         let _guard = rt.enter();
@@ -46,7 +51,7 @@ impl HttpListener {
         info!(plugin = %name, %addr, "started HTTP listener");
         let handler = Arc::new(ArcSwap::from_pointee(handler));
         rt.spawn(accept(listener, broker, handler.clone(), stopped));
-        Ok(HttpListener { addr, stop, handler })
+        Ok(HttpListener { addr, stop, socket, handler })
     }
 
     /// Serves the next requests with `handler` (hot reload of the plugin); requests under way
@@ -61,6 +66,11 @@ impl HttpListener {
 impl Drop for HttpListener {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        // On Linux, shutdown of a listening socket stops it listening (pending and new
+        // connection attempts are refused); the accept task then ends on `stop`.
+        use std::os::fd::AsRawFd;
+        // SAFETY: a plain system call on a descriptor this listener owns.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
         info!(addr = %self.addr, "stopped HTTP listener");
     }
 }
@@ -90,6 +100,7 @@ async fn accept(
                         }
                     });
                 }
+                Err(_) if *stopped.borrow() => break,
                 Err(e) => {
                     error!("HTTP accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -5,7 +5,7 @@
 //! and permissions and answer rows with RabbitMQ's field names.
 
 use serde_json::{Map, Value, json};
-use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin};
+use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, decode_segment as decode, query_pairs as query};
 
 /// RabbitMQ 3.10's own `rabbitmqadmin`, served at `/cli/rabbitmqadmin` (MPL 2.0, unchanged).
 const RABBITMQADMIN: &[u8] = include_bytes!("../assets/rabbitmqadmin");
@@ -99,37 +99,7 @@ fn call(op: &str, args: Value) -> Result<Value, Failure> {
     serde_json::from_str(&text).map_err(|e| failure(500, "internal_error", &format!("bad answer from the broker: {e}")))
 }
 
-/// Percent-decoding of one path segment ("%2F" → "/").
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
-/// A query string's parameters (form decoding: `+` is a space).
-fn query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(&k.replace('+', " ")), decode(&v.replace('+', " ")))
-        })
-        .collect()
-}
 
 fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
     q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())

@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 use std::fmt::Write;
-use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin};
+use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, decode_segment as decode, query_pairs as query};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
@@ -113,36 +113,7 @@ fn call(op: &str, args: &str) -> Result<Value, admin::Failure> {
     serde_json::from_str(&t).map_err(|e| admin::Failure { status: 500, error: "internal_error".into(), reason: format!("bad answer from the broker: {e}") })
 }
 
-/// Percent-decoding ("%2F" → "/").
-fn decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
-fn query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(&k.replace('+', " ")), decode(&v.replace('+', " ")))
-        })
-        .collect()
-}
 
 /// The exposition text being written.
 struct Out {

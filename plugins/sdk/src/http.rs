@@ -51,3 +51,13 @@ macro_rules! export_http_handler {
         };
     };
 }
+
+/// Percent-decoding of one path segment ("%2F" → "/"); bytes that are not UTF-8 become U+FFFD.
+pub fn decode_segment(segment: &str) -> String {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+/// A query string's parameters in order, form-decoded (`+` is a space), as RabbitMQ reads them.
+pub fn query_pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes()).into_owned().collect()
+}
