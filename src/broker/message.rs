@@ -9,7 +9,8 @@ use bytes::Bytes;
 pub struct Message {
     pub exchange: String,
     pub routing_key: String,
-    pub properties: AMQPProperties,
+    /// Boxed, so that building and moving a message copies a pointer, not the properties.
+    pub properties: Box<AMQPProperties>,
     /// Raw content-header payload (class, weight, body size, property flags and properties).
     pub header_raw: Bytes,
     pub body: Bytes,
@@ -32,7 +33,7 @@ impl Message {
 
     /// A copy with these headers (the content header is encoded anew).
     pub fn with_headers(&self, headers: amq_protocol::types::FieldTable) -> Message {
-        let properties = self.properties.clone().with_headers(headers);
+        let properties = Box::new(self.properties.as_ref().clone().with_headers(headers));
         Message {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),

@@ -163,7 +163,7 @@ pub fn aliveness(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult 
         exchange: String::new(),
         routing_key: "aliveness-test".into(),
         header_raw: crate::protocol::frame::encode_header(body.len() as u64, &props),
-        properties: props,
+        properties: Box::new(props),
         body,
     };
     crate::broker::publish::publish(&vhost, None, msg, false, None)?;
