@@ -300,3 +300,78 @@ async fn coexists_with_the_management_plugin_and_guests_cannot_write() {
     assert_eq!(http(mgmt, "GET", "/api/overview", Some(("guest", "guest")), None).await.status, 200);
     b.stop().await;
 }
+
+/// The global message counters are sums of the channels' and queues' counters: closing
+/// channels and connections and deleting queues must not lower them, and an ack that arrives
+/// after its queue was deleted still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_totals_survive_closed_channels_and_deleted_queues() {
+    let (b, addr) = start().await;
+    if b.is_external() {
+        return;
+    }
+    let series: Vec<String> = [
+        ("received", AMQP),
+        ("received_confirm", AMQP),
+        ("routed", AMQP),
+        ("unroutable_dropped", AMQP),
+        ("confirmed", AMQP),
+        ("delivered_get_manual_ack", CLASSIC),
+        ("delivered_consume_auto_ack", CLASSIC),
+        ("delivered", CLASSIC),
+        ("redelivered", CLASSIC),
+        ("acknowledged", CLASSIC),
+    ]
+    .iter()
+    .map(|(n, l)| format!("rabbitmq_global_messages_{n}_total{l}"))
+    .collect();
+    let read = |t: &str| series.iter().map(|s| must(t, s)).collect::<Vec<u64>>();
+
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let (q1, q2) = (uniq("prom-keep-a"), uniq("prom-keep-b"));
+    for q in [&q1, &q2] {
+        timeout(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    }
+    for q in [&q1, &q1, &q1, &q2] {
+        publish_c(&ch, "", q, b"m", Default::default()).await;
+    }
+    publish_c(&ch, "amq.direct", "nowhere", b"x", Default::default()).await;
+    // q1: one get, nacked back (a redelivery follows), then got again and held unacked;
+    // a consumer on a second channel takes the rest without acks.
+    let got = timeout(ch.basic_get(q1.as_str().into(), BasicGetOptions { no_ack: false })).await.unwrap().expect("a message");
+    timeout(got.delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() })).await.unwrap();
+    let held = timeout(ch.basic_get(q1.as_str().into(), BasicGetOptions { no_ack: false })).await.unwrap().expect("a message");
+    assert!(held.delivery.redelivered);
+    let ch2 = timeout(conn.create_channel()).await.unwrap();
+    let mut consumer = timeout(ch2.basic_consume(q1.as_str().into(), "c".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()))
+        .await
+        .unwrap();
+    use futures_lite::StreamExt;
+    for _ in 0..2 {
+        timeout(consumer.next()).await.unwrap().unwrap();
+    }
+    let t = scrape(addr, "/metrics").await;
+    let before = read(&t);
+    assert_eq!(before, [5, 5, 4, 1, 5, 2, 2, 4, 1, 0], "{series:?}");
+
+    // q1 goes while a message of it is unacked; the ack afterwards still counts.
+    timeout(ch.queue_delete(q1.as_str().into(), QueueDeleteOptions::default())).await.unwrap();
+    assert_eq!(read(&scrape(addr, "/metrics").await), before, "{series:?}");
+    timeout(held.delivery.acker.ack(BasicAckOptions::default())).await.unwrap();
+    timeout(ch.queue_declare(q2.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())).await.unwrap();
+    let mut after_ack = before.clone();
+    after_ack[9] += 1;
+    assert_eq!(read(&scrape(addr, "/metrics").await), after_ack, "{series:?}");
+
+    // Channels, the connection and the last queue go: nothing is lost.
+    timeout(ch2.close(200, "bye".into())).await.unwrap();
+    assert_eq!(read(&scrape(addr, "/metrics").await), after_ack, "{series:?}");
+    timeout(ch.queue_delete(q2.as_str().into(), QueueDeleteOptions::default())).await.unwrap();
+    timeout(conn.close(200, "bye".into())).await.unwrap();
+    let t = scrape(addr, "/metrics").await;
+    assert_eq!(must(&t, "rabbitmq_queues"), 0);
+    assert_eq!(must(&t, "rabbitmq_channels"), 0);
+    assert_eq!(read(&t), after_ack, "{series:?}");
+    b.stop().await;
+}
