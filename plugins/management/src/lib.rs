@@ -387,6 +387,42 @@ fn route(req: &Request) -> Result<Response, Failure> {
             }
             _ => method_not_allowed(),
         },
+        // runtime parameters, global parameters, vhost and user limits
+        (_, ["parameters", rest @ ..]) if rest.len() <= 2 && get => list("parameters.list", json!({"component": rest.first(), "vhost": rest.get(1)})),
+        (_, ["parameters", component, vhost, name]) => {
+            let at = json!({"component": component, "vhost": vhost, "name": name});
+            match m {
+                "GET" | "HEAD" => one("parameters.get", at),
+                "PUT" => Ok(created(call("parameters.put", with(at, json!({"body": body(req)?})))?)),
+                "DELETE" => {
+                    call("parameters.delete", at)?;
+                    Ok(empty(204))
+                }
+                _ => method_not_allowed(),
+            }
+        }
+        (_, ["global-parameters"]) if get => list("global_parameters.list", json!({})),
+        (_, ["global-parameters", name]) => match m {
+            "GET" | "HEAD" => one("global_parameters.get", json!({"name": name})),
+            "PUT" => Ok(created(call("global_parameters.put", json!({"name": name, "body": body(req)?}))?)),
+            "DELETE" => {
+                call("global_parameters.delete", json!({"name": name}))?;
+                Ok(empty(204))
+            }
+            _ => method_not_allowed(),
+        },
+        (_, [kind @ ("vhost-limits" | "user-limits"), rest @ ..]) if rest.len() <= 2 => {
+            let (op, key) = if *kind == "vhost-limits" { ("vhost_limits", "vhost") } else { ("user_limits", "user") };
+            match (m, rest) {
+                (_, [] | [_]) if get => list(&format!("{op}.list"), json!({ key: rest.first() })),
+                ("PUT", [on, name]) => Ok(created(call(&format!("{op}.put"), json!({ key: on, "name": name, "body": body(req)? }))?)),
+                ("DELETE", [on, name]) => {
+                    call(&format!("{op}.delete"), json!({ key: on, "name": name }))?;
+                    Ok(empty(204))
+                }
+                _ => method_not_allowed(),
+            }
+        }
         // definitions
         (_, ["definitions"]) | (_, ["all-configuration"]) => definitions(req, None),
         (_, ["definitions", vhost]) => definitions(req, Some(vhost)),

@@ -17,7 +17,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The operations of this module.
-pub const OPS: [&str; 5] = ["metrics.node", "metrics.queues", "metrics.connections", "metrics.vhosts", "metrics.exchanges"];
+pub const OPS: [&str; 6] = ["metrics.node", "metrics.queues", "metrics.connections", "metrics.channels", "metrics.vhosts", "metrics.exchanges"];
 
 /// The broker's counters: churn from `c`; RabbitMQ's global message counters summed from the
 /// channels' (`ch`: publish side) and the queues' counters per queue type (`q`: delivery side).
@@ -184,6 +184,54 @@ pub fn connections(broker: &Broker) -> ApiResult {
     Ok(json!({"columns": ["id", "vhost", "channels"], "rows": rows}))
 }
 
+/// The counters of a `metrics.channels` row, after its gauges.
+const CHANNEL_COUNTERS: [Stat; 11] = [
+    Stat::Publish,
+    Stat::Confirm,
+    Stat::ReturnUnroutable,
+    Stat::DropUnroutable,
+    Stat::Get,
+    Stat::GetNoAck,
+    Stat::Deliver,
+    Stat::DeliverNoAck,
+    Stat::Redeliver,
+    Stat::Ack,
+    Stat::GetEmpty,
+];
+
+/// `metrics.channels`: every open channel, from the registry each connection keeps:
+/// `{"columns": [...], "rows": [[connection id, number, vhost, consumers, unacked, unconfirmed,
+/// uncommitted, acks_uncommitted, prefetch, global_prefetch, publish, confirm,
+/// return_unroutable, drop_unroutable, get, get_no_ack, deliver, deliver_no_ack, redeliver,
+/// ack, get_empty], ...]}`, ordered by connection and channel number.
+pub fn channels(broker: &Broker) -> ApiResult {
+    let mut rows: Vec<(u64, u16, Value)> = Vec::new();
+    for c in broker.connections.lock().values() {
+        for ch in c.channel_list.lock().values() {
+            let info = &ch.info;
+            let snap = ch.stats_snapshot();
+            let mut row = vec![
+                json!(c.id),
+                json!(ch.number),
+                json!(c.vhost),
+                json!(info.consumers.load(Relaxed)),
+                json!(ch.unacked_count()),
+                json!(ch.confirms.unconfirmed()),
+                json!(info.uncommitted_messages.load(Relaxed)),
+                json!(info.uncommitted_acks.load(Relaxed)),
+                json!(info.prefetch.load(Relaxed)),
+                json!(ch.global_prefetch.load(Relaxed)),
+            ];
+            row.extend(CHANNEL_COUNTERS.iter().map(|s| json!(snap.get(*s))));
+            rows.push((c.id, ch.number, Value::Array(row)));
+        }
+    }
+    rows.sort_by_key(|r| (r.0, r.1));
+    let mut columns = vec!["connection", "number", "vhost", "consumers", "unacked", "unconfirmed", "uncommitted", "acks_uncommitted", "prefetch", "global_prefetch"];
+    columns.extend(CHANNEL_COUNTERS.iter().map(|s| s.name()));
+    Ok(json!({"columns": columns, "rows": rows.into_iter().map(|r| r.2).collect::<Vec<_>>()}))
+}
+
 /// `metrics.vhosts`: the vhost names (all running).
 pub fn vhosts(broker: &Broker) -> ApiResult {
     Ok(Value::Array(broker.vhosts().iter().map(|v| Value::String(v.name.clone())).collect()))
@@ -211,6 +259,7 @@ pub fn call(broker: &Broker, op: &str, a: &Value) -> ApiResult {
         "metrics.node" => node(broker),
         "metrics.queues" => queues(broker, a),
         "metrics.connections" => connections(broker),
+        "metrics.channels" => channels(broker),
         "metrics.vhosts" => vhosts(broker),
         "metrics.exchanges" => exchanges(broker, a),
         other => Err(ApiError::bad_request(format!("unknown admin operation '{other}'"))),
