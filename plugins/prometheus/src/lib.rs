@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 use std::fmt::Write;
-use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, decode_segment as decode, query_pairs as query};
+use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, query_pairs as query};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
