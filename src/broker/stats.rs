@@ -256,4 +256,22 @@ mod tests {
         assert_eq!(ch.snapshot().since(&before).get(Stat::Publish), 0);
         assert_eq!(Stat::ALL.iter().map(|s| *s as usize).collect::<Vec<_>>(), (0..COUNT).collect::<Vec<_>>());
     }
+
+    #[test]
+    fn a_deleted_queue_is_counted_once_and_its_late_counts_follow_when_dropped() {
+        use crate::broker::queue::Queue;
+        use std::sync::Arc;
+        let retired = Arc::new(Retired::default());
+        let q = Arc::new(Queue::new("q".into(), "/".into(), false, false, None, Default::default(), Default::default(), None, 1 << 20));
+        q.stats.add(Stat::Deliver, 3);
+        q.retire(&retired);
+        q.retire(&retired);
+        assert_eq!(retired.queues[0].get(Stat::Deliver), 3, "retired once");
+        // An ack of a message delivered before the delete.
+        q.stats.incr(Stat::Ack);
+        assert_eq!(retired.queues[0].get(Stat::Ack), 0);
+        drop(q);
+        assert_eq!((retired.queues[0].get(Stat::Ack), retired.queues[0].get(Stat::Deliver)), (1, 3));
+        assert!(retired.queues[1].snapshot().is_empty(), "a classic queue counts as classic");
+    }
 }
