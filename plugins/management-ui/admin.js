@@ -215,13 +215,13 @@ admin.limits = (main) => {
 };
 
 // The cluster name (the `cluster_name` global parameter: shown in the footer and the overview,
-// sent to clients in connection.start).
+// sent to clients in connection.start), renamed with PUT /api/cluster-name as RabbitMQ's UI does.
 admin.cluster = (main) => {
   const shown = h('div');
   append(main, h('h2', {}, 'Cluster'), shown, section('Rename the cluster', form('cluster-name', [
     { name: 'name', label: 'Cluster name', required: true },
   ], 'Rename', async (v) => {
-    await api('PUT', '/global-parameters/cluster_name', { name: 'cluster_name', value: v.name });
+    await api('PUT', '/cluster-name', { name: v.name });
     return `Cluster renamed to ${v.name}.`;
   })));
   return async () => {

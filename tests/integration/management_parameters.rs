@@ -209,6 +209,17 @@ async fn global_parameters_set_read_and_clear() {
     assert_eq!(http(addr, "DELETE", p, GUEST, None).await.status, 204);
     assert_eq!(http(addr, "DELETE", p, GUEST, None).await.status, 404);
     assert_eq!(http(addr, "GET", "/api/overview", GUEST, None).await.json()["cluster_name"], "warren@localhost");
+    // PUT /api/cluster-name (administrators) sets the same parameter.
+    assert_eq!(http(addr, "PUT", "/api/cluster-name", GUEST, Some(&json!({"name": "renamed"}))).await.status, 204);
+    assert_eq!(http(addr, "GET", "/api/cluster-name", GUEST, None).await.json(), json!({"name": "renamed"}));
+    assert_eq!(http(addr, "GET", p, GUEST, None).await.json()["value"], "renamed");
+    let r = http(addr, "PUT", "/api/cluster-name", GUEST, Some(&json!({"nope": 1}))).await;
+    assert_eq!((r.status, reason(&r).as_str()), (400, "[{key_missing,name}]"));
+    let pm = user(addr, "gp-pm", "policymaker").await;
+    let r = http(addr, "PUT", "/api/cluster-name", Some((&pm, "pw")), Some(&json!({"name": "x"}))).await;
+    assert_eq!((r.status, reason(&r).as_str()), (401, "Not administrator user"));
+    assert_eq!(http(addr, "DELETE", "/api/cluster-name", GUEST, None).await.status, 405);
+    assert_eq!(http(addr, "DELETE", p, GUEST, None).await.status, 204);
 
     // warrenctl, with rabbitmqctl 3.10's texts and exit codes.
     let out = b.ctl_ok(&["set_global_parameter", "cluster_name", "\"from-ctl\""]).await.unwrap();

@@ -401,6 +401,8 @@ fn route(req: &Request) -> Result<Response, Failure> {
                 _ => method_not_allowed(),
             }
         }
+        ("PUT", ["cluster-name"]) => Ok(created(call("cluster_name.put", json!({"body": body(req)?}))?)),
+        (_, ["cluster-name"]) if !get => method_not_allowed(),
         (_, ["global-parameters"]) if get => list("global_parameters.list", json!({})),
         (_, ["global-parameters", name]) => match m {
             "GET" | "HEAD" => one("global_parameters.get", json!({"name": name})),

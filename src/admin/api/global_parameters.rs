@@ -1,7 +1,8 @@
 //! `/api/global-parameters`: RabbitMQ's global runtime parameters (`{"name", "value"}`),
 //! listed, read, set and cleared by policymakers (RabbitMQ's rule). Warren has `cluster_name`
 //! and `internal_cluster_id` (`broker/global_parameters.rs`, stored in the store); another name
-//! is refused with 400 rather than stored and ignored.
+//! is refused with 400 rather than stored and ignored. `PUT /api/cluster-name` sets
+//! `cluster_name` too.
 
 use super::{ApiError, ApiResult, Caller, args};
 use crate::broker::Broker;
@@ -50,6 +51,16 @@ pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let existed = broker.global_parameters().iter().any(|(k, _)| k == n);
     broker.set_global_parameter(n, value).map_err(|e| ApiError::bad_request(e.0))?;
     Ok(json!({"created": !existed}))
+}
+
+/// `PUT /api/cluster-name` with `{"name": ...}` (administrators, as RabbitMQ): sets the
+/// `cluster_name` global parameter.
+pub fn put_cluster_name(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
+    caller.require("administrator")?;
+    let w: Where = args(a)?;
+    let name = w.body.get("name").ok_or_else(|| ApiError::bad_request("[{key_missing,name}]"))?.clone();
+    broker.set_global_parameter("cluster_name", name).map_err(|e| ApiError::bad_request(e.0))?;
+    Ok(json!({"created": false}))
 }
 
 /// `DELETE /api/global-parameters/NAME`: 404 if it is not set.

@@ -238,6 +238,7 @@ pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
         "global_parameters.get" => global_parameters::get(broker, caller, a),
         "global_parameters.put" => global_parameters::put(broker, caller, a),
         "global_parameters.delete" => global_parameters::delete(broker, caller, a),
+        "cluster_name.put" => global_parameters::put_cluster_name(broker, caller, a),
         "vhost_limits.list" => vhost_limits::list(broker, caller, a),
         "vhost_limits.put" => vhost_limits::put(broker, caller, a),
         "vhost_limits.delete" => vhost_limits::delete(broker, caller, a),
