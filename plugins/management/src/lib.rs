@@ -4,6 +4,8 @@
 //! onto the broker's typed admin operations (the `admin` import), which check the caller's tags
 //! and permissions and answer rows with RabbitMQ's field names.
 
+mod parameters;
+
 use serde_json::{Map, Value, json};
 use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, decode_segment as decode, query_pairs as query};
 
@@ -179,6 +181,9 @@ fn route(req: &Request) -> Result<Response, Failure> {
     let get = m == "GET" || m == "HEAD";
     let list = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &shape(call(op, args)?, &q)?)) };
     let one = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &columns_of(call(op, args)?, &q))) };
+    if let Some(r) = parameters::route(req, &s, &list, &one) {
+        return r;
+    }
     match (m, s.as_slice()) {
         (_, ["overview"]) if get => one("overview", json!({})),
         (_, ["cluster-name"]) if get => Ok(json_response(200, &json!({"name": call("overview", json!({}))?["cluster_name"]}))),
@@ -387,44 +392,6 @@ fn route(req: &Request) -> Result<Response, Failure> {
             }
             _ => method_not_allowed(),
         },
-        // runtime parameters, global parameters, vhost and user limits
-        (_, ["parameters", rest @ ..]) if rest.len() <= 2 && get => list("parameters.list", json!({"component": rest.first(), "vhost": rest.get(1)})),
-        (_, ["parameters", component, vhost, name]) => {
-            let at = json!({"component": component, "vhost": vhost, "name": name});
-            match m {
-                "GET" | "HEAD" => one("parameters.get", at),
-                "PUT" => Ok(created(call("parameters.put", with(at, json!({"body": body(req)?})))?)),
-                "DELETE" => {
-                    call("parameters.delete", at)?;
-                    Ok(empty(204))
-                }
-                _ => method_not_allowed(),
-            }
-        }
-        ("PUT", ["cluster-name"]) => Ok(created(call("cluster_name.put", json!({"body": body(req)?}))?)),
-        (_, ["cluster-name"]) if !get => method_not_allowed(),
-        (_, ["global-parameters"]) if get => list("global_parameters.list", json!({})),
-        (_, ["global-parameters", name]) => match m {
-            "GET" | "HEAD" => one("global_parameters.get", json!({"name": name})),
-            "PUT" => Ok(created(call("global_parameters.put", json!({"name": name, "body": body(req)?}))?)),
-            "DELETE" => {
-                call("global_parameters.delete", json!({"name": name}))?;
-                Ok(empty(204))
-            }
-            _ => method_not_allowed(),
-        },
-        (_, [kind @ ("vhost-limits" | "user-limits"), rest @ ..]) if rest.len() <= 2 => {
-            let (op, key) = if *kind == "vhost-limits" { ("vhost_limits", "vhost") } else { ("user_limits", "user") };
-            match (m, rest) {
-                (_, [] | [_]) if get => list(&format!("{op}.list"), json!({ key: rest.first() })),
-                ("PUT", [on, name]) => Ok(created(call(&format!("{op}.put"), json!({ key: on, "name": name, "body": body(req)? }))?)),
-                ("DELETE", [on, name]) => {
-                    call(&format!("{op}.delete"), json!({ key: on, "name": name }))?;
-                    Ok(empty(204))
-                }
-                _ => method_not_allowed(),
-            }
-        }
         // definitions
         (_, ["definitions"]) | (_, ["all-configuration"]) => definitions(req, None),
         (_, ["definitions", vhost]) => definitions(req, Some(vhost)),
