@@ -1,5 +1,5 @@
 // Warren management UI: the Admin pages (users, virtual hosts, permissions and topic
-// permissions, policies and operator policies).
+// permissions, policies and operator policies, virtual host and user limits, cluster name).
 // Loaded after pages.js.
 'use strict';
 
@@ -8,7 +8,7 @@ pages.admin = (main, [tab]) => {
   const tags = Array.isArray(state.user.tags) ? state.user.tags : String(state.user.tags || '').split(',');
   tab = tab || (tags.map((t) => t.trim()).includes('administrator') ? 'users' : 'policies');
   const body = h('div');
-  append(main, h('h1', {}, 'Admin'), h('p.subnav', {}, ['users', 'vhosts', 'permissions', 'policies'].map((t) =>
+  append(main, h('h1', {}, 'Admin'), h('p.subnav', {}, ['users', 'vhosts', 'permissions', 'policies', 'limits', 'cluster'].map((t) =>
     [h('a', { href: '#/admin/' + t, class: t === tab ? 'active' : null }, t[0].toUpperCase() + t.slice(1)), ' '])), body);
   return (admin[tab] || admin.users)(body);
 };
@@ -166,4 +166,66 @@ admin.policies = (main) => {
   const user = policySection('user', '/policies', 'Policies', 'add-policy', main);
   const operator = policySection('operator', '/operator-policies', 'Operator policies', 'add-operator-policy', main);
   return () => Promise.all([user(), operator()]);
+};
+
+// Virtual host limits (max-connections, max-queues) and user limits (max-connections,
+// max-channels), one row per limit, as RabbitMQ's Admin > Limits page.
+function limitSection(kind, list) {
+  const [path, key, title, noun, names] = kind === 'vhost'
+    ? ['/vhost-limits', 'vhost', 'Virtual host limits', 'virtual host', ['max-connections', 'max-queues']]
+    : ['/user-limits', 'user', 'User limits', 'user', ['max-connections', 'max-channels']];
+  const id = `set-${kind}-limit`;
+  const body = h('div');
+  append(list, h('h2', {}, title), body, section(`Set / update a ${noun} limit`, form(id, [
+    kind === 'vhost' ? { name: 'on', label: 'Virtual host', type: 'select', options: vhostOptions() }
+      : { name: 'on', label: 'User', required: true },
+    { name: 'name', label: 'Limit', type: 'select', options: names.map((n) => [n, n]) },
+    { name: 'value', label: 'Value', required: true, hint: 'A negative value means no limit; 0 refuses every new one.' },
+  ], 'Set limit', async (v) => {
+    const value = Number(v.value);
+    if (!Number.isInteger(value)) throw new Error(`"${v.value}" is not a whole number`);
+    await api('PUT', path + vpath(v.on, v.name), { value });
+    return `Limit ${v.name} of ${noun} ${v.on} set.`;
+  })));
+  return async () => {
+    let rows;
+    try {
+      rows = await api('GET', path);
+    } catch (e) {
+      replace(body, h('p.error', {}, e.message));
+      return;
+    }
+    const flat = rows.flatMap((r) => Object.entries(r.value || {}).map(([name, value]) => ({ on: r[key], vhost: r.vhost, name, value })));
+    replace(body, table([
+      [kind === 'vhost' ? 'Virtual host' : 'User', (l) => l.on],
+      ['Limit', (l) => l.name],
+      ['Value', (l) => num(l.value), 'num'],
+      ['', (l) => actionButton('Clear', `Clear limit ${l.name} of ${noun} ${l.on}?`, async () => {
+        await api('DELETE', path + vpath(l.on, l.name));
+        return `Limit ${l.name} of ${noun} ${l.on} cleared.`;
+      }, 'danger')],
+    ], kind === 'vhost' ? inVhost(flat) : flat, kind === 'vhost' ? 'No virtual host limits' : 'No user limits'));
+  };
+}
+
+admin.limits = (main) => {
+  const vhost = limitSection('vhost', main);
+  const user = limitSection('user', main);
+  return () => Promise.all([vhost(), user()]);
+};
+
+// The cluster name (the `cluster_name` global parameter: shown in the footer and the overview,
+// sent to clients in connection.start), renamed with PUT /api/cluster-name as RabbitMQ's UI does.
+admin.cluster = (main) => {
+  const shown = h('div');
+  append(main, h('h2', {}, 'Cluster'), shown, section('Rename the cluster', form('cluster-name', [
+    { name: 'name', label: 'Cluster name', required: true },
+  ], 'Rename', async (v) => {
+    await api('PUT', '/cluster-name', { name: v.name });
+    return `Cluster renamed to ${v.name}.`;
+  })));
+  return async () => {
+    const c = await api('GET', '/cluster-name');
+    replace(shown, kvTable([['Cluster name', c.name]]));
+  };
 };

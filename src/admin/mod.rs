@@ -6,6 +6,7 @@ pub mod api;
 pub mod channels;
 pub mod cli;
 pub mod control;
+pub mod global_parameters;
 pub mod limits;
 pub mod plugins;
 pub mod policies;
@@ -92,6 +93,7 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
     if let Some(r) = users::handle(broker, req)
         .or_else(|| topic_permissions::handle(broker, req))
         .or_else(|| limits::handle(broker, req))
+        .or_else(|| global_parameters::handle(broker, req))
         .or_else(|| policies::handle(broker, req))
         .or_else(|| channels::handle(broker, req))
     {

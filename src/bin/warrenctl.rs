@@ -37,7 +37,9 @@ struct Args {
     /// set_topic_permissions, clear_topic_permissions, list_topic_permissions,
     /// list_user_topic_permissions,
     /// set_policy, clear_policy, list_policies, set_operator_policy, clear_operator_policy,
-    /// list_operator_policies)
+    /// list_operator_policies, set_vhost_limits, clear_vhost_limits, list_vhost_limits,
+    /// set_user_limits, clear_user_limits, list_user_limits, set_global_parameter,
+    /// clear_global_parameter, list_global_parameters)
     /// and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,

@@ -262,7 +262,14 @@ impl Broker {
 /// Deletes a detached vhost's queues and exchanges in memory: consumers are cancelled, messages
 /// dropped (their store records go with the vhost's cascading delete).
 fn drop_contents(vh: &Vhost) {
-    let queues: Vec<_> = vh.queues.write().drain().map(|(_, q)| q).collect();
+    let queues: Vec<_> = {
+        let _moving = vh.retired.moving();
+        let queues: Vec<_> = vh.queues.write().drain().map(|(_, q)| q).collect();
+        for q in &queues {
+            q.retire(&vh.retired);
+        }
+        queues
+    };
     super::counters::add(&vh.counters.queues_deleted, queues.len() as u64);
     for q in queues {
         q.mark_deleted();

@@ -82,7 +82,6 @@ impl Confirms {
         st.sent = to;
         if st.failed.range(from..=to).next().is_none() {
             self.acked.fetch_add(to - from + 1, Relaxed);
-            super::counters::add(&conn.counters.confirmed, to - from + 1);
             conn.append(|out| frame::write_ack(out, channel, to, to > from));
             return true;
         }
@@ -92,7 +91,6 @@ impl Confirms {
             st.failed.remove(f);
         }
         self.acked.fetch_add(to - from + 1 - failed.len() as u64, Relaxed);
-        super::counters::add(&conn.counters.confirmed, (to - from + 1) - failed.len() as u64);
         conn.append(|out| {
             for seq in from..=to {
                 if failed.contains(&seq) {
@@ -128,7 +126,7 @@ mod tests {
 
     #[test]
     fn acks_only_the_contiguous_prefix() {
-        let conn = ConnShared::new(1, 131072, Default::default());
+        let conn = ConnShared::new(1, 131072);
         let c = Confirms::default();
         c.complete(2, true);
         c.complete(3, true);
@@ -143,7 +141,7 @@ mod tests {
 
     #[test]
     fn failures_are_nacked_alone() {
-        let conn = ConnShared::new(1, 131072, Default::default());
+        let conn = ConnShared::new(1, 131072);
         let c = Confirms::default();
         c.complete(1, true);
         c.complete(2, false);

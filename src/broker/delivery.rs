@@ -100,12 +100,10 @@ pub struct ConnShared {
     pub cancel_notify: AtomicBool,
     /// Socket bytes read and written (`recv_oct`, `send_oct`; one add per read or write).
     pub io: super::stats::SocketStats,
-    /// The broker's counters (deliveries, acks, confirms, publishes).
-    pub counters: Arc<super::counters::Counters>,
 }
 
 impl ConnShared {
-    pub fn new(id: u64, frame_max: u32, counters: Arc<super::counters::Counters>) -> ConnShared {
+    pub fn new(id: u64, frame_max: u32) -> ConnShared {
         ConnShared {
             id,
             out: Mutex::new(BytesMut::new()),
@@ -116,7 +114,6 @@ impl ConnShared {
             feeders: Mutex::new(Vec::new()),
             cancel_notify: AtomicBool::new(false),
             io: Default::default(),
-            counters,
         }
     }
 
@@ -386,7 +383,6 @@ impl Consumer {
             self.unacked.fetch_add(1, Ordering::Relaxed);
             st.unacked.push_back(Unacked::new(tag, queue.clone(), ready, Some(self.clone())));
         }
-        ch.conn.counters.delivered(queue.declared.queue_type, false, self.no_ack, redelivered);
         let frame_max = ch.conn.frame_max();
         ch.conn.send(|out| {
             frame::write_deliver(out, ch.number, &self.tag, tag, redelivered, &msg.exchange, &msg.routing_key);

@@ -43,6 +43,17 @@ impl Broker {
         Ok(())
     }
 
+    /// Clears global parameter `name` (store first, then memory); false if it was not set.
+    pub fn clear_global_parameter(&self, name: &str) -> Result<bool, Refused> {
+        if !self.global_parameters.read().contains_key(name) {
+            return Ok(false);
+        }
+        if let Some(store) = &self.store {
+            store.delete_global_parameter(name).map_err(|e| Refused(e.to_string()))?;
+        }
+        Ok(self.global_parameters.write().remove(name).is_some())
+    }
+
     /// At start: the stored global parameters, and an `internal_cluster_id` if there is none
     /// yet (RabbitMQ's form: `rabbitmq-cluster-id-` and 22 base64url characters).
     pub(super) fn recover_global_parameters(&self, stored: Vec<(String, Value)>, store: &Store) -> Result<(), crate::store::StoreError> {

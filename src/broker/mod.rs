@@ -104,15 +104,15 @@ pub struct Broker {
     pub memory: Arc<crate::alarm::MemoryMonitor>,
     /// `<data-dir>/transient`: queues page transient messages beyond their memory budget there.
     pub transient: Arc<crate::store::transient::TransientDir>,
-    /// The message counters of channels that have closed (`stats.rs`): the overview's totals
-    /// are these plus the open channels' counters.
-    pub retired: stats::MessageStats,
+    /// The message counters of closed channels and deleted queues (`stats.rs`): the overview's
+    /// and the metrics' totals are these plus the open channels' or live queues' counters.
+    pub retired: Arc<stats::Retired>,
     /// When the broker started (node `uptime`).
     pub started: std::time::Instant,
     /// Global runtime parameters (`global_parameters.rs`).
     global_parameters: RwLock<std::collections::BTreeMap<String, serde_json::Value>>,
-    /// Global counters (messages received/routed/delivered/acked, connection/channel/queue
-    /// churn), shared with the vhosts and connections; read by the metrics operations.
+    /// Connection/channel/queue churn counters, shared with the vhosts; read by the metrics
+    /// operations (message totals are sums of `stats.rs` counters).
     pub counters: Arc<counters::Counters>,
 }
 
@@ -272,6 +272,7 @@ impl Broker {
                         flow::FlowLimits::from_config(&self.config.flow),
                         self.transient.clone(),
                         self.counters.clone(),
+                        self.retired.clone(),
                     )
                 });
                 for (n, t) in [

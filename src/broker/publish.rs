@@ -60,31 +60,14 @@ pub fn publish(
     mandatory: bool,
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
-    // Messages from clients are counted (RabbitMQ's global counters): the channel reference is
-    // copied out, so counting costs a few relaxed increments and nothing else.
-    let client = from.as_ref().map(|p| (p.channel, p.confirm.is_some()));
+    // The publishing channel's reference is copied out, so counting costs a few relaxed
+    // increments and nothing else.
+    let client = from.as_ref().map(|p| (&**p.channel, p.confirm.is_some()));
     let r = publish_inner(vhost, exchange, msg, mandatory, from);
-    if let (Some((channel, confirm)), Ok(o)) = (client, &r) {
-        count_global(&channel.conn.counters, confirm, o);
+    if let Ok(o) = &r {
+        count(vhost, exchange, client, o);
     }
     r
-}
-
-/// The broker's global counters of one client publish (`counters.rs`, read by the metrics
-/// operations).
-fn count_global(c: &super::counters::Counters, confirm: bool, o: &Outcome) {
-    use super::counters::bump;
-    bump(&c.received);
-    if confirm {
-        bump(&c.received_confirm);
-    }
-    if o.routed > 0 {
-        bump(&c.routed);
-    } else if o.returned {
-        bump(&c.unroutable_returned);
-    } else if !o.rejected {
-        bump(&c.unroutable_dropped);
-    }
 }
 
 fn publish_inner(
@@ -95,35 +78,39 @@ fn publish_inner(
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
     if exchange.is_none() && msg.routing_key.starts_with(super::reply_to::PSEUDO_QUEUE) {
-        let channel = from.as_ref().map(|p| p.channel);
-        let outcome = reply(vhost, msg, mandatory, from);
-        count(vhost, exchange, channel.map(|c| &**c), &outcome);
-        return Ok(outcome);
+        return Ok(reply(vhost, msg, mandatory, from));
     }
     let mut queues = QUEUES.with(|c| c.take());
     queues.clear();
     // CC/BCC: looked at only when the message has headers.
     let (extra, bcc) = if msg.properties.headers().is_some() { cc_keys(&msg) } else { (Vec::new(), false) };
     let msg = if bcc { without_header(&msg, "BCC") } else { msg };
-    let channel = from.as_ref().map(|p| p.channel);
     let r = route(vhost, exchange, &msg, &extra, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
-    if let Ok(outcome) = &r {
-        count(vhost, exchange, channel.map(|c| &**c), outcome);
-    }
     r
 }
 
-/// The management counters of one publish (relaxed atomic adds, see `stats.rs`): the
-/// exchange's `publish_in`/`publish_out`, the publishing channel's `publish` and, for a
-/// message no queue took, `return_unroutable` (mandatory) or `drop_unroutable`.
-fn count(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, channel: Option<&ChannelShared>, outcome: &Outcome) {
+/// The counters of one publish (relaxed atomic adds, see `stats.rs`; the broker's global
+/// totals are sums of these): the exchange's `publish_in`/`publish_out`; the publishing
+/// channel's `publish`, `publish_confirm` in confirm mode and, for a message no queue took,
+/// `return_unroutable` (mandatory), `drop_unroutable`, or `publish_refused` when every
+/// destination refused it.
+fn count(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, channel: Option<(&ChannelShared, bool)>, outcome: &Outcome) {
     exchange.map_or(&vhost.default_stats, |x| &x.stats).published(outcome.routed);
-    let Some(ch) = channel else { return };
+    let Some((ch, confirm)) = channel else { return };
     ch.stats.incr(Stat::Publish);
-    if outcome.routed == 0 && !outcome.rejected {
-        ch.stats.incr(if outcome.returned { Stat::ReturnUnroutable } else { Stat::DropUnroutable });
+    if confirm {
+        ch.stats.incr(Stat::PublishConfirm);
+    }
+    if outcome.routed == 0 {
+        ch.stats.incr(if outcome.rejected {
+            Stat::PublishRefused
+        } else if outcome.returned {
+            Stat::ReturnUnroutable
+        } else {
+            Stat::DropUnroutable
+        });
     }
 }
 

@@ -11,7 +11,13 @@
 //! - each exchange (`Exchange::stats`; the default exchange's in `Vhost::default_stats`):
 //!   `publish_in` (messages published to it), `publish_out` (copies it routed to queues);
 //! - the broker (`Broker::retired`): the totals of closed channels, so the overview's totals
-//!   (retired + open channels) never go down when a channel closes.
+//!   (retired + open channels) never go down when a channel closes; and
+//!   the totals of deleted queues per queue type ([`Retired`]).
+//!
+//! These are the broker's only message counters: the global totals (RabbitMQ's
+//! `rabbit_global_counters`, read by the metrics operations) are sums of them taken when they
+//! are read: publish-side figures from the channels (retired + open), delivery-side figures
+//! per queue type from the queues (retired + live).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,12 +37,35 @@ pub enum Stat {
     Redeliver,
     ReturnUnroutable,
     DropUnroutable,
+    /// Publishes on a channel in confirm mode (RabbitMQ's global `received_confirm`; not in
+    /// `message_stats`).
+    PublishConfirm,
+    /// Publishes that every destination queue refused (x-overflow reject-publish): neither
+    /// routed nor unroutable in RabbitMQ's global counters; not in `message_stats`.
+    PublishRefused,
 }
 
-const COUNT: usize = 11;
+const COUNT: usize = 13;
 
 impl Stat {
     pub const ALL: [Stat; COUNT] = [
+        Stat::Publish,
+        Stat::Confirm,
+        Stat::Deliver,
+        Stat::DeliverNoAck,
+        Stat::Get,
+        Stat::GetNoAck,
+        Stat::GetEmpty,
+        Stat::Ack,
+        Stat::Redeliver,
+        Stat::ReturnUnroutable,
+        Stat::DropUnroutable,
+        Stat::PublishConfirm,
+        Stat::PublishRefused,
+    ];
+
+    /// The counters of RabbitMQ's `message_stats` (channels, overview), in its order.
+    pub const MESSAGE_STATS: [Stat; 11] = [
         Stat::Publish,
         Stat::Confirm,
         Stat::Deliver,
@@ -64,6 +93,8 @@ impl Stat {
             Stat::Redeliver => "redeliver",
             Stat::ReturnUnroutable => "return_unroutable",
             Stat::DropUnroutable => "drop_unroutable",
+            Stat::PublishConfirm => "publish_confirm",
+            Stat::PublishRefused => "publish_refused",
         }
     }
 }
@@ -117,10 +148,49 @@ impl Snapshot {
         }
     }
 
+    /// What was counted since `earlier` (a snapshot of the same counters).
+    pub fn since(&self, earlier: &Snapshot) -> Snapshot {
+        Snapshot(std::array::from_fn(|i| self.0[i].saturating_sub(earlier.0[i])))
+    }
+
     /// Nothing counted yet (RabbitMQ leaves `message_stats` out of an idle channel's row).
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(|v| *v == 0)
     }
+}
+
+/// The counters of closed channels and deleted queues (`Broker::retired`, shared with the
+/// vhosts): a total is these plus the live objects' counters. Moving an object's counters here
+/// and taking it out of its registry happen under [`Retired::moving`]; a reader that sums the
+/// live objects and these holds [`Retired::reading`], so it never sees an object in both or in
+/// neither, and a total never goes down.
+#[derive(Default)]
+pub struct Retired {
+    lock: parking_lot::RwLock<()>,
+    /// Closed channels' counters.
+    pub channels: MessageStats,
+    /// Deleted queues' counters, per queue type (index [`super::counters::type_index`]).
+    pub queues: [MessageStats; 2],
+}
+
+impl Retired {
+    /// Held while an object's counters move here and it leaves its registry.
+    pub fn moving(&self) -> parking_lot::RwLockWriteGuard<'_, ()> {
+        self.lock.write()
+    }
+
+    /// Held while a reader sums live objects and these.
+    pub fn reading(&self) -> parking_lot::RwLockReadGuard<'_, ()> {
+        self.lock.read()
+    }
+}
+
+/// Where a deleted queue's counters went: what they were when it was deleted, and the totals
+/// they were added to. What is counted after that (an ack of a message delivered before the
+/// delete) follows when the queue is dropped, so the totals neither miss nor double a count.
+pub struct RetiredAt {
+    pub at: Snapshot,
+    pub into: std::sync::Arc<Retired>,
 }
 
 /// An exchange's counters.
@@ -180,6 +250,28 @@ mod tests {
         assert_eq!(total.get(Stat::Publish), 2);
         assert_eq!(total.get(Stat::Ack), 6);
         assert!(MessageStats::default().snapshot().is_empty());
+        let before = ch.snapshot();
+        ch.incr(Stat::Ack);
+        assert_eq!(ch.snapshot().since(&before).get(Stat::Ack), 1);
+        assert_eq!(ch.snapshot().since(&before).get(Stat::Publish), 0);
         assert_eq!(Stat::ALL.iter().map(|s| *s as usize).collect::<Vec<_>>(), (0..COUNT).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_deleted_queue_is_counted_once_and_its_late_counts_follow_when_dropped() {
+        use crate::broker::queue::Queue;
+        use std::sync::Arc;
+        let retired = Arc::new(Retired::default());
+        let q = Arc::new(Queue::new("q".into(), "/".into(), false, false, None, Default::default(), Default::default(), None, 1 << 20));
+        q.stats.add(Stat::Deliver, 3);
+        q.retire(&retired);
+        q.retire(&retired);
+        assert_eq!(retired.queues[0].get(Stat::Deliver), 3, "retired once");
+        // An ack of a message delivered before the delete.
+        q.stats.incr(Stat::Ack);
+        assert_eq!(retired.queues[0].get(Stat::Ack), 0);
+        drop(q);
+        assert_eq!((retired.queues[0].get(Stat::Ack), retired.queues[0].get(Stat::Deliver)), (1, 3));
+        assert!(retired.queues[1].snapshot().is_empty(), "a classic queue counts as classic");
     }
 }

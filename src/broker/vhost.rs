@@ -31,8 +31,10 @@ pub struct Vhost {
     pub metadata: RwLock<VhostMetadata>,
     /// `publish_in` / `publish_out` of the default exchange (which has no `Exchange`).
     pub default_stats: stats::ExchangeStats,
-    /// The broker's counters.
+    /// The broker's churn counters.
     pub counters: Arc<counters::Counters>,
+    /// The broker's totals of deleted queues (and closed channels).
+    pub retired: Arc<stats::Retired>,
 }
 
 /// A vhost's description and tags.
@@ -76,6 +78,7 @@ impl Vhost {
         queue_flow: flow::FlowLimits,
         transient: Arc<crate::store::transient::TransientDir>,
         counters: Arc<counters::Counters>,
+        retired: Arc<stats::Retired>,
     ) -> Vhost {
         Vhost {
             name: name.into(),
@@ -94,6 +97,7 @@ impl Vhost {
             metadata: RwLock::default(),
             default_stats: Default::default(),
             counters,
+            retired,
         }
     }
 
@@ -338,10 +342,12 @@ impl Vhost {
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, forced delete).
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
         {
+            let _moving = self.retired.moving();
             let mut map = self.queues.write();
             match map.get(&q.name) {
                 Some(cur) if Arc::ptr_eq(cur, q) => {
                     map.remove(&q.name);
+                    q.retire(&self.retired);
                     counters::bump(&self.counters.queues_deleted);
                 }
                 _ => return 0,

@@ -126,7 +126,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     }
     info!(peer = %peer, "accepting AMQP connection");
 
-    let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max, broker.counters.clone()));
+    let conn = Arc::new(ConnShared::new(id, broker.config.amqp.frame_max));
     let hs = match tokio::time::timeout(
         hs_timeout,
         handshake::run(&broker, &conn, &mut rd, &mut wr, &mut buf, peer, local, tls.as_ref()),
@@ -531,8 +531,10 @@ impl Connection {
     /// A channel leaves the registry: its counters go to the broker's retired totals, and it
     /// counts as closed.
     fn unregister_channel(&self, number: u16) {
+        let retired = &self.ctx.broker.retired;
+        let _moving = retired.moving();
         if let Some(shared) = self.channel_list.lock().remove(&number) {
-            self.ctx.broker.retired.absorb(&shared.stats_snapshot());
+            retired.channels.absorb(&shared.stats_snapshot());
         }
         counters::bump(&self.ctx.broker.counters.channels_closed);
     }

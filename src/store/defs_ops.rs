@@ -25,6 +25,7 @@ pub(crate) enum DefOp {
     DeleteBinding(BindingDef),
     /// A global parameter: its name and JSON value.
     PutGlobal(String, Vec<u8>),
+    DeleteGlobal(String),
 }
 
 pub(crate) enum DefReply {
@@ -137,6 +138,11 @@ impl Store {
     /// Stores global parameter `name` (a JSON value).
     pub fn put_global_parameter(&self, name: &str, value: &serde_json::Value) -> Result<(), StoreError> {
         self.def(DefOp::PutGlobal(name.into(), value.to_string().into_bytes())).wait().map(|_| ())
+    }
+
+    /// Removes global parameter `name`; returns whether it existed.
+    pub fn delete_global_parameter(&self, name: &str) -> Result<bool, StoreError> {
+        existed(self.def(DefOp::DeleteGlobal(name.into())).wait()?)
     }
 
     // ---- reads --------------------------------------------------------------
@@ -296,6 +302,7 @@ pub(crate) fn apply_def(txn: &WriteTransaction, op: DefOp) -> Result<DefReply, S
             global_parameters::put(txn, &name, &value)?;
             Ok(DefReply::Done)
         }
+        DefOp::DeleteGlobal(name) => Ok(DefReply::Existed(global_parameters::delete(txn, &name)?)),
         DefOp::DeleteTopicPermissions { user, vhost, exchange } => {
             Ok(DefReply::Existed(topic_permissions::delete(txn, &user, &vhost, exchange.as_deref())?))
         }

@@ -15,6 +15,11 @@ pub(super) fn put(txn: &WriteTransaction, name: &str, value: &[u8]) -> Result<()
     Ok(())
 }
 
+/// Removes `name`; whether it was there.
+pub(super) fn delete(txn: &WriteTransaction, name: &str) -> Result<bool, StoreError> {
+    Ok(txn.open_table(TABLE)?.remove(name)?.is_some())
+}
+
 /// Every global parameter, in name order.
 pub(super) fn load(rtx: &ReadTransaction) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
     let table = match rtx.open_table(TABLE) {

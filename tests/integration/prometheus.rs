@@ -215,10 +215,103 @@ async fn per_object_metrics_carry_queue_and_connection_labels() {
     let chans: Vec<&str> = t.lines().filter(|l| l.starts_with("rabbitmq_connection_channels{channel=\"<0.")).collect();
     assert_eq!(chans.len(), 1, "{t}");
     assert!(chans[0].ends_with("} 1"), "{t}");
-    // No per-channel families per object (no channel registry), rather than wrong labels.
-    assert!(!t.contains("rabbitmq_channel_"), "{t}");
+    // The publishing channel's samples (per-channel families: see the next test).
+    let conn_label = chans[0].split('"').nth(1).unwrap();
+    let ch_label = conn_label.replace(".0>", ".1>");
+    assert_eq!(must(&t, &format!("rabbitmq_channel_messages_published_total{{channel=\"{ch_label}\",vhost=\"/\"}}")), 2, "{t}");
     // The global counters are there too, as RabbitMQ's per-object endpoint has them.
     assert_eq!(must(&t, &format!("rabbitmq_global_messages_routed_total{AMQP}")), 2);
+    b.stop().await;
+}
+
+/// The connection id in `rabbitmq_connection_channels{channel="<0.ID.0>"}` of the only
+/// connection in `text`: channel N of it is labelled `<0.ID.N>`.
+fn channel_of(text: &str, n: u16) -> String {
+    let line = text.lines().find(|l| l.starts_with("rabbitmq_connection_channels{channel=\"<0.")).unwrap_or_else(|| panic!("no connection in:\n{text}"));
+    let id = line.split('"').nth(1).unwrap().trim_start_matches("<0.").trim_end_matches(".0>").to_string();
+    format!("<0.{id}.{n}>")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_object_and_detailed_metrics_have_per_channel_samples() {
+    let (b, addr) = start().await;
+    if b.is_external() {
+        return;
+    }
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let q = uniq("prom-ch");
+    timeout(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    for _ in 0..3 {
+        publish_c(&ch, "", &q, b"m", Default::default()).await;
+    }
+    let opts = BasicPublishOptions { mandatory: true, ..Default::default() };
+    let c = timeout(ch.basic_publish("amq.direct".into(), "nowhere".into(), opts, b"y", Default::default())).await.unwrap();
+    timeout(c).await.unwrap();
+    let got = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: false })).await.unwrap().expect("a message");
+    // A consumer channel with a prefetch of 5 takes the other two and holds them unacked.
+    let ch2 = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch2.basic_qos(5, BasicQosOptions::default())).await.unwrap();
+    let mut consumer = timeout(ch2.basic_consume(q.as_str().into(), "c".into(), BasicConsumeOptions::default(), FieldTable::default())).await.unwrap();
+    use futures_lite::StreamExt;
+    for _ in 0..2 {
+        timeout(consumer.next()).await.unwrap().unwrap();
+    }
+    // A third channel that does nothing.
+    let _ch3 = timeout(conn.create_channel()).await.unwrap();
+
+    let t = scrape(addr, "/metrics/per-object").await;
+    let (c1, c2, c3) = (channel_of(&t, 1), channel_of(&t, 2), channel_of(&t, 3));
+    let g = |name: &str, ch: &str| must(&t, &format!("rabbitmq_{name}{{channel=\"{ch}\"}}"));
+    let c = |name: &str, ch: &str| value(&t, &format!("rabbitmq_{name}{{channel=\"{ch}\",vhost=\"/\"}}"));
+    assert_eq!([g("channel_consumers", &c1), g("channel_consumers", &c2), g("channel_consumers", &c3)], [0, 1, 0]);
+    assert_eq!([g("channel_messages_unacked", &c1), g("channel_messages_unacked", &c2)], [1, 2]);
+    assert_eq!([g("consumer_prefetch", &c1), g("consumer_prefetch", &c2)], [0, 5]);
+    assert_eq!(g("channel_prefetch", &c2), 0);
+    assert_eq!(g("channel_messages_unconfirmed", &c1), 0);
+    assert_eq!(g("channel_messages_uncommitted", &c1), 0);
+    assert_eq!(g("channel_acks_uncommitted", &c1), 0);
+    // Publish side: only the channel that published.
+    assert_eq!(c("channel_messages_published_total", &c1), Some(4));
+    assert_eq!(c("channel_messages_confirmed_total", &c1), Some(4));
+    assert_eq!(c("channel_messages_unroutable_returned_total", &c1), Some(1));
+    assert_eq!(c("channel_messages_unroutable_dropped_total", &c1), Some(0));
+    assert_eq!(c("channel_messages_published_total", &c2), None, "{t}");
+    // Delivery side: the channels that fetched or consumed.
+    assert_eq!(c("channel_get_ack_total", &c1), Some(1));
+    assert_eq!(c("channel_get_total", &c1), Some(0));
+    assert_eq!(c("channel_messages_delivered_ack_total", &c2), Some(2));
+    assert_eq!(c("channel_messages_delivered_total", &c2), Some(0));
+    assert_eq!(c("channel_messages_acked_total", &c2), Some(0));
+    assert_eq!(c("channel_get_ack_total", &c3), None, "{t}");
+    for (name, kind) in [("channel_consumers", "gauge"), ("consumer_prefetch", "gauge"), ("channel_get_empty_total", "counter")] {
+        assert!(families(&t).contains(&(format!("rabbitmq_{name}"), kind.into())), "{name}:\n{t}");
+    }
+    assert!(t.contains("# HELP rabbitmq_channel_messages_delivered_ack_total Total number of messages delivered to consumers in manual acknowledgement mode\n"));
+
+    // The aggregated endpoint sums the open channels (as RabbitMQ's).
+    timeout(got.delivery.acker.ack(BasicAckOptions::default())).await.unwrap();
+    let agg = scrape(addr, "/metrics").await;
+    assert_eq!(must(&agg, "rabbitmq_channel_messages_unacked"), 2);
+    assert_eq!(must(&agg, "rabbitmq_consumer_prefetch"), 5);
+    assert_eq!(must(&agg, "rabbitmq_channel_messages_published_total"), 4);
+    assert_eq!(must(&agg, "rabbitmq_channel_messages_acked_total"), 1);
+    assert!(!agg.contains("rabbitmq_channel_consumers{"), "{agg}");
+
+    // Detailed: only the families asked for, named rabbitmq_detailed_*.
+    let d = scrape(addr, "/metrics/detailed?family=channel_metrics").await;
+    assert_eq!(must(&d, &format!("rabbitmq_detailed_channel_consumers{{channel=\"{c2}\"}}")), 1);
+    assert!(!d.contains("channel_messages_published_total"), "{d}");
+    let d = scrape(addr, "/metrics/detailed?family=channel_exchange_metrics&family=channel_queue_metrics").await;
+    assert_eq!(must(&d, &format!("rabbitmq_detailed_channel_messages_published_total{{channel=\"{c1}\",vhost=\"/\"}}")), 4);
+    assert_eq!(must(&d, &format!("rabbitmq_detailed_channel_messages_acked_total{{channel=\"{c1}\",vhost=\"/\"}}")), 1);
+    assert!(!d.contains("channel_consumers"), "{d}");
+
+    // A closed channel has no samples any more.
+    timeout(ch2.close(200, "bye".into())).await.unwrap();
+    let t = scrape(addr, "/metrics/per-object").await;
+    assert!(!t.contains(&format!("channel=\"{c2}\"")), "{t}");
+    assert_eq!(must(&t, &format!("rabbitmq_channel_consumers{{channel=\"{c1}\"}}")), 0);
     b.stop().await;
 }
 
@@ -262,6 +355,11 @@ async fn detailed_takes_family_and_vhost_as_rabbitmq() {
     let t = scrape(addr, "/metrics/detailed?family=exchange_names&family=vhost_status&vhost=%2F").await;
     assert_eq!(must(&t, "rabbitmq_cluster_exchange_name{vhost=\"/\",exchange=\"amq.topic\",type=\"topic\"}"), 1);
     assert_eq!(must(&t, "rabbitmq_cluster_vhost_status{vhost=\"/\"}"), 1);
+    // Per-channel families (the channel `_c`/`ch` is open).
+    let t = scrape(addr, "/metrics/detailed?family=channel_metrics").await;
+    assert!(t.contains("# TYPE rabbitmq_detailed_channel_consumers gauge\n"), "{t}");
+    assert!(t.contains("# TYPE rabbitmq_detailed_consumer_prefetch gauge\n"), "{t}");
+    assert!(t.lines().any(|l| l.starts_with("rabbitmq_detailed_channel_consumers{channel=\"<0.")), "{t}");
     // An unknown path under /metrics and elsewhere: RabbitMQ's two 404s.
     let r = http(addr, "GET", "/metrics/nope", None, None).await;
     assert_eq!((r.status, r.body.as_slice()), (404, &b"Unknown Registry"[..]));
@@ -270,7 +368,7 @@ async fn detailed_takes_family_and_vhost_as_rabbitmq() {
     assert_eq!(r.json()["error"], "Object Not Found");
     if !b.is_external() {
         // A family RabbitMQ has and Warren cannot fill is refused, not answered empty.
-        let r = http(addr, "GET", "/metrics/detailed?family=channel_metrics", None, None).await;
+        let r = http(addr, "GET", "/metrics/detailed?family=channel_process_metrics", None, None).await;
         assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     }
     b.stop().await;
@@ -298,5 +396,80 @@ async fn coexists_with_the_management_plugin_and_guests_cannot_write() {
     assert!(r.error.is_none(), "{:?}", r.error);
     assert!(tokio::net::TcpStream::connect(prom).await.is_err());
     assert_eq!(http(mgmt, "GET", "/api/overview", Some(("guest", "guest")), None).await.status, 200);
+    b.stop().await;
+}
+
+/// The global message counters are sums of the channels' and queues' counters: closing
+/// channels and connections and deleting queues must not lower them, and an ack that arrives
+/// after its queue was deleted still counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_totals_survive_closed_channels_and_deleted_queues() {
+    let (b, addr) = start().await;
+    if b.is_external() {
+        return;
+    }
+    let series: Vec<String> = [
+        ("received", AMQP),
+        ("received_confirm", AMQP),
+        ("routed", AMQP),
+        ("unroutable_dropped", AMQP),
+        ("confirmed", AMQP),
+        ("delivered_get_manual_ack", CLASSIC),
+        ("delivered_consume_auto_ack", CLASSIC),
+        ("delivered", CLASSIC),
+        ("redelivered", CLASSIC),
+        ("acknowledged", CLASSIC),
+    ]
+    .iter()
+    .map(|(n, l)| format!("rabbitmq_global_messages_{n}_total{l}"))
+    .collect();
+    let read = |t: &str| series.iter().map(|s| must(t, s)).collect::<Vec<u64>>();
+
+    let conn = b.connect().await;
+    let ch = confirm_channel(&conn).await;
+    let (q1, q2) = (uniq("prom-keep-a"), uniq("prom-keep-b"));
+    for q in [&q1, &q2] {
+        timeout(ch.queue_declare(q.as_str().into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    }
+    for q in [&q1, &q1, &q1, &q2] {
+        publish_c(&ch, "", q, b"m", Default::default()).await;
+    }
+    publish_c(&ch, "amq.direct", "nowhere", b"x", Default::default()).await;
+    // q1: one get, nacked back (a redelivery follows), then got again and held unacked;
+    // a consumer on a second channel takes the rest without acks.
+    let got = timeout(ch.basic_get(q1.as_str().into(), BasicGetOptions { no_ack: false })).await.unwrap().expect("a message");
+    timeout(got.delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() })).await.unwrap();
+    let held = timeout(ch.basic_get(q1.as_str().into(), BasicGetOptions { no_ack: false })).await.unwrap().expect("a message");
+    assert!(held.delivery.redelivered);
+    let ch2 = timeout(conn.create_channel()).await.unwrap();
+    let mut consumer = timeout(ch2.basic_consume(q1.as_str().into(), "c".into(), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default()))
+        .await
+        .unwrap();
+    use futures_lite::StreamExt;
+    for _ in 0..2 {
+        timeout(consumer.next()).await.unwrap().unwrap();
+    }
+    let t = scrape(addr, "/metrics").await;
+    let before = read(&t);
+    assert_eq!(before, [5, 5, 4, 1, 5, 2, 2, 4, 1, 0], "{series:?}");
+
+    // q1 goes while a message of it is unacked; the ack afterwards still counts.
+    timeout(ch.queue_delete(q1.as_str().into(), QueueDeleteOptions::default())).await.unwrap();
+    assert_eq!(read(&scrape(addr, "/metrics").await), before, "{series:?}");
+    timeout(held.delivery.acker.ack(BasicAckOptions::default())).await.unwrap();
+    timeout(ch.queue_declare(q2.as_str().into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())).await.unwrap();
+    let mut after_ack = before.clone();
+    after_ack[9] += 1;
+    assert_eq!(read(&scrape(addr, "/metrics").await), after_ack, "{series:?}");
+
+    // Channels, the connection and the last queue go: nothing is lost.
+    timeout(ch2.close(200, "bye".into())).await.unwrap();
+    assert_eq!(read(&scrape(addr, "/metrics").await), after_ack, "{series:?}");
+    timeout(ch.queue_delete(q2.as_str().into(), QueueDeleteOptions::default())).await.unwrap();
+    timeout(conn.close(200, "bye".into())).await.unwrap();
+    let t = scrape(addr, "/metrics").await;
+    assert_eq!(must(&t, "rabbitmq_queues"), 0);
+    assert_eq!(must(&t, "rabbitmq_channels"), 0);
+    assert_eq!(read(&t), after_ack, "{series:?}");
     b.stop().await;
 }

@@ -7,6 +7,7 @@ listener (WARREN_TEST_HTTP_URL, default http://127.0.0.1:15673).
 """
 
 import json
+import os
 import subprocess
 import sys
 import urllib.parse
@@ -116,3 +117,21 @@ def test_close_connection(admin, connect):
     with pytest.raises((pika.exceptions.ConnectionClosedByBroker, pika.exceptions.StreamLostError, pika.exceptions.AMQPConnectionError)):
         for _ in range(50):
             conn.process_data_events(time_limit=0.1)
+
+
+def test_vhost_limits_and_parameters(admin, names):
+    vhost = names("lim")
+    admin("declare", "vhost", f"name={vhost}")
+    try:
+        assert "vhost_limit declared" in admin("declare", "vhost_limit", f"vhost={vhost}", "name=max-queues", "value=100").stdout
+        assert {"vhost": vhost, "value": {"max-queues": 100}} in admin.json("list", "vhost_limits")
+        rows = [r for r in admin.json("list", "parameters") if r["vhost"] == vhost]
+        assert rows == [{"vhost": vhost, "component": "vhost-limits", "name": "limits", "value": {"max-queues": 100}}], rows
+        # A component the broker does not have (no federation plugin): RabbitMQ's refusal.
+        r = admin("-V", vhost, "declare", "parameter", "component=federation-upstream", "name=up",
+                  'value={"uri": "amqp://"}', check=False)
+        assert r.returncode != 0 and "component federation-upstream not found" in r.stdout + r.stderr
+        assert "vhost_limit deleted" in admin("delete", "vhost_limit", f"vhost={vhost}", "name=max-queues").stdout \
+            or os.environ.get("WARREN_TEST_URL")  # RabbitMQ 3.10 answers this DELETE with a 500
+    finally:
+        admin("delete", "vhost", f"name={vhost}")

@@ -318,3 +318,66 @@ def test_operator_policy_added_applies_and_is_deleted_through_the_ui(browser, ch
         browser.execute_script(f"""
             fetch('api/operator-policies/{quote(vhost, safe="")}/{policy}', {{method: 'DELETE',
               headers: {{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}}}});""")
+
+def test_vhost_and_user_limits_set_and_cleared_through_the_ui(browser, broker_url, names):
+    vhost = pika.URLParameters(broker_url).virtual_host
+    auth = "{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}"
+    logged_in(browser)
+    goto(browser, "#/admin/limits")
+    open_section(browser, "Set / update a virtual host limit")
+    select(browser, "set-vhost-limit-on", vhost)
+    select(browser, "set-vhost-limit-name", "max-queues")
+    fill(browser, "set-vhost-limit-value", "0")
+    submit(browser, "set-vhost-limit")
+    flash_says(browser, f"Limit max-queues of virtual host {vhost} set.")
+    conn = pika.BlockingConnection(amqp_params(broker_url))
+    try:
+        wait(browser, EC.presence_of_element_located((By.XPATH, "//tr[td[normalize-space()='max-queues'] and td[normalize-space()='0']]")))
+        # The broker enforces it: no new queue in that vhost.
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as refused:
+            conn.channel().queue_declare(names("limited"))
+        assert refused.value.reply_code == 406 and "queue limit in vhost" in refused.value.reply_text, refused.value
+        row_button(browser, "max-queues", "Clear")
+        accept_confirm(browser)
+        flash_says(browser, f"Limit max-queues of virtual host {vhost} cleared.")
+        q = names("unlimited")
+        ch = conn.channel()
+        ch.queue_declare(q)
+        ch.queue_delete(q)
+
+        open_section(browser, "Set / update a user limit")
+        fill(browser, "set-user-limit-on", "guest")
+        select(browser, "set-user-limit-name", "max-channels")
+        fill(browser, "set-user-limit-value", "5000")
+        submit(browser, "set-user-limit")
+        flash_says(browser, "Limit max-channels of user guest set.")
+        wait(browser, EC.presence_of_element_located((By.XPATH, "//tr[td[normalize-space()='guest'] and td[normalize-space()='max-channels'] and td[normalize-space()='5,000']]")))
+        row_button(browser, "max-channels", "Clear")
+        accept_confirm(browser)
+        flash_says(browser, "Limit max-channels of user guest cleared.")
+        row_gone(browser, "max-channels")
+        assert js_errors(browser) == []
+    finally:
+        if conn.is_open:
+            conn.close()
+        browser.execute_script(f"""
+            fetch('api/vhost-limits/{quote(vhost, safe="")}/max-queues', {{method: 'DELETE', headers: {auth}}});
+            fetch('api/user-limits/guest/max-channels', {{method: 'DELETE', headers: {auth}}});""")
+
+
+@pytest.mark.skipif(not _OWN, reason="renames the cluster: not on a shared reference node")
+def test_cluster_renamed_through_the_ui(browser):
+    auth = "{Authorization: 'Basic ' + sessionStorage.getItem('warren-mgmt-auth')}"
+    name = "ui-cluster-" + uuid.uuid4().hex[:6]
+    logged_in(browser)
+    goto(browser, "#/admin/cluster")
+    wait(browser, EC.text_to_be_present_in_element((By.ID, "main"), "Cluster name"))
+    open_section(browser, "Rename the cluster")
+    fill(browser, "cluster-name-name", name)
+    submit(browser, "cluster-name")
+    try:
+        flash_says(browser, f"Cluster renamed to {name}.")
+        wait(browser, EC.presence_of_element_located((By.XPATH, f"//table[contains(@class, 'kv')]//td[normalize-space()='{name}']")))
+        assert js_errors(browser) == []
+    finally:
+        browser.execute_script(f"fetch('api/global-parameters/cluster_name', {{method: 'DELETE', headers: {auth}}});")

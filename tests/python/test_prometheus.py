@@ -39,6 +39,11 @@ AGGREGATED = [
     ("rabbitmq_queue_consumers", "gauge", set()),
     ("rabbitmq_channel_consumers", "gauge", set()),
     ("rabbitmq_channel_messages_unacked", "gauge", set()),
+    ("rabbitmq_channel_messages_unconfirmed", "gauge", set()),
+    ("rabbitmq_channel_messages_uncommitted", "gauge", set()),
+    ("rabbitmq_channel_acks_uncommitted", "gauge", set()),
+    ("rabbitmq_consumer_prefetch", "gauge", set()),
+    ("rabbitmq_channel_prefetch", "gauge", set()),
     ("rabbitmq_channel_messages_published_total", "counter", set()),
     ("rabbitmq_channel_messages_confirmed_total", "counter", set()),
     ("rabbitmq_channel_messages_unroutable_returned_total", "counter", set()),
@@ -84,7 +89,16 @@ PER_OBJECT = {
     "rabbitmq_queue_messages": {"vhost", "queue"},
     "rabbitmq_queue_consumers": {"vhost", "queue"},
     "rabbitmq_connection_channels": {"channel"},
+    "rabbitmq_channel_consumers": {"channel"},
+    "rabbitmq_channel_messages_unacked": {"channel"},
+    "rabbitmq_channel_messages_unconfirmed": {"channel"},
+    "rabbitmq_channel_prefetch": {"channel"},
+    "rabbitmq_consumer_prefetch": {"channel"},
 }
+
+# RabbitMQ counts a channel's publishes per exchange (labels channel, vhost, exchange); Warren per
+# channel, so its samples carry channel and vhost and are the sums over exchanges.
+CHANNEL_EXCHANGE = ["rabbitmq_channel_messages_published_total", "rabbitmq_channel_messages_confirmed_total"]
 
 # RabbitMQ counts publishes into queues per (channel, queue, exchange); Warren per queue, so its
 # samples carry a subset of these labels.
@@ -138,7 +152,8 @@ def test_per_object_samples_carry_rabbitmq_labels(prometheus_url, connect, names
         _, _, text = get(prometheus_url + "/metrics/per-object")
         fams = parse(text)
         mine = [s for s in fams.get("rabbitmq_queue_messages_ready", ("", []))[1] if s.get("queue") == q]
-        if (mine and fams.get("rabbitmq_connection_channels", ("", []))[1]) or time.monotonic() > deadline:
+        chans = fams.get("rabbitmq_channel_messages_published_total", ("", []))[1]
+        if (mine and fams.get("rabbitmq_connection_channels", ("", []))[1] and chans) or time.monotonic() > deadline:
             break
         conn.process_data_events(0.5)
     assert mine == [{"vhost": "/", "queue": q}], mine
@@ -147,6 +162,11 @@ def test_per_object_samples_carry_rabbitmq_labels(prometheus_url, connect, names
         assert samples, f"{name} has no sample"
         for s in samples:
             assert set(s) == labels, f"{name}: {s}"
+    for name in CHANNEL_EXCHANGE:
+        samples = fams[name][1]
+        assert samples, f"{name} has no sample"
+        for s in samples:
+            assert {"channel", "vhost"} <= set(s) <= {"channel", "vhost", "exchange"}, f"{name}: {s}"
     for s in fams["rabbitmq_queue_messages_published_total"][1]:
         assert {"queue"} <= set(s) <= PUBLISHED_LABELS, s
     # The global counters are in the per-object output as well.

@@ -4,6 +4,8 @@
 //! onto the broker's typed admin operations (the `admin` import), which check the caller's tags
 //! and permissions and answer rows with RabbitMQ's field names.
 
+mod parameters;
+
 use serde_json::{Map, Value, json};
 use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, decode_segment as decode, query_pairs as query};
 
@@ -179,6 +181,9 @@ fn route(req: &Request) -> Result<Response, Failure> {
     let get = m == "GET" || m == "HEAD";
     let list = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &shape(call(op, args)?, &q)?)) };
     let one = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &columns_of(call(op, args)?, &q))) };
+    if let Some(r) = parameters::route(req, &s, &list, &one) {
+        return r;
+    }
     match (m, s.as_slice()) {
         (_, ["overview"]) if get => one("overview", json!({})),
         (_, ["cluster-name"]) if get => Ok(json_response(200, &json!({"name": call("overview", json!({}))?["cluster_name"]}))),

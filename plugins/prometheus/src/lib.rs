@@ -14,7 +14,7 @@
 
 use serde_json::Value;
 use std::fmt::Write;
-use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, decode_segment as decode, query_pairs as query};
+use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, query_pairs as query};
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
@@ -97,9 +97,6 @@ fn route(req: &Request) -> Result<Response, admin::Failure> {
 /// RabbitMQ 3.10's detailed families that Warren does not serve.
 const UNSERVED: &[&str] = &[
     "queue_delivery_metrics",
-    "channel_exchange_metrics",
-    "channel_queue_metrics",
-    "channel_metrics",
     "channel_process_metrics",
     "connection_coarse_metrics",
     "node_persister_metrics",
@@ -281,8 +278,9 @@ fn render(mode: &Mode) -> Result<String, admin::Failure> {
             }
         }
     }
-    if !per_object {
-        channel_totals(&mut o, &node, &c);
+    if CHANNEL_GROUPS.iter().any(|g| wants(g)) {
+        let chans = call("metrics.channels", "{}")?;
+        channels(&mut o, rows(&chans), per_object, &wants);
     }
     if wants("connection_metrics") {
         o.family("connection_channels", "gauge", "Channels on a connection");
@@ -384,56 +382,96 @@ fn render(mode: &Mode) -> Result<String, admin::Failure> {
     Ok(o.s)
 }
 
-/// Sum of a per-queue-type counter array of `metrics.node`'s counters.
-fn sum(c: &Value, key: &str) -> u64 {
-    c.get(key).and_then(Value::as_array).map_or(0, |a| a.iter().filter_map(Value::as_u64).sum())
+/// A channel's label value: RabbitMQ puts the Erlang pid of the channel process there; Warren
+/// writes `<0.CONNECTION.NUMBER>` (its connection's is `<0.CONNECTION.0>`, and channel numbers
+/// start at 1, so the two never meet).
+fn channel_label(conn: u64, number: u64) -> String {
+    format!("<0.{conn}.{number}>")
 }
 
-/// The per-channel families of the aggregated endpoint: RabbitMQ sums them over all channels
-/// there (Grafana's RabbitMQ-Overview dashboard reads these), and the broker's global counters
-/// are exactly those sums. Per object they would need a registry of channels, which the broker
-/// does not keep, so the per-object endpoints leave them out.
-fn channel_totals(o: &mut Out, node: &Value, c: &Value) {
-    o.one("channel_consumers", "gauge", "Consumers on a channel", u(node, "consumers"));
-    o.one("channel_messages_unacked", "gauge", "Delivered but not yet acknowledged messages", u(node, "messages_unacked"));
-    for (name, help, v) in [
-        ("channel_messages_published_total", "Total number of messages published into an exchange on a channel", u(c, "received")),
-        (
-            "channel_messages_confirmed_total",
-            "Total number of messages published into an exchange and confirmed on the channel",
-            u(c, "confirmed"),
-        ),
-        (
-            "channel_messages_unroutable_returned_total",
-            "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
-            u(c, "unroutable_returned"),
-        ),
-        (
-            "channel_messages_unroutable_dropped_total",
-            "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
-            u(c, "unroutable_dropped"),
-        ),
-        (
-            "channel_get_ack_total",
-            "Total number of messages fetched with basic.get in manual acknowledgement mode",
-            sum(c, "delivered_get_manual_ack"),
-        ),
-        ("channel_get_total", "Total number of messages fetched with basic.get in automatic acknowledgement mode", sum(c, "delivered_get_auto_ack")),
-        (
-            "channel_messages_delivered_ack_total",
-            "Total number of messages delivered to consumers in manual acknowledgement mode",
-            sum(c, "delivered_consume_manual_ack"),
-        ),
-        (
-            "channel_messages_delivered_total",
-            "Total number of messages delivered to consumers in automatic acknowledgement mode",
-            sum(c, "delivered_consume_auto_ack"),
-        ),
-        ("channel_messages_redelivered_total", "Total number of messages redelivered to consumers", sum(c, "redelivered")),
-        ("channel_messages_acked_total", "Total number of messages acknowledged by consumers", sum(c, "acknowledged")),
-        ("channel_get_empty_total", "Total number of times basic.get operations fetched no message", sum(c, "get_empty")),
-    ] {
-        o.one(name, "counter", help, v);
+/// RabbitMQ's detailed families of per-channel metrics, in its order.
+const CHANNEL_GROUPS: [&str; 3] = ["channel_metrics", "channel_exchange_metrics", "channel_queue_metrics"];
+
+/// The per-channel families: (group, name, type, help, column of `metrics.channels`).
+const CHANNEL_FAMILIES: [(&str, &str, &str, &str, usize); 18] = [
+    ("channel_metrics", "channel_consumers", "gauge", "Consumers on a channel", 3),
+    ("channel_metrics", "channel_messages_unacked", "gauge", "Delivered but not yet acknowledged messages", 4),
+    ("channel_metrics", "channel_messages_unconfirmed", "gauge", "Published but not yet confirmed messages", 5),
+    ("channel_metrics", "channel_messages_uncommitted", "gauge", "Messages received in a transaction but not yet committed", 6),
+    ("channel_metrics", "channel_acks_uncommitted", "gauge", "Message acknowledgements in a transaction not yet committed", 7),
+    ("channel_metrics", "consumer_prefetch", "gauge", "Limit of unacknowledged messages for each consumer", 8),
+    ("channel_metrics", "channel_prefetch", "gauge", "Total limit of unacknowledged messages for all consumers on a channel", 9),
+    ("channel_exchange_metrics", "channel_messages_published_total", "counter", "Total number of messages published into an exchange on a channel", 10),
+    (
+        "channel_exchange_metrics",
+        "channel_messages_confirmed_total",
+        "counter",
+        "Total number of messages published into an exchange and confirmed on the channel",
+        11,
+    ),
+    (
+        "channel_exchange_metrics",
+        "channel_messages_unroutable_returned_total",
+        "counter",
+        "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
+        12,
+    ),
+    (
+        "channel_exchange_metrics",
+        "channel_messages_unroutable_dropped_total",
+        "counter",
+        "Total number of messages published as non-mandatory into an exchange and dropped as unroutable",
+        13,
+    ),
+    ("channel_queue_metrics", "channel_get_ack_total", "counter", "Total number of messages fetched with basic.get in manual acknowledgement mode", 14),
+    ("channel_queue_metrics", "channel_get_total", "counter", "Total number of messages fetched with basic.get in automatic acknowledgement mode", 15),
+    (
+        "channel_queue_metrics",
+        "channel_messages_delivered_ack_total",
+        "counter",
+        "Total number of messages delivered to consumers in manual acknowledgement mode",
+        16,
+    ),
+    (
+        "channel_queue_metrics",
+        "channel_messages_delivered_total",
+        "counter",
+        "Total number of messages delivered to consumers in automatic acknowledgement mode",
+        17,
+    ),
+    ("channel_queue_metrics", "channel_messages_redelivered_total", "counter", "Total number of messages redelivered to consumers", 18),
+    ("channel_queue_metrics", "channel_messages_acked_total", "counter", "Total number of messages acknowledged by consumers", 19),
+    ("channel_queue_metrics", "channel_get_empty_total", "counter", "Total number of times basic.get operations fetched no message", 20),
+];
+
+/// The per-channel families from `metrics.channels` rows (the open channels, as RabbitMQ's,
+/// whose aggregated endpoint sums them over its open channels).
+///
+/// Per object, the gauges carry the `channel` label. RabbitMQ keeps the counters per channel
+/// and exchange (publish side) or per channel and queue (delivery side); Warren keeps them per
+/// channel, so its samples carry `channel` and `vhost` and are the sums over exchanges or
+/// queues. As RabbitMQ's, a channel has publish-side samples once it has published and
+/// delivery-side samples once it has consumed or fetched.
+fn channels(o: &mut Out, chans: &[Value], per_object: bool, wants: &dyn Fn(&str) -> bool) {
+    let labels: Vec<String> = chans.iter().map(|r| channel_label(n(r, 0), n(r, 1))).collect();
+    let active = |r: &Value, cols: std::ops::RangeInclusive<usize>| cols.into_iter().any(|i| n(r, i) > 0);
+    for (group, name, kind, help, col) in CHANNEL_FAMILIES {
+        if !wants(group) {
+            continue;
+        }
+        o.family(name, kind, help);
+        if !per_object {
+            o.sample(name, &[], chans.iter().map(|r| n(r, col)).sum());
+            continue;
+        }
+        for (r, label) in chans.iter().zip(&labels) {
+            match group {
+                "channel_metrics" => o.sample(name, &[("channel", label)], n(r, col)),
+                "channel_exchange_metrics" if active(r, 10..=10) => o.sample(name, &[("channel", label), ("vhost", s(r, 2))], n(r, col)),
+                "channel_queue_metrics" if active(r, 14..=20) => o.sample(name, &[("channel", label), ("vhost", s(r, 2))], n(r, col)),
+                _ => {}
+            }
+        }
     }
 }
 

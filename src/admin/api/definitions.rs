@@ -76,7 +76,7 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
                 p
             })
             .collect();
-        let parameters: Vec<Value> = parameters(broker, Some(v))
+        let parameters: Vec<Value> = super::parameters::rows(broker, Some(v))
             .into_iter()
             .map(|mut p| {
                 p.as_object_mut().map(|o| o.remove("vhost"));
@@ -118,7 +118,7 @@ pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
             .into_iter()
             .map(|r| json!({"user": r.user, "vhost": r.vhost, "exchange": r.exchange, "write": r.write, "read": r.read}))
             .collect::<Vec<_>>(),
-        "parameters": parameters(broker, None),
+        "parameters": super::parameters::rows(broker, None),
         "global_parameters": broker.global_parameters().into_iter().map(|(name, value)| json!({"name": name, "value": value})).collect::<Vec<_>>(),
         "policies": policies(broker, None),
         "queues": queues,
@@ -135,26 +135,6 @@ fn policies(broker: &Broker, only: Option<&str>) -> Vec<Value> {
     for v in vs.iter().filter(|v| only.is_none_or(|n| n == v.name)) {
         for p in broker.policies(PolicyKind::User, &v.name).unwrap_or_default() {
             out.push(super::policies::row(&v.name, &p));
-        }
-    }
-    out
-}
-
-/// The runtime parameters of every vhost, or of one, as RabbitMQ 3.10 exports them: vhost
-/// limits (component `vhost-limits`, name `limits`) and operator policies (`operator_policy`).
-fn parameters(broker: &Broker, only: Option<&str>) -> Vec<Value> {
-    let mut vs = broker.vhosts();
-    vs.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut out = Vec::new();
-    for v in vs.iter().filter(|v| only.is_none_or(|n| n == v.name)) {
-        let limits = v.limits.read().clone();
-        if !limits.is_empty() {
-            out.push(json!({"value": limits, "vhost": v.name, "component": "vhost-limits", "name": "limits"}));
-        }
-        for p in broker.policies(PolicyKind::Operator, &v.name).unwrap_or_default() {
-            let row = super::policies::row(&v.name, &p);
-            let value = json!({"pattern": row["pattern"], "definition": row["definition"], "priority": row["priority"], "apply-to": row["apply-to"]});
-            out.push(json!({"value": value, "vhost": v.name, "component": "operator_policy", "name": row["name"]}));
         }
     }
     out

@@ -150,9 +150,10 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     // No client channel counts it: the overview's totals do (as RabbitMQ's, whose management
     // publish goes through a channel of its own).
     use crate::broker::stats::Stat;
-    broker.retired.incr(Stat::Publish);
-    if out.routed == 0 && !out.rejected {
-        broker.retired.incr(Stat::DropUnroutable);
+    let retired = &broker.retired.channels;
+    retired.incr(Stat::Publish);
+    if out.routed == 0 {
+        retired.incr(if out.rejected { Stat::PublishRefused } else { Stat::DropUnroutable });
     }
     Ok(json!({"routed": out.routed > 0}))
 }
@@ -195,7 +196,7 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         // Counted as RabbitMQ's management get (a basic.get on a channel of its own).
         use crate::broker::stats::Stat;
         q.stats.incr(Stat::Get);
-        broker.retired.incr(Stat::Get);
+        broker.retired.channels.incr(Stat::Get);
         let m = &ready.msg;
         let body: &[u8] = &m.body;
         let shown = match g.truncate {

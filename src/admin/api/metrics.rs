@@ -9,6 +9,7 @@ use super::{ApiError, ApiResult};
 use crate::alarm::{NODE_NAME, Resource};
 use crate::broker::Broker;
 use crate::broker::counters::{Counters, QUEUE_TYPES, type_index};
+use crate::broker::stats::{Snapshot, Stat};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -16,15 +17,16 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// The operations of this module.
-pub const OPS: [&str; 5] = ["metrics.node", "metrics.queues", "metrics.connections", "metrics.vhosts", "metrics.exchanges"];
+pub const OPS: [&str; 6] = ["metrics.node", "metrics.queues", "metrics.connections", "metrics.channels", "metrics.vhosts", "metrics.exchanges"];
 
-fn per_type(c: &[AtomicU64; 2]) -> Value {
-    json!([c[0].load(Relaxed), c[1].load(Relaxed)])
-}
-
-fn counters(c: &Counters) -> Value {
+/// The broker's counters: churn from `c`; RabbitMQ's global message counters summed from the
+/// channels' (`ch`: publish side) and the queues' counters per queue type (`q`: delivery side).
+fn counters(c: &Counters, ch: &Snapshot, q: &[Snapshot; 2]) -> Value {
     let v = |a: &AtomicU64| a.load(Relaxed);
-    let delivered: Vec<u64> = (0..QUEUE_TYPES.len()).map(|i| c.delivered_total(i)).collect();
+    let per_type = |s: Stat| json!([q[0].get(s), q[1].get(s)]);
+    let delivered: Vec<u64> =
+        q.iter().map(|t| [Stat::Deliver, Stat::DeliverNoAck, Stat::Get, Stat::GetNoAck].iter().map(|s| t.get(*s)).sum()).collect();
+    let unroutable = [Stat::ReturnUnroutable, Stat::DropUnroutable, Stat::PublishRefused].iter().map(|s| ch.get(*s)).sum::<u64>();
     json!({
         "connections_opened": v(&c.connections_opened),
         "connections_closed": v(&c.connections_closed),
@@ -33,21 +35,21 @@ fn counters(c: &Counters) -> Value {
         "queues_declared": v(&c.queues_declared),
         "queues_created": v(&c.queues_created),
         "queues_deleted": v(&c.queues_deleted),
-        "received": v(&c.received),
-        "received_confirm": v(&c.received_confirm),
-        "routed": v(&c.routed),
-        "unroutable_dropped": v(&c.unroutable_dropped),
-        "unroutable_returned": v(&c.unroutable_returned),
-        "confirmed": v(&c.confirmed),
+        "received": ch.get(Stat::Publish),
+        "received_confirm": ch.get(Stat::PublishConfirm),
+        "routed": ch.get(Stat::Publish).saturating_sub(unroutable),
+        "unroutable_dropped": ch.get(Stat::DropUnroutable),
+        "unroutable_returned": ch.get(Stat::ReturnUnroutable),
+        "confirmed": ch.get(Stat::Confirm),
         "publishers": v(&c.publishers),
         "delivered": delivered,
-        "delivered_consume_auto_ack": per_type(&c.delivered_consume_auto_ack),
-        "delivered_consume_manual_ack": per_type(&c.delivered_consume_manual_ack),
-        "delivered_get_auto_ack": per_type(&c.delivered_get_auto_ack),
-        "delivered_get_manual_ack": per_type(&c.delivered_get_manual_ack),
-        "get_empty": per_type(&c.get_empty),
-        "redelivered": per_type(&c.redelivered),
-        "acknowledged": per_type(&c.acknowledged),
+        "delivered_consume_auto_ack": per_type(Stat::DeliverNoAck),
+        "delivered_consume_manual_ack": per_type(Stat::Deliver),
+        "delivered_get_auto_ack": per_type(Stat::GetNoAck),
+        "delivered_get_manual_ack": per_type(Stat::Get),
+        "get_empty": per_type(Stat::GetEmpty),
+        "redelivered": per_type(Stat::Redeliver),
+        "acknowledged": per_type(Stat::Ack),
     })
 }
 
@@ -86,16 +88,28 @@ fn cluster_id(broker: &Broker) -> String {
 /// file descriptors, process start time and identity.
 pub fn node(broker: &Broker) -> ApiResult {
     let (mut queues, mut ready, mut unacked, mut consumers, mut published) = (0u64, 0u64, 0u64, 0u64, 0u64);
-    for v in broker.vhosts() {
-        for q in v.queues.read().values() {
-            let (m, c) = q.counts();
-            queues += 1;
-            ready += m as u64;
-            consumers += c as u64;
-            unacked += q.unacked.load(Relaxed);
-            published += q.published.load(Relaxed);
+    // Deliveries, gets, acks per queue type: deleted queues' and live queues' counters (read
+    // together, so a queue deleted meanwhile is counted once).
+    let mut by_type = [Snapshot::default(); 2];
+    let vhosts = broker.vhosts();
+    {
+        let _reading = broker.retired.reading();
+        for (t, r) in by_type.iter_mut().zip(&broker.retired.queues) {
+            *t = r.snapshot();
+        }
+        for v in &vhosts {
+            for q in v.queues.read().values() {
+                let (m, c) = q.counts();
+                queues += 1;
+                ready += m as u64;
+                consumers += c as u64;
+                unacked += q.unacked.load(Relaxed);
+                published += q.published.load(Relaxed);
+                by_type[type_index(q.declared.queue_type)].add(&q.stats.snapshot());
+            }
         }
     }
+    let by_channel = super::overview::message_totals(broker);
     let (connections, channels) = {
         let conns = broker.connections.lock();
         (conns.len() as u64, conns.values().map(|c| c.channels.load(Relaxed) as u64).sum::<u64>())
@@ -107,7 +121,7 @@ pub fn node(broker: &Broker) -> ApiResult {
         "cluster": NODE_NAME,
         "cluster_id": cluster_id(broker),
         "version": env!("CARGO_PKG_VERSION"),
-        "counters": counters(&broker.counters),
+        "counters": counters(&broker.counters, &by_channel, &by_type),
         "connections": connections,
         "channels": channels,
         "queues": queues,
@@ -170,6 +184,54 @@ pub fn connections(broker: &Broker) -> ApiResult {
     Ok(json!({"columns": ["id", "vhost", "channels"], "rows": rows}))
 }
 
+/// The counters of a `metrics.channels` row, after its gauges.
+const CHANNEL_COUNTERS: [Stat; 11] = [
+    Stat::Publish,
+    Stat::Confirm,
+    Stat::ReturnUnroutable,
+    Stat::DropUnroutable,
+    Stat::Get,
+    Stat::GetNoAck,
+    Stat::Deliver,
+    Stat::DeliverNoAck,
+    Stat::Redeliver,
+    Stat::Ack,
+    Stat::GetEmpty,
+];
+
+/// `metrics.channels`: every open channel, from the registry each connection keeps:
+/// `{"columns": [...], "rows": [[connection id, number, vhost, consumers, unacked, unconfirmed,
+/// uncommitted, acks_uncommitted, prefetch, global_prefetch, publish, confirm,
+/// return_unroutable, drop_unroutable, get, get_no_ack, deliver, deliver_no_ack, redeliver,
+/// ack, get_empty], ...]}`, ordered by connection and channel number.
+pub fn channels(broker: &Broker) -> ApiResult {
+    let mut rows: Vec<(u64, u16, Value)> = Vec::new();
+    for c in broker.connections.lock().values() {
+        for ch in c.channel_list.lock().values() {
+            let info = &ch.info;
+            let snap = ch.stats_snapshot();
+            let mut row = vec![
+                json!(c.id),
+                json!(ch.number),
+                json!(c.vhost),
+                json!(info.consumers.load(Relaxed)),
+                json!(ch.unacked_count()),
+                json!(ch.confirms.unconfirmed()),
+                json!(info.uncommitted_messages.load(Relaxed)),
+                json!(info.uncommitted_acks.load(Relaxed)),
+                json!(info.prefetch.load(Relaxed)),
+                json!(ch.global_prefetch.load(Relaxed)),
+            ];
+            row.extend(CHANNEL_COUNTERS.iter().map(|s| json!(snap.get(*s))));
+            rows.push((c.id, ch.number, Value::Array(row)));
+        }
+    }
+    rows.sort_by_key(|r| (r.0, r.1));
+    let mut columns = vec!["connection", "number", "vhost", "consumers", "unacked", "unconfirmed", "uncommitted", "acks_uncommitted", "prefetch", "global_prefetch"];
+    columns.extend(CHANNEL_COUNTERS.iter().map(|s| s.name()));
+    Ok(json!({"columns": columns, "rows": rows.into_iter().map(|r| r.2).collect::<Vec<_>>()}))
+}
+
 /// `metrics.vhosts`: the vhost names (all running).
 pub fn vhosts(broker: &Broker) -> ApiResult {
     Ok(Value::Array(broker.vhosts().iter().map(|v| Value::String(v.name.clone())).collect()))
@@ -197,6 +259,7 @@ pub fn call(broker: &Broker, op: &str, a: &Value) -> ApiResult {
         "metrics.node" => node(broker),
         "metrics.queues" => queues(broker, a),
         "metrics.connections" => connections(broker),
+        "metrics.channels" => channels(broker),
         "metrics.vhosts" => vhosts(broker),
         "metrics.exchanges" => exchanges(broker, a),
         other => Err(ApiError::bad_request(format!("unknown admin operation '{other}'"))),

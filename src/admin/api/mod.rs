@@ -9,14 +9,18 @@ pub mod connections;
 pub mod definitions;
 pub mod exchanges;
 pub mod fields;
+pub mod global_parameters;
 pub mod messages;
 pub mod metrics;
 pub mod overview;
+pub mod parameters;
 pub mod policies;
 pub mod queues;
 pub mod stats;
 pub mod topic_permissions;
+pub mod user_limits;
 pub mod users;
+pub mod vhost_limits;
 pub mod vhosts;
 
 use crate::auth_backend::{Access, AuthUser, ResourceKind};
@@ -226,6 +230,21 @@ pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
         "policies.get" => policies::get(broker, caller, a),
         "policies.put" => policies::put(broker, caller, a),
         "policies.delete" => policies::delete(broker, caller, a),
+        "parameters.list" => parameters::list(broker, caller, a),
+        "parameters.get" => parameters::get(broker, caller, a),
+        "parameters.put" => parameters::put(broker, caller, a),
+        "parameters.delete" => parameters::delete(broker, caller, a),
+        "global_parameters.list" => global_parameters::list(broker, caller),
+        "global_parameters.get" => global_parameters::get(broker, caller, a),
+        "global_parameters.put" => global_parameters::put(broker, caller, a),
+        "global_parameters.delete" => global_parameters::delete(broker, caller, a),
+        "cluster_name.put" => global_parameters::put_cluster_name(broker, caller, a),
+        "vhost_limits.list" => vhost_limits::list(broker, caller, a),
+        "vhost_limits.put" => vhost_limits::put(broker, caller, a),
+        "vhost_limits.delete" => vhost_limits::delete(broker, caller, a),
+        "user_limits.list" => user_limits::list(broker, caller, a),
+        "user_limits.put" => user_limits::put(broker, caller, a),
+        "user_limits.delete" => user_limits::delete(broker, caller, a),
         "definitions.get" => definitions::export(broker, caller, a),
         "definitions.post" => definitions::import(broker, caller, a),
         other => Err(ApiError::bad_request(format!("unknown admin operation '{other}'"))),

@@ -83,7 +83,8 @@ pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
 /// The broker's message counters: those of closed channels plus the open channels' (RabbitMQ's
 /// overview counts what every channel did, all vhosts together).
 pub fn message_totals(broker: &Broker) -> Snapshot {
-    let mut t = broker.retired.snapshot();
+    let _reading = broker.retired.reading();
+    let mut t = broker.retired.channels.snapshot();
     for c in broker.connections.lock().values() {
         for ch in c.channel_list.lock().values() {
             t.add(&ch.stats_snapshot());

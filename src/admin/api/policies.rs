@@ -87,7 +87,7 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
 }
 
 /// RabbitMQ's 400 for a refused policy ("Validation failed\n\n…", HTML-escaped as it sends it).
-fn refused(e: PolicyCommandError) -> ApiError {
+pub(super) fn refused(e: PolicyCommandError) -> ApiError {
     match e {
         PolicyCommandError::NoSuchVhost(_) | PolicyCommandError::NotFound => ApiError::not_found(),
         PolicyCommandError::Invalid(e) => {

@@ -107,7 +107,7 @@ pub const QUEUE_KEYS: [Stat; 8] =
     [Stat::Publish, Stat::Deliver, Stat::DeliverNoAck, Stat::Get, Stat::GetNoAck, Stat::GetEmpty, Stat::Ack, Stat::Redeliver];
 
 /// The keys of a channel's and the overview's `message_stats` (all of them).
-pub const CHANNEL_KEYS: [Stat; 11] = Stat::ALL;
+pub const CHANNEL_KEYS: [Stat; 11] = Stat::MESSAGE_STATS;
 
 /// An object's address: its key in the sample table.
 pub fn id<T>(x: &T) -> usize {

@@ -76,6 +76,8 @@ pub struct Queue {
     pub published: AtomicU64,
     /// Deliveries, gets, acks, redeliveries of its messages (management `message_stats`).
     pub stats: super::stats::MessageStats,
+    /// Set when the queue is deleted: where its counters went (see [`Queue::retire`]).
+    retired: Mutex<Option<super::stats::RetiredAt>>,
     /// Deliveries awaiting an ack (see `delivery::Unacked`).
     pub unacked: AtomicU64,
     /// Store id and message log of a durable queue (persistent messages are written there).
@@ -129,6 +131,7 @@ impl Queue {
             deleted: AtomicBool::new(false),
             published: AtomicU64::new(0),
             stats: Default::default(),
+            retired: Mutex::new(None),
             unacked: AtomicU64::new(0),
             store,
             committed: AtomicU64::new(0),
@@ -138,6 +141,18 @@ impl Queue {
             last_used: AtomicU64::new(super::ttl::now_ms()),
             home: Default::default(),
             flow: super::flow::QueueFlow::new(super::flow::FlowLimits::default()),
+        }
+    }
+
+    /// The queue is deleted: its counters go to `into`'s deleted-queue totals of its type (the
+    /// caller holds [`Retired::moving`](super::stats::Retired::moving) while it also takes the
+    /// queue out of its vhost). What is counted later is added when the queue is dropped.
+    pub fn retire(&self, into: &Arc<super::stats::Retired>) {
+        let mut r = self.retired.lock();
+        if r.is_none() {
+            let at = self.stats.snapshot();
+            into.queues[super::counters::type_index(self.declared.queue_type)].absorb(&at);
+            *r = Some(super::stats::RetiredAt { at, into: into.clone() });
         }
     }
 
@@ -575,6 +590,18 @@ impl Queue {
             }
         }
         n
+    }
+}
+
+impl Drop for Queue {
+    /// A deleted queue's last counts (after [`Queue::retire`]) join the deleted-queue totals.
+    fn drop(&mut self) {
+        if let Some(r) = self.retired.get_mut().take() {
+            let late = self.stats.snapshot().since(&r.at);
+            if !late.is_empty() {
+                r.into.queues[super::counters::type_index(self.declared.queue_type)].absorb(&late);
+            }
+        }
     }
 }
 

@@ -205,8 +205,6 @@ impl Channel {
         let Some((ready, left)) = q.get() else {
             self.shared.stats.incr(Stat::GetEmpty);
             q.stats.incr(Stat::GetEmpty);
-            let i = crate::broker::counters::type_index(q.declared.queue_type);
-            crate::broker::counters::bump(&ctx.conn.counters.get_empty[i]);
             send(ctx, ch, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})));
             return Ok(());
         };
@@ -217,7 +215,6 @@ impl Channel {
             self.shared.stats.incr(Stat::Redeliver);
             q.stats.incr(Stat::Redeliver);
         }
-        ctx.conn.counters.delivered(q.declared.queue_type, true, g.no_ack, ready.redelivered);
         let msg = ready.msg.clone();
         let frame_max = ctx.conn.frame_max();
         let mut st = self.shared.state.lock();
@@ -297,12 +294,6 @@ impl Channel {
         for u in &taken {
             if let Some(c) = &u.consumer {
                 c.unacked.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        if requeue.is_none() {
-            let c = &self.shared.conn.counters;
-            for u in &taken {
-                crate::broker::counters::bump(&c.acknowledged[crate::broker::counters::type_index(u.queue.declared.queue_type)]);
             }
         }
         if requeue == Some(true) {
