@@ -23,7 +23,8 @@ pub struct PluginLimits {
     /// has used between `call_timeout` and `call_timeout + 3 * tick` of CPU time, or after
     /// [`WALL_FACTOR`] × `call_timeout` of wall-clock time, whichever comes first.
     pub call_timeout: Duration,
-    /// Period of the epoch ticker thread (default 2 ms).
+    /// Period of the epoch ticker thread while a guest call runs (default 2 ms; it sleeps while
+    /// none does).
     pub tick: Duration,
     /// Entries of the per-exchange route cache, for deterministic types that read at most the
     /// routing key (default 10,000; the cache is emptied when full or when a binding changes).
@@ -260,6 +261,18 @@ pub(crate) struct EngineInner {
     pub(crate) linker: Linker<HostState>,
     pub(crate) limits: PluginLimits,
     cache_dir: Option<PathBuf>,
+    /// Advances the epoch while guest code runs; every store reports its calls to it
+    /// ([`EngineInner::watch`]).
+    pub(crate) ticker: Arc<super::ticker::Ticker>,
+}
+
+impl EngineInner {
+    /// Makes `store`'s guest calls subject to the time limit: the epoch ticker runs while
+    /// they do (see `ticker.rs`). Every store of this engine must get it.
+    pub(crate) fn watch<T: 'static>(&self, store: &mut wasmtime::Store<T>) {
+        let ticker = self.ticker.clone();
+        store.call_hook(move |_, h| ticker.hook(h));
+    }
 }
 
 /// One wasmtime engine for all plugins, its linker (host imports, no WASI) and the on-disk
@@ -292,19 +305,7 @@ impl PluginEngine {
         // The other worlds import `host` (linked above) and their own types-only interfaces.
         linker.instance("warren:plugin/auth-types@0.1.0").map_err(err)?;
 
-        let tick = limits.effective_tick();
-        let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("wasm-epoch".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(tick);
-                    match weak.upgrade() {
-                        Some(e) => e.increment_epoch(),
-                        None => return, // engine dropped with its last store/component
-                    }
-                }
-            })
+        let ticker = super::ticker::Ticker::start(engine.weak(), limits.effective_tick())
             .map_err(|e| LoadError::new("(engine)", format!("cannot start epoch ticker: {e}")))?;
 
         if let Some(dir) = &cache_dir {
@@ -312,7 +313,7 @@ impl PluginEngine {
                 LoadError::new("(engine)", format!("cannot create plugin cache {}: {e}", dir.display()))
             })?;
         }
-        Ok(PluginEngine { inner: Arc::new(EngineInner { engine, linker, limits, cache_dir }) })
+        Ok(PluginEngine { inner: Arc::new(EngineInner { engine, linker, limits, cache_dir, ticker }) })
     }
 
     pub fn limits(&self) -> &PluginLimits {

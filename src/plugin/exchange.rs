@@ -45,6 +45,7 @@ impl Shared {
         let state = HostState::new(self.plugin.clone(), self.config.clone(), self.memory_bytes);
         let mut store = Store::new(&self.engine.engine, state);
         store.limiter(|s| &mut s.limiter);
+        self.engine.watch(&mut store);
         let limits = self.engine.limits.clone();
         store.epoch_deadline_callback(move |mut ctx| on_deadline(&mut ctx.data_mut().clock, &limits));
         store.set_epoch_deadline(FIRST_DEADLINE);

@@ -108,6 +108,7 @@ impl WasmHttpHandler {
         let host = HostState::new(self.plugin.clone(), self.config.clone(), self.limits.memory_bytes);
         let mut store = Store::new(&self.engine.inner.engine, HttpState { host, broker: self.broker.clone(), caller });
         store.limiter(|s| &mut s.host.limiter);
+        self.engine.inner.watch(&mut store);
         let limits = self.limits.clone();
         store.epoch_deadline_callback(move |mut ctx| on_deadline(&mut ctx.data_mut().host.clock, &limits));
         store.set_epoch_deadline(FIRST_DEADLINE);

@@ -25,6 +25,7 @@ mod engine;
 mod exchange;
 pub mod http;
 pub mod kind;
+mod ticker;
 #[cfg(test)]
 mod tests;
 

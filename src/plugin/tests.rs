@@ -251,6 +251,26 @@ fn headers_rejects_bad_x_match() {
 }
 
 #[test]
+fn epoch_ticker_sleeps_while_no_guest_code_runs_and_wakes_for_a_call() {
+    let e = engine();
+    let ticker = e.inner.ticker.clone();
+    let t = load(&e, "loop", LOOP);
+    let none = FieldTable::default();
+    let mut r = t.create_router("/:loop", &none).unwrap();
+    bind(&mut r, 1, "", &none);
+    assert_eq!(route_key(&mut r, "ok").unwrap(), [1]);
+    // Loading and short calls may have let it tick a few times; idle, it must stop.
+    std::thread::sleep(Duration::from_millis(30));
+    let idle = ticker.ticks();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(ticker.ticks(), idle, "the ticker ticked while no guest code ran");
+    // A call that never returns on its own is still stopped: the ticker woke for it.
+    let err = route_key(&mut r, "loop").unwrap_err();
+    assert!(err.0.contains("time limit of 10 ms exceeded"), "{err}");
+    assert!(ticker.ticks() > idle);
+}
+
+#[test]
 fn infinite_loop_is_interrupted_and_instance_recreated() {
     let e = engine();
     let t = load(&e, "loop", LOOP);
