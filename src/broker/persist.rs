@@ -209,25 +209,23 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
         // Records with a publish time also give back the TTL expiry.
-        let mut seqs: Vec<(u64, u64, u32, usize)> = Vec::new();
         let ttl = q.args().message_ttl;
         // Body sizes (x-max-length-bytes) and priorities (x-max-priority) need the record
         // decoded: done for such queues only.
         let decode = q.args().max_length_bytes.is_some() || q.args().max_priority.is_some();
-        store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
-            let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
-                Some(m) => {
-                    let prio = basic::parse_properties(&m.properties[..]).ok().and_then(|(_, p)| *p.priority());
-                    (m.body.len() as u32, prio.unwrap_or(0) as usize)
-                }
-                None => (0, 0),
-            };
-            seqs.push((seq, recovered_expiry(rec, ttl), size, level));
-            Ok(())
+        nm += q.restore_with(|add| {
+            store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
+                let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
+                    Some(m) => {
+                        let prio = basic::parse_properties(&m.properties[..]).ok().and_then(|(_, p)| *p.priority());
+                        (m.body.len() as u32, prio.unwrap_or(0) as usize)
+                    }
+                    None => (0, 0),
+                };
+                add(seq, recovered_expiry(rec, ttl), size, level);
+                Ok(())
+            })
         })?;
-        nm += seqs.len();
-        let next = seqs.last().map_or(1, |s| s.0 + 1);
-        q.restore(seqs, next);
         // x-expires counts from the restart, as in RabbitMQ.
         super::ttl::watch_queue_expiry(Arc::downgrade(&vh), &q);
         vh.queues.write().insert(r.def.name, q);

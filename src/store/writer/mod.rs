@@ -71,6 +71,12 @@ pub(crate) enum Op {
         queue_id: u64,
         seq: u64,
     },
+    /// Messages `first..first + count` of a queue (a run of a purged backlog).
+    RemoveRange {
+        queue_id: u64,
+        first: u64,
+        count: u64,
+    },
     Purge {
         queue_id: u64,
         done: Done,
@@ -95,7 +101,7 @@ impl Op {
             Op::Def { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
-            Op::Remove { .. } | Op::Shutdown => {}
+            Op::Remove { .. } | Op::RemoveRange { .. } | Op::Shutdown => {}
         }
     }
 }
@@ -183,6 +189,14 @@ impl MessageLog {
     /// expiry). If its append has not been committed yet, neither is written.
     pub fn remove(&self, queue_id: u64, seq: u64) {
         self.send(Op::Remove { queue_id, seq });
+    }
+
+    /// Delete messages `first..first + count` of queue `queue_id` (those that exist), like as
+    /// many [`remove`](Self::remove)s in one op.
+    pub fn remove_range(&self, queue_id: u64, first: u64, count: u64) {
+        if count > 0 {
+            self.send(Op::RemoveRange { queue_id, first, count });
+        }
     }
 
     /// Delete every message of the queue, including appends queued before.
