@@ -937,3 +937,37 @@ fn writer_recovers_after_enospc_once_space_is_back() {
     let missing: Vec<u64> = confirmed.iter().copied().filter(|s| !seqs.contains(s)).collect();
     assert!(missing.is_empty(), "confirmed messages lost: {missing:?}");
 }
+
+/// `remove_range` deletes the messages of a range that exist (committed in earlier batches, or
+/// appended earlier in the same batch), leaves the keys around it, and an append of a key in
+/// the range later in the same batch still lands.
+#[test]
+fn remove_range_deletes_a_run_of_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let q = s.put_queue(&qdef("/", "q")).unwrap();
+    let other = s.put_queue(&qdef("/", "other")).unwrap();
+    let log = s.message_log();
+    for i in 1..=100 {
+        log.append_detached(q, i, rec(i));
+        log.append_detached(other, i, rec(i));
+    }
+    log.flush().wait().unwrap();
+    let base = s.stats();
+    // One batch: an append inside the range before the removal (cancelled), one after (kept).
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
+    let stall = log.purge_queue(999);
+    wait_batches(&s, base.batches + 1);
+    log.append_detached(q, 150, rec(150));
+    log.remove_range(q, 10, 141); // 10..151
+    log.append_detached(q, 120, rec(120));
+    log.remove_range(q, 5, 0); // nothing
+    std::thread::sleep(Duration::from_millis(20));
+    drop(blocker);
+    stall.wait().unwrap();
+    log.flush().wait().unwrap();
+    let left: Vec<u64> = s.load_index(q, 0, usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, (1..10).chain([120]).collect::<Vec<_>>());
+    assert_eq!(s.message_count(other).unwrap(), 100, "other queues keep their messages");
+    assert_eq!(s.read_message(q, 120).unwrap(), Some(msg(120)));
+}
