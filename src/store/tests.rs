@@ -971,3 +971,30 @@ fn remove_range_deletes_a_run_of_keys() {
     assert_eq!(s.message_count(other).unwrap(), 100, "other queues keep their messages");
     assert_eq!(s.read_message(q, 120).unwrap(), Some(msg(120)));
 }
+
+/// `read_batch` gives one element per asked sequence number, `None` where no record is, both
+/// when it scans a dense range and when it looks sparse numbers up one by one.
+#[test]
+fn read_batch_dense_and_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let q = s.put_queue(&qdef("/", "q")).unwrap();
+    let log = s.message_log();
+    for i in 1..=20 {
+        if i != 4 && i != 6 {
+            log.append_detached(q, i, rec(i));
+        }
+    }
+    log.flush().wait().unwrap();
+    let get = |seqs: &[u64]| -> Vec<Option<u64>> {
+        let r = log.read_batch(q, seqs).unwrap();
+        assert_eq!(r.len(), seqs.len());
+        seqs.iter().zip(r).map(|(&k, m)| m.map(|m| { assert_eq!(m, msg(k)); k })).collect()
+    };
+    assert_eq!(get(&[1, 2, 3, 4, 5, 7, 9]), vec![Some(1), Some(2), Some(3), None, Some(5), Some(7), Some(9)]);
+    assert_eq!(get(&[4, 5, 6]), vec![None, Some(5), None]);
+    assert_eq!(get(&[19, 20, 21, 22]), vec![Some(19), Some(20), None, None]);
+    assert_eq!(get(&[1, 20]), vec![Some(1), Some(20)]);
+    assert_eq!(get(&[6]), vec![None]);
+    assert_eq!(get(&[]), Vec::<Option<u64>>::new());
+}

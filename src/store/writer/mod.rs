@@ -122,7 +122,8 @@ pub struct MessageLog {
 
 impl MessageLog {
     /// Reads committed messages `seqs` (ascending) of queue `queue_id` in one read
-    /// transaction: element i is `None` if message `seqs[i]` is not on disk.
+    /// transaction: element i is `None` if message `seqs[i]` is not on disk. Dense sequence
+    /// numbers (a run of the backlog) are read with one range scan rather than a lookup each.
     pub fn read_batch(
         &self,
         queue_id: u64,
@@ -132,6 +133,22 @@ impl MessageLog {
         let rtx = db.begin_read()?;
         let table = rtx.open_table(super::MESSAGES)?;
         let mut out = Vec::with_capacity(seqs.len());
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else { return Ok(out) };
+        if seqs.len() > 1 && last >= first && last - first < 2 * seqs.len() as u64 {
+            let mut want = seqs.iter().peekable();
+            for e in table.range(super::msg_key(queue_id, first)..=super::msg_key(queue_id, last))? {
+                let (k, v) = e?;
+                let seq = k.value() as u64;
+                while want.next_if(|&&w| w < seq).is_some() {
+                    out.push(None);
+                }
+                if want.next_if(|&&w| w == seq).is_some() {
+                    out.push(Some(super::decode_record(v.value())?));
+                }
+            }
+            out.resize(seqs.len(), None);
+            return Ok(out);
+        }
         for &seq in seqs {
             out.push(match table.get(super::msg_key(queue_id, seq))? {
                 Some(v) => Some(super::decode_record(v.value())?),
