@@ -320,21 +320,43 @@ fn materialize(
         stats.records_deleted.fetch_add(before - after, Relaxed);
     }
     let (mut w, mut d) = (0, 0);
+    // Deletes of consecutive keys (a consumer acking a backlog in order) are applied as one
+    // range: redb removes a range leaf by leaf, instead of descending from the root per key.
+    let mut deletes: Option<std::ops::Range<u128>> = None;
     for (k, p) in std::mem::take(overlay) {
         match p {
             Pend::Put { record, .. } => {
+                if let Some(r) = deletes.take() {
+                    d += delete_keys(&mut table, r)?;
+                }
                 table.insert(k, &record[..])?;
                 w += 1;
             }
-            Pend::Delete => {
-                if table.remove(k)?.is_some() {
-                    d += 1;
+            Pend::Delete => match &mut deletes {
+                Some(r) if r.end == k => r.end = k + 1,
+                _ => {
+                    if let Some(r) = deletes.replace(k..k + 1) {
+                        d += delete_keys(&mut table, r)?;
+                    }
                 }
-            }
+            },
         }
+    }
+    if let Some(r) = deletes.take() {
+        d += delete_keys(&mut table, r)?;
     }
     stats.records_written.fetch_add(w, Relaxed);
     stats.records_deleted.fetch_add(d, Relaxed);
     Ok(())
+}
+
+/// Deletes the records of keys `r`; returns how many there were.
+fn delete_keys(table: &mut redb::Table<'_, u128, &'static [u8]>, r: std::ops::Range<u128>) -> Result<u64, StoreError> {
+    if r.end - r.start == 1 {
+        return Ok(u64::from(table.remove(r.start)?.is_some()));
+    }
+    let before = table.len()?;
+    table.retain_in(r, |_, _| false)?;
+    Ok(before - table.len()?)
 }
 
