@@ -998,3 +998,37 @@ fn read_batch_dense_and_sparse() {
     assert_eq!(get(&[6]), vec![None]);
     assert_eq!(get(&[]), Vec::<Option<u64>>::new());
 }
+
+/// Removes of consecutive keys in one batch (applied as ranges) delete exactly those records,
+/// count them once, and leave an append between them and the keys of other queues alone.
+#[test]
+fn consecutive_removes_in_one_batch_delete_exactly_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let q = s.put_queue(&qdef("/", "q")).unwrap();
+    let other = s.put_queue(&qdef("/", "other")).unwrap();
+    let log = s.message_log();
+    for i in 1..=60 {
+        log.append_detached(q, i, rec(i));
+        log.append_detached(other, i, rec(i));
+    }
+    log.flush().wait().unwrap();
+    let base = s.stats();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
+    let stall = log.purge_queue(999);
+    wait_batches(&s, base.batches + 1);
+    for i in (1..=40).filter(|&i| i != 20) {
+        log.remove(q, i);
+    }
+    log.append_detached(q, 100, rec(100));
+    log.remove(q, 70); // never stored
+    log.remove(other, 60);
+    std::thread::sleep(Duration::from_millis(20));
+    drop(blocker);
+    stall.wait().unwrap();
+    log.flush().wait().unwrap();
+    let left: Vec<u64> = s.load_index(q, 0, usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, [20].into_iter().chain(41..=60).chain([100]).collect::<Vec<_>>());
+    assert_eq!(s.message_count(other).unwrap(), 59);
+    assert_eq!(s.stats().records_deleted - base.records_deleted, 40);
+}
