@@ -997,6 +997,9 @@ fn read_batch_dense_and_sparse() {
     assert_eq!(get(&[1, 20]), vec![Some(1), Some(20)]);
     assert_eq!(get(&[6]), vec![None]);
     assert_eq!(get(&[]), Vec::<Option<u64>>::new());
+    // Not ascending (messages of several priority levels): each still gets its own record.
+    assert_eq!(get(&[5, 3, 7, 6]), vec![Some(5), Some(3), Some(7), None]);
+    assert_eq!(get(&[3, 3]), vec![Some(3), Some(3)]);
 }
 
 /// Removes of consecutive keys in one batch (applied as ranges) delete exactly those records,

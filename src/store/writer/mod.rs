@@ -121,9 +121,10 @@ pub struct MessageLog {
 }
 
 impl MessageLog {
-    /// Reads committed messages `seqs` (ascending) of queue `queue_id` in one read
-    /// transaction: element i is `None` if message `seqs[i]` is not on disk. Dense sequence
-    /// numbers (a run of the backlog) are read with one range scan rather than a lookup each.
+    /// Reads committed messages `seqs` of queue `queue_id` in one read transaction: element i
+    /// is `None` if message `seqs[i]` is not on disk. Dense ascending sequence numbers (a run of
+    /// the backlog) are read with one range scan rather than a lookup each; any other order
+    /// (dead-lettered messages of several priority levels) is looked up one by one.
     pub fn read_batch(
         &self,
         queue_id: u64,
@@ -134,7 +135,7 @@ impl MessageLog {
         let table = rtx.open_table(super::MESSAGES)?;
         let mut out = Vec::with_capacity(seqs.len());
         let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else { return Ok(out) };
-        if seqs.len() > 1 && last >= first && last - first < 2 * seqs.len() as u64 {
+        if seqs.len() > 1 && last >= first && last - first < 2 * seqs.len() as u64 && seqs.windows(2).all(|w| w[0] < w[1]) {
             let mut want = seqs.iter().peekable();
             for e in table.range(super::msg_key(queue_id, first)..=super::msg_key(queue_id, last))? {
                 let (k, v) = e?;
