@@ -210,9 +210,9 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         // record is dropped then, with a warning).
         // Records with a publish time also give back the TTL expiry.
         let ttl = q.args().message_ttl;
-        // Body sizes (x-max-length-bytes) and priorities (x-max-priority) need the record
-        // decoded: done for such queues only.
-        let decode = q.args().max_length_bytes.is_some() || q.args().max_priority.is_some();
+        // Priorities (x-max-priority) need the record decoded: done for such queues only; the
+        // others read the body length in place (message_bytes, x-max-length-bytes).
+        let decode = q.args().max_priority.is_some();
         nm += q.restore_with(|add| {
             store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
                 let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
@@ -220,7 +220,8 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
                         let prio = basic::parse_properties(&m.properties[..]).ok().and_then(|(_, p)| *p.priority());
                         (m.body.len() as u32, prio.unwrap_or(0) as usize)
                     }
-                    None => (0, 0),
+                    // Only the body's length, read in place.
+                    None => (crate::store::codec::peek_body_len(rec).unwrap_or(0), 0),
                 };
                 add(seq, recovered_expiry(rec, ttl), size, level);
                 Ok(())
