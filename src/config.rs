@@ -245,6 +245,10 @@ pub struct StorageConfig {
     /// beyond it bodies stay on disk until consumers get near them (persistent messages of
     /// durable queues in the store, all others in transient page files).
     pub queue_ram_limit: u64,
+    /// Page cache of the message store (`warren.redb`: its read cache and write buffer), in
+    /// bytes or with RabbitMQ's units. It fills up as messages are written and read.
+    #[serde(deserialize_with = "crate::alarm::deserialize_limit")]
+    pub store_cache: u64,
     /// How long a starting broker waits for the database lock held by another process (a
     /// previous broker still exiting after `kill -9`), in milliseconds, before refusing to start.
     pub lock_wait_ms: u64,
@@ -363,6 +367,7 @@ impl Default for StorageConfig {
             disk_free_limit: crate::alarm::DEFAULT_DISK_FREE_LIMIT,
             disk_check_interval_ms: 1000,
             queue_ram_limit: 8 << 20,
+            store_cache: 16 << 20,
             lock_wait_ms: 5000,
         }
     }
@@ -444,6 +449,7 @@ mod tests {
         assert_eq!(c.storage.disk_check_interval_ms, d.storage.disk_check_interval_ms);
         assert_eq!(c.plugins.memory_limit_mib, d.plugins.memory_limit_mib);
         assert_eq!(c.storage.lock_wait_ms, d.storage.lock_wait_ms);
+        assert_eq!(c.storage.store_cache, d.storage.store_cache);
         assert_eq!(c.memory.high_watermark, d.memory.high_watermark);
         assert_eq!(c.memory.check_interval_ms, d.memory.check_interval_ms);
         assert_eq!(c.flow.queue_messages, d.flow.queue_messages);

@@ -151,7 +151,8 @@ pub fn format_gb(bytes: u64) -> String {
 }
 
 
-/// `disk_free_limit` in the config file: an integer (bytes) or a string with a unit ("50MB").
+/// A size in the config file (`disk_free_limit`, `store_cache`): an integer (bytes) or a string
+/// with a unit ("50MB").
 pub fn deserialize_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(serde::Deserialize)]
     #[serde(untagged)]
@@ -162,7 +163,7 @@ pub fn deserialize_limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, 
     match Limit::deserialize(d)? {
         Limit::Bytes(n) => Ok(n),
         Limit::Text(s) => parse_information_unit(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("invalid disk_free_limit {s:?}: expected bytes or e.g. \"50MB\", \"1GB\", \"500MiB\""))),
+            .ok_or_else(|| serde::de::Error::custom(format!("invalid size {s:?}: expected bytes or e.g. \"50MB\", \"1GB\", \"500MiB\""))),
     }
 }
 

@@ -214,7 +214,8 @@ impl Broker {
     ) -> Result<Arc<Broker>, String> {
         let data_dir = config.storage.data_dir.clone();
         let wait = std::time::Duration::from_millis(config.storage.lock_wait_ms);
-        let store = Arc::new(Store::open_waiting(&data_dir, wait).map_err(|e| e.to_string())?);
+        let opts = crate::store::StoreOptions { cache_size: config.storage.store_cache as usize, ..Default::default() };
+        let store = Arc::new(Store::open_waiting(&data_dir, wait, opts).map_err(|e| e.to_string())?);
         let b = Broker::empty(config, Some(store.clone()), auth_plugins)?;
         // Transient messages paged out by the previous run are gone with it (we hold the lock).
         match b.transient.wipe() {

@@ -209,25 +209,24 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
         // Only the index: bodies are read back in batches when consumers come (an unreadable
         // record is dropped then, with a warning).
         // Records with a publish time also give back the TTL expiry.
-        let mut seqs: Vec<(u64, u64, u32, usize)> = Vec::new();
         let ttl = q.args().message_ttl;
-        // Body sizes (x-max-length-bytes) and priorities (x-max-priority) need the record
-        // decoded: done for such queues only.
-        let decode = q.args().max_length_bytes.is_some() || q.args().max_priority.is_some();
-        store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
-            let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
-                Some(m) => {
-                    let prio = basic::parse_properties(&m.properties[..]).ok().and_then(|(_, p)| *p.priority());
-                    (m.body.len() as u32, prio.unwrap_or(0) as usize)
-                }
-                None => (0, 0),
-            };
-            seqs.push((seq, recovered_expiry(rec, ttl), size, level));
-            Ok(())
+        // Priorities (x-max-priority) need the record decoded: done for such queues only; the
+        // others read the body length in place (message_bytes, x-max-length-bytes).
+        let decode = q.args().max_priority.is_some();
+        nm += q.restore_with(|add| {
+            store.scan(r.queue_id, 0, usize::MAX, |seq, rec| {
+                let (size, level) = match decode.then(|| StoredMessage::decode_slice(rec).ok()).flatten() {
+                    Some(m) => {
+                        let prio = basic::parse_properties(&m.properties[..]).ok().and_then(|(_, p)| *p.priority());
+                        (m.body.len() as u32, prio.unwrap_or(0) as usize)
+                    }
+                    // Only the body's length, read in place.
+                    None => (crate::store::codec::peek_body_len(rec).unwrap_or(0), 0),
+                };
+                add(seq, recovered_expiry(rec, ttl), size, level);
+                Ok(())
+            })
         })?;
-        nm += seqs.len();
-        let next = seqs.last().map_or(1, |s| s.0 + 1);
-        q.restore(seqs, next);
         // x-expires counts from the restart, as in RabbitMQ.
         super::ttl::watch_queue_expiry(Arc::downgrade(&vh), &q);
         vh.queues.write().insert(r.def.name, q);

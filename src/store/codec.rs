@@ -40,6 +40,26 @@ pub fn peek_published(record: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(record[2..10].try_into().ok()?))
 }
 
+/// The body length of an encoded record, read without decoding (no allocation): what recovery
+/// needs of each message to count a queue's bytes. None for a record that does not parse.
+pub fn peek_body_len(record: &[u8]) -> Option<u32> {
+    let mut r = Reader { buf: record, pos: 0 };
+    if r.u8("version").ok()? != RECORD_VERSION {
+        return None;
+    }
+    if r.u8("flags").ok()? & FLAG_PUBLISHED != 0 {
+        r.range(8, "publish time").ok()?;
+    }
+    let ex = r.u8("exchange length").ok()? as usize;
+    r.range(ex, "exchange").ok()?;
+    let rk = r.u8("routing key length").ok()? as usize;
+    r.range(rk, "routing key").ok()?;
+    let p = r.varint("properties length").ok()?;
+    r.range(p, "properties").ok()?;
+    let b = r.varint("body length").ok()?;
+    (r.pos.checked_add(b)? == record.len()).then_some(b as u32)
+}
+
 /// A persistent message as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
@@ -271,6 +291,10 @@ mod tests {
                 assert_eq!(enc.len(), m.encoded_len());
                 assert_eq!(StoredMessage::decode(enc.clone()).unwrap(), m);
                 assert_eq!(StoredMessage::decode_slice(&enc).unwrap(), m);
+                assert_eq!(peek_body_len(&enc), Some(len as u32));
+                let with_time = m.encode_with_published(1_700_000_000_000).unwrap();
+                assert_eq!(peek_body_len(&with_time), Some(len as u32));
+                assert_eq!(peek_body_len(&enc[..enc.len() - 1]), None, "a short record");
             }
         }
     }
@@ -377,6 +401,7 @@ mod tests {
             if !v.is_empty() {
                 v[0] = RECORD_VERSION;
             }
+            let _ = peek_body_len(&v);
             let _ = StoredMessage::decode(Bytes::from(v));
         }
     }

@@ -102,8 +102,10 @@ pub(crate) fn queue_range(queue_id: u64) -> std::ops::RangeInclusive<u128> {
 /// Tuning knobs; `Default` is what `Store::open` uses.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// redb page cache. redb's own default (1 GiB) would defeat keeping
-    /// bodies on disk, so this defaults to 64 MiB.
+    /// redb page cache (read cache and write buffer together). redb's own
+    /// default (1 GiB) would defeat keeping bodies on disk; the broker sets
+    /// `storage.store_cache` (16 MiB): the cache fills up as messages are
+    /// written, so it is part of what a backlog costs in memory.
     pub cache_size: usize,
     /// Most ops in one group commit.
     pub max_batch_ops: usize,

@@ -124,11 +124,11 @@ impl Store {
     /// up to `wait` (a broker restarted right after `kill -9` finds the old process still being
     /// torn down by the kernel, its lock released only when its last file is closed). Logs why it
     /// waits; after `wait`, a lock still held is `StoreError::InUse` as before.
-    pub fn open_waiting(data_dir: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
+    pub fn open_waiting(data_dir: &Path, wait: std::time::Duration, opts: StoreOptions) -> Result<Store, StoreError> {
         let deadline = std::time::Instant::now() + wait;
         let mut logged = false;
         loop {
-            match Self::open(data_dir) {
+            match Self::open_with(data_dir, opts.clone()) {
                 Err(StoreError::InUse { path }) if std::time::Instant::now() < deadline => {
                     if !logged {
                         logged = true;

@@ -937,3 +937,101 @@ fn writer_recovers_after_enospc_once_space_is_back() {
     let missing: Vec<u64> = confirmed.iter().copied().filter(|s| !seqs.contains(s)).collect();
     assert!(missing.is_empty(), "confirmed messages lost: {missing:?}");
 }
+
+/// `remove_range` deletes the messages of a range that exist (committed in earlier batches, or
+/// appended earlier in the same batch), leaves the keys around it, and an append of a key in
+/// the range later in the same batch still lands.
+#[test]
+fn remove_range_deletes_a_run_of_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let q = s.put_queue(&qdef("/", "q")).unwrap();
+    let other = s.put_queue(&qdef("/", "other")).unwrap();
+    let log = s.message_log();
+    for i in 1..=100 {
+        log.append_detached(q, i, rec(i));
+        log.append_detached(other, i, rec(i));
+    }
+    log.flush().wait().unwrap();
+    let base = s.stats();
+    // One batch: an append inside the range before the removal (cancelled), one after (kept).
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
+    let stall = log.purge_queue(999);
+    wait_batches(&s, base.batches + 1);
+    log.append_detached(q, 150, rec(150));
+    log.remove_range(q, 10, 141); // 10..151
+    log.append_detached(q, 120, rec(120));
+    log.remove_range(q, 5, 0); // nothing
+    std::thread::sleep(Duration::from_millis(20));
+    drop(blocker);
+    stall.wait().unwrap();
+    log.flush().wait().unwrap();
+    let left: Vec<u64> = s.load_index(q, 0, usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, (1..10).chain([120]).collect::<Vec<_>>());
+    assert_eq!(s.message_count(other).unwrap(), 100, "other queues keep their messages");
+    assert_eq!(s.read_message(q, 120).unwrap(), Some(msg(120)));
+}
+
+/// `read_batch` gives one element per asked sequence number, `None` where no record is, both
+/// when it scans a dense range and when it looks sparse numbers up one by one.
+#[test]
+fn read_batch_dense_and_sparse() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let q = s.put_queue(&qdef("/", "q")).unwrap();
+    let log = s.message_log();
+    for i in 1..=20 {
+        if i != 4 && i != 6 {
+            log.append_detached(q, i, rec(i));
+        }
+    }
+    log.flush().wait().unwrap();
+    let get = |seqs: &[u64]| -> Vec<Option<u64>> {
+        let r = log.read_batch(q, seqs).unwrap();
+        assert_eq!(r.len(), seqs.len());
+        seqs.iter().zip(r).map(|(&k, m)| m.map(|m| { assert_eq!(m, msg(k)); k })).collect()
+    };
+    assert_eq!(get(&[1, 2, 3, 4, 5, 7, 9]), vec![Some(1), Some(2), Some(3), None, Some(5), Some(7), Some(9)]);
+    assert_eq!(get(&[4, 5, 6]), vec![None, Some(5), None]);
+    assert_eq!(get(&[19, 20, 21, 22]), vec![Some(19), Some(20), None, None]);
+    assert_eq!(get(&[1, 20]), vec![Some(1), Some(20)]);
+    assert_eq!(get(&[6]), vec![None]);
+    assert_eq!(get(&[]), Vec::<Option<u64>>::new());
+    // Not ascending (messages of several priority levels): each still gets its own record.
+    assert_eq!(get(&[5, 3, 7, 6]), vec![Some(5), Some(3), Some(7), None]);
+    assert_eq!(get(&[3, 3]), vec![Some(3), Some(3)]);
+}
+
+/// Removes of consecutive keys in one batch (applied as ranges) delete exactly those records,
+/// count them once, and leave an append between them and the keys of other queues alone.
+#[test]
+fn consecutive_removes_in_one_batch_delete_exactly_their_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let q = s.put_queue(&qdef("/", "q")).unwrap();
+    let other = s.put_queue(&qdef("/", "other")).unwrap();
+    let log = s.message_log();
+    for i in 1..=60 {
+        log.append_detached(q, i, rec(i));
+        log.append_detached(other, i, rec(i));
+    }
+    log.flush().wait().unwrap();
+    let base = s.stats();
+    let blocker = s.db.get().unwrap().begin_write().unwrap();
+    let stall = log.purge_queue(999);
+    wait_batches(&s, base.batches + 1);
+    for i in (1..=40).filter(|&i| i != 20) {
+        log.remove(q, i);
+    }
+    log.append_detached(q, 100, rec(100));
+    log.remove(q, 70); // never stored
+    log.remove(other, 60);
+    std::thread::sleep(Duration::from_millis(20));
+    drop(blocker);
+    stall.wait().unwrap();
+    log.flush().wait().unwrap();
+    let left: Vec<u64> = s.load_index(q, 0, usize::MAX).unwrap().into_iter().map(|(k, _)| k).collect();
+    assert_eq!(left, [20].into_iter().chain(41..=60).chain([100]).collect::<Vec<_>>());
+    assert_eq!(s.message_count(other).unwrap(), 59);
+    assert_eq!(s.stats().records_deleted - base.records_deleted, 40);
+}

@@ -264,3 +264,71 @@ async fn paged_transient_messages_keep_priorities_ttl_and_dead_lettering() {
     }
     assert_eq!(transient_files(data).0, 0);
 }
+
+/// A backlog of 20,000 small persistent messages far past a 16 KiB memory budget is held as
+/// runs of consecutive messages; some carry their own expiry (an entry of their own), some are
+/// transient (page file). Consumed in part, killed with SIGKILL and restarted: the persistent
+/// ones not consumed are all there, counted, and arrive in order, redelivered; the transient
+/// ones are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_message_backlog_in_runs_survives_kill9_in_order_with_counts() {
+    const N: u32 = 20_000;
+    const TAKEN: u32 = 2_000;
+    let small = |i: u32| {
+        let mut b = format!("{i:08}").into_bytes();
+        b.resize(32, b'a' + (i % 26) as u8);
+        b
+    };
+    let transient = |i: u32| i % 250 == 100;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("warren.toml");
+    std::fs::write(&config, "[storage]\nqueue_ram_limit = 16384\n").unwrap();
+    let cfg = config.to_str().unwrap();
+    let port = free_port();
+    let s = Server::start_with(&data, port, &["--config", cfg]).await;
+    let conn = s.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.confirm_select(Default::default())).await.unwrap();
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    timeout(ch.queue_declare("runs".into(), durable, FieldTable::default())).await.unwrap();
+    let mut confirms = Vec::new();
+    for i in 0..N {
+        let mut props = BasicProperties::default().with_delivery_mode(if transient(i) { 1 } else { 2 });
+        if i % 1000 == 999 {
+            props = props.with_expiration("3600000".into());
+        }
+        confirms.push(timeout(ch.basic_publish("".into(), "runs".into(), Default::default(), &small(i), props)).await.unwrap());
+    }
+    for c in confirms {
+        assert!(timeout(c).await.unwrap().is_ack());
+    }
+    let (n, _, ram_bytes, paged) = queue_memory(&data, "runs");
+    assert_eq!(n, N as u64);
+    assert!(paged >= (N - 1000) as u64, "only {paged} of {N} paged out ({ram_bytes} body bytes in memory)");
+    for expect in 0..TAKEN {
+        let m = timeout(ch.basic_get("runs".into(), BasicGetOptions { no_ack: true })).await.unwrap().expect("message");
+        assert_eq!(m.delivery.data, small(expect));
+        assert!(!m.delivery.redelivered);
+    }
+    assert_eq!(queue_memory(&data, "runs").0, (N - TAKEN) as u64);
+    // Let the no-ack removals commit (the store writer flushes continuously).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    s.kill9();
+
+    let s = Server::start_with(&data, port, &["--config", cfg]).await;
+    let expect: Vec<u32> = (TAKEN..N).filter(|&i| !transient(i)).collect();
+    let (n, ram, _, paged) = queue_memory(&data, "runs");
+    assert_eq!((n, ram, paged), (expect.len() as u64, 0, expect.len() as u64));
+    let conn = s.connect().await;
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.basic_qos(1000, Default::default())).await.unwrap();
+    let opts = BasicConsumeOptions { no_ack: true, ..Default::default() };
+    let mut consumer = timeout(ch.basic_consume("runs".into(), "c".into(), opts, FieldTable::default())).await.unwrap();
+    for &i in &expect {
+        let d = timeout(consumer.next()).await.unwrap().unwrap();
+        assert_eq!(d.data, small(i), "message {i}");
+        assert!(d.redelivered);
+    }
+    wait_messages(&data, "runs", 0).await;
+}

@@ -250,14 +250,34 @@ impl Queue {
     /// numbers, in order. Bodies stay on disk until consumers come; all are flagged
     /// redelivered (they may have been delivered before the restart).
     pub fn restore(self: &Arc<Self>, seqs: impl IntoIterator<Item = (u64, u64, u32, usize)>, next_seq: u64) {
+        let _ = self.restore_with(|add| {
+            seqs.into_iter().for_each(|(seq, expires, size, level)| add(seq, expires, size, level));
+            Ok::<(), ()>(())
+        });
         let mut inner = self.inner.lock();
-        inner.backlog.restore(seqs);
+        inner.next_seq = inner.next_seq.max(next_seq);
+        self.committed.fetch_max(next_seq.saturating_sub(1), Ordering::AcqRel);
+    }
+
+    /// Like [`Queue::restore`], streaming: `scan` calls `add(seq, expiry, body size, level)` for
+    /// each recovered message in store order (straight into the backlog, which builds runs of
+    /// them: nothing per message is kept on the way). Returns how many were added.
+    pub fn restore_with<E>(self: &Arc<Self>, scan: impl FnOnce(&mut dyn FnMut(u64, u64, u32, usize)) -> Result<(), E>) -> Result<usize, E> {
+        let mut inner = self.inner.lock();
+        let (mut n, mut last) = (0usize, 0u64);
+        let backlog = &mut inner.backlog;
+        scan(&mut |seq, expires, size, level| {
+            backlog.restore(seq, expires, size, level);
+            n += 1;
+            last = last.max(seq);
+        })?;
         if let Some(at) = inner.backlog.head_expires() {
             self.timer.start(self);
             self.timer.wake_by(at);
         }
-        inner.next_seq = inner.next_seq.max(next_seq);
-        self.committed.fetch_max(next_seq.saturating_sub(1), Ordering::AcqRel);
+        inner.next_seq = inner.next_seq.max(last + 1);
+        self.committed.fetch_max(last, Ordering::AcqRel);
+        Ok(n)
     }
 
     /// Marks the queue used now (x-expires restarts; nothing for queues without it).
@@ -294,6 +314,13 @@ impl Queue {
             && let Some((id, log)) = &self.store
         {
             log.remove(*id, seq);
+        }
+    }
+
+    /// Drops the stored messages of a run (purged): one range removal in the store.
+    fn forget_run(&self, run: &super::backlog::Run) {
+        if let Some((id, log)) = &self.store {
+            log.remove_range(*id, run.seq, run.count as u64);
         }
     }
 
@@ -512,11 +539,14 @@ impl Queue {
     /// Removes all ready messages (unacked ones stay); returns how many.
     pub fn purge(&self) -> u32 {
         let mut inner = self.inner.lock();
-        let slots = inner.backlog.clear();
+        let cleared = inner.backlog.clear();
         self.flow.clear();
-        let n = slots.len() as u32;
-        for r in slots {
+        let n = cleared.len() as u32;
+        for r in &cleared.slots {
             self.forget(r.seq);
+        }
+        for r in &cleared.runs {
+            self.forget_run(r);
         }
         n
     }

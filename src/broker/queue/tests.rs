@@ -205,3 +205,147 @@ fn a_page_file_that_cannot_be_written_keeps_messages_in_memory() {
         assert_eq!(q.get().expect("message").0.msg.body[..], body(i)[..]);
     }
 }
+
+fn durable_queue_with(store: &Store, limit: usize, args: QueueArgs) -> Arc<Queue> {
+    let def = crate::store::QueueDef { vhost: "/".into(), name: "q".into(), durable: true, auto_delete: false, arguments: vec![] };
+    let id = store.put_queue(&def).unwrap();
+    Arc::new(Queue::new("q".into(), "/".into(), true, false, None, FieldTable::default(), args, Some((id, store.message_log())), limit))
+}
+
+fn number(r: &Ready) -> u32 {
+    u32::from_be_bytes(r.msg.body[..4].try_into().unwrap())
+}
+
+/// Once committed, a paged-out backlog of consecutive persistent messages is held as a run or
+/// two (not a slot each), and comes back in order across the page-in batches.
+#[test]
+fn a_paged_backlog_is_held_as_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let q = durable_queue(&store, 8_000);
+    for i in 0..5_000 {
+        publish(&q, i);
+    }
+    store.message_log().flush().wait().unwrap();
+    q.dispatch();
+    let entries = q.inner.lock().backlog.cold_entries();
+    assert!(entries <= 2, "{entries} cold entries for 5,000 messages");
+    assert_eq!(q.inner.lock().backlog.bytes(), 5_000 * 1000);
+    for i in 0..5_000u32 {
+        let (r, left) = q.get().expect("message");
+        assert_eq!(number(&r), i);
+        assert_eq!(r.msg.body[..], body(i)[..]);
+        assert_eq!(left, 4_999 - i);
+    }
+    assert_eq!(q.inner.lock().backlog.bytes(), 0);
+}
+
+/// x-max-length with drop-head takes messages off the front of a run (their bodies never
+/// read), and x-max-length-bytes counts the bytes of messages inside runs.
+#[test]
+fn length_limits_drop_from_the_front_of_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let q = durable_queue_with(&store, 8_000, QueueArgs { max_length: Some(1_000), ..Default::default() });
+    for i in 0..3_000 {
+        publish(&q, i);
+        if i % 500 == 0 {
+            store.message_log().flush().wait().unwrap();
+        }
+    }
+    store.message_log().flush().wait().unwrap();
+    q.dispatch();
+    assert_eq!(q.counts().0, 1_000);
+    assert_eq!(q.inner.lock().backlog.bytes(), 1_000 * 1000);
+    store.message_log().flush().wait().unwrap();
+    assert_eq!(store.total_message_count().unwrap(), 1_000, "dropped heads are removed from the store");
+    let got: Vec<u32> = std::iter::from_fn(|| q.get()).map(|(r, _)| number(&r)).collect();
+    assert_eq!(got, (2_000..3_000).collect::<Vec<_>>());
+
+    // Bytes: messages of different sizes in one run; the limit holds to the byte.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let q = durable_queue_with(&store, 4_000, QueueArgs { max_length_bytes: Some(100_000), ..Default::default() });
+    let size = |i: u32| 100 + (i % 7) as usize * 50;
+    for i in 0..2_000u32 {
+        let mut b = body(i);
+        b.truncate(size(i));
+        let m = persistent(b);
+        let rec = crate::broker::persist::record(&m, None);
+        q.publish(m, Some((&rec, Box::new(|r| r.expect("stored")))));
+        if i % 100 == 0 {
+            store.message_log().flush().wait().unwrap();
+            q.dispatch();
+        }
+    }
+    store.message_log().flush().wait().unwrap();
+    q.dispatch();
+    let bytes = q.inner.lock().backlog.bytes();
+    let got: Vec<u32> = std::iter::from_fn(|| q.get()).map(|(r, _)| number(&r)).collect();
+    let first = *got.first().unwrap();
+    assert_eq!(got, (first..2_000).collect::<Vec<_>>(), "the newest messages, in order");
+    let expect: usize = got.iter().map(|&i| size(i)).sum();
+    assert_eq!(bytes, expect, "bytes counted for the messages left");
+    assert!(expect <= 100_000 && expect + size(first - 1) > 100_000, "{expect} bytes kept");
+}
+
+/// Purge removes the stored messages of runs with one range removal each.
+#[test]
+fn purge_removes_runs_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let q = durable_queue(&store, 8_000);
+    for i in 0..3_000 {
+        publish(&q, i);
+    }
+    store.message_log().flush().wait().unwrap();
+    q.dispatch();
+    let (first, _) = q.get().unwrap();
+    assert_eq!(q.purge(), 2_999);
+    store.message_log().flush().wait().unwrap();
+    assert_eq!(store.total_message_count().unwrap(), 1, "only the unacked message is left");
+    q.forget(first.seq);
+    store.message_log().flush().wait().unwrap();
+    assert_eq!(store.total_message_count().unwrap(), 0);
+    assert!(q.get().is_none());
+}
+
+/// Recovered messages form runs at once; a gap in the sequence numbers (acked before the
+/// restart) or a message with an expiry ends a run; page-in reads across these boundaries in
+/// order; requeued messages go back to their places before the rest.
+#[test]
+fn restored_runs_page_in_across_boundaries_and_requeue_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let q = durable_queue(&store, 1 << 20);
+    for i in 0..1_000 {
+        publish(&q, i);
+    }
+    store.message_log().flush().wait().unwrap();
+    let id = q.store.as_ref().unwrap().0;
+    let seqs: Vec<u64> = store.load_index(id, 0, usize::MAX).unwrap().into_iter().map(|(s, _)| s).collect();
+    // Messages 300..400 were acked before the restart.
+    for &s in &seqs[300..400] {
+        store.message_log().remove(id, s);
+    }
+    store.message_log().flush().wait().unwrap();
+    let kept: Vec<u64> = seqs.iter().enumerate().filter(|(i, _)| !(300..400).contains(i)).map(|(_, &s)| s).collect();
+    let far = crate::broker::ttl::now_ms() + 3_600_000;
+    let r = Arc::new(Queue::new("r".into(), "/".into(), true, false, None, FieldTable::default(), QueueArgs::default(), Some((id, store.message_log())), 8_000));
+    // Message 700 has an expiry (in an hour): a slot of its own between two runs.
+    r.restore(kept.iter().enumerate().map(|(i, &s)| (s, if i == 600 { far } else { 0 }, 1000, 0)), kept.last().unwrap() + 1);
+    assert_eq!(r.inner.lock().backlog.cold_entries(), 4);
+    assert_eq!(r.memory(), (0, 0, 900));
+    let mut taken: Vec<Ready> = (0..10).map(|_| r.get().unwrap().0).collect();
+    // Two of them back, out of order: they return to their places at the head.
+    let second = taken.remove(2);
+    let first = taken.remove(0);
+    r.requeue(vec![second, first].into_iter());
+    let got: Vec<u32> = std::iter::from_fn(|| r.get()).map(|(m, _)| {
+        assert!(m.redelivered);
+        number(&m)
+    }).collect();
+    let mut expect: Vec<u32> = vec![0, 2];
+    expect.extend((10..300).chain(400..1_000));
+    assert_eq!(got, expect);
+}

@@ -114,7 +114,7 @@ fn fail_batch(batch: &mut Vec<Op>, stats: &WriterStats, e: StoreError) -> bool {
         match op {
             Op::Shutdown => shutdown = true,
             // A remove is retried by nobody: logged, the message may come back after a restart.
-            Op::Remove { .. } => {}
+            Op::Remove { .. } | Op::RemoveRange { .. } => {}
             other => other.fail(e.clone()),
         }
     }
@@ -139,6 +139,7 @@ fn process_batch(
     stats.record_batch(batch.len() as u64);
     let mut overlay: BTreeMap<u128, Pend> = BTreeMap::new();
     let mut purged: Vec<u64> = Vec::new();
+    let mut ranges: Vec<std::ops::Range<u128>> = Vec::new();
     let mut dones: Vec<Done> = Vec::new();
     let mut replies: Vec<(oneshot::Sender<Result<DefReply, StoreError>>, DefReply)> = Vec::new();
     let mut failed_replies: Vec<oneshot::Sender<Result<DefReply, StoreError>>> = Vec::new();
@@ -187,6 +188,17 @@ fn process_batch(
                     }
                 }
             }
+            Op::RemoveRange { queue_id, first, count } => {
+                n_rem += count;
+                let r = msg_key(queue_id, first)..msg_key(queue_id, first.saturating_add(count));
+                // Earlier ops of this batch on these keys are superseded (an append not yet
+                // written is cancelled); later ones apply after the range is deleted.
+                let keys: Vec<u128> = overlay.range(r.clone()).map(|(k, _)| *k).collect();
+                for k in keys {
+                    overlay.remove(&k);
+                }
+                ranges.push(r);
+            }
             Op::Purge { queue_id, done } => {
                 let r = queue_range(queue_id);
                 let keys: Vec<u128> = overlay.range(r).map(|(k, _)| *k).collect();
@@ -208,7 +220,7 @@ fn process_batch(
                 // Messages queued before this definition change must hit the
                 // transaction first (e.g. appends before a queue delete).
                 let r = begin(db, &mut txn, cfg).and_then(|t| {
-                    materialize(t, &mut overlay, &mut purged, stats)?;
+                    materialize(t, &mut overlay, &mut purged, &mut ranges, stats)?;
                     apply_def(t, op)
                 });
                 match r {
@@ -224,9 +236,9 @@ fn process_batch(
     stats.appends.fetch_add(n_app, Relaxed);
     stats.removes.fetch_add(n_rem, Relaxed);
 
-    if error.is_none() && (txn.is_some() || !overlay.is_empty() || !purged.is_empty()) {
+    if error.is_none() && (txn.is_some() || !overlay.is_empty() || !purged.is_empty() || !ranges.is_empty()) {
         let r =
-            begin(db, &mut txn, cfg).and_then(|t| materialize(t, &mut overlay, &mut purged, stats));
+            begin(db, &mut txn, cfg).and_then(|t| materialize(t, &mut overlay, &mut purged, &mut ranges, stats));
         if let Err(e) = r {
             error = Some(e);
         }
@@ -288,9 +300,10 @@ fn materialize(
     txn: &WriteTransaction,
     overlay: &mut BTreeMap<u128, Pend>,
     purged: &mut Vec<u64>,
+    ranges: &mut Vec<std::ops::Range<u128>>,
     stats: &WriterStats,
 ) -> Result<(), StoreError> {
-    if overlay.is_empty() && purged.is_empty() {
+    if overlay.is_empty() && purged.is_empty() && ranges.is_empty() {
         return Ok(());
     }
     let mut table = txn.open_table(MESSAGES)?;
@@ -300,22 +313,50 @@ fn materialize(
         let after = table.len()?;
         stats.records_deleted.fetch_add(before - after, Relaxed);
     }
+    for r in ranges.drain(..) {
+        let before = table.len()?;
+        table.retain_in(r, |_, _| false)?;
+        let after = table.len()?;
+        stats.records_deleted.fetch_add(before - after, Relaxed);
+    }
     let (mut w, mut d) = (0, 0);
+    // Deletes of consecutive keys (a consumer acking a backlog in order) are applied as one
+    // range: redb removes a range leaf by leaf, instead of descending from the root per key.
+    let mut deletes: Option<std::ops::Range<u128>> = None;
     for (k, p) in std::mem::take(overlay) {
         match p {
             Pend::Put { record, .. } => {
+                if let Some(r) = deletes.take() {
+                    d += delete_keys(&mut table, r)?;
+                }
                 table.insert(k, &record[..])?;
                 w += 1;
             }
-            Pend::Delete => {
-                if table.remove(k)?.is_some() {
-                    d += 1;
+            Pend::Delete => match &mut deletes {
+                Some(r) if r.end == k => r.end = k + 1,
+                _ => {
+                    if let Some(r) = deletes.replace(k..k + 1) {
+                        d += delete_keys(&mut table, r)?;
+                    }
                 }
-            }
+            },
         }
+    }
+    if let Some(r) = deletes.take() {
+        d += delete_keys(&mut table, r)?;
     }
     stats.records_written.fetch_add(w, Relaxed);
     stats.records_deleted.fetch_add(d, Relaxed);
     Ok(())
+}
+
+/// Deletes the records of keys `r`; returns how many there were.
+fn delete_keys(table: &mut redb::Table<'_, u128, &'static [u8]>, r: std::ops::Range<u128>) -> Result<u64, StoreError> {
+    if r.end - r.start == 1 {
+        return Ok(u64::from(table.remove(r.start)?.is_some()));
+    }
+    let before = table.len()?;
+    table.retain_in(r, |_, _| false)?;
+    Ok(before - table.len()?)
 }
 

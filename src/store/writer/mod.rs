@@ -71,6 +71,12 @@ pub(crate) enum Op {
         queue_id: u64,
         seq: u64,
     },
+    /// Messages `first..first + count` of a queue (a run of a purged backlog).
+    RemoveRange {
+        queue_id: u64,
+        first: u64,
+        count: u64,
+    },
     Purge {
         queue_id: u64,
         done: Done,
@@ -95,7 +101,7 @@ impl Op {
             Op::Def { reply, .. } => {
                 let _ = reply.send(Err(e));
             }
-            Op::Remove { .. } | Op::Shutdown => {}
+            Op::Remove { .. } | Op::RemoveRange { .. } | Op::Shutdown => {}
         }
     }
 }
@@ -115,8 +121,10 @@ pub struct MessageLog {
 }
 
 impl MessageLog {
-    /// Reads committed messages `seqs` (ascending) of queue `queue_id` in one read
-    /// transaction: element i is `None` if message `seqs[i]` is not on disk.
+    /// Reads committed messages `seqs` of queue `queue_id` in one read transaction: element i
+    /// is `None` if message `seqs[i]` is not on disk. Dense ascending sequence numbers (a run of
+    /// the backlog) are read with one range scan rather than a lookup each; any other order
+    /// (dead-lettered messages of several priority levels) is looked up one by one.
     pub fn read_batch(
         &self,
         queue_id: u64,
@@ -126,6 +134,22 @@ impl MessageLog {
         let rtx = db.begin_read()?;
         let table = rtx.open_table(super::MESSAGES)?;
         let mut out = Vec::with_capacity(seqs.len());
+        let (Some(&first), Some(&last)) = (seqs.first(), seqs.last()) else { return Ok(out) };
+        if seqs.len() > 1 && last >= first && last - first < 2 * seqs.len() as u64 && seqs.windows(2).all(|w| w[0] < w[1]) {
+            let mut want = seqs.iter().peekable();
+            for e in table.range(super::msg_key(queue_id, first)..=super::msg_key(queue_id, last))? {
+                let (k, v) = e?;
+                let seq = k.value() as u64;
+                while want.next_if(|&&w| w < seq).is_some() {
+                    out.push(None);
+                }
+                if want.next_if(|&&w| w == seq).is_some() {
+                    out.push(Some(super::decode_record(v.value())?));
+                }
+            }
+            out.resize(seqs.len(), None);
+            return Ok(out);
+        }
         for &seq in seqs {
             out.push(match table.get(super::msg_key(queue_id, seq))? {
                 Some(v) => Some(super::decode_record(v.value())?),
@@ -183,6 +207,14 @@ impl MessageLog {
     /// expiry). If its append has not been committed yet, neither is written.
     pub fn remove(&self, queue_id: u64, seq: u64) {
         self.send(Op::Remove { queue_id, seq });
+    }
+
+    /// Delete messages `first..first + count` of queue `queue_id` (those that exist), like as
+    /// many [`remove`](Self::remove)s in one op.
+    pub fn remove_range(&self, queue_id: u64, first: u64, count: u64) {
+        if count > 0 {
+            self.send(Op::RemoveRange { queue_id, first, count });
+        }
     }
 
     /// Delete every message of the queue, including appends queued before.

@@ -8,8 +8,14 @@
 //! [`PageFile`] (transient pages, discarded at restart), as RabbitMQ's classic queues v2 page to
 //! their transient message store.
 
+mod cold;
+#[cfg(test)]
+mod tests;
+
 use super::message::Message;
 use crate::store::MessageLog;
+use cold::{Cold, ColdSegment};
+pub(crate) use cold::Run;
 use crate::store::transient::{PageFile, PageRef};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -68,6 +74,15 @@ pub(super) struct Home<'a> {
     pub vhost: &'a str,
 }
 
+impl Home<'_> {
+    /// Body size of stored message `seq`, read from the message log (None: not there).
+    fn stored_size(&self, seq: u64) -> Option<u32> {
+        let (id, log) = self.store?;
+        let r = log.read_batch(id, &[seq]).ok()?;
+        r.into_iter().next().flatten().map(|m| m.body.len() as u32)
+    }
+}
+
 /// Reads a paged-out transient message back and forgets its place in the page file.
 fn read_page(pages: &mut Option<PageFile>, at: PageRef, home: &Home<'_>) -> Option<Message> {
     let p = pages.as_mut()?;
@@ -82,23 +97,38 @@ fn read_page(pages: &mut Option<PageFile>, at: PageRef, home: &Home<'_>) -> Opti
     }
 }
 
+/// What [`Backlog::clear`] took out: single slots (bodies in memory, in the message log, or
+/// in the page file) and runs of stored messages.
+#[derive(Default)]
+pub(super) struct Cleared {
+    pub slots: Vec<Slot>,
+    pub runs: Vec<Run>,
+}
+
+impl Cleared {
+    /// Messages taken out.
+    pub fn len(&self) -> usize {
+        self.slots.len() + self.runs.iter().map(|r| r.count as usize).sum::<usize>()
+    }
+}
+
 /// The queued messages, oldest first, in three segments:
 ///
-/// - `hot`: the first `hot` slots, all with bodies in memory, handed to consumers next;
-/// - `cold`: the next `cold` slots, bodies on disk only (in memory only when writing the page
-///   file failed, e.g. a full disk);
-/// - tail: the rest, newest messages with bodies in memory: persistent ones waiting for their
-///   store commit before they are paged out into `cold` (transient ones are written to the page
-///   file at once, unless an uncommitted one is ahead of them).
+/// - `hot`: bodies in memory, handed to consumers next;
+/// - `cold`: bodies on disk only (in memory only when writing the page file failed, e.g. a full
+///   disk), as runs of consecutive stored messages where they form them (see [`ColdSegment`]);
+/// - `tail`: the newest messages, bodies in memory: persistent ones waiting for their store
+///   commit before they are paged out into `cold` (transient ones are written to the page file
+///   at once, unless an uncommitted one is ahead of them).
 ///
 /// A queue keeps at most `ram_limit` bytes (bodies and `MESSAGE_OVERHEAD` each) in `hot`; once it
 /// is full, new messages go to the tail, move to `cold`, and are read back in batches as
-/// consumers drain `hot`. The order of the queue is the order of `slots`.
+/// consumers drain `hot`. The order of the queue is hot, then cold, then tail.
 #[derive(Default)]
 pub(super) struct Backlog {
-    slots: VecDeque<Slot>,
-    hot: usize,
-    cold: usize,
+    hot: VecDeque<Slot>,
+    cold: ColdSegment,
+    tail: VecDeque<Slot>,
     hot_bytes: usize,
     /// Body bytes of every queued message, in memory or not (RabbitMQ's message_bytes_ready).
     bytes: usize,
@@ -108,7 +138,7 @@ pub(super) struct Backlog {
 
 impl Backlog {
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.hot.len() + self.cold.len() + self.tail.len()
     }
 
     /// Body bytes of all queued messages.
@@ -117,33 +147,35 @@ impl Backlog {
     }
 
     pub fn tail(&self) -> usize {
-        self.slots.len() - self.hot - self.cold
+        self.tail.len()
     }
 
-    /// Takes every slot out (purge, delete).
-    pub fn clear(&mut self) -> VecDeque<Slot> {
-        self.hot = 0;
-        self.cold = 0;
+    /// Takes every message out (purge, delete).
+    pub fn clear(&mut self) -> Cleared {
         self.hot_bytes = 0;
         self.bytes = 0;
-        std::mem::take(&mut self.slots)
+        let mut out = Cleared { slots: std::mem::take(&mut self.hot).into(), runs: Vec::new() };
+        for e in self.cold.take() {
+            match e {
+                Cold::Run(r) => out.runs.push(r),
+                Cold::One(s) => out.slots.push(s),
+            }
+        }
+        out.slots.extend(std::mem::take(&mut self.tail));
+        out
     }
 
     /// Puts a message back at its original place (requeue, or a delivery a consumer refused):
     /// before every queued message that arrived after it. That is within the hot head: the
-    /// message was taken from the head, so everything behind it then is still behind it.
+    /// message was taken from the head, so everything behind it then is still behind it (and
+    /// the cold segment, all of which arrived later, is never split by a requeue).
     pub fn push_front(&mut self, r: Ready) {
         let size = r.msg.body.len();
-        let at = if self.slots.front().is_none_or(|s| s.pos > r.pos) {
-            0
-        } else {
-            self.slots.partition_point(|s| s.pos < r.pos).min(self.hot)
-        };
-        self.hot += 1;
+        let at = if self.hot.front().is_none_or(|s| s.pos > r.pos) { 0 } else { self.hot.partition_point(|s| s.pos < r.pos) };
         self.hot_bytes += size;
         self.bytes += size;
         let slot = Slot { msg: Some(r.msg), page: None, redelivered: r.redelivered, seq: r.seq, expires: r.expires, size: size as u32, pos: r.pos };
-        self.slots.insert(at, slot);
+        self.hot.insert(at, slot);
     }
 
     /// Appends a newly published message. It joins the hot head if nothing is queued behind the
@@ -151,28 +183,32 @@ impl Backlog {
     pub fn push_back(&mut self, msg: Arc<Message>, seq: u64, expires: u64, ram_limit: Option<usize>) {
         let size = msg.body.len();
         let cost = |n: usize, bytes: usize| bytes + n * MESSAGE_OVERHEAD;
-        if self.len() == self.hot
-            && (ram_limit.is_none_or(|limit| cost(self.hot + 1, self.hot_bytes + size) <= limit) || self.hot == 0)
-        {
-            self.hot += 1;
-            self.hot_bytes += size;
-        }
-        self.bytes += size;
         let pos = self.next_pos;
         self.next_pos += 1;
-        self.slots.push_back(Slot { msg: Some(msg), page: None, redelivered: false, seq, expires, size: size as u32, pos });
+        self.bytes += size;
+        let slot = Slot { msg: Some(msg), page: None, redelivered: false, seq, expires, size: size as u32, pos };
+        if self.cold.is_empty()
+            && self.tail.is_empty()
+            && (ram_limit.is_none_or(|limit| cost(self.hot.len() + 1, self.hot_bytes + size) <= limit) || self.hot.is_empty())
+        {
+            self.hot_bytes += size;
+            self.hot.push_back(slot);
+        } else {
+            self.tail.push_back(slot);
+        }
     }
 
-    /// Appends recovered messages (store sequence numbers and expiry, bodies on disk), flagged
-    /// redelivered.
-    pub fn restore(&mut self, seqs: impl IntoIterator<Item = (u64, u64, u32)>) {
-        debug_assert_eq!(self.tail(), 0);
-        for (seq, expires, size) in seqs {
-            self.bytes += size as usize;
-            let pos = self.next_pos;
-            self.next_pos += 1;
-            self.slots.push_back(Slot { msg: None, page: None, redelivered: true, seq, expires, size, pos });
-            self.cold += 1;
+    /// Appends a recovered message (store sequence number, expiry, body size; body on disk),
+    /// flagged redelivered. Consecutive ones without expiry form runs at once.
+    pub fn restore(&mut self, seq: u64, expires: u64, size: u32) {
+        debug_assert!(self.tail.is_empty());
+        self.bytes += size as usize;
+        let pos = self.next_pos;
+        self.next_pos += 1;
+        if expires == 0 {
+            self.cold.push_stored(seq, pos, size, true);
+        } else {
+            self.cold.push_one(Slot { msg: None, page: None, redelivered: true, seq, expires, size, pos });
         }
     }
 
@@ -180,14 +216,21 @@ impl Backlog {
     /// committed (up to `committed`), transient ones written to the page file. A message whose
     /// write fails stays in memory (`failing` keeps the error from being logged per message).
     fn page_out(&mut self, committed: u64, pages: &mut Option<PageFile>, failing: &mut bool, home: &Home<'_>) {
-        while self.tail() > 0 {
-            let slot = &mut self.slots[self.hot + self.cold];
+        while let Some(front) = self.tail.front() {
+            if front.seq != 0 && front.seq > committed {
+                break;
+            }
+            let mut slot = self.tail.pop_front().expect("front");
             if slot.seq != 0 {
-                if slot.seq > committed {
-                    break;
+                if slot.expires == 0 {
+                    self.cold.push_stored(slot.seq, slot.pos, slot.size, slot.redelivered);
+                } else {
+                    slot.msg = None;
+                    self.cold.push_one(slot);
                 }
-                slot.msg = None;
-            } else if let (Some(p), Some(m)) = (pages.as_mut(), &slot.msg) {
+                continue;
+            }
+            if let (Some(p), Some(m)) = (pages.as_mut(), &slot.msg) {
                 match p.write(&super::persist::stored(m)) {
                     Ok(at) => {
                         slot.page = Some(at);
@@ -201,7 +244,7 @@ impl Backlog {
                     Err(_) => {}
                 }
             }
-            self.cold += 1;
+            self.cold.push_one(slot);
         }
     }
 
@@ -210,26 +253,20 @@ impl Backlog {
     /// over the tail once `cold` is empty. A message that cannot be read back is dropped (with a
     /// warning); a stored one's sequence number goes to `lost` for the caller to forget.
     fn page_in(&mut self, home: &Home<'_>, pages: &mut Option<PageFile>, lost: &mut Vec<u64>) {
-        if self.hot >= PAGE_IN_LOW {
+        if self.hot.len() >= PAGE_IN_LOW {
             return;
         }
-        if self.cold == 0 {
-            if self.hot == 0 && self.tail() > 0 {
+        if self.cold.is_empty() {
+            if self.hot.is_empty() && !self.tail.is_empty() {
                 // Nothing on disk ahead of the tail: it becomes the head.
-                self.hot = self.slots.len();
-                self.hot_bytes = self.slots.iter().map(Slot::bytes).sum();
+                self.hot = std::mem::take(&mut self.tail);
+                self.hot_bytes = self.hot.iter().map(Slot::bytes).sum();
             }
             return;
         }
-        let n = self.cold.min(PAGE_IN_BATCH);
-        let first = self.hot;
-        let seqs: Vec<u64> = (first..first + n)
-            .filter_map(|i| {
-                let s = &self.slots[i];
-                (s.msg.is_none() && s.page.is_none()).then_some(s.seq)
-            })
-            .collect();
-        let loaded = match (&home.store, seqs.is_empty()) {
+        let n = self.cold.len().min(PAGE_IN_BATCH);
+        let seqs = self.cold.stored_seqs(n);
+        let mut loaded = match (&home.store, seqs.is_empty()) {
             (_, true) | (None, false) => Vec::new(),
             (Some((id, log)), false) => match log.read_batch(*id, &seqs) {
                 Ok(v) => v,
@@ -240,48 +277,45 @@ impl Backlog {
                 }
             },
         };
-        let mut loaded = loaded.into_iter();
-        let (mut i, mut moved) = (first, 0);
-        while moved < n {
-            moved += 1;
-            if self.slots[i].msg.is_none() {
-                let seq = self.slots[i].seq;
-                let msg = match self.slots[i].page.take() {
+        let mut next = 0;
+        for _ in 0..n {
+            let mut slot = self
+                .cold
+                .pop_front(|_| loaded.get(next).and_then(|m| m.as_ref()).map(|m| m.body.len() as u32))
+                .expect("cold message");
+            if slot.msg.is_none() {
+                let msg = match slot.page.take() {
                     Some(at) => read_page(pages, at, home),
-                    None => loaded.next().flatten().and_then(super::persist::message_from_record),
+                    None if slot.seq == 0 => None,
+                    None => {
+                        next += 1;
+                        loaded.get_mut(next - 1).and_then(Option::take).and_then(super::persist::message_from_record)
+                    }
                 };
                 match msg {
-                    Some(m) => self.slots[i].msg = Some(Arc::new(m)),
+                    Some(m) => slot.msg = Some(Arc::new(m)),
                     None => {
-                        tracing::warn!(queue = %home.queue, vhost = %home.vhost, "dropping message {seq}: missing or unreadable on disk");
-                        let gone = self.slots.remove(i).expect("slot");
-                        self.bytes -= gone.size as usize;
-                        self.cold -= 1;
-                        if seq != 0 {
-                            lost.push(seq);
+                        tracing::warn!(queue = %home.queue, vhost = %home.vhost, "dropping message {}: missing or unreadable on disk", slot.seq);
+                        self.bytes -= slot.size as usize;
+                        if slot.seq != 0 {
+                            lost.push(slot.seq);
                         }
                         continue;
                     }
                 }
             }
-            self.hot_bytes += self.slots[i].bytes();
-            self.hot += 1;
-            self.cold -= 1;
-            i += 1;
+            self.hot_bytes += slot.bytes();
+            self.hot.push_back(slot);
         }
     }
 
     /// Takes the message at the head, reading bodies back from disk first if needed (sequence
     /// numbers of records found missing are added to `lost`).
     fn pop(&mut self, home: &Home<'_>, pages: &mut Option<PageFile>, lost: &mut Vec<u64>) -> Option<Ready> {
-        if self.hot < PAGE_IN_LOW && self.hot < self.len() {
+        if self.hot.len() < PAGE_IN_LOW && self.hot.len() < self.len() {
             self.page_in(home, pages, lost);
         }
-        if self.hot == 0 {
-            return None;
-        }
-        let slot = self.slots.pop_front().expect("hot slot");
-        self.hot -= 1;
+        let slot = self.hot.pop_front()?;
         let msg = slot.msg.expect("hot slots are loaded");
         self.hot_bytes -= msg.body.len();
         self.bytes -= slot.size as usize;
@@ -290,28 +324,42 @@ impl Backlog {
 
     /// The expiry of the message at the head, if it has one.
     pub fn head_expires(&self) -> Option<u64> {
-        self.slots.front().map(|s| s.expires).filter(|&e| e != 0)
+        let e = match self.hot.front() {
+            Some(s) => s.expires,
+            None => match self.cold.front_expires() {
+                Some(e) => e,
+                None => self.tail.front()?.expires,
+            },
+        };
+        (e != 0).then_some(e)
     }
 
-    /// Removes the message at the head whatever segment it is in (expiry); its body may be on
-    /// disk only.
-    fn drop_head(&mut self) -> Option<Slot> {
-        let slot = self.slots.pop_front()?;
+    /// Removes the message at the head whatever segment it is in (expiry, length limits); its
+    /// body may be on disk only.
+    fn drop_head(&mut self, home: &Home<'_>) -> Option<Slot> {
+        let slot = if let Some(s) = self.hot.pop_front() {
+            self.hot_bytes -= s.bytes();
+            s
+        } else if !self.cold.is_empty() {
+            self.cold.pop_front(|seq| home.stored_size(seq))?
+        } else {
+            self.tail.pop_front()?
+        };
         self.bytes -= slot.size as usize;
-        if self.hot > 0 {
-            self.hot -= 1;
-            self.hot_bytes -= slot.bytes();
-        } else if self.cold > 0 {
-            self.cold -= 1;
-        }
         Some(slot)
     }
 
     /// Ready messages with their body in memory, the bytes of those bodies, and ready messages
-    /// whose body is on disk only. Walks the whole backlog: for statistics only.
+    /// whose body is on disk only. Walks the tail and the cold entries: for statistics only.
     pub fn memory(&self) -> (usize, usize, usize) {
-        let paged = self.slots.range(self.hot..self.hot + self.cold).filter(|s| s.msg.is_none()).count();
-        (self.len() - paged, self.slots.iter().map(Slot::bytes).sum(), paged)
+        let (paged, cold_bytes) = self.cold.memory();
+        (self.len() - paged, self.hot_bytes + cold_bytes + self.tail.iter().map(Slot::bytes).sum::<usize>(), paged)
+    }
+
+    /// Entries the cold segment holds for its messages (runs and single slots).
+    #[cfg(test)]
+    pub fn cold_entries(&self) -> usize {
+        self.cold.entries()
     }
 }
 
@@ -375,17 +423,19 @@ impl Backlogs {
         self.levels.iter().map(Backlog::tail).sum()
     }
 
-    /// Takes every slot out (purge, delete) and deletes the page file's contents: the slots
+    /// Takes every message out (purge, delete) and deletes the page file's contents: the slots
     /// returned have their bodies in memory or in the message log, never in the page file.
-    pub fn clear(&mut self) -> VecDeque<Slot> {
-        let mut all = VecDeque::new();
+    pub fn clear(&mut self) -> Cleared {
+        let mut all = Cleared::default();
         for l in self.levels.iter_mut().rev() {
-            all.append(&mut l.clear());
+            let c = l.clear();
+            all.slots.extend(c.slots);
+            all.runs.extend(c.runs);
         }
         if let Some(p) = &mut self.pages {
             p.clear();
         }
-        for s in &mut all {
+        for s in &mut all.slots {
             s.page = None;
         }
         all
@@ -401,12 +451,10 @@ impl Backlogs {
         self.levels[i].push_back(msg, seq, expires, ram_limit);
     }
 
-    /// Recovered messages: (sequence number, expiry, body size, level), in store order.
-    pub fn restore(&mut self, seqs: impl IntoIterator<Item = (u64, u64, u32, usize)>) {
-        for (seq, expires, size, level) in seqs {
-            let i = level.min(self.levels.len() - 1);
-            self.levels[i].restore(std::iter::once((seq, expires, size)));
-        }
+    /// A recovered message: sequence number, expiry, body size, level (in store order).
+    pub fn restore(&mut self, seq: u64, expires: u64, size: u32, level: usize) {
+        let i = level.min(self.levels.len() - 1);
+        self.levels[i].restore(seq, expires, size);
     }
 
     /// Pages the tails out: stored messages committed up to `committed`, transient ones to the
@@ -434,14 +482,14 @@ impl Backlogs {
     /// dead-lettered) a body in the page file is read back into the slot.
     pub fn drop_expired(&mut self, now: u64, load: bool, home: &Home<'_>) -> Option<Slot> {
         let l = self.levels.iter_mut().find(|l| l.head_expires().is_some_and(|at| at < now))?;
-        let slot = l.drop_head()?;
+        let slot = l.drop_head(home)?;
         Some(self.unpage(slot, load, home))
     }
 
     /// Removes the head of the highest non-empty level (x-overflow drop-head); `load` as in
     /// [`Backlogs::drop_expired`].
     pub fn drop_head(&mut self, load: bool, home: &Home<'_>) -> Option<Slot> {
-        let slot = self.levels.iter_mut().rev().find(|l| l.len() > 0)?.drop_head()?;
+        let slot = self.levels.iter_mut().rev().find(|l| l.len() > 0)?.drop_head(home)?;
         Some(self.unpage(slot, load, home))
     }
 
@@ -455,6 +503,12 @@ impl Backlogs {
             }
         }
         slot
+    }
+
+    /// Entries the cold segments hold (runs and single slots), all levels.
+    #[cfg(test)]
+    pub fn cold_entries(&self) -> usize {
+        self.levels.iter().map(Backlog::cold_entries).sum()
     }
 
     pub fn memory(&self) -> (usize, usize, usize) {
