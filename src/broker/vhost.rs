@@ -12,7 +12,9 @@ pub struct Vhost {
     /// Direct reply-to consumers.
     pub reply_to: reply_to::ReplyTo,
     pub exchanges: RwLock<HashMap<String, Arc<Exchange>>>,
-    pub queues: RwLock<HashMap<String, Arc<Queue>>>,
+    /// Looked up by name for every message published to the default exchange: foldhash (seeded
+    /// per map), not SipHash.
+    pub queues: RwLock<HashMap<String, Arc<Queue>, foldhash::quality::RandomState>>,
     store: Option<Arc<Store>>,
     /// Body bytes each durable queue keeps in memory ahead of its consumers.
     queue_ram_limit: usize,

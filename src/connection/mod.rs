@@ -194,7 +194,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
             exclusive: Vec::new(),
             flow: None,
         },
-        channels: HashMap::new(),
+        channels: HashMap::default(),
         channel_count,
         channel_list,
         channel_max: hs.channel_max,
@@ -255,7 +255,8 @@ async fn write_loop(conn: Arc<ConnShared>, mut wr: Writer, heartbeat: u16) {
 
 pub(crate) struct Connection {
     ctx: ConnCtx,
-    channels: HashMap<u16, Channel>,
+    /// Looked up for every frame: a fast seeded hasher (foldhash), not SipHash.
+    channels: HashMap<u16, Channel, foldhash::fast::RandomState>,
     /// `channels.len()`, shared with the connection's `ConnectionEntry` (user channel limits).
     channel_count: Arc<std::sync::atomic::AtomicU32>,
     /// The open channels' shared parts, shared with the `ConnectionEntry` (the admin API's

@@ -29,6 +29,7 @@ impl Channel {
                     routing_key: p.routing_key.into(),
                     mandatory: p.mandatory,
                     header: None,
+                    first: None,
                     body: Vec::new(),
                     received: 0,
                 });

@@ -18,6 +18,9 @@ pub(super) struct Pending {
     pub routing_key: String,
     pub mandatory: bool,
     pub header: Option<ContentHeader>,
+    /// The first body frame (most messages have one: no allocation for them) ...
+    pub first: Option<Bytes>,
+    /// ... and the others.
     pub body: Vec<Bytes>,
     pub received: u64,
 }
@@ -56,18 +59,23 @@ impl Channel {
         if p.received > h.body_size {
             return Err(ReplyError::new(ErrorKind::FrameError, "content body larger than announced").on(60, 40));
         }
-        p.body.push(payload);
+        if p.first.is_none() {
+            p.first = Some(payload);
+        } else {
+            p.body.push(payload);
+        }
         if p.received == h.body_size { self.publish_pending(ctx).map_err(|e| e.on(60, 40)) } else { Ok(()) }
     }
 
     pub(super) fn publish_pending(&mut self, ctx: &mut ConnCtx) -> Result<(), ReplyError> {
         let p = self.pending.take().expect("pending publish");
         let header = p.header.expect("header");
-        let body = match p.body.len() {
-            0 => Bytes::new(),
-            1 => p.body.into_iter().next().expect("one"),
-            _ => {
+        let body = match p.first {
+            None => Bytes::new(),
+            Some(first) if p.body.is_empty() => first,
+            Some(first) => {
                 let mut all = BytesMut::with_capacity(header.body_size as usize);
+                all.extend_from_slice(&first);
                 for b in &p.body {
                     all.extend_from_slice(b);
                 }
