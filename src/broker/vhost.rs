@@ -31,6 +31,10 @@ pub struct Vhost {
     pub metadata: RwLock<VhostMetadata>,
     /// `publish_in` / `publish_out` of the default exchange (which has no `Exchange`).
     pub default_stats: stats::ExchangeStats,
+    /// The message counters of its closed channels and of the management API's publish and get
+    /// (the broker-wide sum is `Broker::retired`): with its open channels', the overview's
+    /// `message_stats` of a user who sees only some vhosts.
+    pub retired: stats::MessageStats,
     /// The broker's counters.
     pub counters: Arc<counters::Counters>,
 }
@@ -93,6 +97,7 @@ impl Vhost {
             operator_policies: RwLock::default(),
             metadata: RwLock::default(),
             default_stats: Default::default(),
+            retired: Default::default(),
             counters,
         }
     }

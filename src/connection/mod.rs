@@ -528,11 +528,13 @@ impl Connection {
         self.channel_count.store(self.channels.len() as u32, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A channel leaves the registry: its counters go to the broker's retired totals, and it
-    /// counts as closed.
+    /// A channel leaves the registry: its counters go to the broker's and its vhost's retired
+    /// totals, and it counts as closed.
     fn unregister_channel(&self, number: u16) {
         if let Some(shared) = self.channel_list.lock().remove(&number) {
-            self.ctx.broker.retired.absorb(&shared.stats_snapshot());
+            let snap = shared.stats_snapshot();
+            self.ctx.broker.retired.absorb(&snap);
+            self.ctx.vhost.retired.absorb(&snap);
         }
         counters::bump(&self.ctx.broker.counters.channels_closed);
     }

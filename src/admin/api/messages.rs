@@ -150,9 +150,11 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     // No client channel counts it: the overview's totals do (as RabbitMQ's, whose management
     // publish goes through a channel of its own).
     use crate::broker::stats::Stat;
-    broker.retired.incr(Stat::Publish);
-    if out.routed == 0 && !out.rejected {
-        broker.retired.incr(Stat::DropUnroutable);
+    for retired in [&broker.retired, &v.retired] {
+        retired.incr(Stat::Publish);
+        if out.routed == 0 && !out.rejected {
+            retired.incr(Stat::DropUnroutable);
+        }
     }
     Ok(json!({"routed": out.routed > 0}))
 }
@@ -196,6 +198,7 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         use crate::broker::stats::Stat;
         q.stats.incr(Stat::Get);
         broker.retired.incr(Stat::Get);
+        v.retired.incr(Stat::Get);
         let m = &ready.msg;
         let body: &[u8] = &m.body;
         let shown = match g.truncate {
