@@ -7,6 +7,7 @@ use crate::broker::queue::Queue;
 use crate::broker::{Broker, QueueDecl};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
 use super::paging::{Key, Query};
 use super::stats::{self, Kind, Rates};
@@ -52,9 +53,10 @@ struct Where {
     vhost: Option<String>,
 }
 
-/// A sort key a queue answers without building its row (RabbitMQ's basic columns, and the
-/// message and consumer counts, which are cheap here).
-fn key(q: &Queue, k: &str) -> Option<Key> {
+/// A sort key a queue answers without building its row: RabbitMQ's basic columns, the message
+/// and consumer counts, and its `message_stats` counters and rates (`message_stats.publish`,
+/// `message_stats.ack_details.rate`, ...), which are cheap here.
+fn key(rates: &RefCell<Rates>, q: &Queue, k: &str) -> Option<Key> {
     Some(match k {
         "name" => Key::str(&q.name),
         "vhost" => Key::str(&q.vhost),
@@ -68,7 +70,17 @@ fn key(q: &Queue, k: &str) -> Option<Key> {
         "messages_ready" => Key::num(q.counts().0 as f64),
         "messages_unacknowledged" => Key::num(q.unacked.load(Relaxed) as f64),
         "consumers" => Key::num(q.counts().1 as f64),
-        _ => return None,
+        _ => {
+            let rest = k.strip_prefix("message_stats.")?;
+            let (name, rate) = rest.strip_suffix("_details.rate").map_or((rest, false), |n| (n, true));
+            let stat = *stats::QUEUE_KEYS.iter().find(|s| s.name() == name)?;
+            let value = stats::queue_snapshot(q).get(stat);
+            if rate {
+                Key::num(rates.borrow_mut().rate(Kind::Queue, stats::id(q), stat.name(), value as i64))
+            } else {
+                Key::num(value as f64)
+            }
+        }
     })
 }
 
@@ -83,8 +95,8 @@ pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     };
     let mut qs: Vec<_> = vhosts.iter().flat_map(|v| v.queues.read().values().cloned().collect::<Vec<_>>()).collect();
     qs.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
-    let mut rates = Rates::begin();
-    query.typed(qs, true, |q| q.name.as_str(), |q, k| key(q, k), |q| row(&mut rates, q))
+    let rates = RefCell::new(Rates::begin());
+    query.typed(qs, true, |q| q.name.as_str(), |q, k| key(&rates, q, k), |q| row(&mut rates.borrow_mut(), q))
 }
 
 #[derive(Deserialize)]
