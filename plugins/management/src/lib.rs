@@ -83,10 +83,14 @@ fn error(status: u16, error: &str, reason: &str) -> Response {
 }
 
 fn json_response(status: u16, v: &Value) -> Response {
+    json_text(status, v.to_string().into_bytes())
+}
+
+fn json_text(status: u16, body: Vec<u8>) -> Response {
     Response {
         status,
         headers: vec![("content-type".into(), "application/json".into()), ("cache-control".into(), "no-cache".into())],
-        body: v.to_string().into_bytes(),
+        body,
     }
 }
 
@@ -179,9 +183,13 @@ fn route(req: &Request) -> Result<Response, Failure> {
     let m = req.method.as_str();
     let get = m == "GET" || m == "HEAD";
     // A list: the host filters, sorts and pages it (RabbitMQ's `page`, `page_size`, `name`,
-    // `use_regex`, `sort`, `sort_reverse`, `columns`), given the query string as `query`.
+    // `use_regex`, `sort`, `sort_reverse`, `columns`), given the query string as `query`; its
+    // JSON text is the response body as it is (10 MB for 10,000 queues: not parsed again here).
     let list_query = Value::Object(q.iter().rev().map(|(k, v)| (k.clone(), json!(v))).collect());
-    let list = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &call(op, with(args, json!({"query": list_query})))?)) };
+    let list = |op: &str, args: Value| -> Result<Response, Failure> {
+        let text = admin::call(op, &with(args, json!({"query": list_query})).to_string())?;
+        Ok(json_text(200, text.into_bytes()))
+    };
     let one = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &columns_of(call(op, args)?, &q))) };
     match (m, s.as_slice()) {
         (_, ["overview"]) if get => one("overview", json!({})),
