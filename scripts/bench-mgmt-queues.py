@@ -2,7 +2,8 @@
 """GET /api/queues with many queues, side by side: Warren's management plugin and the reference
 RabbitMQ 3.10's, same machine, same client. For each broker it declares N queues (default
 10,000) in a vhost of their own, then times GET /api/queues (every queue, every field), the same
-for the vhost, and one UI-style page (page=1&page_size=100&sort=name), R times each, and reads the
+for the vhost, and one UI-style page (page=1&page_size=100, sorted by name, and by messages
+reversed), R times each, and reads the
 broker's CPU time (utime+stime of /proc/PID/stat) around each series: latency median / max and
 broker CPU per request. The vhost is deleted afterwards (the reference node is shared).
 
@@ -83,6 +84,7 @@ def measure(name, amqp_uri, http, pid, n, repeat):
         ("all queues", "/api/queues"),
         ("one vhost", f"/api/queues/{VHOST}"),
         ("page of 100", f"/api/queues/{VHOST}?page=1&page_size=100&sort=name&pagination=true"),
+        ("page of 100 by messages", f"/api/queues/{VHOST}?page=1&page_size=100&sort=messages&sort_reverse=true&pagination=true"),
     ]:
         request(http, "GET", path)  # warm-up
         rows.append((name, label, series(http, pid, path, repeat)))

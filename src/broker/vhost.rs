@@ -33,6 +33,10 @@ pub struct Vhost {
     pub metadata: RwLock<VhostMetadata>,
     /// `publish_in` / `publish_out` of the default exchange (which has no `Exchange`).
     pub default_stats: stats::ExchangeStats,
+    /// The message counters of its closed channels and of the management API's publish and get
+    /// (the broker-wide sum is `Broker::retired.channels`): with its open channels', the
+    /// overview's `message_stats` of a user who sees only some vhosts.
+    pub closed_channels: stats::MessageStats,
     /// The broker's churn counters.
     pub counters: Arc<counters::Counters>,
     /// The broker's totals of deleted queues (and closed channels).
@@ -98,6 +102,7 @@ impl Vhost {
             operator_policies: RwLock::default(),
             metadata: RwLock::default(),
             default_stats: Default::default(),
+            closed_channels: Default::default(),
             counters,
             retired,
         }

@@ -529,13 +529,15 @@ impl Connection {
         self.channel_count.store(self.channels.len() as u32, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A channel leaves the registry: its counters go to the broker's retired totals, and it
-    /// counts as closed.
+    /// A channel leaves the registry: its counters go to the broker's and its vhost's retired
+    /// totals, and it counts as closed.
     fn unregister_channel(&self, number: u16) {
         let retired = &self.ctx.broker.retired;
         let _moving = retired.moving();
         if let Some(shared) = self.channel_list.lock().remove(&number) {
-            retired.channels.absorb(&shared.stats_snapshot());
+            let snap = shared.stats_snapshot();
+            retired.channels.absorb(&snap);
+            self.ctx.vhost.closed_channels.absorb(&snap);
         }
         counters::bump(&self.ctx.broker.counters.channels_closed);
     }

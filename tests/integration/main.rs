@@ -25,6 +25,7 @@ mod length_limits;
 mod limits;
 mod management;
 mod management_definitions;
+mod management_lists;
 mod management_parameters;
 mod management_stats;
 mod logs;

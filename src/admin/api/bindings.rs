@@ -3,6 +3,7 @@
 //! delete by `properties_key`.
 
 use super::fields::{json_to_table, properties_key, table_to_json};
+use super::paging::Query;
 use super::{ApiError, ApiResult, Caller, args};
 use crate::auth_backend::{Access, ResourceKind};
 use crate::broker::exchange::Destination;
@@ -82,7 +83,7 @@ pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         .filter(|r| f.destination.as_ref().is_none_or(|s| r["destination"] == *s))
         .filter(|r| f.destination_type.as_ref().is_none_or(|s| r["destination_type"] == *s))
         .collect();
-    Ok(Value::Array(rows))
+    Query::of(a)?.values(rows, false)
 }
 
 #[derive(Deserialize)]

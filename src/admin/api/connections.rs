@@ -5,6 +5,7 @@
 //! (`ConnectionEntry::channel_list`, changed at channel.open and close).
 
 use super::{ApiError, ApiResult, Caller, args};
+use super::paging::Query;
 use super::stats::{self, Kind, Rates};
 use crate::broker::delivery::{ChannelInfo, ChannelShared, Consumer};
 use std::sync::Arc;
@@ -97,7 +98,8 @@ pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     if let Some(v) = &w.vhost {
         caller.vhost(broker, v)?;
     }
-    Ok(Value::Array(visible(broker, caller, w.vhost.as_deref())))
+    // RabbitMQ pages the node's list, not a vhost's.
+    Query::of(a)?.values(visible(broker, caller, w.vhost.as_deref()), w.vhost.is_none())
 }
 
 pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
@@ -178,7 +180,8 @@ pub fn consumers(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     if let Some(v) = &w.vhost {
         caller.vhost(broker, v)?;
     }
-    Ok(Value::Array(all_consumers(broker, caller, w.vhost.as_deref()).iter().map(|(q, c)| consumer_row(broker, q, c)).collect()))
+    let rows = all_consumers(broker, caller, w.vhost.as_deref()).iter().map(|(q, c)| consumer_row(broker, q, c)).collect();
+    Query::of(a)?.values(rows, false)
 }
 
 #[derive(Deserialize, Default)]
@@ -258,7 +261,9 @@ pub fn channels(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         row["deliveries"] = json!([]);
         return Ok(row);
     }
-    Ok(Value::Array(rows.into_iter().map(|(_, r)| r).collect()))
+    // RabbitMQ pages the node's list, not a vhost's or a connection's.
+    let paged = w.vhost.is_none() && w.connection.is_none();
+    Query::of(a)?.values(rows.into_iter().map(|(_, r)| r).collect(), paged)
 }
 
 /// The consumers of the channel `row` describes.

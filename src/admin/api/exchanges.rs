@@ -7,7 +7,9 @@ use crate::auth_backend::{Access, ResourceKind};
 use crate::broker::exchange::Exchange;
 use crate::broker::{Broker, ExchangeDecl, Vhost};
 use crate::broker::stats::ExchangeStats;
+use super::paging::{Key, Query};
 use super::stats::{self, Kind, Rates};
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -51,22 +53,62 @@ struct Where {
     vhost: Option<String>,
 }
 
+/// A row of the exchange list: a vhost's default exchange (listed with the name "") or another.
+enum Listed {
+    Default(Arc<Vhost>),
+    Exchange(Arc<Exchange>),
+}
+
+impl Listed {
+    fn name(&self) -> &str {
+        match self {
+            Listed::Default(_) => "",
+            Listed::Exchange(x) => &x.name,
+        }
+    }
+    /// A sort key read without building the row (RabbitMQ's basic columns).
+    fn key(&self, k: &str) -> Option<Key> {
+        let (vhost, kind, durable, auto_delete, internal) = match self {
+            Listed::Default(v) => (v.name.as_str(), "direct", true, false, false),
+            Listed::Exchange(x) => (x.vhost.as_str(), x.kind.as_str(), x.durable, x.auto_delete, x.internal),
+        };
+        Some(match k {
+            "name" => Key::str(self.name()),
+            "vhost" => Key::str(vhost),
+            "type" => Key::str(kind),
+            "durable" => Key::bool(durable),
+            "auto_delete" => Key::bool(auto_delete),
+            "internal" => Key::bool(internal),
+            _ => return None,
+        })
+    }
+    fn row(&self, rates: &mut Rates) -> Value {
+        match self {
+            Listed::Default(v) => default_row(rates, v),
+            Listed::Exchange(x) => full_row(rates, x),
+        }
+    }
+}
+
+/// `GET /api/exchanges[/VHOST]`, sorted by vhost and name; RabbitMQ's list parameters in
+/// `query` (the JSON is built for the rows answered only).
 pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let w: Where = args(a)?;
+    let query = Query::of(a)?;
     let mut vhosts = match &w.vhost {
         Some(v) => vec![caller.vhost(broker, v)?],
         None => broker.vhosts().into_iter().filter(|v| caller.sees_vhost(broker, &v.name)).collect(),
     };
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     let mut out = Vec::new();
-    let mut rates = Rates::begin();
     for v in vhosts {
-        out.push(default_row(&mut rates, &v));
         let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
         xs.sort_by(|a, b| a.name.cmp(&b.name));
-        out.extend(xs.iter().map(|x| full_row(&mut rates, x)));
+        out.push(Listed::Default(v));
+        out.extend(xs.into_iter().map(Listed::Exchange));
     }
-    Ok(Value::Array(out))
+    let mut rates = Rates::begin();
+    query.typed(out, true, Listed::name, Listed::key, |x| x.row(&mut rates))
 }
 
 #[derive(Deserialize)]

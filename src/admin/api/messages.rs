@@ -151,9 +151,11 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     // publish goes through a channel of its own).
     use crate::broker::stats::Stat;
     let retired = &broker.retired.channels;
-    retired.incr(Stat::Publish);
-    if out.routed == 0 {
-        retired.incr(if out.rejected { Stat::PublishRefused } else { Stat::DropUnroutable });
+    for r in [retired, &v.closed_channels] {
+        r.incr(Stat::Publish);
+        if out.routed == 0 {
+            r.incr(if out.rejected { Stat::PublishRefused } else { Stat::DropUnroutable });
+        }
     }
     Ok(json!({"routed": out.routed > 0}))
 }
@@ -197,6 +199,7 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         use crate::broker::stats::Stat;
         q.stats.incr(Stat::Get);
         broker.retired.channels.incr(Stat::Get);
+        v.closed_channels.incr(Stat::Get);
         let m = &ready.msg;
         let body: &[u8] = &m.body;
         let shown = match g.truncate {

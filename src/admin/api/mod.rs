@@ -14,6 +14,7 @@ pub mod messages;
 pub mod metrics;
 pub mod overview;
 pub mod parameters;
+pub mod paging;
 pub mod policies;
 pub mod queues;
 pub mod stats;
@@ -188,15 +189,18 @@ pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
     }
     match op {
         "overview" => overview::overview(broker, caller),
-        "nodes" => overview::nodes(broker, caller),
+        "nodes" => match overview::nodes(broker, caller)? {
+            Value::Array(rows) => paging::Query::of(a)?.values(rows, false),
+            other => Ok(other),
+        },
         "whoami" => Ok(serde_json::json!({"name": caller.name(), "tags": caller.user.tags})),
         "aliveness_test" => overview::aliveness(broker, caller, a),
         "health_check" => overview::health(broker, caller, a),
-        "vhosts.list" => vhosts::list(broker, caller),
+        "vhosts.list" => vhosts::list(broker, caller, a),
         "vhosts.get" => vhosts::get(broker, caller, a),
         "vhosts.put" => vhosts::put(broker, caller, a),
         "vhosts.delete" => vhosts::delete(broker, caller, a),
-        "users.list" => users::list(broker, caller),
+        "users.list" => users::list(broker, caller, a),
         "users.get" => users::get(broker, caller, a),
         "users.put" => users::put(broker, caller, a),
         "users.delete" => users::delete(broker, caller, a),

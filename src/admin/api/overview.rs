@@ -29,7 +29,12 @@ fn listeners(broker: &Broker) -> Value {
     }])
 }
 
+/// `GET /api/overview`. As RabbitMQ 3.10's, a user without the `monitoring` or `administrator`
+/// tag sees the totals of the vhosts it may enter only (`message_stats`, `queue_totals`, queues
+/// and exchanges in `object_totals`; connections and channels are its own), no consumer count,
+/// and no `node`, `listeners` or `contexts`.
 pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
+    let monitor = caller.is("monitoring");
     let vhosts: Vec<_> = broker.vhosts().into_iter().filter(|v| caller.sees_vhost(broker, &v.name)).collect();
     let (mut queues, mut exchanges, mut consumers, mut ready, mut unacked) = (0u64, 0u64, 0u64, 0u64, 0u64);
     for v in &vhosts {
@@ -44,19 +49,25 @@ pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
     }
     let (connections, channels) = {
         let conns = broker.connections.lock();
-        let mine = conns.values().filter(|c| caller.is("monitoring") || c.user == caller.name());
+        let mine = conns.values().filter(|c| monitor || c.user == caller.name());
         mine.fold((0u64, 0u64), |(n, ch), c| (n + 1, ch + c.channels.load(Relaxed) as u64))
     };
     let mut rates = Rates::begin();
-    let id = stats::id(&**broker);
+    // The rates of a user's own view are sampled apart from the node's.
+    let id = if monitor { stats::id(&**broker) } else { user_sample_id(caller.name()) };
     let mut totals = serde_json::Map::new();
     rates.put(&mut totals, Kind::Overview, id, "messages", ready + unacked);
     rates.put(&mut totals, Kind::Overview, id, "messages_ready", ready);
     rates.put(&mut totals, Kind::Overview, id, "messages_unacknowledged", unacked);
-    let message_stats = rates.message_stats(Kind::Overview, id, &message_totals(broker), &stats::CHANNEL_KEYS);
+    let counts = if monitor { message_totals(broker) } else { vhost_message_totals(broker, &vhosts) };
+    let message_stats = rates.message_stats(Kind::Overview, id, &counts, &stats::CHANNEL_KEYS);
     drop(rates);
     let version = env!("CARGO_PKG_VERSION");
-    Ok(json!({
+    let mut object_totals = json!({"channels": channels, "connections": connections, "exchanges": exchanges, "queues": queues});
+    if monitor {
+        object_totals["consumers"] = json!(consumers);
+    }
+    let mut o = json!({
         "management_version": version,
         "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600]},
@@ -72,12 +83,41 @@ pub fn overview(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
         "message_stats": message_stats,
         "churn_rates": {},
         "queue_totals": totals,
-        "object_totals": {"channels": channels, "connections": connections, "consumers": consumers, "exchanges": exchanges, "queues": queues},
+        "object_totals": object_totals,
         "statistics_db_event_queue": 0,
-        "node": NODE_NAME,
-        "listeners": listeners(broker),
-        "contexts": [],
-    }))
+    });
+    if monitor {
+        o["node"] = json!(NODE_NAME);
+        o["listeners"] = listeners(broker);
+        o["contexts"] = json!([]);
+    }
+    Ok(o)
+}
+
+/// The sample-table key of the overview rates of user `name`'s view.
+fn user_sample_id(name: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish() as usize
+}
+
+/// The message counters of `vhosts`: their closed channels and management publishes and gets,
+/// plus their open channels (RabbitMQ's overview for a user sums the stats of its vhosts).
+pub fn vhost_message_totals(broker: &Broker, vhosts: &[Arc<crate::broker::Vhost>]) -> Snapshot {
+    let _reading = broker.retired.reading();
+    let mut t = Snapshot::default();
+    for v in vhosts {
+        t.add(&v.closed_channels.snapshot());
+    }
+    for c in broker.connections.lock().values() {
+        if vhosts.iter().any(|v| v.name == c.vhost) {
+            for ch in c.channel_list.lock().values() {
+                t.add(&ch.stats_snapshot());
+            }
+        }
+    }
+    t
 }
 
 /// The broker's message counters: those of closed channels plus the open channels' (RabbitMQ's

@@ -2,6 +2,7 @@
 //! `pattern`, `apply-to`, `definition`, `priority`), listed, read, set and cleared through the
 //! same broker calls as `warrenctl set_policy` (validation texts included).
 
+use super::paging::Query;
 use super::{ApiError, ApiResult, Caller, args};
 use crate::broker::Broker;
 use crate::broker::policies::PolicyCommandError;
@@ -68,7 +69,7 @@ pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     if let Some(v) = &w.vhost {
         caller.vhost(broker, v)?;
     }
-    Ok(Value::Array(rows(broker, caller, w.kind, w.vhost.as_deref())))
+    Query::of(a)?.values(rows(broker, caller, w.kind, w.vhost.as_deref()), false)
 }
 
 fn target(w: &Where) -> Result<(&str, &str), ApiError> {

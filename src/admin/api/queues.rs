@@ -7,7 +7,9 @@ use crate::broker::queue::Queue;
 use crate::broker::{Broker, QueueDecl};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::sync::atomic::Ordering::Relaxed;
+use super::paging::{Key, Query};
 use super::stats::{self, Kind, Rates};
 
 /// One queue as `GET /api/queues` shows it (rates from `rates`, locked once per answer).
@@ -51,16 +53,50 @@ struct Where {
     vhost: Option<String>,
 }
 
+/// A sort key a queue answers without building its row: RabbitMQ's basic columns, the message
+/// and consumer counts, and its `message_stats` counters and rates (`message_stats.publish`,
+/// `message_stats.ack_details.rate`, ...), which are cheap here.
+fn key(rates: &RefCell<Rates>, q: &Queue, k: &str) -> Option<Key> {
+    Some(match k {
+        "name" => Key::str(&q.name),
+        "vhost" => Key::str(&q.vhost),
+        "durable" => Key::bool(q.durable),
+        "auto_delete" => Key::bool(q.auto_delete),
+        "exclusive" => Key::bool(q.exclusive_owner.is_some()),
+        "node" => Key::str(crate::alarm::NODE_NAME),
+        "type" => Key::str(if q.is_quorum() { "quorum" } else { "classic" }),
+        "state" => Key::str("running"),
+        "messages" => Key::num((q.counts().0 as u64 + q.unacked.load(Relaxed)) as f64),
+        "messages_ready" => Key::num(q.counts().0 as f64),
+        "messages_unacknowledged" => Key::num(q.unacked.load(Relaxed) as f64),
+        "consumers" => Key::num(q.counts().1 as f64),
+        _ => {
+            let rest = k.strip_prefix("message_stats.")?;
+            let (name, rate) = rest.strip_suffix("_details.rate").map_or((rest, false), |n| (n, true));
+            let stat = *stats::QUEUE_KEYS.iter().find(|s| s.name() == name)?;
+            let value = stats::queue_snapshot(q).get(stat);
+            if rate {
+                Key::num(rates.borrow_mut().rate(Kind::Queue, stats::id(q), stat.name(), value as i64))
+            } else {
+                Key::num(value as f64)
+            }
+        }
+    })
+}
+
+/// `GET /api/queues[/VHOST]`, sorted by vhost and name; RabbitMQ's list parameters in `query`
+/// (paging, filtering and sorting happen on the queues, the JSON is built for the page only).
 pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let w: Where = args(a)?;
+    let query = Query::of(a)?;
     let vhosts = match &w.vhost {
         Some(v) => vec![caller.vhost(broker, v)?],
         None => broker.vhosts().into_iter().filter(|v| caller.sees_vhost(broker, &v.name)).collect(),
     };
     let mut qs: Vec<_> = vhosts.iter().flat_map(|v| v.queues.read().values().cloned().collect::<Vec<_>>()).collect();
     qs.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
-    let mut rates = Rates::begin();
-    Ok(Value::Array(qs.iter().map(|q| row(&mut rates, q)).collect()))
+    let rates = RefCell::new(Rates::begin());
+    query.typed(qs, true, |q| q.name.as_str(), |q, k| key(&rates, q, k), |q| row(&mut rates.borrow_mut(), q))
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! `/api/vhosts/VHOST/topic-permissions` (administrator only, as RabbitMQ): rows
 //! `{"user","vhost","exchange","write","read"}`.
 
+use super::paging::Query;
 use super::{ApiError, ApiResult, Caller, args};
 use crate::broker::Broker;
 use serde::Deserialize;
@@ -27,7 +28,7 @@ pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         .filter(|r| f.user.as_ref().is_none_or(|u| *u == r.user) && f.vhost.as_ref().is_none_or(|v| *v == r.vhost))
         .map(|r| json!({"user": r.user, "vhost": r.vhost, "exchange": r.exchange, "write": r.write, "read": r.read}))
         .collect();
-    Ok(Value::Array(rows))
+    Query::of(a)?.values(rows, false)
 }
 
 /// `PUT /api/topic-permissions/VHOST/USER` with `{"exchange","write","read"}`: answers

@@ -1,6 +1,7 @@
 //! `/api/users`, `/api/permissions` (administrator only, as RabbitMQ); topic permissions are in
 //! `topic_permissions.rs`.
 
+use super::paging::Query;
 use super::{ApiError, ApiResult, Caller, args};
 use crate::broker::Broker;
 use serde::Deserialize;
@@ -18,9 +19,9 @@ fn row(u: &crate::broker::auth::User) -> Value {
     })
 }
 
-pub fn list(broker: &Broker, caller: &Caller) -> ApiResult {
+pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
-    Ok(Value::Array(broker.users().iter().map(row).collect()))
+    Query::of(a)?.values(broker.users().iter().map(row).collect(), false)
 }
 
 #[derive(Deserialize)]
@@ -117,7 +118,7 @@ pub fn permissions(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         .filter(|(v, u, _)| f.user.as_ref().is_none_or(|x| x == u) && f.vhost.as_ref().is_none_or(|x| x == v))
         .map(|(v, u, p)| json!({"user": u, "vhost": v, "configure": p.patterns[0], "write": p.patterns[1], "read": p.patterns[2]}))
         .collect();
-    Ok(Value::Array(rows))
+    Query::of(a)?.values(rows, false)
 }
 
 #[derive(Deserialize)]

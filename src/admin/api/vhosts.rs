@@ -5,6 +5,7 @@ use crate::broker::Broker;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering::Relaxed;
+use super::paging::{Key, Query};
 use super::stats::{self, Kind, Rates};
 
 #[derive(Deserialize)]
@@ -41,12 +42,15 @@ fn row(rates: &mut Rates, v: &crate::broker::Vhost) -> Value {
     r
 }
 
-pub fn list(broker: &Broker, caller: &Caller) -> ApiResult {
+/// `GET /api/vhosts`, sorted by name; RabbitMQ's list parameters in `query` (paged; the JSON,
+/// which sums the vhost's queues, is built for the rows answered only).
+pub fn list(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let mut vs = broker.vhosts();
     vs.retain(|v| caller.sees_vhost(broker, &v.name));
     vs.sort_by(|a, b| a.name.cmp(&b.name));
     let mut rates = Rates::begin();
-    Ok(Value::Array(vs.iter().map(|v| row(&mut rates, v)).collect()))
+    let key = |v: &std::sync::Arc<crate::broker::Vhost>, k: &str| (k == "name").then(|| Key::str(&v.name));
+    Query::of(a)?.typed(vs, true, |v| v.name.as_str(), key, |v| row(&mut rates, v))
 }
 
 pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
