@@ -371,8 +371,11 @@ impl Consumer {
         let tag = st.next_tag;
         st.next_tag += 1;
         let kind = if self.no_ack { Stat::DeliverNoAck } else { Stat::Deliver };
-        ch.stats.incr(kind);
-        queue.stats.incr(kind);
+        // The only writers of these two counters: here, under the channel's delivery lock
+        // (`st`) and the queue's lock (`offer` is called from `Queue::dispatch_consumers`,
+        // which holds `&mut QueueInner`). Redeliver is also counted by basic.get: atomic.
+        ch.stats.incr_owned(kind);
+        queue.stats.incr_owned(kind);
         if redelivered {
             ch.stats.incr(Stat::Redeliver);
             queue.stats.incr(Stat::Redeliver);

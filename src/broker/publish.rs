@@ -99,9 +99,10 @@ fn publish_inner(
 fn count(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, channel: Option<(&ChannelShared, bool)>, outcome: &Outcome) {
     exchange.map_or(&vhost.default_stats, |x| &x.stats).published(outcome.routed);
     let Some((ch, confirm)) = channel else { return };
-    ch.stats.incr(Stat::Publish);
+    // Only the channel's own connection reader publishes on it: one writer.
+    ch.stats.incr_owned(Stat::Publish);
     if confirm {
-        ch.stats.incr(Stat::PublishConfirm);
+        ch.stats.incr_owned(Stat::PublishConfirm);
     }
     if outcome.routed == 0 {
         ch.stats.incr(if outcome.rejected {
