@@ -1,10 +1,11 @@
 //! A classic queue: ready messages in order, consumers served round-robin with credit.
 
+mod consumers;
 mod limits;
 
 use super::backlog::{Backlogs, Home};
 pub use super::backlog::Ready;
-use super::delivery::{Consumer, Offer};
+use super::delivery::Consumer;
 use super::message::Message;
 use super::dead_letter::Reason;
 use super::queue_args::{Overflow, QueueArgs};
@@ -163,7 +164,7 @@ impl Queue {
     }
 
     /// Its message log (durable queues) and names, for the backlog.
-    fn home(&self) -> Home<'_> {
+    pub(super) fn home(&self) -> Home<'_> {
         Home { store: self.store.as_ref().map(|(id, log)| (*id, log)), queue: &self.name, vhost: &self.vhost }
     }
 
@@ -234,7 +235,7 @@ impl Queue {
 
     /// Lowers the flow flag if the backlog drained enough (dispatch, consumer removal); costs one
     /// atomic load while the flag is down, which is nearly always.
-    fn lower_flow(&self, inner: &QueueInner) {
+    pub(super) fn lower_flow(&self, inner: &QueueInner) {
         if self.flow.is_over() {
             self.flow.after_drain(inner.backlog.len(), inner.backlog.hot_bytes(), !inner.consumers.is_empty());
         }
@@ -414,7 +415,7 @@ impl Queue {
 
     /// Takes the message at the head, loading bodies from the store first if needed. Expired
     /// messages at the head are dropped first.
-    fn pop(&self, inner: &mut QueueInner) -> Option<Ready> {
+    pub(super) fn pop(&self, inner: &mut QueueInner) -> Option<Ready> {
         if inner.backlog.head_expires().is_some() {
             self.expire_heads(inner, true);
         }
@@ -461,54 +462,6 @@ impl Queue {
         self.finish(inner);
     }
 
-    /// Delivers ready messages to consumers with credit.
-    pub fn dispatch(self: &Arc<Self>) {
-        let mut inner = self.inner.lock();
-        if inner.backlog.tail() > 0 {
-            inner.backlog.page_out(self.committed.load(Ordering::Acquire), &self.home());
-        }
-        self.dispatch_locked(&mut inner);
-        self.finish(inner);
-    }
-
-    /// Consumers are kept in priority order (x-priority, highest first); messages go round-robin
-    /// to the consumers of the highest priority that have credit, to lower ones only when none
-    /// has. With x-single-active-consumer only the first consumer (the oldest) receives.
-    fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
-        self.dispatch_consumers(inner);
-        self.lower_flow(inner);
-    }
-
-    fn dispatch_consumers(self: &Arc<Self>, inner: &mut QueueInner) {
-        let total = if self.declared.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
-        let mut start = 0;
-        while start < total && inner.backlog.len() > 0 {
-            let prio = inner.consumers[start].priority;
-            let end = (start..total).find(|&i| inner.consumers[i].priority != prio).unwrap_or(total);
-            let n = end - start;
-            let mut idle = 0;
-            while idle < n && inner.backlog.len() > 0 {
-                let idx = start + inner.rr % n;
-                inner.rr = inner.rr.wrapping_add(1);
-                let consumer = &inner.consumers[idx];
-                if !consumer.has_credit() {
-                    idle += 1;
-                    continue;
-                }
-                let consumer = consumer.clone();
-                let Some(ready) = self.pop(inner) else { return };
-                match consumer.offer(self, &ready) {
-                    Offer::Delivered => idle = 0,
-                    Offer::Refused => {
-                        inner.backlog.push_front(ready);
-                        idle += 1;
-                    }
-                }
-            }
-            start = end;
-        }
-    }
-
     /// Takes one message for basic.get; returns it with the number of messages left.
     pub fn get(&self) -> Option<(Ready, u32)> {
         self.touch();
@@ -549,48 +502,6 @@ impl Queue {
             self.forget_run(r);
         }
         n
-    }
-
-    /// Adds a consumer (the caller checked exclusivity with [`Queue::check_consume`]).
-    pub fn add_consumer(self: &Arc<Self>, c: Arc<Consumer>) {
-        c.channel.conn.add_feeder(self);
-        let mut inner = self.inner.lock();
-        if c.exclusive {
-            inner.exclusive_consumer = true;
-        }
-        inner.had_consumer = true;
-        // Priority order, oldest first within a priority.
-        let at = inner.consumers.iter().position(|x| x.priority < c.priority).unwrap_or(inner.consumers.len());
-        inner.consumers.insert(at, c);
-        self.touch();
-        self.dispatch_locked(&mut inner);
-        self.finish(inner);
-    }
-
-    /// `Err(true)` if an exclusive consumer holds the queue, `Err(false)` if `exclusive` was
-    /// asked and consumers exist.
-    pub fn check_consume(&self, exclusive: bool) -> Result<(), ()> {
-        let inner = self.inner.lock();
-        if inner.exclusive_consumer || (exclusive && !inner.consumers.is_empty()) {
-            return Err(());
-        }
-        Ok(())
-    }
-
-    /// Removes a consumer; returns true if the queue should now be auto-deleted.
-    pub fn remove_consumer(&self, c: &Arc<Consumer>) -> bool {
-        let mut inner = self.inner.lock();
-        let before = inner.consumers.len();
-        inner.consumers.retain(|x| !Arc::ptr_eq(x, c));
-        if inner.consumers.len() != before && c.exclusive {
-            inner.exclusive_consumer = false;
-        }
-        if inner.consumers.is_empty() {
-            // x-expires counts from when the last consumer left.
-            self.touch();
-        }
-        self.lower_flow(&inner);
-        self.auto_delete && inner.had_consumer && inner.consumers.is_empty() && !self.is_deleted()
     }
 
     /// Marks the queue deleted, drops its messages and tells its consumers (basic.cancel).
