@@ -64,20 +64,12 @@ impl Stat {
         Stat::PublishRefused,
     ];
 
-    /// The counters of RabbitMQ's `message_stats` (channels, overview), in its order.
-    pub const MESSAGE_STATS: [Stat; 11] = [
-        Stat::Publish,
-        Stat::Confirm,
-        Stat::Deliver,
-        Stat::DeliverNoAck,
-        Stat::Get,
-        Stat::GetNoAck,
-        Stat::GetEmpty,
-        Stat::Ack,
-        Stat::Redeliver,
-        Stat::ReturnUnroutable,
-        Stat::DropUnroutable,
-    ];
+    /// The counters of RabbitMQ's `message_stats` (channels, overview), in its order: the
+    /// first 11 of [`Stat::ALL`] (the two after them are Warren's own, never shown there).
+    pub const MESSAGE_STATS: [Stat; 11] = match Stat::ALL.split_first_chunk::<11>() {
+        Some((shown, _)) => *shown,
+        None => panic!("Stat::ALL has at least 11 entries"),
+    };
 
     /// The key in RabbitMQ's `message_stats`.
     pub fn name(self) -> &'static str {
