@@ -11,8 +11,23 @@ pub struct Server {
     pub port: u16,
 }
 
+/// A port that is free now, for a `warren-server` started next. Taken from 20000–31999, below
+/// the kernel's ephemeral range (32768–60999 on Linux): a port from the ephemeral range, once
+/// released here, could be handed to another test's bind to port 0 before the server binds it,
+/// and the test would then talk to that other broker. Ports are handed out in turn from a
+/// per-process starting point, so two calls in this test process never return the same one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id().wrapping_mul(7_919) % SPAN, Ordering::Relaxed, Ordering::Relaxed);
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 impl Server {
