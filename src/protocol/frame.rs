@@ -235,6 +235,10 @@ fn decode_header(channel: u16, payload: Bytes, repaired: Option<&[u8]>) -> Resul
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let body_size = u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
+    if payload.len() == 14 && payload[12..14] == [0, 0] {
+        // No property flag set: the defaults, without the generated decoder (once per message).
+        return Ok(ContentHeader { class_id, body_size, properties: Box::default(), raw: payload });
+    }
     match basic::parse_properties(&repaired.unwrap_or(&payload)[12..]) {
         Ok((rest, properties)) if rest.is_empty() => Ok(ContentHeader { class_id, body_size, properties: Box::new(properties), raw: payload }),
         _ => Err(malformed),
@@ -415,6 +419,15 @@ mod tests {
         let mut b = BytesMut::new();
         b.extend_from_slice(&[1, 0, 1, 0, 0, 0, 7, 0, 60, 0, 40, 0, 0, 9, 0xCE]);
         assert!(matches!(parse_frame(&mut b, 4096), Err(FrameError::Malformed { class_id: 60, method_id: 40, .. })));
+    }
+
+    #[test]
+    fn header_without_properties_decodes_as_the_generated_decoder() {
+        let raw = encode_header(16, &AMQPProperties::default());
+        assert_eq!(raw.len(), 14);
+        let h = decode_header(1, raw.clone(), None).unwrap();
+        assert_eq!((h.class_id, h.body_size, h.raw), (60, 16, raw.clone()));
+        assert_eq!(*h.properties, basic::parse_properties(&raw[12..]).unwrap().1);
     }
 
     #[test]
