@@ -19,7 +19,7 @@ pub fn connection_name(broker: &Broker, peer: std::net::SocketAddr) -> String {
     format!("{peer} -> {}:{}", broker.config.amqp.bind, broker.config.amqp.port)
 }
 
-fn state(broker: &Broker, c: &ConnectionEntry) -> &'static str {
+pub(crate) fn state(broker: &Broker, c: &ConnectionEntry) -> &'static str {
     match (c.blocked.load(Relaxed), broker.alarms.any()) {
         (true, _) => "blocked",
         (false, true) => "blocking",
