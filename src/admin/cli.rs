@@ -155,6 +155,28 @@ pub fn check_csv_options(command: &str, args: &[String], no_table_headers: bool)
     Ok(())
 }
 
+/// A message answer (`list_vhost_limits`, `list_user_limits` of one vhost or user) as the
+/// JSON or csv formatter prints it: `Err` with the text for stderr and the exit code where
+/// rabbitmqctl 3.10 fails (its csv formatter cannot print a message: exit code 70).
+pub fn render_message(command: &str, message: &str, formatter: Formatter) -> Result<String, (String, u8)> {
+    let limits = command == "list_vhost_limits";
+    let listing = limits || command == "list_user_limits";
+    match formatter {
+        Formatter::Table => Ok(format!("{message}\n")),
+        Formatter::Json if limits && message.is_empty() => Ok("[]\n".into()),
+        Formatter::Json if limits => {
+            Ok(format!("{}\n", serde_json::json!({"node": crate::alarm::NODE_NAME, "result": "ok", "value": message})))
+        }
+        Formatter::Json => Ok(format!("{}\n", serde_json::json!({"message": message}))),
+        Formatter::Csv if !listing => Ok(format!("{message}\n")),
+        Formatter::Csv if message.is_empty() => Ok("\r\n\r\n\n".into()),
+        Formatter::Csv => Err((
+            format!("%Protocol.UndefinedError{{protocol: Enumerable, value: {}, description: \"\"}}\n", Value::String(message.into())),
+            70,
+        )),
+    }
+}
+
 /// A listing's cell in the table (and csv) formatter.
 fn text_at(resp: &super::Response, r: usize, c: usize) -> String {
     match resp.printed.get(r).and_then(|p| p.get(c)).and_then(|p| p.table.clone()) {
@@ -212,7 +234,7 @@ pub fn render(resp: &super::Response, formatter: Formatter, headers: bool) -> St
         }
         Formatter::Csv => {
             if n == 0 {
-                return "\r\n".into();
+                return if resp.streamed { "\r\n".into() } else { "\r\n\r\n\n".into() };
             }
             let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
             let mut out = resp.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(",");

@@ -176,18 +176,21 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let is_table = !resp.columns.is_empty() || resp.streamed;
-    if json {
-        if !is_table {
-            if resp.message.is_some() {
-                println!("{}", serde_json::json!({"message": resp.message}));
-            }
-        } else {
-            print!("{}", cli::render(&resp, fmt, true));
-        }
+    if json && is_table {
+        print!("{}", cli::render(&resp, fmt, true));
         return ExitCode::SUCCESS;
     }
     if let Some(m) = &resp.message {
-        println!("{m}");
+        match cli::render_message(&command, m, fmt) {
+            Ok(text) => print!("{text}"),
+            Err((e, code)) => {
+                eprintln!("{e}");
+                return ExitCode::from(code);
+            }
+        }
+    }
+    if json {
+        return ExitCode::SUCCESS;
     }
     if is_table {
         let headers = !(args.silent || args.no_table_headers) && cli::prints_header(&command);

@@ -313,4 +313,22 @@ async fn list_commands_take_rabbitmqctls_info_keys_and_print_like_it() {
     let conn_pid = line.split('\t').next().unwrap();
     assert_eq!(ctl(&b, &["close_connection", conn_pid, "bye"]).await.0, 0);
     let _ = conn;
+
+    // The limit listings of one vhost or user, in each formatter (rabbitmqctl's csv formatter
+    // fails on them with exit code 70).
+    assert_eq!(ctl(&b, &["list_user_limits"]).await, ok("Listing limits for user \"guest\" ...\n{}\n"));
+    assert_eq!(ctl(&b, &["list_user_limits", "--formatter", "json"]).await, ok("{\"message\":\"{}\"}\n"));
+    assert_eq!(
+        ctl(&b, &["list_user_limits", "--formatter", "csv"]).await,
+        (70, String::new(), "%Protocol.UndefinedError{protocol: Enumerable, value: \"{}\", description: \"\"}\n\n".into())
+    );
+    assert_eq!(ctl(&b, &["list_vhost_limits", "-p", "zz_l", "--formatter", "json"]).await, ok("[]\n"));
+    assert_eq!(ctl(&b, &["list_vhost_limits", "-p", "zz_l", "--formatter", "csv"]).await, ok("\r\n\r\n\n"));
+    assert_eq!(ctl(&b, &["set_vhost_limits", "-q", "-p", "zz_l", r#"{"max-queues":9}"#]).await.0, 0);
+    assert_eq!(
+        ctl(&b, &["list_vhost_limits", "-p", "zz_l", "--formatter", "json"]).await,
+        ok("{\"node\":\"warren@localhost\",\"result\":\"ok\",\"value\":\"{\\\"max-queues\\\":9}\"}\n")
+    );
+    // Empty non-streamed listings in csv.
+    assert_eq!(ctl(&b, &["list_topic_permissions", "-p", "zz_l", "--formatter", "csv"]).await, ok("\r\n\r\n\n"));
 }
