@@ -1,11 +1,14 @@
 //! The client side of rabbitmqctl's conventions, shared by `warrenctl` (and unit-tested here):
-//! argument validation, info lines ("Adding user ..."), table and JSON output.
+//! argument validation, info lines ("Adding user ..."), and the table, JSON and csv formatters.
 //!
 //! - Info lines go to stdout before the command runs; `-q` drops them, `-s` drops them and the
-//!   table header, `--no-table-headers` drops the header; the JSON formatter prints no info lines.
+//!   table header, `--no-table-headers` drops the header; the JSON and csv formatters print no
+//!   info lines (csv always prints its header row and refuses `--no-table-headers`).
 //! - Tables are tab-separated with a header row; an empty result is one blank line (no header),
-//!   as rabbitmqctl 3.10 prints it. Lists (user tags) print as `[a, b]`.
+//!   as rabbitmqctl 3.10 prints it, or nothing for the listings it streams (`list_queues`, ...).
+//!   Lists (user tags) print as `[a, b]`; pids, field tables and addresses as `admin::erl` says.
 //! - JSON is rabbitmqctl's: `[`, one object per line, later lines starting with `,`, `]`.
+//! - csv: every cell quoted, `"` doubled, table texts.
 
 use serde_json::Value;
 
@@ -339,44 +342,6 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
-/// The tab-separated table (with or without header), ending in a newline.
-pub fn table(columns: &[String], rows: &[Vec<Value>], headers: bool) -> String {
-    if rows.is_empty() {
-        return "\n".into();
-    }
-    let mut out = String::new();
-    if headers {
-        out.push_str(&columns.join("\t"));
-        out.push('\n');
-    }
-    for r in rows {
-        out.push_str(&r.iter().map(cell).collect::<Vec<_>>().join("\t"));
-        out.push('\n');
-    }
-    out
-}
-
-/// rabbitmqctl's JSON formatter output, ending in a newline.
-pub fn json(columns: &[String], rows: &[Vec<Value>]) -> String {
-    if rows.is_empty() {
-        return "[]\n".into();
-    }
-    let mut out = String::from("[\n");
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // Keys in column order (a serde_json Map would sort them).
-        let fields: Vec<String> = columns.iter().zip(r).map(|(k, v)| format!("{}:{v}", Value::String(k.clone()))).collect();
-        out.push('{');
-        out.push_str(&fields.join(","));
-        out.push('}');
-        out.push('\n');
-    }
-    out.push_str("]\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -443,16 +408,29 @@ mod tests {
     }
 
     #[test]
-    fn table_and_json_output() {
-        let cols = s(&["user", "tags"]);
-        let rows = vec![vec![json!("guest"), json!(["administrator"])], vec![json!("bob"), json!(["a", "b"])]];
-        assert_eq!(table(&cols, &rows, true), "user\ttags\nguest\t[administrator]\nbob\t[a, b]\n");
-        assert_eq!(table(&cols, &rows, false), "guest\t[administrator]\nbob\t[a, b]\n");
-        assert_eq!(table(&cols, &[], true), "\n");
-        assert_eq!(
-            json(&cols, &rows),
-            "[\n{\"user\":\"guest\",\"tags\":[\"administrator\"]}\n,{\"user\":\"bob\",\"tags\":[\"a\",\"b\"]}\n]\n"
-        );
-        assert_eq!(json(&cols, &[]), "[]\n");
+    fn table_json_and_csv_output() {
+        let resp = |rows: Vec<Vec<Value>>, streamed: bool| super::super::Response {
+            columns: s(&["user", "tags"]),
+            rows,
+            streamed,
+            ..Default::default()
+        };
+        let r = resp(vec![vec![json!("guest"), json!(["administrator"])], vec![json!("bob"), json!(["a", "b"])]], false);
+        assert_eq!(render(&r, Formatter::Table, true), "user\ttags\nguest\t[administrator]\nbob\t[a, b]\n");
+        assert_eq!(render(&r, Formatter::Table, false), "guest\t[administrator]\nbob\t[a, b]\n");
+        assert_eq!(render(&r, Formatter::Json, true), "[\n{\"user\":\"guest\",\"tags\":[\"administrator\"]}\n,{\"user\":\"bob\",\"tags\":[\"a\",\"b\"]}\n]\n");
+        assert_eq!(render(&r, Formatter::Csv, true), "\"user\",\"tags\"\n\"guest\",\"[administrator]\"\n\"bob\",\"[a, b]\"\n");
+        // Empty: a blank line and [] (a streamed listing: nothing, and [ ] on two lines).
+        let (empty, streamed) = (resp(vec![], false), resp(vec![], true));
+        assert_eq!((render(&empty, Formatter::Table, true), render(&streamed, Formatter::Table, true)), ("\n".into(), String::new()));
+        assert_eq!((render(&empty, Formatter::Json, true), render(&streamed, Formatter::Json, true)), ("[]\n".into(), "[\n]\n".into()));
+        assert_eq!((render(&empty, Formatter::Csv, true), render(&streamed, Formatter::Csv, true)), ("\r\n\r\n\n".into(), "\r\n".into()));
+        // A cell printed otherwise than its value (a pid).
+        let mut r = resp(vec![vec![json!("#PID<1.2.0>"), json!([])]], true);
+        r.printed = vec![vec![super::super::Printed { table: Some("<warren@localhost.1.2.0>".into()), json: None }, Default::default()]];
+        assert_eq!(render(&r, Formatter::Table, false), "<warren@localhost.1.2.0>\t[]\n");
+        assert_eq!(render(&r, Formatter::Json, false), "[\n{\"user\":\"#PID<1.2.0>\",\"tags\":[]}\n]\n");
+        assert!(formatter("pretty_table").is_err() && formatter("csv").is_ok());
+        assert_eq!(formatter("bogus_one").unwrap_err().1, 1);
     }
 }

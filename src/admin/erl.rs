@@ -1,7 +1,7 @@
 //! How rabbitmqctl 3.10 prints the Erlang values of its listings, in its table (and csv) and its
 //! JSON formatter: pids, AMQP field tables (x-arguments, client properties), IP addresses,
 //! tuples. A listing builds a [`Cell`] per value; `warrenctl` prints whichever form its
-//! formatter needs (see `cli::table`, `cli::json`). Observed against the reference node:
+//! formatter needs (see `cli::render`). Observed against the reference node:
 //!
 //! | value | table / csv | JSON |
 //! |---|---|---|
