@@ -154,7 +154,7 @@ fn cell(q: &Queue, f: &Facts, key: &str) -> Cell {
                 Some(c) => erl::pid(c.channel.conn.id, c.channel.number as u64),
             };
         }
-        "head_message_timestamp" => return erl::none(),
+        "head_message_timestamp" => return q.head_timestamp().map_or_else(erl::none, |t| Cell::from(json!(t))),
         "leader" if quorum => json!(node),
         "members" | "online" if quorum => json!([node]),
         "leader" | "members" | "online" | "slave_pids" | "synchronised_slave_pids" => return erl::none(),

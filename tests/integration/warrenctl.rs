@@ -331,4 +331,17 @@ async fn list_commands_take_rabbitmqctls_info_keys_and_print_like_it() {
     );
     // Empty non-streamed listings in csv.
     assert_eq!(ctl(&b, &["list_topic_permissions", "-p", "zz_l", "--formatter", "csv"]).await, ok("\r\n\r\n\n"));
+
+    // head_message_timestamp: the timestamp property of the message at the head.
+    let conn = lapin::Connection::connect(&b.uri_for("guest", "guest", "zz_l"), lapin::ConnectionProperties::default()).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    timeout(ch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+    timeout(ch.queue_declare("q_ts".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    for t in [1_700_000_000, 1_700_000_005] {
+        let props = lapin::BasicProperties::default().with_timestamp(t);
+        timeout(ch.basic_publish("".into(), "q_ts".into(), BasicPublishOptions::default(), b"x", props)).await.unwrap().await.unwrap();
+    }
+    let out = b.ctl_ok(&["list_queues", "-p", "zz_l", "-s", "name", "head_message_timestamp", "messages"]).await.unwrap();
+    assert!(out.lines().any(|l| l == "q_ts\t1700000000\t2") && out.lines().any(|l| l == "q_args\t\t0"), "{out}");
+    conn.close(200, "bye".into()).await.unwrap();
 }

@@ -364,6 +364,15 @@ impl Backlog {
         (self.len() - paged, self.hot_bytes + cold_bytes + self.tail.iter().map(Slot::bytes).sum::<usize>(), paged)
     }
 
+    /// The message at the head, if its body is in memory.
+    fn head(&self) -> Option<&Arc<Message>> {
+        match (self.hot.front(), self.cold.is_empty()) {
+            (Some(s), _) => s.msg.as_ref(),
+            (None, true) => self.tail.front()?.msg.as_ref(),
+            (None, false) => None,
+        }
+    }
+
     /// Ready persistent messages (stored in the message log) and their body bytes. Walks the
     /// whole backlog: for statistics only.
     pub fn persistent(&self) -> (u64, u64) {
@@ -527,6 +536,11 @@ impl Backlogs {
     #[cfg(test)]
     pub fn cold_entries(&self) -> usize {
         self.levels.iter().map(Backlog::cold_entries).sum()
+    }
+
+    /// The message the next pop takes, if its body is in memory.
+    pub fn head(&self) -> Option<&Arc<Message>> {
+        self.levels.iter().rev().find(|l| l.len() > 0)?.head()
     }
 
     /// Messages read from disk and written to it: (reads, writes), the queue's appends to the

@@ -495,6 +495,13 @@ impl Queue {
         self.inner.lock().backlog.bytes()
     }
 
+    /// The `timestamp` property of the message at the head of the queue, if it has one and its
+    /// body is in memory (RabbitMQ's `head_message_timestamp`).
+    pub fn head_timestamp(&self) -> Option<u64> {
+        let inner = self.inner.lock();
+        inner.backlog.head().and_then(|m| *m.properties.timestamp())
+    }
+
     /// Messages this queue read from disk and wrote to it since it started (RabbitMQ's
     /// `disk_reads`, `disk_writes`).
     pub fn disk_io(&self) -> (u64, u64) {
