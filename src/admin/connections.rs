@@ -57,9 +57,11 @@ fn cell(broker: &Broker, c: &ConnectionEntry, key: &str) -> Cell {
         "ssl" => json!(ssl.is_some()),
         "ssl_protocol" => json!(ssl.map_or("", |s| s.protocol.as_str())),
         "ssl_cipher" => json!(ssl.map_or("", |s| s.cipher.as_str())),
+        "ssl_key_exchange" => json!(ssl.map_or("", |s| s.key_exchange.as_str())),
+        "ssl_hash" => json!(ssl.map_or("", |s| s.hash.as_str())),
         "peer_cert_subject" => json!(ssl.and_then(|s| s.peer_cert_subject.as_deref()).unwrap_or("")),
-        // As the management API: not recorded from the TLS session.
-        _ => return erl::none(),
+        "peer_cert_issuer" => json!(ssl.and_then(|s| s.peer_cert_issuer.as_deref()).unwrap_or("")),
+        _ => json!(ssl.and_then(|s| s.peer_cert_validity.as_deref()).unwrap_or("")),
     })
 }
 
