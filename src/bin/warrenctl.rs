@@ -136,7 +136,10 @@ fn main() -> ExitCode {
         cmd_args.push(pw.to_owned());
     }
     let req = Request { command: command.clone(), args: cmd_args, vhost: args.vhost.clone() };
-    let limit = (timeout > 0.0).then(|| std::time::Duration::from_secs_f64(timeout));
+    // rabbitmqctl waits 60 s for list_queues and without limit for most other commands unless
+    // --timeout is given.
+    let limited = args.timeout.is_some() || cli::timeout_line(&command, timeout).is_some();
+    let limit = (limited && timeout > 0.0).then(|| std::time::Duration::from_secs_f64(timeout));
     let resp = match control::call_within(&data_dir, &req, limit) {
         Ok(r) => r,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
