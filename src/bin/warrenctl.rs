@@ -139,8 +139,13 @@ fn main() -> ExitCode {
     // rabbitmqctl waits 60 s for list_queues and without limit for most other commands unless
     // --timeout is given.
     let limited = args.timeout.is_some() || cli::timeout_line(&command, timeout).is_some();
-    let limit = (limited && timeout > 0.0).then(|| std::time::Duration::from_secs_f64(timeout));
-    let resp = match control::call_within(&data_dir, &req, limit) {
+    let limit = limited.then(|| std::time::Duration::from_secs_f64(timeout.max(0.0)));
+    // A zero timeout has run out before the call (rabbitmqctl -t 0 times out at once).
+    let call = match limit {
+        Some(d) if d.is_zero() => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        _ => control::call_within(&data_dir, &req, limit),
+    };
+    let resp = match call {
         Ok(r) => r,
         Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
             // rabbitmqctl's text and exit code (75, EX_TEMPFAIL).

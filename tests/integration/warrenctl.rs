@@ -345,3 +345,22 @@ async fn list_commands_take_rabbitmqctls_info_keys_and_print_like_it() {
     assert!(out.lines().any(|l| l == "q_ts\t1700000000\t2") && out.lines().any(|l| l == "q_args\t\t0"), "{out}");
     conn.close(200, "bye".into()).await.unwrap();
 }
+
+/// `--timeout`: a broker that does not answer in time gives rabbitmqctl's "timed out" error and
+/// exit code 75 (a socket that accepts and never answers stands in for a stuck broker).
+#[tokio::test]
+async fn timeout_gives_rabbitmqctls_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(warren::admin::control::socket_path(dir.path())).unwrap();
+    let held = std::thread::spawn(move || listener.accept().map(|(s, _)| s));
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["list_queues", "-q", "--timeout", "0.2"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(75));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "Error: operation list_queues on node warren@localhost timed out. Timeout value used: 200\n");
+    drop(held.join());
+}
