@@ -17,7 +17,7 @@ struct Args {
     /// Virtual host.
     #[arg(short = 'p', long = "vhost")]
     vhost: Option<String>,
-    /// Output format: table (tab-separated, like rabbitmqctl) or json.
+    /// Output format: table (tab-separated, like rabbitmqctl), json or csv.
     #[arg(long, default_value = "table")]
     formatter: String,
     /// No info lines (the table header stays), as rabbitmqctl's -q.
@@ -33,7 +33,7 @@ struct Args {
     #[arg(short = 't', long)]
     timeout: Option<f64>,
     /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections, list_channels,
-    /// list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit,
+    /// list_consumers, list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit,
     /// set_vm_memory_high_watermark, add_user, delete_user,
     /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,
     /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions,
