@@ -34,13 +34,42 @@ pub struct Tls {
 pub struct PeerTls {
     /// "TLSv1.3" / "TLSv1.2" (RabbitMQ's `ssl_protocol` names).
     pub protocol: String,
-    /// The negotiated cipher suite.
+    /// The negotiated cipher suite as RabbitMQ (Erlang's ssl) names its parts: `ssl_cipher`
+    /// ("aes_256_gcm"), `ssl_key_exchange` ("any" in TLS 1.3, "ecdhe_rsa", ...), `ssl_hash`
+    /// ("aead", or the MAC's hash).
     pub cipher: String,
+    pub key_exchange: String,
+    pub hash: String,
     /// The user name SASL EXTERNAL takes from the client certificate, or why there is none
     /// (RabbitMQ's texts: "no peer certificate", "no name found", "TLS configuration is unsafe").
     pub login: Result<String, &'static str>,
     /// The client certificate's subject (RFC 4514, as RabbitMQ prints it), if one was sent.
     pub peer_cert_subject: Option<String>,
+    /// Its issuer (the same form) and validity ("2024-01-01T00:00:00Z - 2025-01-01T00:00:00Z").
+    pub peer_cert_issuer: Option<String>,
+    pub peer_cert_validity: Option<String>,
+}
+
+/// A rustls suite name (lower case, "tls13_aes_256_gcm_sha384",
+/// "tls_ecdhe_rsa_with_aes_128_gcm_sha256") as Erlang's ssl splits it: (key exchange, cipher,
+/// hash).
+pub fn suite_parts(suite: &str) -> (String, String, String) {
+    let (kx, rest) = match suite.strip_prefix("tls13_") {
+        Some(rest) => ("any".to_string(), rest),
+        None => match suite.strip_prefix("tls_").and_then(|s| s.split_once("_with_")) {
+            Some((kx, rest)) => (kx.to_string(), rest),
+            None => (String::new(), suite),
+        },
+    };
+    let (cipher, mac) = rest.rsplit_once('_').unwrap_or((rest, ""));
+    let aead = cipher.ends_with("_gcm") || cipher.starts_with("chacha20_poly1305") || cipher.ends_with("_ccm");
+    (kx, cipher.to_string(), if aead { "aead".to_string() } else { mac.to_string() })
+}
+
+/// An X.509 time as RabbitMQ prints it ("2024-01-01T00:00:00Z").
+fn asn1_time(t: &ASN1Time) -> String {
+    let d = t.to_datetime();
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", d.year(), d.month() as u8, d.day(), d.hour(), d.minute(), d.second())
 }
 
 impl Tls {
@@ -83,7 +112,8 @@ impl Tls {
             Some(v) => format!("{v:?}"),
             None => String::new(),
         };
-        let cipher = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()).to_lowercase()).unwrap_or_default();
+        let suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()).to_lowercase()).unwrap_or_default();
+        let (key_exchange, cipher, hash) = suite_parts(&suite);
         let cert = conn.peer_certificates().and_then(|c| c.first());
         let parsed = cert.and_then(|c| X509Certificate::from_der(c.as_ref()).ok().map(|(_, x)| x));
         let login = match (&parsed, cert) {
@@ -93,7 +123,16 @@ impl Tls {
             (Some(_), Some(_)) if self.config.verify != TlsVerify::VerifyPeer => Err("TLS configuration is unsafe"),
             (Some(x), Some(_)) => login_name(x, &self.config).ok_or("no name found"),
         };
-        PeerTls { protocol, cipher, login, peer_cert_subject: parsed.map(|x| subject_dn(x.subject())) }
+        PeerTls {
+            protocol,
+            cipher,
+            key_exchange,
+            hash,
+            login,
+            peer_cert_subject: parsed.as_ref().map(|x| subject_dn(x.subject())),
+            peer_cert_issuer: parsed.as_ref().map(|x| subject_dn(x.issuer())),
+            peer_cert_validity: parsed.as_ref().map(|x| format!("{} - {}", asn1_time(&x.validity().not_before), asn1_time(&x.validity().not_after))),
+        }
     }
 
     /// Reloads on a change of any of the files (their folders are watched, so a file replaced by
@@ -352,6 +391,17 @@ fn escape_rdn_value(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cipher_suites_as_erlang_names_them() {
+        let p = |s: &str| {
+            let (k, c, h) = super::suite_parts(s);
+            (k, c, h)
+        };
+        assert_eq!(p("tls13_aes_256_gcm_sha384"), ("any".into(), "aes_256_gcm".into(), "aead".into()));
+        assert_eq!(p("tls13_chacha20_poly1305_sha256"), ("any".into(), "chacha20_poly1305".into(), "aead".into()));
+        assert_eq!(p("tls_ecdhe_rsa_with_aes_128_gcm_sha256"), ("ecdhe_rsa".into(), "aes_128_gcm".into(), "aead".into()));
+    }
 
     #[test]
     fn rdn_values_are_escaped_as_rabbitmq_does() {

@@ -1,11 +1,14 @@
 //! The client side of rabbitmqctl's conventions, shared by `warrenctl` (and unit-tested here):
-//! argument validation, info lines ("Adding user ..."), table and JSON output.
+//! argument validation, info lines ("Adding user ..."), and the table, JSON and csv formatters.
 //!
 //! - Info lines go to stdout before the command runs; `-q` drops them, `-s` drops them and the
-//!   table header, `--no-table-headers` drops the header; the JSON formatter prints no info lines.
+//!   table header, `--no-table-headers` drops the header; the JSON and csv formatters print no
+//!   info lines (csv always prints its header row and refuses `--no-table-headers`).
 //! - Tables are tab-separated with a header row; an empty result is one blank line (no header),
-//!   as rabbitmqctl 3.10 prints it. Lists (user tags) print as `[a, b]`.
+//!   as rabbitmqctl 3.10 prints it, or nothing for the listings it streams (`list_queues`, ...).
+//!   Lists (user tags) print as `[a, b]`; pids, field tables and addresses as `admin::erl` says.
 //! - JSON is rabbitmqctl's: `[`, one object per line, later lines starting with `,`, `]`.
+//! - csv: every cell quoted, `"` doubled, table texts.
 
 use serde_json::Value;
 
@@ -59,6 +62,16 @@ fn spec(command: &str) -> Option<Spec> {
         "list_policies" => s(0, 0, "list_policies [--vhost <vhost>] [--no-table-headers]"),
         "list_operator_policies" => s(0, 0, "list_operator_policies [--vhost <vhost>] [--no-table-headers]"),
         "list_channels" => s(0, usize::MAX, "list_channels [--no-table-headers] [<column> ...]"),
+        "list_queues" => s(
+            0,
+            usize::MAX,
+            "list_queues [--vhost <vhost>] [--online] [--offline] [--local] [--no-table-headers] [<column>, ...] [--timeout <timeout>]",
+        ),
+        "list_exchanges" => s(0, usize::MAX, "list_exchanges [--vhost <vhost>] [--no-table-headers] [<column> ...] [--timeout <timeout>]"),
+        "list_bindings" => s(0, usize::MAX, "list_bindings [--vhost <vhost>] [--no-table-headers] [<column> ...] [--timeout <timeout>]"),
+        "list_connections" => s(0, usize::MAX, "list_connections [--no-table-headers] [<column> ...] [--timeout <timeout>]"),
+        "list_consumers" => s(0, usize::MAX, "list_consumers [--vhost <vhost>] [--no-table-headers] [<column> ...] [--timeout <timeout>]"),
+        "list_vhosts" => s(0, usize::MAX, "list_vhosts [--no-table-headers] [<column> ...] [--timeout <timeout>]"),
         _ => None,
     }
 }
@@ -74,13 +87,9 @@ pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     let Some(sp) = spec(command) else { return Ok(()) };
     let policy = matches!(command, "set_policy" | "set_operator_policy").then(|| super::policies::SetArgs::parse(args));
     let count = policy.as_ref().map_or(args.len(), |p| p.positional.len());
-    let unknown_keys: Vec<&str> = if command == "list_channels" {
-        args.iter().map(String::as_str).filter(|a| !super::channels::KEYS.contains(a)).collect()
-    } else {
-        Vec::new()
-    };
+    let unknown_keys = super::listing::unknown(command, args);
     let (problem, code) = if !unknown_keys.is_empty() {
-        (format!("Info key(s) {} are not supported", unknown_keys.join(",")), 64)
+        (super::listing::unknown_text(&unknown_keys), 64)
     } else if let Some(p) = policy.as_ref().filter(|p| p.priority().is_none()) {
         (format!("Invalid options for this command:\n--priority : {}", p.priority), 64)
     } else if count < sp.min || (command == "set_vm_memory_high_watermark" && args == ["absolute"]) {
@@ -94,17 +103,155 @@ pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     } else {
         return Ok(());
     };
-    let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
-    Err((
-        format!(
-            "Error (argument validation): {problem}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {}",
-            sp.usage
-        ),
-        code,
-    ))
+    Err((refusal(command, args, &problem, sp.usage), code))
 }
 
-/// The info line printed before a command runs (None: the command has none).
+fn refusal(command: &str, args: &[String], problem: &str, usage: &str) -> String {
+    let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    format!("Error (argument validation): {problem}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {usage}")
+}
+
+/// rabbitmqctl's output formats (`--formatter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Formatter {
+    Table,
+    Json,
+    Csv,
+}
+
+/// The formatter named `name`, or rabbitmqctl's refusal and exit code. rabbitmqctl's
+/// `pretty_table` and `erlang` formatters are refused here (64): warrenctl does not print them.
+pub fn formatter(name: &str) -> Result<Formatter, (String, u8)> {
+    match name {
+        "table" => Ok(Formatter::Table),
+        "json" => Ok(Formatter::Json),
+        "csv" => Ok(Formatter::Csv),
+        "pretty_table" | "erlang" => {
+            Err((format!("Error: the {name} formatter is not supported by warrenctl (use table, csv or json)"), 64))
+        }
+        other => {
+            // rabbitmqctl looks the formatter's module up and fails with this (exit code 1).
+            let module: String = other
+                .split('_')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next().map(|f| f.to_uppercase().chain(c).collect::<String>()).unwrap_or_default()
+                })
+                .collect();
+            Err((
+                format!(
+                    "** (ArgumentError) errors were found at the given arguments:\n\n  * 1st argument: not an already existing atom\n\n    :erlang.binary_to_existing_atom(\"Elixir.RabbitMQ.CLI.Formatters.{module}\", :utf8)"
+                ),
+                1,
+            ))
+        }
+    }
+}
+
+/// rabbitmqctl refuses `--no-table-headers` with the csv formatter (it always prints the
+/// header row there).
+pub fn check_csv_options(command: &str, args: &[String], no_table_headers: bool) -> Result<(), (String, u8)> {
+    let usage = spec(command).map_or(command.to_string(), |s| s.usage.to_string());
+    if no_table_headers {
+        return Err((refusal(command, args, "Invalid options for this command:\n--no-table-headers : ", &usage), 64));
+    }
+    Ok(())
+}
+
+/// A message answer (`list_vhost_limits`, `list_user_limits` of one vhost or user) as the
+/// JSON or csv formatter prints it: `Err` with the text for stderr and the exit code where
+/// rabbitmqctl 3.10 fails (its csv formatter cannot print a message: exit code 70).
+pub fn render_message(command: &str, message: &str, formatter: Formatter) -> Result<String, (String, u8)> {
+    let limits = command == "list_vhost_limits";
+    let listing = limits || command == "list_user_limits";
+    match formatter {
+        Formatter::Table => Ok(format!("{message}\n")),
+        Formatter::Json if limits && message.is_empty() => Ok("[]\n".into()),
+        Formatter::Json if limits => {
+            Ok(format!("{}\n", serde_json::json!({"node": crate::alarm::NODE_NAME, "result": "ok", "value": message})))
+        }
+        Formatter::Json => Ok(format!("{}\n", serde_json::json!({"message": message}))),
+        Formatter::Csv if !listing => Ok(format!("{message}\n")),
+        Formatter::Csv if message.is_empty() => Ok("\r\n\r\n\n".into()),
+        Formatter::Csv => Err((
+            format!("%Protocol.UndefinedError{{protocol: Enumerable, value: {}, description: \"\"}}\n", Value::String(message.into())),
+            70,
+        )),
+    }
+}
+
+/// A listing's cell in the table (and csv) formatter.
+fn text_at(resp: &super::Response, r: usize, c: usize) -> String {
+    match resp.printed.get(r).and_then(|p| p.get(c)).and_then(|p| p.table.clone()) {
+        Some(t) => t,
+        None => cell(&resp.rows[r][c]),
+    }
+}
+
+/// A listing's cell in the JSON formatter.
+fn json_at(resp: &super::Response, r: usize, c: usize) -> String {
+    match resp.printed.get(r).and_then(|p| p.get(c)).and_then(|p| p.json.clone()) {
+        Some(t) => t,
+        None => resp.rows[r][c].to_string(),
+    }
+}
+
+/// A table answer as `formatter` prints it (`headers`: the table formatter's header row).
+/// rabbitmqctl prints a streamed listing with no rows as nothing (table), `[` and `]` on two
+/// lines (JSON) or an empty CRLF line (csv); other empty tables as a blank line and `[]`.
+pub fn render(resp: &super::Response, formatter: Formatter, headers: bool) -> String {
+    let n = resp.rows.len();
+    match formatter {
+        Formatter::Table => {
+            if n == 0 {
+                return if resp.streamed { String::new() } else { "\n".into() };
+            }
+            let mut out = String::new();
+            if headers {
+                out.push_str(&resp.columns.join("\t"));
+                out.push('\n');
+            }
+            for r in 0..n {
+                out.push_str(&(0..resp.columns.len()).map(|c| text_at(resp, r, c)).collect::<Vec<_>>().join("\t"));
+                out.push('\n');
+            }
+            out
+        }
+        Formatter::Json => {
+            if n == 0 {
+                return if resp.streamed { "[\n]\n".into() } else { "[]\n".into() };
+            }
+            let mut out = String::from("[\n");
+            for r in 0..n {
+                if r > 0 {
+                    out.push(',');
+                }
+                let fields: Vec<String> =
+                    resp.columns.iter().enumerate().map(|(c, k)| format!("{}:{}", Value::String(k.clone()), json_at(resp, r, c))).collect();
+                out.push('{');
+                out.push_str(&fields.join(","));
+                out.push_str("}\n");
+            }
+            out.push_str("]\n");
+            out
+        }
+        Formatter::Csv => {
+            if n == 0 {
+                return if resp.streamed { "\r\n".into() } else { "\r\n\r\n\n".into() };
+            }
+            let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            let mut out = resp.columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(",");
+            out.push('\n');
+            for r in 0..n {
+                out.push_str(&(0..resp.columns.len()).map(|c| quote(&text_at(resp, r, c))).collect::<Vec<_>>().join(","));
+                out.push('\n');
+            }
+            out
+        }
+    }
+}
+
+/// The info line(s) printed before a command runs (None: the command has none).
 pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
     let a = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     Some(match command {
@@ -115,6 +262,11 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
         "authenticate_user" => format!("Authenticating user \"{}\" ...", a(0)),
         "set_user_tags" => format!("Setting tags for user \"{}\" to [{}] ...", a(0), args.get(1..).unwrap_or(&[]).join(", ")),
         "list_users" => "Listing users ...".into(),
+        "list_queues" => format!("Listing queues for vhost {vhost} ..."),
+        "list_exchanges" => format!("Listing exchanges for vhost {vhost} ..."),
+        "list_bindings" => format!("Listing bindings for vhost {vhost}..."),
+        "list_connections" => "Listing connections ...".into(),
+        "list_consumers" => format!("Listing consumers in vhost {vhost} ..."),
         "list_channels" => "Listing channels ...".into(),
         "add_vhost" => format!("Adding vhost \"{}\" ...", a(0)),
         "delete_vhost" => format!("Deleting vhost \"{}\" ...", a(0)),
@@ -159,6 +311,12 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
     })
 }
 
+/// The info line rabbitmqctl prints before the banner of a command that has a timeout shown
+/// (`seconds`: the `--timeout` given, 60 by default).
+pub fn timeout_line(command: &str, seconds: f64) -> Option<String> {
+    (command == "list_queues").then(|| format!("Timeout: {seconds:?} seconds ..."))
+}
+
 /// An info line printed after a command succeeded.
 pub fn after_success(command: &str) -> Option<&'static str> {
     match command {
@@ -182,44 +340,6 @@ pub fn cell(v: &Value) -> String {
         Value::Array(items) => format!("[{}]", items.iter().map(cell).collect::<Vec<_>>().join(", ")),
         other => other.to_string(),
     }
-}
-
-/// The tab-separated table (with or without header), ending in a newline.
-pub fn table(columns: &[String], rows: &[Vec<Value>], headers: bool) -> String {
-    if rows.is_empty() {
-        return "\n".into();
-    }
-    let mut out = String::new();
-    if headers {
-        out.push_str(&columns.join("\t"));
-        out.push('\n');
-    }
-    for r in rows {
-        out.push_str(&r.iter().map(cell).collect::<Vec<_>>().join("\t"));
-        out.push('\n');
-    }
-    out
-}
-
-/// rabbitmqctl's JSON formatter output, ending in a newline.
-pub fn json(columns: &[String], rows: &[Vec<Value>]) -> String {
-    if rows.is_empty() {
-        return "[]\n".into();
-    }
-    let mut out = String::from("[\n");
-    for (i, r) in rows.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // Keys in column order (a serde_json Map would sort them).
-        let fields: Vec<String> = columns.iter().zip(r).map(|(k, v)| format!("{}:{v}", Value::String(k.clone()))).collect();
-        out.push('{');
-        out.push_str(&fields.join(","));
-        out.push('}');
-        out.push('\n');
-    }
-    out.push_str("]\n");
-    out
 }
 
 #[cfg(test)]
@@ -288,16 +408,29 @@ mod tests {
     }
 
     #[test]
-    fn table_and_json_output() {
-        let cols = s(&["user", "tags"]);
-        let rows = vec![vec![json!("guest"), json!(["administrator"])], vec![json!("bob"), json!(["a", "b"])]];
-        assert_eq!(table(&cols, &rows, true), "user\ttags\nguest\t[administrator]\nbob\t[a, b]\n");
-        assert_eq!(table(&cols, &rows, false), "guest\t[administrator]\nbob\t[a, b]\n");
-        assert_eq!(table(&cols, &[], true), "\n");
-        assert_eq!(
-            json(&cols, &rows),
-            "[\n{\"user\":\"guest\",\"tags\":[\"administrator\"]}\n,{\"user\":\"bob\",\"tags\":[\"a\",\"b\"]}\n]\n"
-        );
-        assert_eq!(json(&cols, &[]), "[]\n");
+    fn table_json_and_csv_output() {
+        let resp = |rows: Vec<Vec<Value>>, streamed: bool| super::super::Response {
+            columns: s(&["user", "tags"]),
+            rows,
+            streamed,
+            ..Default::default()
+        };
+        let r = resp(vec![vec![json!("guest"), json!(["administrator"])], vec![json!("bob"), json!(["a", "b"])]], false);
+        assert_eq!(render(&r, Formatter::Table, true), "user\ttags\nguest\t[administrator]\nbob\t[a, b]\n");
+        assert_eq!(render(&r, Formatter::Table, false), "guest\t[administrator]\nbob\t[a, b]\n");
+        assert_eq!(render(&r, Formatter::Json, true), "[\n{\"user\":\"guest\",\"tags\":[\"administrator\"]}\n,{\"user\":\"bob\",\"tags\":[\"a\",\"b\"]}\n]\n");
+        assert_eq!(render(&r, Formatter::Csv, true), "\"user\",\"tags\"\n\"guest\",\"[administrator]\"\n\"bob\",\"[a, b]\"\n");
+        // Empty: a blank line and [] (a streamed listing: nothing, and [ ] on two lines).
+        let (empty, streamed) = (resp(vec![], false), resp(vec![], true));
+        assert_eq!((render(&empty, Formatter::Table, true), render(&streamed, Formatter::Table, true)), ("\n".into(), String::new()));
+        assert_eq!((render(&empty, Formatter::Json, true), render(&streamed, Formatter::Json, true)), ("[]\n".into(), "[\n]\n".into()));
+        assert_eq!((render(&empty, Formatter::Csv, true), render(&streamed, Formatter::Csv, true)), ("\r\n\r\n\n".into(), "\r\n".into()));
+        // A cell printed otherwise than its value (a pid).
+        let mut r = resp(vec![vec![json!("#PID<1.2.0>"), json!([])]], true);
+        r.printed = vec![vec![super::super::Printed { table: Some("<warren@localhost.1.2.0>".into()), json: None }, Default::default()]];
+        assert_eq!(render(&r, Formatter::Table, false), "<warren@localhost.1.2.0>\t[]\n");
+        assert_eq!(render(&r, Formatter::Json, false), "[\n{\"user\":\"#PID<1.2.0>\",\"tags\":[]}\n]\n");
+        assert!(formatter("pretty_table").is_err() && formatter("csv").is_ok());
+        assert_eq!(formatter("bogus_one").unwrap_err().1, 1);
     }
 }

@@ -72,9 +72,15 @@ async fn serve(admin: Arc<Admin>, s: UnixStream) {
 
 /// Client side: sends one request and waits for the answer.
 pub fn call(data_dir: &Path, req: &Request) -> std::io::Result<Response> {
+    call_within(data_dir, req, None)
+}
+
+/// [`call`], giving up after `timeout` (an error of kind `WouldBlock` or `TimedOut`).
+pub fn call_within(data_dir: &Path, req: &Request, timeout: Option<std::time::Duration>) -> std::io::Result<Response> {
     use std::io::{BufRead, Write};
     let path = socket_path(data_dir);
     let mut s = std::os::unix::net::UnixStream::connect(&path)?;
+    s.set_read_timeout(timeout)?;
     let mut line = serde_json::to_string(req).expect("request serialises");
     line.push('\n');
     s.write_all(line.as_bytes())?;

@@ -86,7 +86,7 @@ pub fn handle(broker: &Arc<Broker>, req: &Request) -> Option<Response> {
             let user = user_option(a);
             match broker.user_limits(&user) {
                 None => no_user(&user),
-                Some(l) if l.is_empty() => Response::message(""),
+                Some(l) if l.is_empty() => Response::message("{}"),
                 Some(l) => Response::message(limits::to_json(&l)),
             }
         }

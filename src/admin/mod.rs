@@ -3,18 +3,25 @@
 //! formats them its own way (tab-separated like rabbitmqctl, or JSON).
 
 pub mod api;
+pub mod bindings;
 pub mod channels;
 pub mod cli;
+pub mod connections;
+pub mod consumers;
 pub mod control;
+pub mod erl;
+pub mod exchanges;
 pub mod global_parameters;
 pub mod limits;
+pub mod listing;
 pub mod plugins;
 pub mod policies;
+pub mod queues;
 pub mod topic_permissions;
 pub mod users;
+pub mod vhosts;
 
 use crate::broker::Broker;
-use crate::broker::exchange::Destination;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -47,6 +54,24 @@ pub struct Response {
     /// Print `error` without rabbitmqctl's "Error:" line (e.g. `delete_vhost` of a missing vhost).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bare_error: bool,
+    /// A listing's exact texts per cell where a formatter prints a value otherwise than
+    /// `cli::cell` / plain JSON (pids, field tables, addresses: see `erl`); empty or parallel
+    /// to `rows`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub printed: Vec<Vec<Printed>>,
+    /// A listing rabbitmqctl streams (`list_queues`, ...): printed even with no rows (JSON
+    /// `[` and `]` on their own lines, no table at all).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub streamed: bool,
+}
+
+/// How the table and JSON formatters print one cell, where not as usual.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Printed {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<String>,
 }
 
 impl Response {
@@ -70,20 +95,6 @@ pub struct Admin {
     pub plugins: Option<Arc<dyn plugins::PluginControl>>,
 }
 
-/// Picks the requested columns out of full rows.
-fn select(all: &[&str], default: &[&str], args: &[String], rows: Vec<Vec<Value>>) -> Response {
-    let wanted: Vec<&str> = if args.is_empty() { default.to_vec() } else { args.iter().map(|s| s.as_str()).collect() };
-    let mut idx = Vec::new();
-    for w in &wanted {
-        match all.iter().position(|c| c == w) {
-            Some(i) => idx.push(i),
-            None => return Response::error(format!("Info key {w} not recognised; valid keys: {}", all.join(", "))),
-        }
-    }
-    let rows = rows.into_iter().map(|r| idx.iter().map(|i| r[*i].clone()).collect()).collect();
-    Response::table(&wanted, rows)
-}
-
 /// Runs one command against the broker.
 pub fn handle(admin: &Admin, req: &Request) -> Response {
     let broker = &admin.broker;
@@ -96,6 +107,12 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
         .or_else(|| global_parameters::handle(broker, req))
         .or_else(|| policies::handle(broker, req))
         .or_else(|| channels::handle(broker, req))
+        .or_else(|| queues::handle(broker, req))
+        .or_else(|| exchanges::handle(broker, req))
+        .or_else(|| bindings::handle(broker, req))
+        .or_else(|| connections::handle(broker, req))
+        .or_else(|| consumers::handle(broker, req))
+        .or_else(|| vhosts::handle(broker, req))
     {
         return r;
     }
@@ -207,132 +224,6 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                 r
             }
         },
-        "list_vhosts" => {
-            let mut rows: Vec<Vec<Value>> = broker.vhosts().iter().map(|v| vec![json!(v.name)]).collect();
-            rows.sort_by(|a, b| a[0].as_str().cmp(&b[0].as_str()));
-            Response::table(&["name"], rows)
-        }
-        "list_queues" => match vhost() {
-            Err(e) => e,
-            Ok(v) => {
-                let mut qs: Vec<_> = v.queues.read().values().cloned().collect();
-                qs.sort_by(|a, b| a.name.cmp(&b.name));
-                // Memory columns walk the whole backlog: only when asked for.
-                let memory = req.args.iter().any(|a| matches!(a.as_str(), "messages_ram" | "message_bytes_ram" | "messages_paged_out"));
-                let rows = qs
-                    .iter()
-                    .map(|q| {
-                        let (m, c) = q.counts();
-                        let (ram, ram_bytes, paged) = if memory { q.memory() } else { (0, 0, 0) };
-                        let unacked = q.unacked.load(std::sync::atomic::Ordering::Relaxed);
-                        let applied = q.applied_policy();
-                        vec![
-                            json!(q.name),
-                            json!(m as u64 + unacked),
-                            json!(m),
-                            json!(unacked),
-                            json!(c),
-                            json!(q.durable),
-                            json!(q.auto_delete),
-                            json!(q.exclusive_owner.is_some()),
-                            json!(ram),
-                            json!(ram_bytes),
-                            json!(paged),
-                            json!(applied.policy.unwrap_or_default()),
-                            json!(applied.operator_policy.unwrap_or_default()),
-                            json!(applied.definition),
-                        ]
-                    })
-                    .collect();
-                select(
-                    &["name", "messages", "messages_ready", "messages_unacknowledged", "consumers", "durable", "auto_delete", "exclusive", "messages_ram", "message_bytes_ram", "messages_paged_out", "policy", "operator_policy", "effective_policy_definition"],
-                    &["name", "messages"],
-                    &req.args,
-                    rows,
-                )
-            }
-        },
-        "list_exchanges" => match vhost() {
-            Err(e) => e,
-            Ok(v) => {
-                let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
-                xs.sort_by(|a, b| a.name.cmp(&b.name));
-                let mut rows = vec![vec![json!(""), json!("direct"), json!(true), json!(false), json!(false), json!("")]];
-                rows.extend(xs.iter().map(|x| {
-                    let policy = x.policy.load().as_ref().and_then(|p| p.policy.clone()).unwrap_or_default();
-                    vec![json!(x.name), json!(x.kind), json!(x.durable), json!(x.auto_delete), json!(x.internal), json!(policy)]
-                }));
-                select(&["name", "type", "durable", "auto_delete", "internal", "policy"], &["name", "type"], &req.args, rows)
-            }
-        },
-        "list_bindings" => match vhost() {
-            Err(e) => e,
-            Ok(v) => {
-                let mut rows = Vec::new();
-                let mut qs: Vec<_> = v.queues.read().keys().cloned().collect();
-                qs.sort();
-                for q in qs {
-                    rows.push(vec![json!(""), json!("exchange"), json!(q), json!("queue"), json!(q)]);
-                }
-                let mut xs: Vec<_> = v.exchanges.read().values().cloned().collect();
-                xs.sort_by(|a, b| a.name.cmp(&b.name));
-                for x in xs {
-                    for b in x.bindings() {
-                        let kind = match b.destination {
-                            Destination::Queue(_) => "queue",
-                            Destination::Exchange(_) => "exchange",
-                        };
-                        rows.push(vec![json!(x.name), json!("exchange"), json!(b.destination.name()), json!(kind), json!(b.key)]);
-                    }
-                }
-                select(
-                    &["source_name", "source_kind", "destination_name", "destination_kind", "routing_key"],
-                    &["source_name", "source_kind", "destination_name", "destination_kind", "routing_key"],
-                    &req.args,
-                    rows,
-                )
-            }
-        },
-        "list_connections" => {
-            // RabbitMQ's states: `blocking` while an alarm is set, `blocked` once the connection
-            // published during it (its socket is no longer read).
-            let alarm = broker.alarms.any();
-            // `flow` while publisher flow control pauses its reader (and a second after).
-            let state = |c: &crate::broker::ConnectionEntry| match (c.blocked.load(std::sync::atomic::Ordering::Relaxed), alarm) {
-                (true, _) => "blocked",
-                (false, true) => "blocking",
-                (false, false) if c.flow.is_flow() => "flow",
-                (false, false) => "running",
-            };
-            let mut rows: Vec<Vec<Value>> = broker
-                .connections
-                .lock()
-                .values()
-                .map(|c| {
-                    // RabbitMQ's TLS columns: `ssl` true/false, the others empty without TLS.
-                    let ssl = c.ssl.as_ref();
-                    vec![
-                        json!(c.id),
-                        json!(c.user),
-                        json!(c.peer.ip().to_string()),
-                        json!(c.peer.port()),
-                        json!(c.vhost),
-                        json!(state(c)),
-                        json!(ssl.is_some()),
-                        json!(ssl.map_or("", |s| s.protocol.as_str())),
-                        json!(ssl.map_or("", |s| s.cipher.as_str())),
-                        json!(ssl.and_then(|s| s.peer_cert_subject.as_deref()).unwrap_or("")),
-                    ]
-                })
-                .collect();
-            rows.sort_by_key(|r| r[0].as_u64());
-            select(
-                &["pid", "user", "peer_host", "peer_port", "vhost", "state", "ssl", "ssl_protocol", "ssl_cipher", "peer_cert_subject"],
-                &["user", "peer_host", "peer_port", "state"],
-                &req.args,
-                rows,
-            )
-        }
         "purge_queue" => match (vhost(), req.args.first()) {
             (Err(e), _) => e,
             (_, None) => Response::error("purge_queue needs a queue name"),
@@ -349,19 +240,6 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
                 Some(q) => Response::message(format!("Queue was successfully deleted with {} ready messages", v.remove_queue(&q))),
             },
         },
-        "close_connection" => {
-            let (Some(id), reason) = (req.args.first().and_then(|s| s.parse::<u64>().ok()), req.args.get(1)) else {
-                return Response::error("close_connection needs a connection pid (from list_connections pid) and a reason");
-            };
-            let reason = reason.cloned().unwrap_or_else(|| "Closed via warrenctl".into());
-            match broker.connections.lock().get(&id) {
-                None => Response::error(format!("no connection {id}")),
-                Some(c) => {
-                    let _ = c.close.send(crate::protocol::ReplyError::new(crate::protocol::ErrorKind::ConnectionForced, reason));
-                    Response::message(format!("Closing connection {id}"))
-                }
-            }
-        }
         other => Response::error(format!("unknown command '{other}'")),
     }
 }

@@ -17,7 +17,7 @@ struct Args {
     /// Virtual host.
     #[arg(short = 'p', long = "vhost")]
     vhost: Option<String>,
-    /// Output format: table (tab-separated, like rabbitmqctl) or json.
+    /// Output format: table (tab-separated, like rabbitmqctl), json or csv.
     #[arg(long, default_value = "table")]
     formatter: String,
     /// No info lines (the table header stays), as rabbitmqctl's -q.
@@ -29,8 +29,11 @@ struct Args {
     /// No table header.
     #[arg(long)]
     no_table_headers: bool,
+    /// Operation timeout in seconds (rabbitmqctl's --timeout; default 60).
+    #[arg(short = 't', long)]
+    timeout: Option<f64>,
     /// The command (status, store_status, list_queues, list_exchanges, list_bindings, list_connections, list_channels,
-    /// list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit,
+    /// list_consumers, list_vhosts, purge_queue, delete_queue, close_connection, set_disk_free_limit,
     /// set_vm_memory_high_watermark, add_user, delete_user,
     /// change_password, clear_password, authenticate_user, set_user_tags, list_users, add_vhost,
     /// delete_vhost, set_permissions, clear_permissions, list_permissions, list_user_permissions,
@@ -59,7 +62,15 @@ fn options_after_command(args: &mut Args) {
             "-s" | "--silent" => args.silent = true,
             "--no-table-headers" => args.no_table_headers = true,
             "-p" | "--vhost" => args.vhost = it.next().or(args.vhost.take()),
-            "--formatter" => {
+            "-t" | "--timeout" => {
+                if let Some(t) = it.next() {
+                    match t.parse() {
+                        Ok(t) => args.timeout = Some(t),
+                        Err(_) => rest.push(format!("--timeout={t}")),
+                    }
+                }
+            }
+                        "--formatter" => {
                 if let Some(f) = it.next() {
                     args.formatter = f;
                 }
@@ -90,9 +101,26 @@ fn main() -> ExitCode {
         eprintln!("{usage}");
         return ExitCode::from(code);
     }
-    let json = args.formatter == "json";
-    let info = !(args.quiet || args.silent || json);
+    let fmt = match cli::formatter(&args.formatter) {
+        Ok(f) => f,
+        Err((e, code)) => {
+            eprintln!("{e}");
+            return ExitCode::from(code);
+        }
+    };
+    if fmt == cli::Formatter::Csv
+        && let Err((e, code)) = cli::check_csv_options(&command, &cmd_args, args.no_table_headers)
+    {
+        eprintln!("{e}");
+        return ExitCode::from(code);
+    }
+    let json = fmt == cli::Formatter::Json;
+    let info = !(args.quiet || args.silent) && fmt == cli::Formatter::Table;
     let vhost_shown = args.vhost.clone().unwrap_or_else(|| "/".into());
+    let timeout = args.timeout.unwrap_or(60.0);
+    if info && let Some(t) = cli::timeout_line(&command, timeout) {
+        println!("{t}");
+    }
     if info && let Some(b) = cli::banner(&command, &cmd_args, &vhost_shown) {
         println!("{b}");
     }
@@ -108,8 +136,26 @@ fn main() -> ExitCode {
         cmd_args.push(pw.to_owned());
     }
     let req = Request { command: command.clone(), args: cmd_args, vhost: args.vhost.clone() };
-    let resp = match control::call(&data_dir, &req) {
+    // rabbitmqctl waits 60 s for list_queues and without limit for most other commands unless
+    // --timeout is given.
+    let limited = args.timeout.is_some() || cli::timeout_line(&command, timeout).is_some();
+    let limit = limited.then(|| std::time::Duration::from_secs_f64(timeout.max(0.0)));
+    // A zero timeout has run out before the call (rabbitmqctl -t 0 times out at once).
+    let call = match limit {
+        Some(d) if d.is_zero() => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
+        _ => control::call_within(&data_dir, &req, limit),
+    };
+    let resp = match call {
         Ok(r) => r,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            // rabbitmqctl's text and exit code (75, EX_TEMPFAIL).
+            eprintln!(
+                "Error: operation {command} on node {} timed out. Timeout value used: {}",
+                warren::alarm::NODE_NAME,
+                (timeout * 1000.0) as u64
+            );
+            return ExitCode::from(75);
+        }
         Err(e) => {
             eprintln!(
                 "Error: unable to reach the broker through {}: {e}\nIs warren-server running with --data-dir {}?",
@@ -137,22 +183,26 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    if json {
-        if resp.columns.is_empty() {
-            if resp.message.is_some() {
-                println!("{}", serde_json::json!({"message": resp.message}));
-            }
-        } else {
-            print!("{}", cli::json(&resp.columns, &resp.rows));
-        }
+    let is_table = !resp.columns.is_empty() || resp.streamed;
+    if json && is_table {
+        print!("{}", cli::render(&resp, fmt, true));
         return ExitCode::SUCCESS;
     }
-    if let Some(m) = resp.message {
-        println!("{m}");
+    if let Some(m) = &resp.message {
+        match cli::render_message(&command, m, fmt) {
+            Ok(text) => print!("{text}"),
+            Err((e, code)) => {
+                eprintln!("{e}");
+                return ExitCode::from(code);
+            }
+        }
     }
-    if !resp.columns.is_empty() {
+    if json {
+        return ExitCode::SUCCESS;
+    }
+    if is_table {
         let headers = !(args.silent || args.no_table_headers) && cli::prints_header(&command);
-        print!("{}", cli::table(&resp.columns, &resp.rows, headers));
+        print!("{}", cli::render(&resp, fmt, headers));
     }
     if info && let Some(done) = cli::after_success(&command) {
         println!("{done}");

@@ -279,7 +279,7 @@ async fn alarm_from_config_blocks_from_the_start() {
     wait_states(&b, &["blocked"]).await;
     // close_connection works on a blocked connection (it reads again to get close-ok).
     let r = b.admin_call("list_connections", &["pid"]).await;
-    let pid = r.rows[0][0].to_string();
+    let pid = r.rows[0][0].as_str().expect("pid").to_string();
     let r = b.admin_call("close_connection", &[&pid, "go away now"]).await;
     assert!(r.error.is_none(), "{r:?}");
     let (code, text, _, _) = a.expect_connection_close().await;

@@ -251,6 +251,15 @@ async fn sasl_external_logs_in_with_the_certificate_name() {
     round_trip(&conn).await;
     let users = ctl(dir.path(), &["list_connections", "user", "ssl", "peer_cert_subject"]).await;
     assert!(users.contains("alice\ttrue\tCN=alice,O=Warren tests"), "{users}");
+    // The cipher suite as Erlang's ssl names its parts, and the certificate's issuer and
+    // validity, as rabbitmqctl lists them.
+    let tls = ctl(dir.path(), &["list_connections", "-s", "user", "ssl_key_exchange", "ssl_cipher", "ssl_hash", "peer_cert_issuer", "peer_cert_validity"]).await;
+    let row: Vec<&str> = tls.lines().find(|l| l.starts_with("alice\t")).expect("alice's connection").split('\t').collect();
+    assert_eq!((row[1], row[3]), ("any", "aead"), "{tls}");
+    assert!(["aes_256_gcm", "aes_128_gcm", "chacha20_poly1305"].contains(&row[2]), "{tls}");
+    assert!(row[4].starts_with("CN=") && !row[4].contains("alice"), "the CA: {tls}");
+    let (from, to) = row[5].split_once(" - ").expect("validity");
+    assert!(from.len() == 20 && from.ends_with('Z') && &from[10..11] == "T" && to.len() == 20 && from < to, "{tls}");
     // A certificate whose CN names no user is refused.
     let nobody = pki.leaf(&[], "nobody", None);
     assert!(connect_tls(&uri, client_tls(&ca_pem, Some(&nobody))).await.is_err());

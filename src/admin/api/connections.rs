@@ -19,7 +19,7 @@ pub fn connection_name(broker: &Broker, peer: std::net::SocketAddr) -> String {
     format!("{peer} -> {}:{}", broker.config.amqp.bind, broker.config.amqp.port)
 }
 
-fn state(broker: &Broker, c: &ConnectionEntry) -> &'static str {
+pub(crate) fn state(broker: &Broker, c: &ConnectionEntry) -> &'static str {
     match (c.blocked.load(Relaxed), broker.alarms.any()) {
         (true, _) => "blocked",
         (false, true) => "blocking",
@@ -53,11 +53,11 @@ fn row(broker: &Broker, rates: &mut Rates, c: &ConnectionEntry) -> Value {
         "ssl": ssl.is_some(),
         "ssl_protocol": ssl.map(|s| s.protocol.clone()),
         "ssl_cipher": ssl.map(|s| s.cipher.clone()),
-        "ssl_key_exchange": Value::Null,
-        "ssl_hash": Value::Null,
+        "ssl_key_exchange": ssl.map(|s| s.key_exchange.clone()),
+        "ssl_hash": ssl.map(|s| s.hash.clone()),
         "peer_cert_subject": ssl.and_then(|s| s.peer_cert_subject.clone()),
-        "peer_cert_issuer": Value::Null,
-        "peer_cert_validity": Value::Null,
+        "peer_cert_issuer": ssl.and_then(|s| s.peer_cert_issuer.clone()),
+        "peer_cert_validity": ssl.and_then(|s| s.peer_cert_validity.clone()),
         "client_properties": super::fields::table_to_json(&c.client_properties),
         "recv_cnt": c.shared.io.recv_cnt.load(Relaxed),
         "send_cnt": c.shared.io.send_cnt.load(Relaxed),

@@ -153,6 +153,15 @@ impl ColdSegment {
         std::mem::take(&mut self.entries)
     }
 
+    /// Persistent messages (stored in the message log) and their body bytes: for statistics.
+    pub fn persistent(&self) -> (u64, u64) {
+        self.entries.iter().fold((0, 0), |(n, bytes), e| match e {
+            Cold::Run(r) => (n + r.count as u64, bytes + r.bytes),
+            Cold::One(s) if s.seq != 0 => (n + 1, bytes + s.size as u64),
+            Cold::One(_) => (n, bytes),
+        })
+    }
+
     /// Messages whose body is on disk only, and bytes of the bodies held in memory (slots
     /// whose page-out failed).
     pub fn memory(&self) -> (usize, usize) {

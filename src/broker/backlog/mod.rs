@@ -134,6 +134,10 @@ pub(super) struct Backlog {
     bytes: usize,
     /// The next arrival number.
     next_pos: u64,
+    /// Messages read back from disk and transient ones written to the page file (RabbitMQ's
+    /// `disk_reads` / `disk_writes`, with the queue's writes to the message log).
+    disk_reads: u64,
+    disk_writes: u64,
 }
 
 impl Backlog {
@@ -233,6 +237,7 @@ impl Backlog {
             if let (Some(p), Some(m)) = (pages.as_mut(), &slot.msg) {
                 match p.write(&super::persist::stored(m)) {
                     Ok(at) => {
+                        self.disk_writes += 1;
                         slot.page = Some(at);
                         slot.msg = None;
                         *failing = false;
@@ -293,7 +298,10 @@ impl Backlog {
                     }
                 };
                 match msg {
-                    Some(m) => slot.msg = Some(Arc::new(m)),
+                    Some(m) => {
+                        self.disk_reads += 1;
+                        slot.msg = Some(Arc::new(m));
+                    }
                     None => {
                         tracing::warn!(queue = %home.queue, vhost = %home.vhost, "dropping message {}: missing or unreadable on disk", slot.seq);
                         self.bytes -= slot.size as usize;
@@ -356,6 +364,23 @@ impl Backlog {
         (self.len() - paged, self.hot_bytes + cold_bytes + self.tail.iter().map(Slot::bytes).sum::<usize>(), paged)
     }
 
+    /// The message at the head, if its body is in memory.
+    fn head(&self) -> Option<&Arc<Message>> {
+        match (self.hot.front(), self.cold.is_empty()) {
+            (Some(s), _) => s.msg.as_ref(),
+            (None, true) => self.tail.front()?.msg.as_ref(),
+            (None, false) => None,
+        }
+    }
+
+    /// Ready persistent messages (stored in the message log) and their body bytes. Walks the
+    /// whole backlog: for statistics only.
+    pub fn persistent(&self) -> (u64, u64) {
+        let stored = |s: &Slot| if s.seq != 0 { (1, s.size as u64) } else { (0, 0) };
+        let (n, b) = self.cold.persistent();
+        self.hot.iter().chain(self.tail.iter()).map(stored).fold((n, b), |a, x| (a.0 + x.0, a.1 + x.1))
+    }
+
     /// Entries the cold segment holds for its messages (runs and single slots).
     #[cfg(test)]
     pub fn cold_entries(&self) -> usize {
@@ -368,6 +393,8 @@ impl Backlog {
 /// pages to disk on its own; the levels share the queue's page file.
 pub(super) struct Backlogs {
     levels: Vec<Backlog>,
+    /// Messages the queue wrote to the message log (see `disk_io`).
+    logged: u64,
     /// Where transient messages beyond the memory budget go (None: they stay in memory).
     pages: Option<PageFile>,
     /// Writing the page file failed last time (logged once until a write succeeds).
@@ -384,7 +411,7 @@ impl Backlogs {
     /// One level, or `max_priority + 1` levels (RabbitMQ caps a message's priority at the max).
     pub fn new(max_priority: Option<u8>) -> Backlogs {
         let n = max_priority.map_or(1, |m| m as usize + 1);
-        Backlogs { levels: (0..n).map(|_| Backlog::default()).collect(), pages: None, failing: false }
+        Backlogs { levels: (0..n).map(|_| Backlog::default()).collect(), pages: None, failing: false, logged: 0 }
     }
 
     /// Transient messages beyond the memory budget go to `pages`.
@@ -509,6 +536,26 @@ impl Backlogs {
     #[cfg(test)]
     pub fn cold_entries(&self) -> usize {
         self.levels.iter().map(Backlog::cold_entries).sum()
+    }
+
+    /// The message the next pop takes, if its body is in memory.
+    pub fn head(&self) -> Option<&Arc<Message>> {
+        self.levels.iter().rev().find(|l| l.len() > 0)?.head()
+    }
+
+    /// Messages read from disk and written to it: (reads, writes), the queue's appends to the
+    /// message log included.
+    pub fn disk_io(&self) -> (u64, u64) {
+        self.levels.iter().fold((0, self.logged), |a, l| (a.0 + l.disk_reads, a.1 + l.disk_writes))
+    }
+
+    /// Counts a message written to the message log.
+    pub fn count_logged(&mut self) {
+        self.logged += 1;
+    }
+
+    pub fn persistent(&self) -> (u64, u64) {
+        self.levels.iter().map(Backlog::persistent).fold((0, 0), |a, m| (a.0 + m.0, a.1 + m.1))
     }
 
     pub fn memory(&self) -> (usize, usize, usize) {

@@ -356,6 +356,7 @@ impl Queue {
             seq = inner.next_seq;
             inner.next_seq += 1;
             self.appended.store(seq, Ordering::Release);
+            inner.backlog.count_logged();
             let queue = Arc::downgrade(self);
             log.append_then(*id, seq, record.clone(), move |r| {
                 if let Some(q) = queue.upgrade() {
@@ -487,6 +488,30 @@ impl Queue {
     /// messages_paged_out). Walks the whole queue: for statistics, not for the hot path.
     pub fn memory(&self) -> (usize, usize, usize) {
         self.inner.lock().backlog.memory()
+    }
+
+    /// Body bytes of the ready messages (RabbitMQ's `message_bytes_ready`).
+    pub fn ready_bytes(&self) -> usize {
+        self.inner.lock().backlog.bytes()
+    }
+
+    /// The `timestamp` property of the message at the head of the queue, if it has one and its
+    /// body is in memory (RabbitMQ's `head_message_timestamp`).
+    pub fn head_timestamp(&self) -> Option<u64> {
+        let inner = self.inner.lock();
+        inner.backlog.head().and_then(|m| *m.properties.timestamp())
+    }
+
+    /// Messages this queue read from disk and wrote to it since it started (RabbitMQ's
+    /// `disk_reads`, `disk_writes`).
+    pub fn disk_io(&self) -> (u64, u64) {
+        self.inner.lock().backlog.disk_io()
+    }
+
+    /// Ready persistent messages (written to the message log) and their body bytes; walks the
+    /// backlog, for statistics only.
+    pub fn ready_persistent(&self) -> (u64, u64) {
+        self.inner.lock().backlog.persistent()
     }
 
     /// Removes all ready messages (unacked ones stay); returns how many.
