@@ -59,6 +59,13 @@ fn spec(command: &str) -> Option<Spec> {
         "list_policies" => s(0, 0, "list_policies [--vhost <vhost>] [--no-table-headers]"),
         "list_operator_policies" => s(0, 0, "list_operator_policies [--vhost <vhost>] [--no-table-headers]"),
         "list_channels" => s(0, usize::MAX, "list_channels [--no-table-headers] [<column> ...]"),
+        "stop_app" => s(0, 0, "stop_app"),
+        "start_app" => s(0, 0, "start_app"),
+        "reset" => s(0, 0, "reset"),
+        "force_reset" => s(0, 0, "force_reset"),
+        // Checked by `definitions::parse_args` (see `validate`).
+        "export_definitions" => s(0, usize::MAX, "export_definitions <file_path | \"-\"> [--format <json | erlang>]"),
+        "import_definitions" => s(0, usize::MAX, "import_definitions <file_path | \"-\"> [--format <json | erlang>]"),
         _ => None,
     }
 }
@@ -79,7 +86,10 @@ pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     } else {
         Vec::new()
     };
-    let (problem, code) = if !unknown_keys.is_empty() {
+    let definitions = matches!(command, "export_definitions" | "import_definitions").then(|| super::definitions::parse_args(command, args));
+    let (problem, code) = if let Some(Err((problem, code))) = definitions {
+        (problem, code)
+    } else if !unknown_keys.is_empty() {
         (format!("Info key(s) {} are not supported", unknown_keys.join(",")), 64)
     } else if let Some(p) = policy.as_ref().filter(|p| p.priority().is_none()) {
         (format!("Invalid options for this command:\n--priority : {}", p.priority), 64)
@@ -94,14 +104,15 @@ pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     } else {
         return Ok(());
     };
+    Err((usage_error(&format!("Error (argument validation): {problem}"), command, args), code))
+}
+
+/// rabbitmqctl's refusal of a command before it runs: `first` (the error line), the arguments
+/// given and the command's usage.
+pub fn usage_error(first: &str, command: &str, args: &[String]) -> String {
     let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
-    Err((
-        format!(
-            "Error (argument validation): {problem}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {}",
-            sp.usage
-        ),
-        code,
-    ))
+    let usage = spec(command).map_or(command, |sp| sp.usage);
+    format!("{first}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {usage}")
 }
 
 /// The info line printed before a command runs (None: the command has none).
@@ -155,6 +166,11 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
             let user = args.iter().position(|x| x == "--user").and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or("guest");
             format!("Listing limits for user \"{user}\" ...")
         }
+        "stop_app" => format!("Stopping rabbit application on node {} ...", crate::alarm::NODE_NAME),
+        "start_app" => format!("Starting node {} ...", crate::alarm::NODE_NAME),
+        "reset" => format!("Resetting node {} ...", crate::alarm::NODE_NAME),
+        "force_reset" => format!("Forcefully resetting node {} ...", crate::alarm::NODE_NAME),
+        "export_definitions" | "import_definitions" => return super::definitions::banner(command, args),
         _ => return None,
     })
 }
@@ -165,6 +181,7 @@ pub fn after_success(command: &str) -> Option<&'static str> {
         "add_user" => Some(
             "Done. Don't forget to grant the user permissions to some virtual hosts! See 'rabbitmqctl help set_permissions' to learn more.",
         ),
+        "import_definitions" => Some("Successfully started definition import. This process is asynchronous and can take some time."),
         _ => None,
     }
 }

@@ -3,9 +3,11 @@
 //! formats them its own way (tab-separated like rabbitmqctl, or JSON).
 
 pub mod api;
+pub mod app;
 pub mod channels;
 pub mod cli;
 pub mod control;
+pub mod definitions;
 pub mod global_parameters;
 pub mod limits;
 pub mod plugins;
@@ -68,6 +70,8 @@ pub struct Admin {
     pub broker: Arc<Broker>,
     /// The plugin layer (`warren-plugins`); None in a broker started without one.
     pub plugins: Option<Arc<dyn plugins::PluginControl>>,
+    /// The listeners (`stop_app` / `start_app`); None in a broker started without them.
+    pub app: Option<Arc<dyn app::AppControl>>,
 }
 
 /// Picks the requested columns out of full rows.
@@ -87,6 +91,10 @@ fn select(all: &[&str], default: &[&str], args: &[String], rows: Vec<Vec<Value>>
 /// Runs one command against the broker.
 pub fn handle(admin: &Admin, req: &Request) -> Response {
     let broker = &admin.broker;
+    // First: the app commands, and the refusals while the app is stopped.
+    if let Some(r) = app::handle(admin, req) {
+        return r;
+    }
     if let Some(r) = plugins::handle(admin.plugins.as_deref(), req) {
         return r;
     }
@@ -96,6 +104,7 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
         .or_else(|| global_parameters::handle(broker, req))
         .or_else(|| policies::handle(broker, req))
         .or_else(|| channels::handle(broker, req))
+        .or_else(|| definitions::handle(broker, req))
     {
         return r;
     }

@@ -2,7 +2,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use warren::admin::{Request, cli, control};
+use warren::admin::{Request, Response, cli, control, definitions};
 use warren::config::Config;
 
 #[derive(Parser)]
@@ -39,7 +39,8 @@ struct Args {
     /// set_policy, clear_policy, list_policies, set_operator_policy, clear_operator_policy,
     /// list_operator_policies, set_vhost_limits, clear_vhost_limits, list_vhost_limits,
     /// set_user_limits, clear_user_limits, list_user_limits, set_global_parameter,
-    /// clear_global_parameter, list_global_parameters)
+    /// clear_global_parameter, list_global_parameters, stop_app, start_app, reset, force_reset,
+    /// export_definitions, import_definitions)
     /// and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,
@@ -90,6 +91,13 @@ fn main() -> ExitCode {
         eprintln!("{usage}");
         return ExitCode::from(code);
     }
+    // rabbitmqctl refuses a command the app's state (running or stopped) does not allow before
+    // its info line.
+    let check = Request { command: "check_app_state".into(), args: std::iter::once(command.clone()).chain(cmd_args.iter().cloned()).collect(), vhost: None };
+    if let Ok(Response { error: Some(e), exit_code, .. }) = control::call(&data_dir, &check) {
+        eprintln!("{e}");
+        return ExitCode::from(exit_code.unwrap_or(64));
+    }
     let json = args.formatter == "json";
     let info = !(args.quiet || args.silent || json);
     let vhost_shown = args.vhost.clone().unwrap_or_else(|| "/".into());
@@ -106,6 +114,21 @@ fn main() -> ExitCode {
             return ExitCode::from(65);
         }
         cmd_args.push(pw.to_owned());
+    }
+    // The definitions file is read and written here (see `admin/definitions.rs`).
+    let definitions_target = matches!(command.as_str(), "export_definitions" | "import_definitions")
+        .then(|| definitions::parse_args(&command, &cmd_args).expect("validated above"));
+    if let Some(target) = &definitions_target {
+        cmd_args = match command.as_str() {
+            "import_definitions" => match definitions::read_document(target, std::io::stdin()) {
+                Ok(doc) => vec![doc],
+                Err((e, code)) => {
+                    eprintln!("Error:\n{e}");
+                    return ExitCode::from(code);
+                }
+            },
+            _ => Vec::new(),
+        };
     }
     let req = Request { command: command.clone(), args: cmd_args, vhost: args.vhost.clone() };
     let resp = match control::call(&data_dir, &req) {
@@ -126,6 +149,13 @@ fn main() -> ExitCode {
             eprintln!("Error:\n{e}");
         }
         return ExitCode::from(resp.exit_code.unwrap_or(70));
+    }
+    if let (Some(target), "export_definitions") = (&definitions_target, command.as_str()) {
+        if let Err((e, code)) = definitions::write_document(target, resp.message.as_deref().unwrap_or("{}")) {
+            eprintln!("Error:\n{e}");
+            return ExitCode::from(code);
+        }
+        return ExitCode::SUCCESS;
     }
     if req.command == "status" {
         let fields: serde_json::Map<String, serde_json::Value> =

@@ -268,6 +268,23 @@ impl PluginManager {
         }
     }
 
+    /// Opens again the HTTP listeners of the enabled http-handler plugins (`start_app` after
+    /// `stop_app`), on the ports of their configuration; the reasons of those that could not be
+    /// opened (the others are open).
+    pub fn open_http_listeners(&self) -> Vec<String> {
+        let Some(broker) = self.broker.lock().upgrade() else { return vec!["the broker is stopping".into()] };
+        let mut errors = Vec::new();
+        for (name, l) in self.loaded.lock().iter_mut() {
+            if matches!(l.serving, Serving::Http { listener: None, .. })
+                && let Err(e) = self.open_listener(&broker, name, l)
+            {
+                error!(plugin = %name, "cannot open the HTTP listener: {e}");
+                errors.push(format!("plugin {name}: {e}"));
+            }
+        }
+        errors
+    }
+
     /// The address the HTTP listener of enabled plugin `name` is bound to.
     pub fn http_addr(&self, name: &str) -> Option<std::net::SocketAddr> {
         match &self.loaded.lock().get(name)?.serving {
