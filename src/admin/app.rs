@@ -10,8 +10,9 @@
 //!
 //! While the app is stopped every other command is refused with RabbitMQ's error (exit 64, the
 //! command's usage), except `reset`/`force_reset` (which need the stopped app) and
-//! `warren-plugins list`. `reset` returns the node to its first start (`broker/reset.rs`); on a
-//! single node `force_reset` is the same.
+//! `warren-plugins` (an http-handler plugin enabled then opens its listener at `start_app`).
+//! `reset` returns the node to its first start (`broker/reset.rs`); on a single node
+//! `force_reset` is the same.
 //!
 //! The admin API does not know how listeners are made: it sees [`AppControl`], which
 //! `server.rs` fills in at start.
@@ -38,7 +39,9 @@ pub const NEEDS_STOPPED: &str =
     "Error: this command requires the 'rabbit' app to be stopped on the target node. Stop it with 'warrenctl stop_app'.";
 
 /// Commands that answer whatever the app's state.
-const ANY_STATE: [&str; 4] = ["stop_app", "start_app", "plugins_list", "check_app_state"];
+/// (`warren-plugins enable/disable` on a stopped app change the enabled set, as
+/// rabbitmq-plugins' offline change does; HTTP listeners open at `start_app`.)
+const ANY_STATE: [&str; 5] = ["stop_app", "start_app", "plugins_list", "plugins_set", "check_app_state"];
 /// Commands that need the stopped app.
 const NEEDS_STOPPED_APP: [&str; 2] = ["reset", "force_reset"];
 

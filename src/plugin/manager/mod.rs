@@ -249,6 +249,10 @@ impl PluginManager {
     /// Opens the HTTP listener of a just-loaded http-handler plugin.
     fn open_listener(&self, broker: &Arc<Broker>, name: &str, l: &mut Loaded) -> Result<(), String> {
         let Serving::Http { handler, listener } = &mut l.serving else { return Ok(()) };
+        if !broker.app_running.load(std::sync::atomic::Ordering::Acquire) {
+            // Enabled while the app is stopped (`stop_app`): `start_app` opens it.
+            return Ok(());
+        }
         let c = self.http_listener_config(name)?;
         let rt = tokio::runtime::Handle::try_current()
             .ok()
