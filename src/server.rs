@@ -201,15 +201,20 @@ impl AppControl for Listeners {
         if self.broker.app_running.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.rt.block_on(self.bind()).map_err(|e| format!("cannot start the listeners: {e}"))?;
-        let errors = self.plugins.open_http_listeners();
+        // Running first: the plugin layer opens HTTP listeners only for a running app.
+        self.broker.app_running.store(true, Ordering::Release);
+        let errors = match self.rt.block_on(self.bind()) {
+            Ok(_) => self.plugins.open_http_listeners(),
+            Err(e) => vec![format!("cannot start the listeners: {e}")],
+        };
         if !errors.is_empty() {
             // All or nothing, as RabbitMQ's app start: the app stays stopped.
+            self.broker.app_running.store(false, Ordering::Release);
             self.plugins.close_http_listeners();
             self.rt.block_on(self.close());
+            self.close_connections();
             return Err(errors.join("\n"));
         }
-        self.broker.app_running.store(true, Ordering::Release);
         info!("started the rabbit application");
         Ok(())
     }

@@ -208,6 +208,13 @@ async fn stop_app_closes_connections_and_listeners_start_app_serves_durable_stat
     // A second stop_app is no error, as in RabbitMQ.
     assert_eq!(ctl(dir, &["-q", "stop_app"]).await, (0, String::new(), String::new()));
 
+    // A port taken meanwhile: start_app fails with the reason and the app stays stopped.
+    let squatter = std::net::TcpListener::bind(("127.0.0.1", s.port)).unwrap();
+    let (code, out, err) = ctl(dir, &["start_app"]).await;
+    assert_eq!((code, out.as_str()), (70, "Starting node warren@localhost ...\n"));
+    assert!(err.starts_with("Error:\ncannot start the listeners: "), "{err}");
+    assert_eq!(ctl(dir, &["list_queues"]).await.0, 64);
+    drop(squatter);
     assert_eq!(ctl(dir, &["start_app"]).await, (0, "Starting node warren@localhost ...\n".into(), String::new()));
     assert_eq!(ctl(dir, &["-q", "start_app"]).await, (0, String::new(), String::new()), "start_app on a running app");
     let conn = s.connect().await;
@@ -269,4 +276,30 @@ async fn reset_needs_the_stopped_app_and_returns_the_node_to_its_first_start() {
     let conn = s.connect().await;
     let ch = timeout(conn.create_channel()).await.unwrap();
     assert_amqp_err(timeout(ch.queue_declare("app.rq".into(), passive, FieldTable::default())).await, 404, "NOT_FOUND - no queue 'app.rq' in vhost '/'");
+}
+
+/// The management plugin's HTTP listener closes with `stop_app` and opens again, on the same
+/// port, with `start_app`; a plugin enabled while the app is stopped opens its listener only
+/// then (as rabbitmq-plugins' offline change takes effect when the app starts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_app_closes_the_http_listeners_start_app_opens_them_on_the_same_ports() {
+    let (b, addr) = crate::management::start().await;
+    if b.is_external() {
+        return;
+    }
+    let dir = b.data_dir().unwrap().to_owned();
+    let guest = Some(("guest", "guest"));
+    assert_eq!(crate::management::http(addr, "GET", "/api/whoami", guest, None).await.status, 200);
+    assert_eq!(ctl(&dir, &["-q", "stop_app"]).await, (0, String::new(), String::new()));
+    assert!(std::net::TcpStream::connect(addr).is_err(), "the HTTP listener is closed");
+    assert!(std::net::TcpStream::connect(b.addr()).is_err(), "the AMQP listener is closed");
+    // Disabled and enabled again while stopped: still closed until start_app.
+    assert!(b.admin_call("plugins_set", &["noforce"]).await.error.is_none());
+    assert!(b.admin_call("plugins_set", &["noforce", "rabbitmq_management"]).await.error.is_none());
+    assert!(std::net::TcpStream::connect(addr).is_err(), "enabled while stopped: opens at start_app");
+    assert_eq!(ctl(&dir, &["-q", "start_app"]).await, (0, String::new(), String::new()));
+    assert_eq!(b.server().unwrap().plugins.http_addr("warren_management"), Some(addr));
+    let r = crate::management::http(addr, "GET", "/api/whoami", guest, None).await;
+    assert_eq!((r.status, r.json()["name"].clone()), (200, serde_json::json!("guest")));
+    b.stop().await;
 }

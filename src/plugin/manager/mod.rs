@@ -101,6 +101,9 @@ pub struct PluginManager {
     http_listeners: HashMap<String, HttpListenerConfig>,
     /// The runtime HTTP listeners are served on (captured at start).
     runtime: Mutex<Option<tokio::runtime::Handle>>,
+    /// The ports of the HTTP listeners `close_http_listeners` closed, by plugin: `start_app`
+    /// binds the same ones again (matters for a configured port 0).
+    closed_ports: Mutex<HashMap<String, u16>>,
 }
 
 fn hash_of(bytes: &[u8]) -> String {
@@ -142,6 +145,7 @@ impl PluginManager {
             watcher: Mutex::default(),
             http_listeners: HashMap::new(),
             runtime: Mutex::default(),
+            closed_ports: Mutex::default(),
         })
     }
 
@@ -253,7 +257,12 @@ impl PluginManager {
             // Enabled while the app is stopped (`stop_app`): `start_app` opens it.
             return Ok(());
         }
-        let c = self.http_listener_config(name)?;
+        let mut c = self.http_listener_config(name)?;
+        if c.port == 0
+            && let Some(p) = self.closed_ports.lock().get(name)
+        {
+            c.port = *p;
+        }
         let rt = tokio::runtime::Handle::try_current()
             .ok()
             .or_else(|| self.runtime.lock().clone())
@@ -263,11 +272,14 @@ impl PluginManager {
         Ok(())
     }
 
-    /// Closes every HTTP listener (broker shutdown); the plugins stay enabled in the file.
+    /// Closes every HTTP listener (`stop_app`, broker shutdown); the plugins stay enabled in the
+    /// file.
     pub fn close_http_listeners(&self) {
-        for l in self.loaded.lock().values_mut() {
-            if let Serving::Http { listener, .. } = &mut l.serving {
-                listener.take();
+        for (name, l) in self.loaded.lock().iter_mut() {
+            if let Serving::Http { listener, .. } = &mut l.serving
+                && let Some(l) = listener.take()
+            {
+                self.closed_ports.lock().insert(name.clone(), l.addr.port());
             }
         }
     }
