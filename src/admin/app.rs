@@ -20,7 +20,9 @@
 use super::{Admin, Request, Response};
 use std::sync::atomic::Ordering;
 
-/// The broker's listeners as the admin API sees them.
+/// The broker's listeners as the admin API sees them. Both calls block until done: call them
+/// from a blocking thread (the control socket runs commands on tokio's blocking pool), never
+/// from an async task.
 pub trait AppControl: Send + Sync {
     /// Marks the app stopped (`Broker::app_running`), closes the AMQP and HTTP listeners and
     /// every client connection; returns once the listeners are closed and the connections told.

@@ -94,9 +94,9 @@ fn main() -> ExitCode {
     // rabbitmqctl refuses a command the app's state (running or stopped) does not allow before
     // its info line.
     let check = Request { command: "check_app_state".into(), args: std::iter::once(command.clone()).chain(cmd_args.iter().cloned()).collect(), vhost: None };
-    if let Ok(Response { error: Some(e), exit_code, .. }) = control::call(&data_dir, &check) {
+    if let Ok(Response { error: Some(e), exit_code: Some(code), bare_error: true, .. }) = control::call(&data_dir, &check) {
         eprintln!("{e}");
-        return ExitCode::from(exit_code.unwrap_or(64));
+        return ExitCode::from(code);
     }
     let json = args.formatter == "json";
     let info = !(args.quiet || args.silent || json);
