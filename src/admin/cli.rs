@@ -65,7 +65,7 @@ fn spec(command: &str) -> Option<Spec> {
         "force_reset" => s(0, 0, "force_reset"),
         // Checked by `definitions::parse_args` (see `validate`).
         "export_definitions" => s(0, usize::MAX, "export_definitions <file_path | \"-\"> [--format <json | erlang>]"),
-        "import_definitions" => s(0, usize::MAX, "import_definitions <file_path | \"-\"> [--format <json | erlang>]"),
+        "import_definitions" => s(0, usize::MAX, "import_definitions <file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged]"),
         _ => None,
     }
 }

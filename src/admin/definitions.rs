@@ -8,7 +8,7 @@
 //! is relative to where `warrenctl` runs): `-` is stdout for export, stdin for import (as is
 //! no path at all: 3.10's `import_definitions -` looks for a file called `-`, Warren reads
 //! stdin). Only `--format json` is supported; `erlang` (Erlang's external term format) is
-//! refused.
+//! refused. `--skip-if-unchanged` is accepted and imports anyway, as rabbitmqctl 3.10 does.
 
 use super::api::definitions::{document, import_document};
 use super::{Request, Response};
@@ -70,6 +70,9 @@ pub fn parse_args(command: &str, args: &[String]) -> Result<Target, (String, u8)
                 "erlang" => return Err(("Bad argument: Format erlang (Erlang's external term format) is not supported by Warren: use json".into(), 65)),
                 _ => return Err(("Bad argument: Format should be either json or erlang".into(), 65)),
             }
+        } else if a == "--skip-if-unchanged" && command == "import_definitions" {
+            // Accepted and the import runs, as with rabbitmqctl 3.10 (observed: a file imported
+            // again with it is imported again; its hashing applies to imports at boot only).
         } else if a.starts_with("--") {
             return Err((format!("Invalid options for this command:\n{a} : "), 64));
         } else {
@@ -183,10 +186,12 @@ mod tests {
             parse_args("import_definitions", &s(&["/nonexistent.json"])).unwrap_err(),
             ("Bad argument: File /nonexistent.json does not exist".into(), 65)
         );
+        assert_eq!(parse_args("import_definitions", &s(&["-", "--skip-if-unchanged"])), Ok(Target::Std));
         assert_eq!(
-            parse_args("import_definitions", &s(&["-", "--skip-if-unchanged"])).unwrap_err(),
-            ("Invalid options for this command:\n--skip-if-unchanged : ".into(), 64)
+            parse_args("import_definitions", &s(&["-", "--foo"])).unwrap_err(),
+            ("Invalid options for this command:\n--foo : ".into(), 64)
         );
+        assert_eq!(parse_args("export_definitions", &s(&["-", "--skip-if-unchanged"])).unwrap_err().1, 64);
     }
 
     #[test]
