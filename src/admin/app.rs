@@ -40,6 +40,9 @@ pub const NEEDS_RUNNING: &str =
 pub const NEEDS_STOPPED: &str =
     "Error: this command requires the 'rabbit' app to be stopped on the target node. Stop it with 'warrenctl stop_app'.";
 
+/// The `message` of a `plugins_set` answered while the app is stopped.
+pub const OFFLINE_CHANGE: &str = "offline";
+
 /// Commands that answer whatever the app's state.
 /// (`warren-plugins enable/disable` on a stopped app change the enabled set, as
 /// rabbitmq-plugins' offline change does; HTTP listeners open at `start_app`.)
@@ -79,6 +82,13 @@ pub fn handle(admin: &Admin, req: &Request) -> Option<Response> {
         return Some(state_check(admin, asked, args).err().unwrap_or_default());
     }
     if let Err(r) = state_check(admin, command, &req.args) {
+        return Some(r);
+    }
+    if command == "plugins_set" && !admin.broker.app_running.load(Ordering::Acquire) {
+        // Applied, but nothing listens until start_app: warren-plugins says so as
+        // rabbitmq-plugins does ("Offline change; ...").
+        let mut r = super::plugins::handle(admin.plugins.as_deref(), req)?;
+        r.message = Some(OFFLINE_CHANGE.into());
         return Some(r);
     }
     let app = || admin.app.as_deref().ok_or_else(|| Response::error("this broker runs without listeners to stop or start"));

@@ -296,7 +296,17 @@ async fn stop_app_closes_the_http_listeners_start_app_opens_them_on_the_same_por
     assert!(std::net::TcpStream::connect(b.addr()).is_err(), "the AMQP listener is closed");
     // Disabled and enabled again while stopped: still closed until start_app.
     assert!(b.admin_call("plugins_set", &["noforce"]).await.error.is_none());
-    assert!(b.admin_call("plugins_set", &["noforce", "rabbitmq_management"]).await.error.is_none());
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren-plugins"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["enable", "rabbitmq_management"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // As rabbitmq-plugins on a node whose app is stopped.
+    assert!(stdout.ends_with("\nset 1 plugins.\nOffline change; changes will take effect at broker restart.\n"), "{stdout}");
     assert!(std::net::TcpStream::connect(addr).is_err(), "enabled while stopped: opens at start_app");
     assert_eq!(ctl(&dir, &["-q", "start_app"]).await, (0, String::new(), String::new()));
     assert_eq!(b.server().unwrap().plugins.http_addr("warren_management"), Some(addr));
