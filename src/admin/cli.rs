@@ -19,6 +19,13 @@ struct Spec {
 fn spec(command: &str) -> Option<Spec> {
     let s = |min, max, usage| Some(Spec { min, max, usage });
     match command {
+        "stop_app" => s(0, 0, "stop_app"),
+        "start_app" => s(0, 0, "start_app"),
+        "reset" => s(0, 0, "reset"),
+        "force_reset" => s(0, 0, "force_reset"),
+        // Checked by `definitions::parse_args` (see `validate`).
+        "export_definitions" => s(0, usize::MAX, "export_definitions <file_path | \"-\"> [--format <json | erlang>]"),
+        "import_definitions" => s(0, usize::MAX, "import_definitions <file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged]"),
         // The password may come from stdin instead (see `reads_password_from_stdin`).
         "add_user" => s(1, 2, "add_user <username> <password>"),
         "change_password" => s(1, 2, "change_password <username> <password>"),
@@ -59,13 +66,6 @@ fn spec(command: &str) -> Option<Spec> {
         "list_policies" => s(0, 0, "list_policies [--vhost <vhost>] [--no-table-headers]"),
         "list_operator_policies" => s(0, 0, "list_operator_policies [--vhost <vhost>] [--no-table-headers]"),
         "list_channels" => s(0, usize::MAX, "list_channels [--no-table-headers] [<column> ...]"),
-        "stop_app" => s(0, 0, "stop_app"),
-        "start_app" => s(0, 0, "start_app"),
-        "reset" => s(0, 0, "reset"),
-        "force_reset" => s(0, 0, "force_reset"),
-        // Checked by `definitions::parse_args` (see `validate`).
-        "export_definitions" => s(0, usize::MAX, "export_definitions <file_path | \"-\"> [--format <json | erlang>]"),
-        "import_definitions" => s(0, usize::MAX, "import_definitions <file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged]"),
         _ => None,
     }
 }
@@ -75,10 +75,23 @@ pub fn reads_password_from_stdin(command: &str, args: &[String]) -> bool {
     matches!(command, "add_user" | "change_password" | "authenticate_user") && args.len() == 1
 }
 
+/// rabbitmqctl's refusal of a command before it runs: `first` (the error line), the arguments
+/// given and the command's usage (`app.rs`: refusals by the app's state).
+pub fn usage_error(first: &str, command: &str, args: &[String]) -> String {
+    let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    let usage = spec(command).map_or(command, |sp| sp.usage);
+    format!("{first}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {usage}")
+}
+
 /// rabbitmqctl's argument validation: `Ok` if the arguments fit the command, else the message and
 /// exit code (64 for a wrong count, 65 for a bad argument).
 pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     let Some(sp) = spec(command) else { return Ok(()) };
+    if matches!(command, "export_definitions" | "import_definitions")
+        && let Err((problem, code)) = super::definitions::parse_args(command, args)
+    {
+        return Err((usage_error(&format!("Error (argument validation): {problem}"), command, args), code));
+    }
     let policy = matches!(command, "set_policy" | "set_operator_policy").then(|| super::policies::SetArgs::parse(args));
     let count = policy.as_ref().map_or(args.len(), |p| p.positional.len());
     let unknown_keys: Vec<&str> = if command == "list_channels" {
@@ -86,10 +99,7 @@ pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     } else {
         Vec::new()
     };
-    let definitions = matches!(command, "export_definitions" | "import_definitions").then(|| super::definitions::parse_args(command, args));
-    let (problem, code) = if let Some(Err((problem, code))) = definitions {
-        (problem, code)
-    } else if !unknown_keys.is_empty() {
+    let (problem, code) = if !unknown_keys.is_empty() {
         (format!("Info key(s) {} are not supported", unknown_keys.join(",")), 64)
     } else if let Some(p) = policy.as_ref().filter(|p| p.priority().is_none()) {
         (format!("Invalid options for this command:\n--priority : {}", p.priority), 64)
@@ -104,15 +114,14 @@ pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     } else {
         return Ok(());
     };
-    Err((usage_error(&format!("Error (argument validation): {problem}"), command, args), code))
-}
-
-/// rabbitmqctl's refusal of a command before it runs: `first` (the error line), the arguments
-/// given and the command's usage.
-pub fn usage_error(first: &str, command: &str, args: &[String]) -> String {
     let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
-    let usage = spec(command).map_or(command, |sp| sp.usage);
-    format!("{first}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {usage}")
+    Err((
+        format!(
+            "Error (argument validation): {problem}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {}",
+            sp.usage
+        ),
+        code,
+    ))
 }
 
 /// The info line printed before a command runs (None: the command has none).

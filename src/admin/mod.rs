@@ -98,13 +98,13 @@ pub fn handle(admin: &Admin, req: &Request) -> Response {
     if let Some(r) = plugins::handle(admin.plugins.as_deref(), req) {
         return r;
     }
-    if let Some(r) = users::handle(broker, req)
+    if let Some(r) = definitions::handle(broker, req)
+        .or_else(|| users::handle(broker, req))
         .or_else(|| topic_permissions::handle(broker, req))
         .or_else(|| limits::handle(broker, req))
         .or_else(|| global_parameters::handle(broker, req))
         .or_else(|| policies::handle(broker, req))
         .or_else(|| channels::handle(broker, req))
-        .or_else(|| definitions::handle(broker, req))
     {
         return r;
     }

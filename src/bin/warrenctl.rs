@@ -2,7 +2,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use warren::admin::{Request, Response, cli, control, definitions};
+use warren::admin::{Request, app, cli, control, definitions};
 use warren::config::Config;
 
 #[derive(Parser)]
@@ -87,15 +87,9 @@ fn main() -> ExitCode {
     };
     let command = args.command[0].clone();
     let mut cmd_args = args.command[1..].to_vec();
-    if let Err((usage, code)) = cli::validate(&command, &cmd_args) {
+    // Then, as rabbitmqctl, whether the app's state (running or stopped) allows the command.
+    if let Err((usage, code)) = cli::validate(&command, &cmd_args).and_then(|()| app::check_state(&data_dir, &command, &cmd_args)) {
         eprintln!("{usage}");
-        return ExitCode::from(code);
-    }
-    // rabbitmqctl refuses a command the app's state (running or stopped) does not allow before
-    // its info line.
-    let check = Request { command: "check_app_state".into(), args: std::iter::once(command.clone()).chain(cmd_args.iter().cloned()).collect(), vhost: None };
-    if let Ok(Response { error: Some(e), exit_code: Some(code), bare_error: true, .. }) = control::call(&data_dir, &check) {
-        eprintln!("{e}");
         return ExitCode::from(code);
     }
     let json = args.formatter == "json";
