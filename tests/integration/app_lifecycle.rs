@@ -84,6 +84,8 @@ async fn definitions_round_trip_through_a_file_and_through_stdin_stdout() {
     let from_stdout: serde_json::Value = serde_json::from_str(&out).expect("stdout is the JSON document");
     assert_eq!(from_stdout["exchanges"], doc["exchanges"]);
     assert_eq!(ctl(&dir_a, &["export_definitions", "-", "--format", "json"]).await.1, out);
+    // `-p` is ignored, as by rabbitmqctl 3.10: the whole broker's definitions.
+    assert_eq!(ctl(&dir_a, &["export_definitions", "-", "-p", "no-such-vhost"]).await, (0, out.clone(), String::new()));
 
     // Into a fresh broker from the file, and into another from stdin (`-`, and no argument).
     for how in ["file", "-", "none"] {
