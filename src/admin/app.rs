@@ -5,7 +5,8 @@
 //! every client connection with 320 CONNECTION_FORCED "broker forced connection closure with
 //! reason 'shutdown'", as RabbitMQ does; the process, the store and the control socket stay up.
 //! `start_app` binds the same listeners again (same ports, same TLS configuration, the enabled
-//! plugins' HTTP listeners) and the broker serves its durable state as before. Both may be
+//! plugins' HTTP listeners) and the broker serves its durable state as before; non-durable
+//! queues and exchanges are gone, as after a restart (and as in RabbitMQ 3.10). Both may be
 //! repeated (a second `stop_app` or a `start_app` on a running app does nothing, as RabbitMQ).
 //!
 //! While the app is stopped every other command is refused with RabbitMQ's error (exit 64, the
@@ -108,6 +109,8 @@ pub fn handle(admin: &Admin, req: &Request) -> Option<Response> {
         "stop_app" => match app() {
             Ok(app) => {
                 app.stop();
+                // As RabbitMQ: what a restart would lose is gone after stop_app.
+                admin.broker.drop_non_durable();
                 Response::default()
             }
             Err(r) => r,

@@ -4,7 +4,8 @@
 //! every global parameter is deleted, in memory and in the store. The config's default user and
 //! vhost come back with [`Broker::restore_defaults`] at `start_app`, or at the next start of the
 //! process (which then finds an empty store), as RabbitMQ recreates them when it boots on a
-//! fresh database. Runs only while the app is stopped (no connection is open).
+//! fresh database. Runs only while the app is stopped (no connection is open). Also what
+//! `stop_app` drops, as a restart would: the non-durable queues and exchanges.
 
 use super::Broker;
 use super::access::AccessError;
@@ -29,6 +30,32 @@ impl Broker {
         }
         tracing::info!("node reset: every vhost, user and global parameter deleted");
         Ok(())
+    }
+
+    /// What a restart of the node loses, dropped at `stop_app` as RabbitMQ 3.10 drops it then
+    /// (observed: after `stop_app` / `start_app` its non-durable queues and exchanges are gone):
+    /// every non-durable queue (with its messages and bindings) and non-durable exchange.
+    /// Transient messages on durable queues stay (RabbitMQ loses those too; Warren keeps them).
+    /// Returns how many queues and exchanges went.
+    pub fn drop_non_durable(&self) -> (usize, usize) {
+        let (mut nq, mut nx) = (0, 0);
+        for vh in self.vhosts() {
+            let queues: Vec<_> = vh.queues.read().values().filter(|q| !q.durable).cloned().collect();
+            for q in queues {
+                vh.remove_queue(&q);
+                nq += 1;
+            }
+            let exchanges: Vec<String> = vh.exchanges.read().values().filter(|x| !x.durable).map(|x| x.name.clone()).collect();
+            for x in exchanges {
+                if vh.delete_exchange(&x, false).is_ok() {
+                    nx += 1;
+                }
+            }
+        }
+        if nq + nx > 0 {
+            tracing::info!("app stopped: dropped {nq} non-durable queues and {nx} non-durable exchanges");
+        }
+        (nq, nx)
     }
 
     /// After a reset (no vhost and no user left): the config's default user and vhost, and a new

@@ -188,6 +188,11 @@ async fn stop_app_closes_connections_and_listeners_start_app_serves_durable_stat
     let s = Server::start_with(dir, free_port(), &[]).await;
     let conn = s.connect().await;
     declare_topology(&conn, "app.dq").await;
+    // Non-durable objects, which RabbitMQ 3.10 no longer has after stop_app / start_app.
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    timeout(ch.queue_declare("app.tq".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    let transient_x = ExchangeDeclareOptions::default();
+    timeout(ch.exchange_declare("app.tx".into(), lapin::ExchangeKind::Fanout, transient_x, FieldTable::default())).await.unwrap();
     let mut events = Box::pin(conn.events_listener());
 
     assert_eq!(ctl(dir, &["stop_app"]).await, (0, "Stopping rabbit application on node warren@localhost ...\n".into(), String::new()));
@@ -223,6 +228,15 @@ async fn stop_app_closes_connections_and_listeners_start_app_serves_durable_stat
     let conn = s.connect().await;
     let ch = timeout(conn.create_channel()).await.unwrap();
     assert_eq!(drain(&ch, "app.dq").await, vec!["m1".to_string(), "m2".to_string()]);
+    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+    assert_amqp_err(timeout(ch.queue_declare("app.tq".into(), passive, FieldTable::default())).await, 404, "NOT_FOUND - no queue 'app.tq' in vhost '/'");
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    let passive_x = ExchangeDeclareOptions { passive: true, ..Default::default() };
+    let r = timeout(ch.exchange_declare("app.tx".into(), lapin::ExchangeKind::Fanout, passive_x, FieldTable::default())).await;
+    assert_amqp_err(r, 404, "NOT_FOUND - no exchange 'app.tx' in vhost '/'");
+    let ch = timeout(conn.create_channel()).await.unwrap();
+    let r = timeout(ch.exchange_declare("app.x".into(), lapin::ExchangeKind::Topic, passive_x, FieldTable::default())).await;
+    assert!(r.is_ok(), "the durable exchange is still there: {r:?}");
     let (code, out, _) = ctl(dir, &["status"]).await;
     assert_eq!(code, 0);
     assert!(out.contains(&format!("port: {}", s.port)), "{out}");

@@ -1,6 +1,7 @@
 """`stop_app` / `start_app` as pika sees them: the open connection is closed with RabbitMQ's
 320 CONNECTION_FORCED "shutdown", new connections are refused while the app is stopped, and after
-`start_app` a durable queue still holds its persistent message.
+`start_app` a durable queue still holds its persistent message while a non-durable queue is gone
+(as after a restart).
 
 Stopping the app of a shared reference node would disturb everyone using it: with WARREN_TEST_URL
 this runs only when WARREN_TEST_ALLOW_STOP_APP=1 says the node (WARREN_TEST_CTL) is a private one."""
@@ -22,6 +23,7 @@ def test_stop_app_closes_connections_with_320_and_start_app_serves_again(connect
     ch = conn.channel()
     ch.confirm_delivery()
     ch.queue_declare(queue, durable=True)
+    ch.queue_declare(names("transient"))
     ch.basic_publish("", queue, b"kept", pika.BasicProperties(delivery_mode=2))
     out = broker_ctl("stop_app")
     try:
@@ -45,3 +47,6 @@ def test_stop_app_closes_connections_with_320_and_start_app_serves_again(connect
     _, _, body = ch.basic_get(queue, auto_ack=True)
     assert body == b"kept"
     ch.queue_delete(queue)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
+        ch.queue_declare(names("transient"), passive=True)
+    assert gone.value.reply_code == 404
