@@ -1,7 +1,9 @@
 //! Server lifecycle: wire the plugin layer into the core, bind the listeners (plain AMQP and
-//! AMQPS), accept connections, shut down.
+//! AMQPS), accept connections, close and bind them again (`warrenctl stop_app` / `start_app`
+//! through [`Listeners`], the admin API's `AppControl`), shut down.
 
 use crate::admin::Admin;
+use crate::admin::app::AppControl;
 use crate::admin::plugins::PluginControl;
 use crate::broker::Broker;
 use crate::config::Config;
@@ -9,7 +11,9 @@ use crate::connection::transport::Stream;
 use crate::plugin::manager::PluginManager;
 use crate::protocol::reply::{ErrorKind, ReplyError};
 use std::net::SocketAddr;
+use parking_lot::Mutex;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,8 +34,8 @@ pub struct ServerHandle {
     pub broker: Arc<Broker>,
     /// The plugin layer wired into `broker`.
     pub plugins: Arc<PluginManager>,
-    stop: watch::Sender<bool>,
-    accept: Vec<tokio::task::JoinHandle<()>>,
+    /// The listeners (`stop_app` / `start_app`).
+    pub listeners: Arc<Listeners>,
 }
 
 /// Starts a broker with `config` on the current tokio runtime.
@@ -75,32 +79,145 @@ pub async fn start(config: Config) -> std::io::Result<ServerHandle> {
         Ok(())
     })
     .map_err(std::io::Error::other)?;
-    let admin = Admin { broker: broker.clone(), plugins: Some(plugins.clone() as Arc<dyn PluginControl>) };
+    let listeners = Arc::new(Listeners {
+        broker: broker.clone(),
+        plugins: plugins.clone(),
+        tls: tls.clone(),
+        rt: tokio::runtime::Handle::current(),
+        targets: Mutex::new((broker.config.amqp.tcp_listener.then(|| addr.clone()), tls.as_ref().map(|t| format!("{}:{}", broker.config.amqp.bind, t.config.port)))),
+        accepting: Mutex::new(None),
+        lifecycle: Mutex::new(()),
+    });
+    let admin = Admin {
+        broker: broker.clone(),
+        plugins: Some(plugins.clone() as Arc<dyn PluginControl>),
+        app: Some(listeners.clone() as Arc<dyn AppControl>),
+    };
     crate::admin::control::start(admin, &data_dir)?;
     // First disk check before accepting anyone: a full disk blocks publishers from the start.
     broker.disk.start();
     broker.memory.start();
-    let (stop, stopped) = watch::channel(false);
-    let mut accept = Vec::new();
-    let mut tcp_addr = None;
-    if broker.config.amqp.tcp_listener {
-        let listener = TcpListener::bind(&addr).await?;
-        let a = listener.local_addr()?;
-        info!(amqp_addr = %a, "started TCP listener for AMQP 0-9-1");
-        tcp_addr = Some(a);
-        accept.push(tokio::spawn(accept_loop(listener, broker.clone(), None, stopped.clone())));
-    }
-    let mut amqps_addr = None;
-    if let Some(t) = &tls {
-        let listener = TcpListener::bind(format!("{}:{}", broker.config.amqp.bind, t.config.port)).await?;
-        let a = listener.local_addr()?;
-        info!(amqps_addr = %a, "started TLS (SSL) listener for AMQP 0-9-1");
-        amqps_addr = Some(a);
-        accept.push(tokio::spawn(accept_loop(listener, broker.clone(), Some(t.clone()), stopped.clone())));
-    }
+    let (tcp_addr, amqps_addr) = listeners.bind().await?;
     let amqp_addr = tcp_addr.or(amqps_addr).expect("one listener at least");
-    *broker.listeners.lock() = [tcp_addr.map(|a| ("amqp", a)), amqps_addr.map(|a| ("amqp/ssl", a))].into_iter().flatten().collect();
-    Ok(ServerHandle { amqp_addr, amqps_addr, tls, broker, plugins, stop, accept })
+    Ok(ServerHandle { amqp_addr, amqps_addr, tls, broker, plugins, listeners })
+}
+
+/// The AMQP listeners (plain and TLS) and the plugins' HTTP listeners: bound at start, closed by
+/// `stop_app` and at shutdown, bound again by `start_app` on the same ports (the
+/// [`AppControl`] the admin API sees).
+pub struct Listeners {
+    broker: Arc<Broker>,
+    plugins: Arc<PluginManager>,
+    tls: Option<Arc<crate::tls::Tls>>,
+    rt: tokio::runtime::Handle,
+    /// Where the plain and the TLS listener bind: the config's addresses at first (port 0: any
+    /// free one), then the addresses bound, so that `start_app` takes the same ports again.
+    targets: Mutex<(Option<String>, Option<String>)>,
+    /// The accept loops while the listeners are open, and how to stop them.
+    accepting: Mutex<Option<(watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>)>>,
+    /// Serialises `stop_app` and `start_app`.
+    lifecycle: Mutex<()>,
+}
+
+impl Listeners {
+    /// Binds the AMQP listeners and starts accepting; returns the plain and the TLS address.
+    async fn bind(&self) -> std::io::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        let (tcp_target, tls_target) = self.targets.lock().clone();
+        let (stop, stopped) = watch::channel(false);
+        // Bound before any accept loop starts, so a failure leaves nothing open.
+        let tcp = match &tcp_target {
+            Some(a) => Some(TcpListener::bind(a).await?),
+            None => None,
+        };
+        let amqps = match (&tls_target, &self.tls) {
+            (Some(a), Some(t)) => Some((TcpListener::bind(a).await?, t.clone())),
+            _ => None,
+        };
+        let mut tasks = Vec::new();
+        let mut tcp_addr = None;
+        if let Some(listener) = tcp {
+            let a = listener.local_addr()?;
+            info!(amqp_addr = %a, "started TCP listener for AMQP 0-9-1");
+            tcp_addr = Some(a);
+            tasks.push(self.rt.spawn(accept_loop(listener, self.broker.clone(), None, stopped.clone())));
+        }
+        let mut amqps_addr = None;
+        if let Some((listener, t)) = amqps {
+            let a = listener.local_addr()?;
+            info!(amqps_addr = %a, "started TLS (SSL) listener for AMQP 0-9-1");
+            amqps_addr = Some(a);
+            tasks.push(self.rt.spawn(accept_loop(listener, self.broker.clone(), Some(t), stopped.clone())));
+        }
+        *self.targets.lock() = (tcp_addr.map(|a| a.to_string()), amqps_addr.map(|a| a.to_string()));
+        *self.broker.listeners.lock() = [tcp_addr.map(|a| ("amqp", a)), amqps_addr.map(|a| ("amqp/ssl", a))].into_iter().flatten().collect();
+        *self.accepting.lock() = Some((stop, tasks));
+        Ok((tcp_addr, amqps_addr))
+    }
+
+    /// Stops accepting: once this returns, the AMQP ports are closed.
+    async fn close(&self) {
+        let Some((stop, tasks)) = self.accepting.lock().take() else { return };
+        let _ = stop.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.broker.listeners.lock().clear();
+    }
+
+    /// Sends 320 CONNECTION_FORCED "shutdown" to every client connection, as RabbitMQ does when
+    /// it stops; returns how many there were.
+    fn close_connections(&self) -> usize {
+        let err = ReplyError::new(ErrorKind::ConnectionForced, crate::broker::SHUTDOWN_REASON);
+        let conns = self.broker.connections.lock();
+        for c in conns.values() {
+            let _ = c.close.send(err.clone());
+        }
+        conns.len()
+    }
+}
+
+impl AppControl for Listeners {
+    fn stop(&self) {
+        let _g = self.lifecycle.lock();
+        if !self.broker.app_running.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        self.rt.block_on(self.close());
+        self.plugins.close_http_listeners();
+        self.close_connections();
+        // Give clients a moment to answer close-ok (a connection that does not is dropped when
+        // its close times out).
+        for _ in 0..100 {
+            if self.broker.connections.lock().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        info!("stopped the rabbit application: listeners closed, connections closed");
+    }
+
+    fn start(&self) -> Result<(), String> {
+        let _g = self.lifecycle.lock();
+        if self.broker.app_running.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Running first: the plugin layer opens HTTP listeners only for a running app.
+        self.broker.app_running.store(true, Ordering::Release);
+        let errors = match self.rt.block_on(self.bind()) {
+            Ok(_) => self.plugins.open_http_listeners(),
+            Err(e) => vec![format!("cannot start the listeners: {e}")],
+        };
+        if !errors.is_empty() {
+            // All or nothing, as RabbitMQ's app start: the app stays stopped.
+            self.broker.app_running.store(false, Ordering::Release);
+            self.plugins.close_http_listeners();
+            self.rt.block_on(self.close());
+            self.close_connections();
+            return Err(errors.join("\n"));
+        }
+        info!("started the rabbit application");
+        Ok(())
+    }
 }
 
 /// Accepts connections until the server stops. With `tls`, each connection's TLS handshake
@@ -150,15 +267,9 @@ async fn tls_handshake(broker: Arc<Broker>, tls: Arc<crate::tls::Tls>, socket: t
 impl ServerHandle {
     /// Stops listening and closes every connection with 320 CONNECTION_FORCED.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for a in self.accept {
-            let _ = a.await;
-        }
+        self.listeners.close().await;
         self.plugins.close_http_listeners();
-        let err = ReplyError::new(ErrorKind::ConnectionForced, "broker forced connection closure with reason 'shutdown'");
-        for c in self.broker.connections.lock().values() {
-            let _ = c.close.send(err.clone());
-        }
+        self.listeners.close_connections();
         // Give clients a moment to answer close-ok.
         for _ in 0..50 {
             if self.broker.connections.lock().is_empty() {

@@ -22,6 +22,13 @@ struct Spec {
 fn spec(command: &str) -> Option<Spec> {
     let s = |min, max, usage| Some(Spec { min, max, usage });
     match command {
+        "stop_app" => s(0, 0, "stop_app"),
+        "start_app" => s(0, 0, "start_app"),
+        "reset" => s(0, 0, "reset"),
+        "force_reset" => s(0, 0, "force_reset"),
+        // Checked by `definitions::parse_args` (see `validate`).
+        "export_definitions" => s(0, usize::MAX, "export_definitions <file_path | \"-\"> [--format <json | erlang>]"),
+        "import_definitions" => s(0, usize::MAX, "import_definitions <file_path | \"-\"> [--format <json | erlang>] [--skip-if-unchanged]"),
         // The password may come from stdin instead (see `reads_password_from_stdin`).
         "add_user" => s(1, 2, "add_user <username> <password>"),
         "change_password" => s(1, 2, "change_password <username> <password>"),
@@ -81,10 +88,23 @@ pub fn reads_password_from_stdin(command: &str, args: &[String]) -> bool {
     matches!(command, "add_user" | "change_password" | "authenticate_user") && args.len() == 1
 }
 
+/// rabbitmqctl's refusal of a command before it runs: `first` (the error line), the arguments
+/// given and the command's usage (`app.rs`: refusals by the app's state).
+pub fn usage_error(first: &str, command: &str, args: &[String]) -> String {
+    let given = std::iter::once(command.to_string()).chain(args.iter().cloned()).collect::<Vec<_>>().join(" ");
+    let usage = spec(command).map_or(command, |sp| sp.usage);
+    format!("{first}\nArguments given:\n\t{given}\n\n\x1b[1mUsage\x1b[0m\n\nwarrenctl [--data-dir <dir>] [--quiet] {usage}")
+}
+
 /// rabbitmqctl's argument validation: `Ok` if the arguments fit the command, else the message and
 /// exit code (64 for a wrong count, 65 for a bad argument).
 pub fn validate(command: &str, args: &[String]) -> Result<(), (String, u8)> {
     let Some(sp) = spec(command) else { return Ok(()) };
+    if matches!(command, "export_definitions" | "import_definitions")
+        && let Err((problem, code)) = super::definitions::parse_args(command, args)
+    {
+        return Err((usage_error(&format!("Error (argument validation): {problem}"), command, args), code));
+    }
     let policy = matches!(command, "set_policy" | "set_operator_policy").then(|| super::policies::SetArgs::parse(args));
     let count = policy.as_ref().map_or(args.len(), |p| p.positional.len());
     let unknown_keys = super::listing::unknown(command, args);
@@ -307,6 +327,11 @@ pub fn banner(command: &str, args: &[String], vhost: &str) -> Option<String> {
             let user = args.iter().position(|x| x == "--user").and_then(|i| args.get(i + 1)).map(String::as_str).unwrap_or("guest");
             format!("Listing limits for user \"{user}\" ...")
         }
+        "stop_app" => format!("Stopping rabbit application on node {} ...", crate::alarm::NODE_NAME),
+        "start_app" => format!("Starting node {} ...", crate::alarm::NODE_NAME),
+        "reset" => format!("Resetting node {} ...", crate::alarm::NODE_NAME),
+        "force_reset" => format!("Forcefully resetting node {} ...", crate::alarm::NODE_NAME),
+        "export_definitions" | "import_definitions" => return super::definitions::banner(command, args),
         _ => return None,
     })
 }
@@ -323,6 +348,7 @@ pub fn after_success(command: &str) -> Option<&'static str> {
         "add_user" => Some(
             "Done. Don't forget to grant the user permissions to some virtual hosts! See 'rabbitmqctl help set_permissions' to learn more.",
         ),
+        "import_definitions" => Some("Successfully started definition import. This process is asynchronous and can take some time."),
         _ => None,
     }
 }

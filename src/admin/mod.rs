@@ -3,12 +3,14 @@
 //! formats them its own way (tab-separated like rabbitmqctl, or JSON).
 
 pub mod api;
+pub mod app;
 pub mod bindings;
 pub mod channels;
 pub mod cli;
 pub mod connections;
 pub mod consumers;
 pub mod control;
+pub mod definitions;
 pub mod erl;
 pub mod exchanges;
 pub mod global_parameters;
@@ -93,15 +95,22 @@ pub struct Admin {
     pub broker: Arc<Broker>,
     /// The plugin layer (`warren-plugins`); None in a broker started without one.
     pub plugins: Option<Arc<dyn plugins::PluginControl>>,
+    /// The listeners (`stop_app` / `start_app`); None in a broker started without them.
+    pub app: Option<Arc<dyn app::AppControl>>,
 }
 
 /// Runs one command against the broker.
 pub fn handle(admin: &Admin, req: &Request) -> Response {
     let broker = &admin.broker;
+    // First: the app commands, and the refusals while the app is stopped.
+    if let Some(r) = app::handle(admin, req) {
+        return r;
+    }
     if let Some(r) = plugins::handle(admin.plugins.as_deref(), req) {
         return r;
     }
-    if let Some(r) = users::handle(broker, req)
+    if let Some(r) = definitions::handle(broker, req)
+        .or_else(|| users::handle(broker, req))
         .or_else(|| topic_permissions::handle(broker, req))
         .or_else(|| limits::handle(broker, req))
         .or_else(|| global_parameters::handle(broker, req))

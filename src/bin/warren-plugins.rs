@@ -480,7 +480,13 @@ impl Ctx<'_> {
                     if !disabled.is_empty() {
                         println!("The following plugins have been disabled:\n  {}", disabled.join("\n  "));
                     }
-                    if enabled.is_empty() && disabled.is_empty() && r.error.is_none() {
+                    if r.message.as_deref() == Some(warren::admin::app::OFFLINE_CHANGE) && r.error.is_none() {
+                        // The broker's app is stopped (`warrenctl stop_app`): as rabbitmq-plugins
+                        // on a stopped node.
+                        println!();
+                        println!("set {} plugins.", wanted.len());
+                        println!("Offline change; changes will take effect at broker restart.");
+                    } else if enabled.is_empty() && disabled.is_empty() && r.error.is_none() {
                         println!("Plugin configuration unchanged.");
                     } else {
                         println!();

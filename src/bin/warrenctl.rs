@@ -2,7 +2,7 @@
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use warren::admin::{Request, cli, control};
+use warren::admin::{Request, app, cli, control, definitions};
 use warren::config::Config;
 
 #[derive(Parser)]
@@ -42,7 +42,8 @@ struct Args {
     /// set_policy, clear_policy, list_policies, set_operator_policy, clear_operator_policy,
     /// list_operator_policies, set_vhost_limits, clear_vhost_limits, list_vhost_limits,
     /// set_user_limits, clear_user_limits, list_user_limits, set_global_parameter,
-    /// clear_global_parameter, list_global_parameters)
+    /// clear_global_parameter, list_global_parameters, stop_app, start_app, reset, force_reset,
+    /// export_definitions, import_definitions)
     /// and its arguments.
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,
@@ -97,7 +98,8 @@ fn main() -> ExitCode {
     };
     let command = args.command[0].clone();
     let mut cmd_args = args.command[1..].to_vec();
-    if let Err((usage, code)) = cli::validate(&command, &cmd_args) {
+    // Then, as rabbitmqctl, whether the app's state (running or stopped) allows the command.
+    if let Err((usage, code)) = cli::validate(&command, &cmd_args).and_then(|()| app::check_state(&data_dir, &command, &cmd_args)) {
         eprintln!("{usage}");
         return ExitCode::from(code);
     }
@@ -134,6 +136,21 @@ fn main() -> ExitCode {
             return ExitCode::from(65);
         }
         cmd_args.push(pw.to_owned());
+    }
+    // The definitions file is read and written here (see `admin/definitions.rs`).
+    let definitions_target = matches!(command.as_str(), "export_definitions" | "import_definitions")
+        .then(|| definitions::parse_args(&command, &cmd_args).expect("validated above"));
+    if let Some(target) = &definitions_target {
+        cmd_args = match command.as_str() {
+            "import_definitions" => match definitions::read_document(target, std::io::stdin()) {
+                Ok(doc) => vec![doc],
+                Err((e, code)) => {
+                    eprintln!("Error:\n{e}");
+                    return ExitCode::from(code);
+                }
+            },
+            _ => Vec::new(),
+        };
     }
     let req = Request { command: command.clone(), args: cmd_args, vhost: args.vhost.clone() };
     // rabbitmqctl waits 60 s for list_queues and without limit for most other commands unless
@@ -172,6 +189,13 @@ fn main() -> ExitCode {
             eprintln!("Error:\n{e}");
         }
         return ExitCode::from(resp.exit_code.unwrap_or(70));
+    }
+    if let (Some(target), "export_definitions") = (&definitions_target, command.as_str()) {
+        if let Err((e, code)) = definitions::write_document(target, resp.message.as_deref().unwrap_or("{}")) {
+            eprintln!("Error:\n{e}");
+            return ExitCode::from(code);
+        }
+        return ExitCode::SUCCESS;
     }
     if req.command == "status" {
         let fields: serde_json::Map<String, serde_json::Value> =

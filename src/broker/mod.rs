@@ -23,12 +23,16 @@ pub mod publish;
 pub mod queue;
 pub mod queue_args;
 pub mod reply_to;
+pub mod reset;
 pub mod stats;
 pub mod topic_permissions;
 pub mod ttl;
 mod vhost;
 
 pub use vhost::{ExchangeDecl, QueueDecl, Vhost, VhostMetadata};
+
+/// RabbitMQ's 320 CONNECTION_FORCED text when the broker stops (shutdown and `stop_app`).
+pub const SHUTDOWN_REASON: &str = "broker forced connection closure with reason 'shutdown'";
 
 use crate::config::Config;
 use crate::store::{Store, StoreError};
@@ -114,6 +118,10 @@ pub struct Broker {
     /// Connection/channel/queue churn counters, shared with the vhosts; read by the metrics
     /// operations (message totals are sums of `stats.rs` counters).
     pub counters: Arc<counters::Counters>,
+    /// False between `stop_app` and `start_app` (`admin/app.rs`): the listeners are closed, the
+    /// admin API refuses most commands, and a connection that finishes its handshake then is
+    /// closed as the others were.
+    pub app_running: AtomicBool,
 }
 
 fn store_error(e: StoreError) -> ReplyError {
@@ -183,6 +191,7 @@ impl Broker {
                 retired: Default::default(),
                 started: std::time::Instant::now(),
                 global_parameters: RwLock::default(),
+                app_running: AtomicBool::new(true),
             }
         }))
     }

@@ -120,6 +120,29 @@ pub fn binding_is_durable(source: &super::exchange::Exchange, dest: &Destination
         }
 }
 
+/// The default user (an administrator with every permission on the default vhost) and vhost
+/// of the config, in memory and in the store: at first start, and at `start_app` after a
+/// `reset`.
+pub(super) fn create_defaults(broker: &Broker, store: Option<&Store>) -> Result<(), StoreError> {
+    let a = &broker.config.auth;
+    broker.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
+    let vh = broker.add_vhost(&a.default_vhost);
+    vh.metadata.write().description = DEFAULT_VHOST_DESCRIPTION.into();
+    broker.set_permission(&a.default_vhost, &a.default_user, Permission::all());
+    let Some(store) = store else { return Ok(()) };
+    let u = broker.user(&a.default_user).expect("just added");
+    store.put_user(&UserDef { name: u.name, password_hash: u.password_hash, tags: u.tags, limits: u.limits })?;
+    store.put_vhost(&vh.def())?;
+    store.put_permission(&PermissionDef {
+        user: a.default_user.clone(),
+        vhost: a.default_vhost.clone(),
+        configure: ".*".into(),
+        write: ".*".into(),
+        read: ".*".into(),
+    })?;
+    Ok(())
+}
+
 /// First start: the default user and vhost, written to the store. Later starts: everything the
 /// store holds.
 pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
@@ -127,22 +150,8 @@ pub fn recover(broker: &Arc<Broker>, store: &Store) -> Result<(), StoreError> {
     let mut defs = store.load_definitions()?;
     broker.recover_global_parameters(std::mem::take(&mut defs.global_parameters), store)?;
     if defs.vhosts.is_empty() && defs.users.is_empty() {
-        let a = &broker.config.auth;
-        broker.add_user(&a.default_user, &a.default_pass, vec!["administrator".into()]);
-        let vh = broker.add_vhost(&a.default_vhost);
-        vh.metadata.write().description = DEFAULT_VHOST_DESCRIPTION.into();
-        broker.set_permission(&a.default_vhost, &a.default_user, Permission::all());
-        let u = broker.user(&a.default_user).expect("just added");
-        store.put_user(&UserDef { name: u.name, password_hash: u.password_hash, tags: u.tags, limits: u.limits })?;
-        store.put_vhost(&vh.def())?;
-        store.put_permission(&PermissionDef {
-            user: a.default_user.clone(),
-            vhost: a.default_vhost.clone(),
-            configure: ".*".into(),
-            write: ".*".into(),
-            read: ".*".into(),
-        })?;
-        info!("first start: created user '{}' and vhost '{}'", a.default_user, a.default_vhost);
+        create_defaults(broker, Some(store))?;
+        info!("first start: created user '{}' and vhost '{}'", broker.config.auth.default_user, broker.config.auth.default_vhost);
         return Ok(());
     }
     for v in &defs.vhosts {

@@ -170,6 +170,9 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
         let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, format!("user '{}' is deleted", hs.user)));
     } else if hs.vhost.is_deleted() {
         let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, format!("vhost '{}' is deleted", hs.vhost.name)));
+    } else if !broker.app_running.load(std::sync::atomic::Ordering::Acquire) {
+        // Accepted before `stop_app` closed the listener: closed as the others were.
+        let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, crate::broker::SHUTDOWN_REASON));
     }
     drop(close_tx);
     let writer = tokio::spawn(write_loop(conn.clone(), wr, hs.heartbeat));

@@ -8,6 +8,7 @@ mod common;
 mod access;
 mod alarm;
 mod alternate_exchange;
+mod app_lifecycle;
 mod auth_backends;
 mod auth_plugins;
 mod bad_input;

@@ -469,3 +469,29 @@ async fn next_frame(s: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStrea
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// `warrenctl stop_app` closes the TLS listener beside the plain one; `start_app` binds both
+/// again on the same ports with the same certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_app_binds_the_tls_listener_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "ca");
+    let (cert, key) = pki.server();
+    let server = start(dir.path(), tls_config(&cert, &key, None, TlsVerify::VerifyNone, false), |_| {}).await;
+    let tls_addr = server.amqps_addr.expect("TLS listener");
+    let ca_pem = std::fs::read_to_string(pki.ca_file("ca")).unwrap();
+    let uri = format!("amqps://guest:guest@localhost:{}/%2f", tls_addr.port());
+    let conn = connect_tls(&uri, client_tls(&ca_pem, None)).await.expect("AMQPS connection");
+    round_trip(&conn).await;
+    ctl(dir.path(), &["stop_app"]).await;
+    assert!(std::net::TcpStream::connect(tls_addr).is_err(), "the TLS listener is closed");
+    assert!(std::net::TcpStream::connect(server.amqp_addr).is_err(), "the plain listener is closed");
+    ctl(dir.path(), &["start_app"]).await;
+    let conn = connect_tls(&uri, client_tls(&ca_pem, None)).await.expect("AMQPS connection after start_app");
+    round_trip(&conn).await;
+    let status = ctl(dir.path(), &["status"]).await;
+    let line = format!("Interface: 127.0.0.1, port: {}, protocol: amqp/ssl, purpose: AMQP 0-9-1 over TLS", tls_addr.port());
+    assert!(status.contains(&line), "{status}");
+    conn.close(200, "bye".into()).await.unwrap();
+    server.shutdown().await;
+}

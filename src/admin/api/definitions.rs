@@ -65,8 +65,14 @@ fn objects(broker: &Broker, only: Option<&str>) -> (Vec<Value>, Vec<Value>, Vec<
 pub fn export(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let w: Where = args(a)?;
+    document(broker, w.vhost.as_deref())
+}
+
+/// The definitions document of the whole broker, or of vhost `only` (`warrenctl
+/// export_definitions` and `GET /api/definitions[/VHOST]`).
+pub fn document(broker: &Arc<Broker>, only: Option<&str>) -> ApiResult {
     let version = env!("CARGO_PKG_VERSION");
-    if let Some(v) = &w.vhost {
+    if let Some(v) = only {
         broker.vhost(v).ok_or_else(ApiError::not_found)?;
         let (queues, exchanges, bindings) = objects(broker, Some(v));
         let policies: Vec<Value> = policies(broker, Some(v))
@@ -186,10 +192,16 @@ fn b(o: &Value, key: &str, default: bool) -> bool {
 pub fn import(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
     caller.require("administrator")?;
     let w: Where = args(a)?;
-    let Some(d) = w.body.as_object() else { return Err(ApiError::bad_request("definitions must be a JSON object")) };
-    let vhost_of = |o: &Value| -> String { w.vhost.clone().unwrap_or_else(|| s(o, "vhost").to_string()) };
+    import_document(broker, w.vhost.as_deref(), &w.body)
+}
+
+/// Imports definitions document `body`: the whole broker's, or (with `only`) one vhost's
+/// (`warrenctl import_definitions` and `POST /api/definitions[/VHOST]`).
+pub fn import_document(broker: &Arc<Broker>, only: Option<&str>, body: &Value) -> ApiResult {
+    let Some(d) = body.as_object() else { return Err(ApiError::bad_request("definitions must be a JSON object")) };
+    let vhost_of = |o: &Value| -> String { only.map(str::to_string).unwrap_or_else(|| s(o, "vhost").to_string()) };
     check_parameters(d, &vhost_of)?;
-    if let Some(v) = &w.vhost {
+    if let Some(v) = only {
         broker.vhost(v).ok_or_else(ApiError::not_found)?;
     }
     for u in list(d, "users") {

@@ -101,6 +101,9 @@ pub struct PluginManager {
     http_listeners: HashMap<String, HttpListenerConfig>,
     /// The runtime HTTP listeners are served on (captured at start).
     runtime: Mutex<Option<tokio::runtime::Handle>>,
+    /// The ports of the HTTP listeners `close_http_listeners` closed, by plugin: `start_app`
+    /// binds the same ones again (matters for a configured port 0).
+    closed_ports: Mutex<HashMap<String, u16>>,
 }
 
 fn hash_of(bytes: &[u8]) -> String {
@@ -142,6 +145,7 @@ impl PluginManager {
             watcher: Mutex::default(),
             http_listeners: HashMap::new(),
             runtime: Mutex::default(),
+            closed_ports: Mutex::default(),
         })
     }
 
@@ -249,7 +253,16 @@ impl PluginManager {
     /// Opens the HTTP listener of a just-loaded http-handler plugin.
     fn open_listener(&self, broker: &Arc<Broker>, name: &str, l: &mut Loaded) -> Result<(), String> {
         let Serving::Http { handler, listener } = &mut l.serving else { return Ok(()) };
-        let c = self.http_listener_config(name)?;
+        if !broker.app_running.load(std::sync::atomic::Ordering::Acquire) {
+            // Enabled while the app is stopped (`stop_app`): `start_app` opens it.
+            return Ok(());
+        }
+        let mut c = self.http_listener_config(name)?;
+        if c.port == 0
+            && let Some(p) = self.closed_ports.lock().get(name)
+        {
+            c.port = *p;
+        }
         let rt = tokio::runtime::Handle::try_current()
             .ok()
             .or_else(|| self.runtime.lock().clone())
@@ -259,13 +272,33 @@ impl PluginManager {
         Ok(())
     }
 
-    /// Closes every HTTP listener (broker shutdown); the plugins stay enabled in the file.
+    /// Closes every HTTP listener (`stop_app`, broker shutdown); the plugins stay enabled in the
+    /// file.
     pub fn close_http_listeners(&self) {
-        for l in self.loaded.lock().values_mut() {
-            if let Serving::Http { listener, .. } = &mut l.serving {
-                listener.take();
+        for (name, l) in self.loaded.lock().iter_mut() {
+            if let Serving::Http { listener, .. } = &mut l.serving
+                && let Some(l) = listener.take()
+            {
+                self.closed_ports.lock().insert(name.clone(), l.addr.port());
             }
         }
+    }
+
+    /// Opens again the HTTP listeners of the enabled http-handler plugins (`start_app` after
+    /// `stop_app`), on the ports of their configuration; the reasons of those that could not be
+    /// opened (the others are open).
+    pub fn open_http_listeners(&self) -> Vec<String> {
+        let Some(broker) = self.broker.lock().upgrade() else { return vec!["the broker is stopping".into()] };
+        let mut errors = Vec::new();
+        for (name, l) in self.loaded.lock().iter_mut() {
+            if matches!(l.serving, Serving::Http { listener: None, .. })
+                && let Err(e) = self.open_listener(&broker, name, l)
+            {
+                error!(plugin = %name, "cannot open the HTTP listener: {e}");
+                errors.push(format!("plugin {name}: {e}"));
+            }
+        }
+        errors
     }
 
     /// The address the HTTP listener of enabled plugin `name` is bound to.
