@@ -76,10 +76,11 @@ fn state_check(admin: &Admin, command: &str, args: &[String]) -> Result<(), Resp
 /// The client side (`warrenctl`, after argument validation and before the info line, as
 /// rabbitmqctl checks): asks the broker in `data_dir` whether the app's state allows `command`;
 /// `Err` with the refusal and exit code if not. A broker that cannot be reached is reported by
-/// the command's own call.
-pub fn check_state(data_dir: &std::path::Path, command: &str, args: &[String]) -> Result<(), (String, u8)> {
+/// the command's own call, and so is a broker that does not answer within `limit` (the
+/// command's timeout: the caller gives its own call what is left of it).
+pub fn check_state(data_dir: &std::path::Path, command: &str, args: &[String], limit: Option<std::time::Duration>) -> Result<(), (String, u8)> {
     let check = Request { command: "check_app_state".into(), args: std::iter::once(command.to_string()).chain(args.iter().cloned()).collect(), vhost: None };
-    match super::control::call(data_dir, &check) {
+    match super::control::call_within(data_dir, &check, limit) {
         Ok(Response { error: Some(e), exit_code: Some(code), bare_error: true, .. }) => Err((e, code)),
         _ => Ok(()),
     }

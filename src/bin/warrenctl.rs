@@ -71,7 +71,7 @@ fn options_after_command(args: &mut Args) {
                     }
                 }
             }
-                        "--formatter" => {
+            "--formatter" => {
                 if let Some(f) = it.next() {
                     args.formatter = f;
                 }
@@ -98,8 +98,16 @@ fn main() -> ExitCode {
     };
     let command = args.command[0].clone();
     let mut cmd_args = args.command[1..].to_vec();
+    let timeout = args.timeout.unwrap_or(60.0);
+    // rabbitmqctl waits 60 s for list_queues and without limit for most other commands unless
+    // --timeout is given; the limit covers every call to the broker below.
+    let limited = args.timeout.is_some() || cli::timeout_line(&command, timeout).is_some();
+    let deadline = limited.then(|| std::time::Instant::now() + std::time::Duration::from_secs_f64(timeout.max(0.0)));
+    let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
     // Then, as rabbitmqctl, whether the app's state (running or stopped) allows the command.
-    if let Err((usage, code)) = cli::validate(&command, &cmd_args).and_then(|()| app::check_state(&data_dir, &command, &cmd_args)) {
+    if let Err((usage, code)) = cli::validate(&command, &cmd_args)
+        .and_then(|()| if left().is_some_and(|d| d.is_zero()) { Ok(()) } else { app::check_state(&data_dir, &command, &cmd_args, left()) })
+    {
         eprintln!("{usage}");
         return ExitCode::from(code);
     }
@@ -119,7 +127,6 @@ fn main() -> ExitCode {
     let json = fmt == cli::Formatter::Json;
     let info = !(args.quiet || args.silent) && fmt == cli::Formatter::Table;
     let vhost_shown = args.vhost.clone().unwrap_or_else(|| "/".into());
-    let timeout = args.timeout.unwrap_or(60.0);
     if info && let Some(t) = cli::timeout_line(&command, timeout) {
         println!("{t}");
     }
@@ -153,14 +160,10 @@ fn main() -> ExitCode {
         };
     }
     let req = Request { command: command.clone(), args: cmd_args, vhost: args.vhost.clone() };
-    // rabbitmqctl waits 60 s for list_queues and without limit for most other commands unless
-    // --timeout is given.
-    let limited = args.timeout.is_some() || cli::timeout_line(&command, timeout).is_some();
-    let limit = limited.then(|| std::time::Duration::from_secs_f64(timeout.max(0.0)));
     // A zero timeout has run out before the call (rabbitmqctl -t 0 times out at once).
-    let call = match limit {
+    let call = match left() {
         Some(d) if d.is_zero() => Err(std::io::Error::from(std::io::ErrorKind::TimedOut)),
-        _ => control::call_within(&data_dir, &req, limit),
+        _ => control::call_within(&data_dir, &req, left()),
     };
     let resp = match call {
         Ok(r) => r,

@@ -210,7 +210,7 @@ async fn stop_app_closes_connections_and_listeners_start_app_serves_durable_stat
     assert!(std::net::TcpStream::connect(("127.0.0.1", s.port)).is_err(), "the AMQP listener is closed");
     assert_eq!(
         ctl(dir, &["list_queues"]).await,
-        (64, String::new(), refusal(NEEDS_RUNNING, "list_queues", "list_queues"))
+        (64, String::new(), refusal(NEEDS_RUNNING, "list_queues", "list_queues [--vhost <vhost>] [--online] [--offline] [--local] [--no-table-headers] [<column>, ...] [--timeout <timeout>]"))
     );
     assert_eq!(ctl(dir, &["status"]).await.0, 64, "status needs the running app, as in RabbitMQ 3.10");
     // A second stop_app is no error, as in RabbitMQ.

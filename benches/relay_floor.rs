@@ -1,0 +1,131 @@
+//! The floor of "one message alone" on this machine: what a tokio server that does nothing but
+//! relay costs per message when each message arrives on its own.
+//!
+//! A child process (this binary with `server`) accepts two TCP connections on 127.0.0.1, reads
+//! 16-byte messages from the first and hands each read to a writer task that writes it to the
+//! second — the shape of publish → queue → deliver with no AMQP, no routing, no queue. The parent
+//! sends at a fixed rate, one write per message (TCP_NODELAY), reads them back on another
+//! thread, and prints the child's CPU time (utime + stime from /proc/PID/stat) per message, for
+//! tokio's multi-thread runtime with 2 workers (as warren-server) and its current-thread runtime.
+//! Compare with `scripts/bench-cpu.sh rate10k` (Warren's broker CPU per message alone).
+//!
+//!     cargo bench --bench relay_floor            # rates 2,000 and 10,000 msg/s, 5 s each
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECONDS: u64 = 5;
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's /proc stat");
+    // Fields after the command name; utime and stime are fields 14 and 15 of the whole line.
+    let f: Vec<&str> = s.rsplit(')').next().expect("stat line").split_whitespace().collect();
+    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+}
+
+fn clock_ticks_per_second() -> f64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf CLK_TCK");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a number")
+}
+
+fn server(workers: usize, port_file: &str) {
+    let rt = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
+    }
+    .expect("runtime");
+    rt.block_on(async {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        std::fs::write(port_file, l.local_addr().expect("addr").port().to_string()).expect("port file");
+        let (mut publisher, _) = l.accept().await.expect("accept");
+        let (mut consumer, _) = l.accept().await.expect("accept");
+        publisher.set_nodelay(true).expect("nodelay");
+        consumer.set_nodelay(true).expect("nodelay");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                consumer.write_all(&m).await.expect("write");
+            }
+        });
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = publisher.read(&mut buf).await.expect("read");
+            if n == 0 {
+                break;
+            }
+            tx.send(buf[..n].to_vec()).expect("writer alive");
+        }
+        drop(tx);
+        writer.await.expect("writer");
+    });
+}
+
+fn run(workers: usize, rate: u64) {
+    let port_file = std::env::temp_dir().join(format!("relay-floor-{}-{workers}-{rate}", std::process::id()));
+    let _ = std::fs::remove_file(&port_file);
+    let mut child = Command::new(std::env::current_exe().expect("own path"))
+        .args(["server", &workers.to_string(), port_file.to_str().expect("utf-8 path")])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the server");
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file)
+            && let Ok(p) = p.parse::<u16>()
+        {
+            break p;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = std::fs::remove_file(&port_file);
+    let mut publisher = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(50));
+    let mut consumer = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    publisher.set_nodelay(true).expect("nodelay");
+    let reader = std::thread::spawn(move || {
+        let mut b = [0u8; 65536];
+        let mut total = 0usize;
+        while let Ok(n) = consumer.read(&mut b) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total / 16
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = cpu_ticks(child.id());
+    let start = Instant::now();
+    let n = rate * SECONDS;
+    for i in 0..n {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        publisher.write_all(&[7u8; 16]).expect("send");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let t1 = cpu_ticks(child.id());
+    drop(publisher);
+    let relayed = reader.join().expect("reader");
+    child.wait().expect("server exit");
+    let runtime = if workers == 0 { "current-thread".to_string() } else { format!("multi-thread, {workers} workers") };
+    let us = (t1 - t0) as f64 / clock_ticks_per_second() * 1e6 / n as f64;
+    println!("relay floor: {rate:>6} msg/s, tokio {runtime:<24} sent {n}, relayed {relayed}, server CPU {us:.1} µs/msg");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("server") {
+        server(args[2].parse().expect("workers"), &args[3]);
+        return;
+    }
+    for rate in [2_000, 10_000] {
+        for workers in [2, 0] {
+            run(workers, rate);
+        }
+    }
+}
