@@ -82,6 +82,19 @@ pub trait ExchangeRouter: Send {
     fn validate_binding(&mut self, binding: &BindingView<'_>) -> Result<Result<(), String>, TypeFailure>;
     fn add_binding(&mut self, binding: &BindingView<'_>) -> Result<(), TypeFailure>;
     fn remove_binding(&mut self, binding: &BindingView<'_>) -> Result<(), TypeFailure>;
+    /// Removes several bindings (a deleted destination's): one `remove_binding` each unless the
+    /// router can do better. Every binding is tried; the first failure is returned.
+    fn remove_bindings(&mut self, bindings: &[BindingView<'_>]) -> Result<(), TypeFailure> {
+        let mut first = Ok(());
+        for b in bindings {
+            if let Err(e) = self.remove_binding(b)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
     /// Appends the destinations of `msg` to `out` (duplicates allowed; the core de-duplicates).
     fn route(&mut self, msg: &MessageView<'_>, out: &mut Vec<DestinationId>) -> Result<(), TypeFailure>;
     /// Called when the exchange is deleted.

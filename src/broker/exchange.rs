@@ -5,6 +5,7 @@ use super::message::Message;
 use crate::exchange_type::{BindingView, DestinationId, ExchangeRouter, ExchangeTypeFactory, MessageView, RoutingInputs, TypeFailure};
 use crate::protocol::FieldTable;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -37,6 +38,14 @@ impl Destination {
             Destination::Exchange(_) => "exchange",
         }
     }
+
+    /// The address of the queue or exchange: equal for two destinations exactly when `same`.
+    fn addr(&self) -> usize {
+        match self {
+            Destination::Queue(q) => Arc::as_ptr(q) as *const u8 as usize,
+            Destination::Exchange(x) => Arc::as_ptr(x) as *const u8 as usize,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -58,6 +67,16 @@ struct RouteState {
     router: Box<dyn ExchangeRouter>,
     bindings: Vec<Binding>,
     slots: Vec<Slot>,
+    /// Slot of each destination, by the address of its `Arc` (the slot holds a clone, so the
+    /// address cannot be reused while it is here): finding a destination's slot does not scan
+    /// the slots (100,000 queues bound to one exchange).
+    slot_of: HashMap<usize, DestinationId>,
+    /// Free slots, reused before new ones are pushed.
+    free: Vec<DestinationId>,
+    /// How many bindings each (destination, key) has: a new binding is compared with the
+    /// existing ones only when one with the same destination and key exists, so adding the
+    /// n-th binding does not scan the n - 1 before it.
+    keys: HashMap<(DestinationId, Box<str>), u32>,
     scratch: Vec<DestinationId>,
 }
 
@@ -110,6 +129,9 @@ impl Exchange {
                 router,
                 bindings: Vec::new(),
                 slots: Vec::new(),
+                slot_of: HashMap::new(),
+                free: Vec::new(),
+                keys: HashMap::new(),
                 scratch: Vec::new(),
             }),
             deleted: AtomicBool::new(false),
@@ -131,36 +153,68 @@ impl Exchange {
     }
 
     fn slot_for(st: &mut RouteState, dest: &Destination) -> DestinationId {
-        if let Some(i) = st.slots.iter().position(|s| s.dest.as_ref().is_some_and(|d| d.same(dest))) {
-            st.slots[i].refs += 1;
-            return i as DestinationId;
+        if let Some(&i) = st.slot_of.get(&dest.addr()) {
+            st.slots[i as usize].refs += 1;
+            return i;
         }
-        if let Some(i) = st.slots.iter().position(|s| s.dest.is_none()) {
-            st.slots[i] = Slot { dest: Some(dest.clone()), refs: 1 };
-            return i as DestinationId;
-        }
-        st.slots.push(Slot { dest: Some(dest.clone()), refs: 1 });
-        (st.slots.len() - 1) as DestinationId
+        let slot = Slot { dest: Some(dest.clone()), refs: 1 };
+        let i = match st.free.pop() {
+            Some(i) => {
+                st.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                st.slots.push(slot);
+                (st.slots.len() - 1) as DestinationId
+            }
+        };
+        st.slot_of.insert(dest.addr(), i);
+        i
     }
 
     fn release_slot(st: &mut RouteState, id: DestinationId) {
         let s = &mut st.slots[id as usize];
         s.refs -= 1;
-        if s.refs == 0 {
-            s.dest = None;
+        if s.refs == 0
+            && let Some(d) = s.dest.take()
+        {
+            st.slot_of.remove(&d.addr());
+            st.free.push(id);
+        }
+    }
+
+    /// Counts one binding more (`add`) or less under its (destination, key).
+    fn count_key(st: &mut RouteState, id: DestinationId, key: &str, add: bool) {
+        if add {
+            *st.keys.entry((id, key.into())).or_insert(0) += 1;
+        } else if let Some(n) = st.keys.get_mut(&(id, Box::<str>::from(key))) {
+            *n -= 1;
+            if *n == 0 {
+                st.keys.remove(&(id, Box::<str>::from(key)));
+            }
         }
     }
 
     /// Checks a binding with the exchange type (`Ok(Err(text))` → 406).
     pub fn validate_binding(&self, dest: &Destination, key: &str, args: &FieldTable) -> Result<Result<(), String>, TypeFailure> {
         let mut st = self.state.lock();
-        let id = st.slots.iter().position(|s| s.dest.as_ref().is_some_and(|d| d.same(dest))).unwrap_or(u32::MAX as usize);
+        let id = st.slot_of.get(&dest.addr()).copied().unwrap_or(u32::MAX);
         st.router.validate_binding(&BindingView { destination: id as DestinationId, binding_key: key, arguments: args })
+    }
+
+    /// Whether the binding exists (the scan runs only when the destination has a binding with
+    /// this key).
+    fn find(st: &RouteState, dest: &Destination, key: &str, args: &FieldTable) -> Option<usize> {
+        let id = *st.slot_of.get(&dest.addr())?;
+        if !st.keys.contains_key(&(id, Box::<str>::from(key))) {
+            return None;
+        }
+        st.bindings.iter().position(|b| b.id == id && b.key == key && &b.arguments == args)
     }
 
     pub fn add_binding(&self, dest: Destination, key: &str, args: &FieldTable) -> Result<BindOutcome, TypeFailure> {
         let mut st = self.state.lock();
-        if st.bindings.iter().any(|b| b.destination.same(&dest) && b.key == key && &b.arguments == args) {
+        if Self::find(&st, &dest, key, args).is_some() {
             return Ok(BindOutcome::Unchanged);
         }
         let id = Self::slot_for(&mut st, &dest);
@@ -168,31 +222,45 @@ impl Exchange {
             Self::release_slot(&mut st, id);
             return Err(e);
         }
+        Self::count_key(&mut st, id, key, true);
         st.bindings.push(Binding { destination: dest, key: key.to_owned(), arguments: args.clone(), id });
         Ok(BindOutcome::Changed)
     }
 
     pub fn remove_binding(&self, dest: &Destination, key: &str, args: &FieldTable) -> Result<BindOutcome, TypeFailure> {
         let mut st = self.state.lock();
-        let Some(i) = st.bindings.iter().position(|b| b.destination.same(dest) && b.key == key && &b.arguments == args) else {
+        let Some(i) = Self::find(&st, dest, key, args) else {
             return Ok(BindOutcome::Unchanged);
         };
         let b = st.bindings.remove(i);
         let r = st.router.remove_binding(&BindingView { destination: b.id, binding_key: &b.key, arguments: &b.arguments });
+        Self::count_key(&mut st, b.id, &b.key, false);
         Self::release_slot(&mut st, b.id);
         r.map(|_| BindOutcome::Changed)
     }
 
-    /// Removes every binding to `dest`; returns how many were removed.
+    /// Removes every binding to `dest`; returns how many were removed. Nothing is scanned when
+    /// `dest` has no binding here (a deleted queue is unbound from every exchange of its vhost).
     pub fn remove_bindings_to(&self, dest: &Destination) -> usize {
         let mut st = self.state.lock();
-        let (gone, keep): (Vec<Binding>, Vec<Binding>) = std::mem::take(&mut st.bindings).into_iter().partition(|b| b.destination.same(dest));
+        let Some(&id) = st.slot_of.get(&dest.addr()) else {
+            return 0;
+        };
+        let (gone, keep): (Vec<Binding>, Vec<Binding>) = std::mem::take(&mut st.bindings).into_iter().partition(|b| b.id == id);
         st.bindings = keep;
+        let views: Vec<BindingView<'_>> =
+            gone.iter().map(|b| BindingView { destination: b.id, binding_key: &b.key, arguments: &b.arguments }).collect();
+        let _ = st.router.remove_bindings(&views);
         for b in &gone {
-            let _ = st.router.remove_binding(&BindingView { destination: b.id, binding_key: &b.key, arguments: &b.arguments });
+            Self::count_key(&mut st, b.id, &b.key, false);
             Self::release_slot(&mut st, b.id);
         }
         gone.len()
+    }
+
+    /// Whether some binding of this exchange leads to `dest`.
+    pub fn binds_to(&self, dest: &Destination) -> bool {
+        self.state.lock().slot_of.contains_key(&dest.addr())
     }
 
     pub fn bindings(&self) -> Vec<Binding> {
@@ -263,6 +331,9 @@ impl Exchange {
         let mut st = self.state.lock();
         st.bindings.clear();
         st.slots.clear();
+        st.slot_of.clear();
+        st.free.clear();
+        st.keys.clear();
         st.router.delete();
     }
 }

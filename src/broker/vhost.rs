@@ -221,7 +221,7 @@ impl Vhost {
 
     fn is_destination(&self, x: &Arc<Exchange>) -> bool {
         let d = Destination::Exchange(x.clone());
-        self.exchanges.read().values().any(|e| e.bindings().iter().any(|b| b.destination.same(&d)))
+        self.exchanges.read().values().any(|e| e.binds_to(&d))
     }
 
     fn remove_exchange(&self, x: &Arc<Exchange>) {

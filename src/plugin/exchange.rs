@@ -457,6 +457,43 @@ impl ExchangeRouter for WasmRouter {
         res.map(|_| ()).map_err(|e| self.failure("remove-binding", e))
     }
 
+    /// The host's copy loses the bindings in one pass (a destination with 10,000 bindings out of
+    /// 100,000 is not 10,000 scans), then the guest is told one by one. Should a call fail, the
+    /// instance is discarded and the next one gets the copy, which no longer holds any of them.
+    fn remove_bindings(&mut self, bindings: &[BindingView<'_>]) -> Result<(), TypeFailure> {
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        let wit: Vec<Binding> = bindings.iter().map(Self::wit_binding).collect();
+        {
+            // destination -> key -> the batch's bindings with them not yet matched
+            let mut todo: HashMap<u32, HashMap<&str, Vec<&Binding>>> = HashMap::new();
+            for b in &wit {
+                todo.entry(b.destination).or_default().entry(b.binding_key.as_str()).or_default().push(b);
+            }
+            self.bindings.retain(|x| {
+                let Some(group) = todo.get_mut(&x.destination).and_then(|k| k.get_mut(x.binding_key.as_str())) else {
+                    return true;
+                };
+                match group.iter().position(|b| *b == x) {
+                    Some(i) => {
+                        group.swap_remove(i);
+                        false
+                    }
+                    None => true,
+                }
+            });
+        }
+        self.cache.clear();
+        self.ensure_live()?;
+        for b in &wit {
+            let live = self.live.as_mut().expect("ensured");
+            let res = self.shared.call(live, |g, s| g.call_remove_binding(s, b));
+            res.map_err(|e| self.failure("remove-binding", e))?;
+        }
+        Ok(())
+    }
+
     fn route(&mut self, msg: &MessageView<'_>, out: &mut Vec<DestinationId>) -> Result<(), TypeFailure> {
         if self.cacheable {
             if let Some(d) = self.cache.get(self.cache_key(msg)) {

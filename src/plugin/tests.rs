@@ -112,6 +112,31 @@ fn fanout_routes_to_all() {
     assert_eq!(route_key(&mut *r, "y").unwrap(), [2]);
 }
 
+/// A deleted destination's bindings leave in one batch: the guest forgets them, the host's copy
+/// too (an instance rebuilt after a failure does not get them back), and another destination's
+/// binding with the same key stays.
+#[test]
+fn remove_bindings_drops_one_destination() {
+    let e = engine();
+    let t = load(&e, "topic", builtin::TOPIC);
+    let none = FieldTable::default();
+    let mut r = t.create_router("/:t", &none).unwrap();
+    for k in ["a.*", "a.#", "b.c"] {
+        bind(&mut r, 1, k, &none);
+    }
+    bind(&mut r, 2, "a.#", &none);
+    assert_eq!(route_key(&mut r, "a.x").unwrap(), [1, 2]);
+    let gone: Vec<BindingView<'_>> =
+        ["a.*", "a.#", "b.c"].iter().map(|k| BindingView { destination: 1, binding_key: k, arguments: &none }).collect();
+    r.remove_bindings(&gone).unwrap();
+    assert_eq!(r.binding_count(), 1);
+    assert_eq!(route_key(&mut r, "a.x").unwrap(), [2]);
+    assert_eq!(route_key(&mut r, "b.c").unwrap(), Vec::<u32>::new());
+    r.discard_instance();
+    assert_eq!(route_key(&mut r, "a.y").unwrap(), [2]);
+    assert_eq!(route_key(&mut r, "b.c").unwrap(), Vec::<u32>::new());
+}
+
 #[test]
 fn topic_wildcards() {
     let e = engine();

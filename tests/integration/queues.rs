@@ -370,3 +370,39 @@ async fn deleting_a_consumed_queue_cancels_the_consumer() {
     }
     b.stop().await;
 }
+
+/// Hundreds of durable declares pipelined on one channel: each waits for its store commit on
+/// the connection's thread. The wait used to run inside tokio's cooperative budget, which the
+/// connection task had used up after ~128 of them: the oneshot then deferred its wake-up to a
+/// yield that never came, and the connection (and the worker thread under it) hung for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_durable_declares_all_answered() {
+    let b = TestBroker::start().await;
+    let mut c = b.raw_open().await;
+    let prefix = uniq("pipelined-durable");
+    let n = 600;
+    let mut bytes = Vec::new();
+    for i in 0..n {
+        bytes.extend(method_frame(
+            1,
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: format!("{prefix}-{i}").into(),
+                durable: true,
+                ..Default::default()
+            })),
+        ));
+    }
+    c.send(&bytes).await;
+    for i in 0..n {
+        match c.read_method(Duration::from_secs(30)).await {
+            Ok((1, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok)))) => {
+                assert_eq!(ok.queue.as_str(), format!("{prefix}-{i}"))
+            }
+            other => panic!("declare {i} of {n}: {other:?}"),
+        }
+    }
+    let (_conn, ch) = b.channel().await;
+    for i in 0..n {
+        timeout(ch.queue_delete(format!("{prefix}-{i}").as_str().into(), Default::default())).await.unwrap();
+    }
+}

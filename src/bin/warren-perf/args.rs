@@ -93,7 +93,21 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub topic_bindings: u32,
 
-    /// Publish with M distinct routing keys (k.<b>.r matching a binding, n.<j>.r matching none, alternating)
+    /// Topic scenario: patterns per group (1-4). With 1 (default) pattern i is k.<i>.* or k.<i>.#
+    /// (alternately); with K > 1 patterns i = g*K .. g*K+K-1 are k.<g>.*, k.<g>.#, *.<g>.r,
+    /// #.<g>.r (the first K of these), so a matching key k.<g>.r matches K bindings
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
+    pub topic_matches: u32,
+
+    /// Headers scenario: bind queues with N header bindings spread over the queues, alternately
+    /// x-match=all {a: "v<g>", b: <g>} and x-match=any {c: "v<g>", d: "w<g>"} (g = i / 2); with
+    /// --routing-keys M the messages carry M distinct header sets, half of them matching both
+    /// bindings of one group, half none
+    #[arg(long, default_value_t = 0)]
+    pub header_bindings: u32,
+
+    /// Publish with M distinct routing keys (k.<b>.r matching a binding, n.<j>.r matching none,
+    /// alternating); with --header-bindings, M distinct header sets instead
     #[arg(long, default_value_t = 0)]
     pub routing_keys: u32,
 
@@ -149,6 +163,9 @@ impl Args {
         }
         if self.topic_bindings > 0 {
             return Some("topic".into());
+        }
+        if self.header_bindings > 0 {
+            return Some("headers".into());
         }
         if self.exchange.is_some() {
             return Some("direct".into());

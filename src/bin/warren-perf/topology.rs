@@ -45,9 +45,57 @@ fn is_predeclared(exchange: &str) -> bool {
     exchange.is_empty() || exchange.starts_with("amq.")
 }
 
-/// Topic pattern number `i`: alternately `k.<i>.*` and `k.<i>.#`.
-fn topic_pattern(i: u32) -> String {
-    if i % 2 == 0 { format!("k.{i}.*") } else { format!("k.{i}.#") }
+/// Topic pattern number `i` with `k` patterns per group: for `k` = 1 alternately `k.<i>.*` and
+/// `k.<i>.#`; otherwise pattern `i % k` of `k.<g>.*`, `k.<g>.#`, `*.<g>.r`, `#.<g>.r` for group
+/// `g = i / k`, so the key `k.<g>.r` matches all `k` patterns of its group.
+fn topic_pattern(i: u32, k: u32) -> String {
+    if k <= 1 {
+        return if i % 2 == 0 { format!("k.{i}.*") } else { format!("k.{i}.#") };
+    }
+    let g = i / k;
+    match i % k {
+        0 => format!("k.{g}.*"),
+        1 => format!("k.{g}.#"),
+        2 => format!("*.{g}.r"),
+        _ => format!("#.{g}.r"),
+    }
+}
+
+/// Binding arguments of header binding `i`: alternately x-match=all {a: "v<g>", b: <g>} and
+/// x-match=any {c: "v<g>", d: "w<g>"}, `g = i / 2`.
+fn header_binding(i: u32) -> FieldTable {
+    let g = i / 2;
+    let mut t = FieldTable::default();
+    if i % 2 == 0 {
+        t.insert("x-match".into(), AMQPValue::LongString("all".into()));
+        t.insert("a".into(), AMQPValue::LongString(format!("v{g}").into()));
+        t.insert("b".into(), AMQPValue::LongInt(g as i32));
+    } else {
+        t.insert("x-match".into(), AMQPValue::LongString("any".into()));
+        t.insert("c".into(), AMQPValue::LongString(format!("v{g}").into()));
+        t.insert("d".into(), AMQPValue::LongString(format!("w{g}").into()));
+    }
+    t
+}
+
+/// Headers of message set `j` of `m` over `n` header bindings: even `j` match both bindings of
+/// one group (spread evenly over the groups), odd `j` match none; every set also carries two
+/// headers no binding reads, as application messages do.
+fn generated_headers(j: u32, m: u32, n: u32) -> FieldTable {
+    let groups = n.div_ceil(2).max(1);
+    let mut h = FieldTable::default();
+    h.insert("source".into(), AMQPValue::LongString("warren-perf".into()));
+    h.insert("seq".into(), AMQPValue::LongInt(j as i32));
+    if j % 2 == 0 {
+        let g = ((j as u64 * groups as u64) / m.max(1) as u64) as u32 % groups;
+        h.insert("a".into(), AMQPValue::LongString(format!("v{g}").into()));
+        h.insert("b".into(), AMQPValue::LongInt(g as i32));
+        h.insert("c".into(), AMQPValue::LongString(format!("v{g}").into()));
+    } else {
+        h.insert("a".into(), AMQPValue::LongString(format!("none{j}").into()));
+        h.insert("c".into(), AMQPValue::LongString(format!("none{j}").into()));
+    }
+    h
 }
 
 /// Routing key number `j` of `m`: even j match one of the `n` topic patterns
@@ -109,7 +157,12 @@ pub async fn declare(conn: &Connection, args: &Args) -> Result<Topology, BoxErro
         if args.topic_bindings > 0 {
             for i in 0..args.topic_bindings {
                 let q = &queues[(i % args.queues) as usize];
-                bindings.push((q.clone(), topic_pattern(i), FieldTable::default()));
+                bindings.push((q.clone(), topic_pattern(i, args.topic_matches), FieldTable::default()));
+            }
+        } else if args.header_bindings > 0 {
+            for i in 0..args.header_bindings {
+                let q = &queues[(i % args.queues) as usize];
+                bindings.push((q.clone(), String::new(), header_binding(i)));
             }
         } else {
             for q in &queues {
@@ -147,10 +200,18 @@ pub async fn declare(conn: &Connection, args: &Args) -> Result<Topology, BoxErro
     } else {
         BasicProperties::default()
     };
-    let targets = if args.routing_keys > 0 {
+    let targets = if args.header_bindings > 0 {
+        (0..args.routing_keys.max(1))
+            .map(|j| Target {
+                routing_key: "".into(),
+                properties: base.clone().with_headers(generated_headers(j, args.routing_keys.max(1), args.header_bindings)),
+            })
+            .collect()
+    } else if args.routing_keys > 0 {
+        let groups = args.topic_bindings.div_ceil(args.topic_matches);
         (0..args.routing_keys)
             .map(|j| Target {
-                routing_key: generated_routing_key(j, args.routing_keys, args.topic_bindings).into(),
+                routing_key: generated_routing_key(j, args.routing_keys, groups).into(),
                 properties: base.clone(),
             })
             .collect()
@@ -194,7 +255,19 @@ mod tests {
         assert_eq!(generated_routing_key(0, 1000, 10000), "k.0.r");
         assert_eq!(generated_routing_key(1, 1000, 10000), "n.1.r");
         assert_eq!(generated_routing_key(2, 1000, 10000), "k.20.r");
-        assert_eq!(topic_pattern(20), "k.20.*");
-        assert_eq!(topic_pattern(21), "k.21.#");
+        assert_eq!(topic_pattern(20, 1), "k.20.*");
+        assert_eq!(topic_pattern(21, 1), "k.21.#");
+        assert_eq!(topic_pattern(14, 3), "*.4.r");
+        assert_eq!(topic_pattern(15, 4), "#.3.r");
+    }
+
+    #[test]
+    fn header_sets_alternate_matching_and_not() {
+        let m = generated_headers(0, 10, 1000);
+        assert_eq!(m.inner().get("b"), Some(&AMQPValue::LongInt(0)));
+        let m = generated_headers(2, 10, 1000);
+        assert_eq!(m.inner().get("a"), Some(&AMQPValue::LongString("v100".into())));
+        assert_eq!(header_binding(201).inner().get("d"), Some(&AMQPValue::LongString("w100".into())));
+        assert_eq!(generated_headers(3, 10, 1000).inner().get("b"), None);
     }
 }

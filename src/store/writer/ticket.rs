@@ -30,8 +30,14 @@ impl<T> Pending<T> {
     /// Block the current thread until the result is in. Safe to call from
     /// inside a tokio runtime thread (it does not use tokio's blocking_recv),
     /// but it blocks that thread: prefer `.await` in async code.
+    ///
+    /// The receiver is polled outside tokio's cooperative budget: inside a task that has used
+    /// up its budget (a connection handling a few hundred pipelined durable `queue.declare`s
+    /// in one poll), tokio's oneshot answers `Pending` and defers its wake-up until the task
+    /// yields, which a blocked thread never does: the connection, and every later store
+    /// wait on that worker, hung for good.
     pub fn wait(self) -> Result<T, StoreError> {
-        futures_lite::future::block_on(self)
+        futures_lite::future::block_on(tokio::task::unconstrained(self))
     }
 }
 
