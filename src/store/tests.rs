@@ -353,10 +353,15 @@ fn at_batch_end_runs_after_every_callback_of_the_batch() {
     let s = Store::open(dir.path()).unwrap();
     let log = s.message_log();
     let events = Arc::new(Mutex::new(Vec::<String>::new()));
-    // Hold the writer in a commit callback until every append below is queued, so that they
-    // form one batch.
+    // Hold the writer in a commit callback of an earlier batch until every append below is
+    // queued, so that they form the next batch together.
     let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-    log.append_then(1, 1, rec(1), move |_| go_rx.recv().unwrap());
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+    log.append_then(1, 1, rec(1), move |_| {
+        in_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    in_rx.recv().unwrap();
     for i in 2..=4u64 {
         let e = events.clone();
         log.append_then(1, i, rec(i), move |r| {
