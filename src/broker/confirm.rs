@@ -6,13 +6,14 @@
 //! and the store's writer thread complete publishes here; whoever advances the prefix writes the
 //! frame.
 
-use super::delivery::ConnShared;
+use super::delivery::{ChannelShared, ConnShared};
 use crate::protocol::frame;
 use crate::protocol::{AMQPClass, basic};
 use parking_lot::Mutex;
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, SeqCst};
 
 #[derive(Default)]
 struct Inner {
@@ -33,6 +34,8 @@ pub struct Confirms {
     issued: AtomicU64,
     /// Publishes acked to the client (management `message_stats.confirm`).
     acked: AtomicU64,
+    /// A flush is scheduled for the end of the store writer's current batch.
+    flush_scheduled: AtomicBool,
 }
 
 impl Confirms {
@@ -70,6 +73,26 @@ impl Confirms {
         } else if seq > st.done_upto {
             st.done.insert(seq);
         }
+    }
+
+    /// Sends what became sendable of `ch`'s confirms and wakes its connection's writer: at the end
+    /// of the store batch when called from a commit callback on the writer thread (one
+    /// `basic.ack multiple=true` and one wake-up for all the channel's publishes of that batch,
+    /// instead of one per publish), at once anywhere else.
+    pub fn flush_soon(ch: &Arc<ChannelShared>) {
+        // Ordering: `complete` (under the lock) happens before this swap; the deferred flush
+        // clears the flag before it takes the lock, so a completion that found the flag set is
+        // seen by that flush, and one that comes after the clear schedules its own.
+        if ch.confirms.flush_scheduled.swap(true, AcqRel) {
+            return;
+        }
+        let ch = ch.clone();
+        crate::store::writer::at_batch_end(move || {
+            ch.confirms.flush_scheduled.store(false, SeqCst);
+            if ch.open.load(Relaxed) && ch.confirms.flush(&ch.conn, ch.number) {
+                ch.conn.wake();
+            }
+        });
     }
 
     /// Writes the confirms that became sendable. Returns true if anything was written.

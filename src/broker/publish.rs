@@ -345,11 +345,8 @@ impl ConfirmWait {
             w.ok.store(false, Ordering::Relaxed);
         }
         if w.left.fetch_sub(1, Ordering::AcqRel) == 1 {
-            let ch = &w.channel;
-            ch.confirms.complete(w.seq, w.ok.load(Ordering::Relaxed));
-            if ch.open.load(Ordering::Relaxed) && ch.confirms.flush(&ch.conn, ch.number) {
-                ch.conn.wake();
-            }
+            w.channel.confirms.complete(w.seq, w.ok.load(Ordering::Relaxed));
+            super::confirm::Confirms::flush_soon(&w.channel);
         }
     }
 }

@@ -344,6 +344,44 @@ fn ticket_resolves_only_once_committed() {
     assert_eq!(s.read_message(q, 2).unwrap(), Some(msg(2)));
 }
 
+/// A closure a commit callback defers with `at_batch_end` runs after every callback of the batch
+/// (so it sees all of them), once per deferral; outside a callback it runs at once.
+#[test]
+fn at_batch_end_runs_after_every_callback_of_the_batch() {
+    use std::sync::Mutex;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let log = s.message_log();
+    let events = Arc::new(Mutex::new(Vec::<String>::new()));
+    // Hold the writer in a commit callback of an earlier batch until every append below is
+    // queued, so that they form the next batch together.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<()>();
+    log.append_then(1, 1, rec(1), move |_| {
+        in_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+    });
+    in_rx.recv().unwrap();
+    for i in 2..=4u64 {
+        let e = events.clone();
+        log.append_then(1, i, rec(i), move |r| {
+            r.unwrap();
+            e.lock().unwrap().push(format!("done {i}"));
+            let e2 = e.clone();
+            crate::store::writer::at_batch_end(move || e2.lock().unwrap().push(format!("end {i}")));
+        });
+    }
+    go_tx.send(()).unwrap();
+    log.flush().wait().unwrap();
+    assert_eq!(*events.lock().unwrap(), ["done 2", "done 3", "done 4", "end 2", "end 3", "end 4"]);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r2 = ran.clone();
+    crate::store::writer::at_batch_end(move || {
+        r2.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+}
+
 #[test]
 fn ticket_works_in_async_code() {
     let dir = tempfile::tempdir().unwrap();

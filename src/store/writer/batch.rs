@@ -257,9 +257,7 @@ fn process_batch(
 
     match &error {
         None => {
-            for d in dones {
-                d.complete(Ok(()));
-            }
+            super::ticket::complete_all(dones, &Ok(()));
             for (tx, rep) in replies {
                 let _ = tx.send(Ok(rep));
             }
@@ -267,9 +265,7 @@ fn process_batch(
         Some(e) => {
             stats.failed_batches.fetch_add(1, Relaxed);
             tracing::error!("store: group commit failed, failing the whole batch: {e}");
-            for d in dones {
-                d.complete(Err(e.clone()));
-            }
+            super::ticket::complete_all(dones, &Err(e.clone()));
             for (tx, _) in replies {
                 let _ = tx.send(Err(e.clone()));
             }

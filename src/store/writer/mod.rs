@@ -57,7 +57,7 @@ use super::{DefOp, DefReply};
 pub(crate) use batch::run;
 pub use stats::StatsSnapshot;
 pub(crate) use stats::WriterStats;
-pub use ticket::{Callback, Pending, Ticket};
+pub use ticket::{Callback, Pending, Ticket, at_batch_end};
 pub(crate) use ticket::Done;
 
 pub(crate) enum Op {

@@ -1,6 +1,7 @@
 //! How a submitter learns that its op is durable: a [`Pending`] future (a oneshot), a callback
 //! run on the writer thread, or nothing.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -78,4 +79,50 @@ impl Done {
             }
         }
     }
+}
+
+thread_local! {
+    /// While the writer thread completes a batch: closures to run once every completion of the
+    /// batch has run (`None` outside that phase, and on every other thread).
+    static BATCH_END: RefCell<Option<Vec<Box<dyn FnOnce()>>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` once the writer has run every completion of the batch it is completing, when called
+/// from such a completion (a callback on the writer thread); anywhere else, runs it now. A
+/// callback that makes work per batch rather than per op (e.g. one confirm frame and one wake-up
+/// for all the publishes of a channel that the batch made durable) defers it with this.
+pub fn at_batch_end(f: impl FnOnce() + 'static) {
+    let f: Box<dyn FnOnce()> = Box::new(f);
+    let rest = BATCH_END.with(|b| match b.borrow_mut().as_mut() {
+        Some(v) => {
+            v.push(f);
+            None
+        }
+        None => Some(f),
+    });
+    if let Some(f) = rest {
+        f();
+    }
+}
+
+/// Completes every op of a batch with `r`, then runs what their callbacks deferred to the end of
+/// the batch (see [`at_batch_end`]). A panic in either is caught and logged.
+pub(super) fn complete_all(dones: Vec<Done>, r: &Result<(), StoreError>) {
+    BATCH_END.with(|b| *b.borrow_mut() = Some(Vec::new()));
+    for d in dones {
+        d.complete(r.clone());
+    }
+    // Closures may defer more (run in the same pass): take until none is left.
+    loop {
+        let fs = BATCH_END.with(|b| b.borrow_mut().as_mut().map(std::mem::take).unwrap_or_default());
+        if fs.is_empty() {
+            break;
+        }
+        for f in fs {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).is_err() {
+                tracing::error!("store batch-end callback panicked");
+            }
+        }
+    }
+    BATCH_END.with(|b| *b.borrow_mut() = None);
 }
