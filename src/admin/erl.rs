@@ -14,6 +14,7 @@
 //! An array's JSON is an object of `type: value` pairs in order, duplicate keys included (the
 //! CLI encodes the Erlang property list as it is), so it is kept as text.
 
+use crate::broker::queue_args::type_name;
 use amq_protocol::types::{AMQPValue, FieldTable};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -113,29 +114,6 @@ pub fn table(t: &FieldTable) -> Cell {
     text.push(']');
     js.push(']');
     Cell { value: Value::Array(value), table: Some(text), json: Some(js) }
-}
-
-/// RabbitMQ's name of an AMQP field type (`rabbit_binary_parser`).
-fn type_name(v: &AMQPValue) -> &'static str {
-    match v {
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::ShortShortInt(_) => "byte",
-        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
-        AMQPValue::ShortInt(_) => "short",
-        AMQPValue::ShortUInt(_) => "unsignedshort",
-        AMQPValue::LongInt(_) => "signedint",
-        AMQPValue::LongUInt(_) => "unsignedint",
-        AMQPValue::LongLongInt(_) => "long",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-    }
 }
 
 /// A string as Elixir's `inspect` prints it: quoted, with `"`, `\` and control characters
