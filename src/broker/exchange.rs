@@ -187,10 +187,13 @@ impl Exchange {
     fn count_key(st: &mut RouteState, id: DestinationId, key: &str, add: bool) {
         if add {
             *st.keys.entry((id, key.into())).or_insert(0) += 1;
-        } else if let Some(n) = st.keys.get_mut(&(id, Box::<str>::from(key))) {
-            *n -= 1;
-            if *n == 0 {
-                st.keys.remove(&(id, Box::<str>::from(key)));
+        } else {
+            let k = (id, Box::<str>::from(key));
+            if let Some(n) = st.keys.get_mut(&k) {
+                *n -= 1;
+                if *n == 0 {
+                    st.keys.remove(&k);
+                }
             }
         }
     }
