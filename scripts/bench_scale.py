@@ -308,10 +308,16 @@ def cmd_slow_queues(a, mk):
     total_rate = a.queues * a.rate
     state = {"next": 0, "sent": 0, "t0": None}
 
+    period = a.tick_ms / 1000
+
     def tick(now):
         if state["t0"] is None:
             state["t0"] = now
-        due = int((now - state["t0"]) * total_rate) + 1
+        # One write per period, at its start, with the period's messages. (A consumer's delivery
+        # wakes the select loop early; sending what is due then would split every batch.)
+        periods = int((now - state["t0"]) / period) + 1
+        next_batch = periods * period
+        due = round(periods * period * total_rate)
         k = due - state["sent"]
         if k > 0:
             out = []
@@ -323,8 +329,7 @@ def cmd_slow_queues(a, mk):
             pub.sock.sendall(b"".join(out))
             pub.sock.setblocking(False)
             state["sent"] += k
-        nxt = state["t0"] + (state["sent"] + max(1, int(total_rate * a.tick_ms / 1000))) / total_rate
-        return max(0.0, nxt - time.monotonic())
+        return max(0.0, state["t0"] + next_batch - time.monotonic())
 
     everyone = conns + [pub]
     pump_for(everyone, a.warmup, tick)
