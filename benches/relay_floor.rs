@@ -6,8 +6,10 @@
 //! second — the shape of publish → queue → deliver with no AMQP, no routing, no queue. The parent
 //! sends at a fixed rate, one write per message (TCP_NODELAY), reads them back on another
 //! thread, and prints the child's CPU time (utime + stime from /proc/PID/stat) per message, for
-//! tokio's multi-thread runtime with 2 workers (as warren-server) and its current-thread runtime.
-//! Compare with `scripts/bench-cpu.sh rate10k` (Warren's broker CPU per message alone).
+//! tokio's multi-thread runtime with 2 workers (as warren-server), its current-thread runtime,
+//! and no runtime at all: one OS thread in blocking `read` then `write` (the least any server can
+//! do per message: one wake-up, one read, one send). Compare with `scripts/bench-cpu.sh rate10k`
+//! (Warren's broker CPU per message alone).
 //!
 //!     cargo bench --bench relay_floor            # rates 2,000 and 10,000 msg/s, 5 s each
 use std::io::{Read, Write};
@@ -30,7 +32,31 @@ fn clock_ticks_per_second() -> f64 {
     String::from_utf8_lossy(&out.stdout).trim().parse().expect("a number")
 }
 
+/// `workers`: 0 = tokio current-thread, N = tokio multi-thread with N workers, BLOCKING = no
+/// runtime.
+const BLOCKING: usize = usize::MAX;
+
+fn blocking_server(port_file: &str) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    std::fs::write(port_file, l.local_addr().expect("addr").port().to_string()).expect("port file");
+    let (mut publisher, _) = l.accept().expect("accept");
+    let (mut consumer, _) = l.accept().expect("accept");
+    publisher.set_nodelay(true).expect("nodelay");
+    consumer.set_nodelay(true).expect("nodelay");
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let n = publisher.read(&mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        consumer.write_all(&buf[..n]).expect("write");
+    }
+}
+
 fn server(workers: usize, port_file: &str) {
+    if workers == BLOCKING {
+        return blocking_server(port_file);
+    }
     let rt = if workers == 0 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {
@@ -112,9 +138,13 @@ fn run(workers: usize, rate: u64) {
     drop(publisher);
     let relayed = reader.join().expect("reader");
     child.wait().expect("server exit");
-    let runtime = if workers == 0 { "current-thread".to_string() } else { format!("multi-thread, {workers} workers") };
+    let runtime = match workers {
+        BLOCKING => "none (blocking thread)".to_string(),
+        0 => "tokio current-thread".to_string(),
+        n => format!("tokio multi-thread, {n} workers"),
+    };
     let us = (t1 - t0) as f64 / clock_ticks_per_second() * 1e6 / n as f64;
-    println!("relay floor: {rate:>6} msg/s, tokio {runtime:<24} sent {n}, relayed {relayed}, server CPU {us:.1} µs/msg");
+    println!("relay floor: {rate:>6} msg/s, {runtime:<30} sent {n}, relayed {relayed}, server CPU {us:.1} µs/msg");
 }
 
 fn main() {
@@ -124,7 +154,7 @@ fn main() {
         return;
     }
     for rate in [2_000, 10_000] {
-        for workers in [2, 0] {
+        for workers in [2, 0, BLOCKING] {
             run(workers, rate);
         }
     }

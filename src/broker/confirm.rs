@@ -6,7 +6,8 @@
 //! and the store's writer thread complete publishes here; whoever advances the prefix writes the
 //! frame.
 
-use super::delivery::{ChannelShared, ConnShared};
+use super::delivery::ChannelShared;
+use super::outbound::ConnShared;
 use crate::protocol::frame;
 use crate::protocol::{AMQPClass, basic};
 use parking_lot::Mutex;

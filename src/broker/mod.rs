@@ -16,6 +16,7 @@ pub mod global_parameters;
 pub mod internal_auth;
 pub mod limits;
 pub mod message;
+pub mod outbound;
 pub mod persist;
 pub mod policies;
 pub mod policy;
@@ -70,7 +71,7 @@ pub struct ConnectionEntry {
     /// (management `/api/channels`, `warrenctl list_channels`).
     pub channel_list: Arc<Mutex<std::collections::BTreeMap<u16, Arc<delivery::ChannelShared>>>>,
     /// The connection's send side (socket byte counters, frame_max).
-    pub shared: Arc<delivery::ConnShared>,
+    pub shared: Arc<outbound::ConnShared>,
     /// Negotiated at connection.tune: channel_max, frame_max, heartbeat.
     pub tuned: (u16, u32, u16),
     /// SASL mechanism of the login.

@@ -1,6 +1,6 @@
 //! connection.start / start-ok (SASL PLAIN, AMQPLAIN, EXTERNAL) / tune / tune-ok / open.
 
-use crate::broker::delivery::ConnShared;
+use crate::broker::outbound::ConnShared;
 use crate::auth_backend::{AuthUser, Credentials};
 use crate::broker::{Broker, Vhost};
 use crate::protocol::frame::{self, FRAME_MIN_SIZE, Frame, parse_frame};

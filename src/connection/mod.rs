@@ -6,11 +6,13 @@ mod dispatch;
 mod errlog;
 mod handshake;
 pub mod transport;
+mod writer;
 
 pub use handshake::MECHANISMS;
 
 use crate::broker::counters;
-use crate::broker::delivery::{ChannelShared, ConnShared};
+use crate::broker::delivery::ChannelShared;
+use crate::broker::outbound::ConnShared;
 use crate::broker::queue::Queue;
 use crate::broker::{Broker, ConnectionEntry, Vhost};
 use crate::protocol::frame::{self, Frame, FrameError, parse_frame};
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use transport::{Reader, Stream, Writer};
+use transport::{Reader, Stream};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -175,7 +177,7 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
         let _ = close_tx.send(ReplyError::new(ErrorKind::ConnectionForced, crate::broker::SHUTDOWN_REASON));
     }
     drop(close_tx);
-    let writer = tokio::spawn(write_loop(conn.clone(), wr, hs.heartbeat));
+    let writer = tokio::spawn(writer::write_loop(conn.clone(), wr, hs.heartbeat));
     let label = errlog::ConnLabel {
         id,
         name: match local {
@@ -219,41 +221,6 @@ pub async fn serve(broker: Arc<Broker>, socket: Stream, peer: SocketAddr) {
     conn.close();
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     info!(peer = %peer, user = %c.ctx.user, vhost = %c.ctx.vhost.name, "closing AMQP connection ({reason})");
-}
-
-/// Drains the outbound buffer; sends a heartbeat after `heartbeat/2` seconds without output.
-async fn write_loop(conn: Arc<ConnShared>, mut wr: Writer, heartbeat: u16) {
-    let mut batch = BytesMut::new();
-    let idle = if heartbeat == 0 { Duration::from_secs(3600 * 24) } else { Duration::from_millis(heartbeat as u64 * 500) };
-    loop {
-        let got = tokio::time::timeout(idle, conn.next_batch(&mut batch)).await;
-        if got.is_err() {
-            if conn.is_closed() {
-                break;
-            }
-            frame::write_heartbeat(&mut batch);
-        }
-        // flush: a no-op on TCP; TLS sends the records still buffered in the session.
-        if wr.write_all(&batch).await.is_err() || wr.flush().await.is_err() {
-            conn.close();
-            break;
-        }
-        conn.io.sent(batch.len());
-        // Small batches give their buffer back (idle connections hold none); large ones keep it.
-        if batch.capacity() > 16 * 1024 {
-            batch.clear();
-        } else {
-            batch = BytesMut::new();
-        }
-        conn.after_write();
-        if conn.is_closed() {
-            conn.take_now(&mut batch);
-            let _ = wr.write_all(&batch).await;
-            let _ = wr.flush().await;
-            break;
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 pub(crate) struct Connection {
@@ -302,7 +269,7 @@ impl Connection {
         loop {
             // Writers of the connections this batch of frames delivers to are woken once, at the
             // end of the batch (before any wait).
-            let wakes = crate::broker::delivery::DeferWakes::begin();
+            let wakes = crate::broker::outbound::DeferWakes::begin();
             // While blocked, frames already buffered wait too (RabbitMQ's recvloop stops at once).
             while !self.reading_paused() {
                 match parse_frame(&mut buf, self.frame_max) {

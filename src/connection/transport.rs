@@ -5,6 +5,7 @@
 use bytes::BytesMut;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -24,8 +25,10 @@ pub(crate) enum Reader {
     Tls(tokio::io::ReadHalf<Tls>),
 }
 
+/// The plain half is shared with the connection's `ConnShared`, which may write small outputs
+/// directly (see `broker::outbound`); the socket closes when the last holder drops it.
 pub(crate) enum Writer {
-    Tcp(OwnedWriteHalf),
+    Tcp(Arc<OwnedWriteHalf>),
     Tls(tokio::io::WriteHalf<Tls>),
 }
 
@@ -34,7 +37,7 @@ impl Stream {
         match self {
             Stream::Tcp(s) => {
                 let (r, w) = s.into_split();
-                (Reader::Tcp(r), Writer::Tcp(w), None)
+                (Reader::Tcp(r), Writer::Tcp(Arc::new(w)), None)
             }
             Stream::Tls(s, peer) => {
                 let (r, w) = tokio::io::split(*s);
@@ -95,39 +98,51 @@ impl AsyncRead for Reader {
     }
 }
 
+impl Writer {
+    /// The plain TCP half, for direct writes (None for TLS).
+    pub(crate) fn direct_socket(&self) -> Option<Arc<OwnedWriteHalf>> {
+        match self {
+            Writer::Tcp(w) => Some(w.clone()),
+            Writer::Tls(_) => None,
+        }
+    }
+}
+
+/// A shared plain half writes through `&TcpStream`: wait for writability, then a non-blocking
+/// `send` (which clears tokio's readiness when it would block).
+fn poll_write_shared(w: &OwnedWriteHalf, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    let s: &TcpStream = w.as_ref();
+    loop {
+        std::task::ready!(s.poll_write_ready(cx))?;
+        match s.try_write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            r => return Poll::Ready(r),
+        }
+    }
+}
+
 impl AsyncWrite for Writer {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            Writer::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            Writer::Tcp(w) => poll_write_shared(w, cx, buf),
             Writer::Tls(w) => Pin::new(w).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Writer::Tcp(w) => Pin::new(w).poll_flush(cx),
+            Writer::Tcp(_) => Poll::Ready(Ok(())),
             Writer::Tls(w) => Pin::new(w).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Writer::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            Writer::Tcp(w) => {
+                let s: &TcpStream = (**w).as_ref();
+                Poll::Ready(rustix::net::shutdown(s, rustix::net::Shutdown::Write).map_err(io::Error::from))
+            }
             Writer::Tls(w) => Pin::new(w).poll_shutdown(cx),
-        }
-    }
-
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Writer::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
-            Writer::Tls(w) => Pin::new(w).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            Writer::Tcp(w) => w.is_write_vectored(),
-            Writer::Tls(w) => w.is_write_vectored(),
         }
     }
 }

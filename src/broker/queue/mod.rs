@@ -229,7 +229,7 @@ impl Queue {
 
     /// A consumer of this queue delivers to connection `conn` (flow control must not pause a
     /// reader whose acks the queue is waiting for).
-    pub fn consumed_by(&self, conn: &Arc<super::delivery::ConnShared>) -> bool {
+    pub fn consumed_by(&self, conn: &Arc<super::outbound::ConnShared>) -> bool {
         self.inner.lock().consumers.iter().any(|c| Arc::ptr_eq(&c.channel.conn, conn))
     }
 
