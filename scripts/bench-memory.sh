@@ -44,7 +44,6 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   nice -n 10 cargo build --release --bin warren-perf --bin warren-server >&2
 fi
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 
 outdir=$root/target/bench/memory-$(date +%Y%m%d-%H%M%S)
