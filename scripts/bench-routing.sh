@@ -25,14 +25,7 @@ root=$PWD
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 
-DURATION=${DURATION:-10}
-WARREN_PORT=${WARREN_PORT:-5674}
-WARREN_URI="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
-RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
-RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
-ONLY=${ONLY:-}
-PERF=${PERF:-$root/target/release/warren-perf}
-SERVER=${SERVER:-$root/target/release/warren-server}
+side_by_side_env
 TCK=$(getconf CLK_TCK)
 
 scenarios=("$@")

@@ -21,15 +21,8 @@ root=$PWD
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 
-DURATION=${DURATION:-10}
-WARREN_PORT=${WARREN_PORT:-5674}
-WARREN_URI="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
-RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
-RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
+side_by_side_env
 IDLE_CONNS=${IDLE_CONNS:-1000}
-ONLY=${ONLY:-}
-PERF=${PERF:-$root/target/release/warren-perf}
-SERVER=${SERVER:-$root/target/release/warren-server}
 
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(basic idle topic persistent)

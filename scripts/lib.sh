@@ -68,3 +68,21 @@ rabbitmq_up() {
 # uri_of BROKER / pid_of BROKER (warren or rabbitmq): its AMQP URI ($WARREN_URI, $RMQ_URI), its pid.
 uri_of() { if [ "$1" = warren ]; then echo "$WARREN_URI"; else echo "$RMQ_URI"; fi; }
 pid_of() { if [ "$1" = warren ]; then echo "$warren_pid"; else pid_on_port "$RMQ_PORT"; fi; }
+
+# port_of_uri URI: the port of an amqp:// URI
+port_of_uri() { sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$1"; }
+
+# side_by_side_env: the settings of a benchmark run against warren-server and the reference node,
+# from the environment, else their defaults: DURATION (10 s a run), WARREN_PORT (5674) and its
+# WARREN_URI, RMQ_URI (the reference node on 5673) and its RMQ_PORT, ONLY (empty: both brokers),
+# PERF and SERVER (the release binaries of the checkout at $root).
+side_by_side_env() {
+  DURATION=${DURATION:-10}
+  WARREN_PORT=${WARREN_PORT:-5674}
+  WARREN_URI="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
+  RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
+  RMQ_PORT=$(port_of_uri "$RMQ_URI")
+  ONLY=${ONLY:-}
+  PERF=${PERF:-$root/target/release/warren-perf}
+  SERVER=${SERVER:-$root/target/release/warren-server}
+}
