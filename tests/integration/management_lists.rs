@@ -190,9 +190,9 @@ async fn overview_of_a_management_user_counts_its_vhosts_only() {
 }
 
 /// `columns=` on the single objects (queue, exchange, node, overview, whoami, permission), as
-/// RabbitMQ's `extract_columns`: a path through a string keeps the string (this trapped the
-/// management component before the host picked the columns), RabbitMQ's maps (`arguments`, the
-/// overview's totals and rates) are kept whole, arrays of objects are filtered element by element.
+/// RabbitMQ's `extract_columns`: a path through a string keeps the string (the management
+/// component's own picker answered `{}`), RabbitMQ's maps (`arguments`, the overview's totals
+/// and rates) are kept whole, arrays of objects are filtered element by element.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_objects_take_columns_as_rabbitmq() {
     let (b, addr) = start().await;
