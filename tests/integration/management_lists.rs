@@ -214,6 +214,9 @@ async fn single_objects_take_columns_as_rabbitmq() {
     let r = get(addr, &format!("/api/exchanges/{vh}/amq.direct?columns=name,type")).await.json();
     assert_eq!(r, json!({"name": "amq.direct", "type": "direct"}));
     assert_eq!(get(addr, "/api/whoami?columns=name").await.json(), json!({"name": "guest"}));
+    let cluster = get(addr, "/api/overview").await.json()["cluster_name"].clone();
+    assert_eq!(get(addr, "/api/cluster-name?columns=name").await.json(), json!({"name": cluster}));
+    assert_eq!(get(addr, "/api/cluster-name?columns=x").await.json(), json!([]));
     assert_eq!(get(addr, &format!("/api/permissions/{vh}/guest?columns=user,vhost")).await.json(), json!({"user": "guest", "vhost": vh}));
 
     let o = get(addr, "/api/overview?columns=node,object_totals.queues,message_stats.publish").await.json();

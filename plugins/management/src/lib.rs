@@ -200,7 +200,7 @@ fn route(req: &Request) -> Result<Response, Failure> {
     }
     match (m, s.as_slice()) {
         (_, ["overview"]) if get => one("overview", json!({})),
-        (_, ["cluster-name"]) if get => Ok(json_response(200, &json!({"name": call("overview", json!({}))?["cluster_name"]}))),
+        (_, ["cluster-name"]) if get => one("cluster_name.get", json!({})),
         (_, ["nodes"]) if get => list("nodes", json!({})),
         (_, ["nodes", name]) if get => one("nodes.get", json!({"name": name})),
         (_, ["extensions"]) if get => Ok(json_response(200, &json!([]))),

@@ -197,6 +197,7 @@ const ONE: &[&str] = &[
     "policies.get",
     "parameters.get",
     "global_parameters.get",
+    "cluster_name.get",
 ];
 
 /// Runs operation `op` with JSON `args` for `caller`.
@@ -269,6 +270,7 @@ fn dispatch(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
         "global_parameters.get" => global_parameters::get(broker, caller, a),
         "global_parameters.put" => global_parameters::put(broker, caller, a),
         "global_parameters.delete" => global_parameters::delete(broker, caller, a),
+        "cluster_name.get" => global_parameters::cluster_name(broker),
         "cluster_name.put" => global_parameters::put_cluster_name(broker, caller, a),
         "vhost_limits.list" => vhost_limits::list(broker, caller, a),
         "vhost_limits.put" => vhost_limits::put(broker, caller, a),
