@@ -23,7 +23,7 @@ SIZE=${SIZE:-1024}
 WARREN_PORT=${WARREN_PORT:-5675}
 URI="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
 RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
-RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
+RMQ_PORT=$(port_of_uri "$RMQ_URI")
 PERF=$root/target/release/warren-perf
 SERVER=$root/target/release/warren-server
 

@@ -23,15 +23,8 @@ root=$PWD
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 
-DURATION=${DURATION:-10}
-WARREN_PORT=${WARREN_PORT:-5674}
-WARREN_URI="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
-RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
-RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
-ONLY=${ONLY:-}
+side_by_side_env
 CLIENT=${CLIENT:-raw}
-PERF=${PERF:-$root/target/release/warren-perf}
-SERVER=${SERVER:-$root/target/release/warren-server}
 TCK=$(getconf CLK_TCK)
 
 scenarios=("$@")
@@ -44,34 +37,11 @@ fi
 outdir=$root/target/bench/cpu-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$outdir"
 datadir=$(mktemp -d /tmp/warren-bench-cpu.XXXXXX)
-warren_pid=
-cleanup() {
-  if [ -n "$warren_pid" ] && kill -0 "$warren_pid" 2>/dev/null; then
-    kill "$warren_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$warren_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$warren_pid" 2>/dev/null || true
-  fi
-  rm -rf "$datadir"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 brokers=()
-if [ "$ONLY" != rabbitmq ]; then
-  if port_open "$WARREN_PORT"; then echo "port $WARREN_PORT is in use; refusing to measure an unknown process" >&2; exit 1; fi
-  "$SERVER" --amqp-port "$WARREN_PORT" --data-dir "$datadir" >"$outdir/warren-server.log" 2>&1 &
-  warren_pid=$!
-  for _ in $(seq 1 100); do port_open "$WARREN_PORT" && break; sleep 0.1; done
-  port_open "$WARREN_PORT" && brokers+=(warren)
-fi
-if [ "$ONLY" != warren ]; then
-  port_open "$RMQ_PORT" || "$root/scripts/rabbitmq-ref.sh" start >&2
-  port_open "$RMQ_PORT" && brokers+=(rabbitmq)
-fi
-uri_of() { if [ "$1" = warren ]; then echo "$WARREN_URI"; else echo "$RMQ_URI"; fi; }
-pid_of() { if [ "$1" = warren ]; then echo "$warren_pid"; else pid_on_port "$RMQ_PORT"; fi; }
-
-# CPU ticks (utime + stime) of PID
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+if [ "$ONLY" != rabbitmq ] && warren_start "$outdir/warren-server.log"; then brokers+=(warren); fi
+if [ "$ONLY" != warren ] && rabbitmq_up; then brokers+=(rabbitmq); fi
 write_bytes() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io"; }
 
 args_of() {
@@ -128,12 +98,7 @@ for s in "${scenarios[@]}"; do
       extra="$extra instructions/msg $(awk -v i="${ins:-0}" -v n="$n" 'BEGIN{ if (n > 0 && i > 0) printf "%.0f", i / n; else print "n/a" }')"
     fi
     echo "| $s | $b | $sr | $rr | $bcpu | $ccpu | $p50/$p99 | $extra |"
-    # A broker still working through what the last run left in its sockets would feed the next
-    # run's queue: wait (up to 60 s) until it uses less than 5 % of a core.
-    for _ in $(seq 1 60); do
-      a=$(cpu_ticks "$pid"); sleep 1; z=$(cpu_ticks "$pid")
-      [ $(( (z - a) * 100 / TCK )) -lt 5 ] && break
-    done
+    wait_idle "$pid"
   done
 done
 echo

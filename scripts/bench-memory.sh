@@ -32,7 +32,7 @@ QUIET_S=${QUIET_S:-5}
 WARREN_PORT=${WARREN_PORT:-5681}
 URI="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
 RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673}
-RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
+RMQ_PORT=$(port_of_uri "$RMQ_URI")
 RMQ_VHOST=warren-bench-memory
 PERF=${PERF:-$root/target/release/warren-perf}
 SERVER=${SERVER:-$root/target/release/warren-server}
@@ -44,7 +44,6 @@ if [ -z "${SKIP_BUILD:-}" ]; then
   nice -n 10 cargo build --release --bin warren-perf --bin warren-server >&2
 fi
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mib() { awk -v k="$1" 'BEGIN{printf "%.1f", k/1024}'; }
 
 outdir=$root/target/bench/memory-$(date +%Y%m%d-%H%M%S)

@@ -47,8 +47,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# CPU time (user + system) of PID in clock ticks.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 
 run_one() { # $1: warren|rabbitmq

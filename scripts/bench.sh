@@ -13,22 +13,16 @@
 #               commit's batch sizes (warrenctl store_status before/after)
 #
 # Environment: DURATION (seconds per run, 10), WARREN_PORT (5674), RMQ_URI (the ref node on 5673),
-#   IDLE_CONNS (1000), SKIP_BUILD=1 (use existing release binaries), ONLY=warren|rabbitmq.
+#   IDLE_CONNS (1000), SKIP_BUILD=1 (use existing release binaries), ONLY=warren|rabbitmq,
+#   SERVER / PERF (other binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 
-DURATION=${DURATION:-10}
-WARREN_PORT=${WARREN_PORT:-5674}
-WARREN_URI="amqp://guest:guest@127.0.0.1:${WARREN_PORT}/%2f"
-RMQ_URI=${RMQ_URI:-amqp://guest:guest@127.0.0.1:5673/%2f}
-RMQ_PORT=$(sed -E 's#.*@[^:/]+:([0-9]+).*#\1#' <<<"$RMQ_URI")
+side_by_side_env
 IDLE_CONNS=${IDLE_CONNS:-1000}
-ONLY=${ONLY:-}
-PERF=$root/target/release/warren-perf
-SERVER=$root/target/release/warren-server
 
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(basic idle topic persistent)
@@ -57,43 +51,22 @@ fi
 outdir=$root/target/bench/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$outdir"
 datadir=$(mktemp -d /tmp/warren-bench.XXXXXX)
-warren_pid=
-
-cleanup() {
-  if [ -n "$warren_pid" ] && kill -0 "$warren_pid" 2>/dev/null; then
-    kill "$warren_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$warren_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$warren_pid" 2>/dev/null || true
-  fi
-  rm -rf "$datadir"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 # --- brokers ------------------------------------------------------------------------------------
 brokers=()
 if [ "$ONLY" != rabbitmq ]; then
-  if port_open "$WARREN_PORT"; then
-    echo "port $WARREN_PORT is already in use; refusing to benchmark an unknown process" >&2; exit 1
-  fi
   [ -x "$SERVER" ] || echo "warning: $SERVER missing" >&2
-  "$SERVER" --amqp-port "$WARREN_PORT" --data-dir "$datadir" >"$outdir/warren-server.log" 2>&1 &
-  warren_pid=$!
-  for _ in $(seq 1 100); do port_open "$WARREN_PORT" && break; kill -0 "$warren_pid" 2>/dev/null || break; sleep 0.1; done
-  if port_open "$WARREN_PORT"; then
+  if warren_start "$outdir/warren-server.log"; then
     brokers+=(warren)
   else
     echo "warning: warren-server did not come up on $WARREN_PORT (log: $outdir/warren-server.log); its column shows n/a" >&2
   fi
 fi
 if [ "$ONLY" != warren ]; then
-  if ! port_open "$RMQ_PORT"; then
-    "$root/scripts/rabbitmq-ref.sh" start >&2
-  fi
-  if port_open "$RMQ_PORT"; then brokers+=(rabbitmq); else echo "warning: RabbitMQ ref node unreachable" >&2; fi
+  if rabbitmq_up; then brokers+=(rabbitmq); else echo "warning: RabbitMQ ref node unreachable" >&2; fi
 fi
 
-uri_of() { if [ "$1" = warren ]; then echo "$WARREN_URI"; else echo "$RMQ_URI"; fi; }
-pid_of() { if [ "$1" = warren ]; then echo "$warren_pid"; else pid_on_port "$RMQ_PORT"; fi; }
 has_broker() { local b; for b in "${brokers[@]}"; do [ "$b" = "$1" ] && return 0; done; return 1; }
 
 # results[scenario.metric.broker]=value

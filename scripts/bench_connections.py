@@ -12,34 +12,18 @@ Prints one line: connections/s, total, errors, broker CPU µs per connection.
 """
 
 import argparse
-import os
 import socket
 import struct
 import threading
 import time
 
-
-def method_frame(channel, class_id, method_id, args):
-    payload = struct.pack(">HH", class_id, method_id) + args
-    return struct.pack(">BHI", 1, channel, len(payload)) + payload + b"\xce"
-
-
-def shortstr(s):
-    b = s.encode()
-    return bytes([len(b)]) + b
-
-
-def longstr(b):
-    return struct.pack(">I", len(b)) + b
+from amqp_raw import PROTOCOL_HEADER, TCK, add_broker_args, connection_open, cpu_ticks, method_frame, shortstr, start_ok
 
 
 def frames(user, password, vhost):
-    start_ok = method_frame(0, 10, 11, longstr(b"") + shortstr("PLAIN")
-                            + longstr(b"\0" + user.encode() + b"\0" + password.encode()) + shortstr("en_US"))
     tune_ok = method_frame(0, 10, 31, struct.pack(">HIH", 2047, 131072, 0))
-    open_ = method_frame(0, 10, 40, shortstr(vhost) + shortstr("") + b"\0")
     close = method_frame(0, 10, 50, struct.pack(">H", 200) + shortstr("bye") + struct.pack(">HH", 0, 0))
-    return start_ok, tune_ok, open_, close
+    return start_ok(user, password), tune_ok, connection_open(vhost), close
 
 
 def read_method(sock, buf):
@@ -61,15 +45,15 @@ def read_method(sock, buf):
 
 
 def one(host, port, fr):
-    start_ok, tune_ok, open_, close = fr
+    start, tune_ok, open_, close = fr
     s = socket.create_connection((host, port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        s.sendall(b"AMQP\x00\x00\x09\x01")
+        s.sendall(PROTOCOL_HEADER)
         buf = b""
         m, buf = read_method(s, buf)
         assert m == (10, 10), m
-        s.sendall(start_ok)
+        s.sendall(start)
         m, buf = read_method(s, buf)
         if m != (10, 30):
             raise ConnectionError(f"login refused: {m}")
@@ -84,22 +68,11 @@ def one(host, port, fr):
         s.close()
 
 
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, clock ticks
-
-
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--user", default="guest")
-    ap.add_argument("--password", default="guest")
-    ap.add_argument("--vhost", default="/")
+    add_broker_args(ap)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--pid", type=int)
     a = ap.parse_args()
     fr = frames(a.user, a.password, a.vhost)
     one(a.host, a.port, fr)  # fails loudly if the login does not work
@@ -129,7 +102,7 @@ def main():
     cpu = ""
     if a.pid:
         ticks = cpu_ticks(a.pid) - c0
-        cpu = f"{ticks / os.sysconf('SC_CLK_TCK') / max(total, 1) * 1e6:.0f}"
+        cpu = f"{ticks / TCK / max(total, 1) * 1e6:.0f}"
     print(f"{total / elapsed:.0f}\t{total}\t{sum(errors)}\t{cpu}")
 
 

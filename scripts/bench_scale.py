@@ -22,7 +22,6 @@ Prints one JSON line of results (and a human line on stderr per phase).
 
 import argparse
 import json
-import os
 import resource
 import selectors
 import socket
@@ -30,25 +29,8 @@ import struct
 import sys
 import time
 
-FRAME_END = b"\xce"
-HEARTBEAT = struct.pack(">BHI", 8, 0, 0) + FRAME_END
-
-
-def method_frame(channel, class_id, method_id, args=b""):
-    payload = struct.pack(">HH", class_id, method_id) + args
-    return struct.pack(">BHI", 1, channel, len(payload)) + payload + FRAME_END
-
-
-def shortstr(s):
-    b = s.encode()
-    return bytes([len(b)]) + b
-
-
-def longstr(b):
-    return struct.pack(">I", len(b)) + b
-
-
-EMPTY_TABLE = struct.pack(">I", 0)
+from amqp_raw import (EMPTY_TABLE, FRAME_END, HEARTBEAT, PROTOCOL_HEADER, TCK, add_broker_args, connection_open, cpu_ticks,
+                      longstr, method_frame, rss_kib, shortstr, start_ok)
 
 
 def queue_declare(ch, name, durable):
@@ -84,15 +66,14 @@ class Conn:
         self.deliveries = 0
         self.out = bytearray()
         props = struct.pack(">B", len("connection_name")) + b"connection_name" + b"S" + longstr(name.encode())
-        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
+        self.sock.sendall(PROTOCOL_HEADER)
         self.expect(10, 10)
-        self.sock.sendall(method_frame(0, 10, 11, longstr(props) + shortstr("PLAIN")
-                                       + longstr(b"\0" + user.encode() + b"\0" + password.encode()) + shortstr("en_US")))
+        self.sock.sendall(start_ok(user, password, props))
         args = self.expect(10, 30)
         channel_max, frame_max, _ = struct.unpack(">HIH", args[:8])
         self.channel_max = channel_max or 65535
         self.sock.sendall(method_frame(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, heartbeat))
-                          + method_frame(0, 10, 40, shortstr(vhost) + shortstr("") + b"\0"))
+                          + connection_open(vhost))
         self.expect(10, 41)
 
     def frames(self):
@@ -160,22 +141,6 @@ class Conn:
                 pass
         return True
 
-
-def cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-TCK = os.sysconf("SC_CLK_TCK")
 
 
 def log(msg):
@@ -359,12 +324,7 @@ def cmd_slow_queues(a, mk):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--user", default="guest")
-    ap.add_argument("--password", default="guest")
-    ap.add_argument("--vhost", default="/")
-    ap.add_argument("--pid", type=int)
+    add_broker_args(ap)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("idle")
     p.add_argument("--connections", type=int, default=10000)

@@ -3,11 +3,12 @@
 //! onto the broker's typed admin operations (the `admin` import), which check the caller's tags
 //! and permissions and answer rows with RabbitMQ's field names. A list operation gets the query
 //! string as `query`: the host applies `columns`, `sort`, `sort_reverse`, `page`, `page_size`,
-//! `name` and `use_regex` to its typed rows, so only the rows answered cross the boundary.
+//! `name` and `use_regex` to its typed rows, so only the rows answered cross the boundary. A
+//! single-object operation gets it too, for the host to apply `columns`: nothing is picked here.
 
 mod parameters;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use warren_plugin_sdk::http::{HttpHandler, Request, Response, admin, decode_segment as decode, query_pairs as query};
 
 /// RabbitMQ 3.10's own `rabbitmqadmin`, served at `/cli/rabbitmqadmin` (MPL 2.0, unchanged).
@@ -192,19 +193,16 @@ fn route(req: &Request) -> Result<Response, Failure> {
         let text = admin::call(op, &with(args, json!({"query": list_query})).to_string())?;
         Ok(json_text(200, text.into_bytes()))
     };
-    let one = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &columns_of(call(op, args)?, &q))) };
+    // One object: the host applies `columns` to it, given the same `query`.
+    let one = |op: &str, args: Value| -> Result<Response, Failure> { Ok(json_response(200, &call(op, with(args, json!({"query": list_query})))?)) };
     if let Some(r) = parameters::route(req, &s, &list, &one) {
         return r;
     }
     match (m, s.as_slice()) {
         (_, ["overview"]) if get => one("overview", json!({})),
-        (_, ["cluster-name"]) if get => Ok(json_response(200, &json!({"name": call("overview", json!({}))?["cluster_name"]}))),
+        (_, ["cluster-name"]) if get => one("cluster_name.get", json!({})),
         (_, ["nodes"]) if get => list("nodes", json!({})),
-        (_, ["nodes", name]) if get => {
-            let nodes = call("nodes", json!({}))?;
-            let n = nodes.as_array().and_then(|a| a.iter().find(|n| n["name"] == *name).cloned()).ok_or_else(not_found)?;
-            Ok(json_response(200, &n))
-        }
+        (_, ["nodes", name]) if get => one("nodes.get", json!({"name": name})),
         (_, ["extensions"]) if get => Ok(json_response(200, &json!([]))),
         (_, ["whoami"]) if get => one("whoami", json!({})),
         (_, ["aliveness-test", vhost]) if get => one("aliveness_test", json!({"vhost": vhost})),
@@ -375,7 +373,7 @@ fn route(req: &Request) -> Result<Response, Failure> {
         (_, ["permissions"]) if get => list("permissions.list", json!({})),
         (_, ["permissions", vhost, user]) => match m {
             "GET" | "HEAD" => {
-                let l = call("permissions.list", json!({"vhost": vhost, "user": user}))?;
+                let l = call("permissions.list", json!({"vhost": vhost, "user": user, "query": list_query}))?;
                 let p = l.as_array().and_then(|a| a.first().cloned()).ok_or_else(not_found)?;
                 Ok(json_response(200, &p))
             }
@@ -391,7 +389,7 @@ fn route(req: &Request) -> Result<Response, Failure> {
         // DELETE clears only that exchange's.
         (_, ["topic-permissions", vhost, user, rest @ ..]) if rest.len() <= 1 => match m {
             "GET" | "HEAD" => {
-                let l = call("topic_permissions.list", json!({"vhost": vhost, "user": user}))?;
+                let l = call("topic_permissions.list", json!({"vhost": vhost, "user": user, "query": list_query}))?;
                 if l.as_array().is_none_or(|a| a.is_empty()) {
                     return Err(not_found());
                 }
@@ -527,34 +525,3 @@ fn enc(s: &str) -> String {
     out
 }
 
-/// The value at a dotted path (`message_stats.publish`).
-fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |v, k| v.get(k))
-}
-
-/// Keeps only `columns` (comma-separated, dotted paths allowed) of an object.
-fn pick(v: &Value, columns: &[&str]) -> Value {
-    let mut out = Map::new();
-    for c in columns {
-        if let Some(x) = at(v, c) {
-            let mut parts: Vec<&str> = c.split('.').collect();
-            let last = parts.pop().unwrap_or("");
-            let mut node = &mut out;
-            for p in parts {
-                node = node.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new())).as_object_mut().expect("object");
-            }
-            node.insert(last.to_string(), x.clone());
-        }
-    }
-    Value::Object(out)
-}
-
-fn columns_of(v: Value, q: &[(String, String)]) -> Value {
-    match param(q, "columns") {
-        Some(c) if !c.is_empty() => {
-            let cols: Vec<&str> = c.split(',').collect();
-            pick(&v, &cols)
-        }
-        _ => v,
-    }
-}

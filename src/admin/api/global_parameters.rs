@@ -53,6 +53,11 @@ pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     Ok(json!({"created": !existed}))
 }
 
+/// `GET /api/cluster-name`: `{"name": ...}`.
+pub fn cluster_name(broker: &Broker) -> ApiResult {
+    Ok(json!({"name": broker.cluster_name()}))
+}
+
 /// `PUT /api/cluster-name` with `{"name": ...}` (administrators, as RabbitMQ): sets the
 /// `cluster_name` global parameter.
 pub fn put_cluster_name(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {

@@ -182,8 +182,35 @@ pub fn call_public(broker: &Arc<Broker>, op: &str, a: &Value) -> ApiResult {
     }
 }
 
+/// The operations answering one object that take the `query` of the list operations, for its
+/// `columns` (RabbitMQ filters every single-object reply but a connection's and a channel's).
+const ONE: &[&str] = &[
+    "overview",
+    "nodes.get",
+    "whoami",
+    "aliveness_test",
+    "vhosts.get",
+    "users.get",
+    "queues.get",
+    "exchanges.get",
+    "bindings.get",
+    "policies.get",
+    "parameters.get",
+    "global_parameters.get",
+    "cluster_name.get",
+];
+
 /// Runs operation `op` with JSON `args` for `caller`.
 pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiResult {
+    let answer = dispatch(broker, caller, op, a)?;
+    if !ONE.contains(&op) {
+        return Ok(answer);
+    }
+    let maps = if op == "overview" { paging::OVERVIEW_MAPS } else { paging::MAPS };
+    Ok(paging::Query::of(a)?.one(answer, maps))
+}
+
+fn dispatch(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiResult {
     if metrics::OPS.contains(&op) {
         return metrics::call(broker, op, a);
     }
@@ -193,6 +220,7 @@ pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
             Value::Array(rows) => paging::Query::of(a)?.values(rows, false),
             other => Ok(other),
         },
+        "nodes.get" => overview::node(broker, caller, a),
         "whoami" => Ok(serde_json::json!({"name": caller.name(), "tags": caller.user.tags})),
         "aliveness_test" => overview::aliveness(broker, caller, a),
         "health_check" => overview::health(broker, caller, a),
@@ -242,6 +270,7 @@ pub fn call(broker: &Arc<Broker>, caller: &Caller, op: &str, a: &Value) -> ApiRe
         "global_parameters.get" => global_parameters::get(broker, caller, a),
         "global_parameters.put" => global_parameters::put(broker, caller, a),
         "global_parameters.delete" => global_parameters::delete(broker, caller, a),
+        "cluster_name.get" => global_parameters::cluster_name(broker),
         "cluster_name.put" => global_parameters::put_cluster_name(broker, caller, a),
         "vhost_limits.list" => vhost_limits::list(broker, caller, a),
         "vhost_limits.put" => vhost_limits::put(broker, caller, a),

@@ -177,6 +177,18 @@ pub fn nodes(broker: &Arc<Broker>, caller: &Caller) -> ApiResult {
 }
 
 #[derive(Deserialize)]
+struct Named {
+    name: String,
+}
+
+/// The node named `name` (`/api/nodes/NAME`), 404 for another name.
+pub fn node(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult {
+    let n: Named = args(a)?;
+    let nodes = nodes(broker, caller)?;
+    nodes.as_array().and_then(|a| a.iter().find(|row| row["name"] == *n.name).cloned()).ok_or_else(ApiError::not_found)
+}
+
+#[derive(Deserialize)]
 struct Vhost {
     vhost: String,
 }

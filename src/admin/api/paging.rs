@@ -110,25 +110,66 @@ pub fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     path.split('.').try_fold(v, |v, k| v.get(k))
 }
 
-/// Keeps only `columns` (dotted paths allowed) of an object, as RabbitMQ's `columns=`.
-pub fn pick(v: &Value, columns: &[&str]) -> Value {
-    let mut out = Map::new();
-    for c in columns {
-        if let Some(x) = at(v, c) {
-            let mut parts: Vec<&str> = c.split('.').collect();
-            let last = parts.pop().unwrap_or("");
-            let mut node = &mut out;
-            for p in parts {
-                let e = node.entry(p.to_string()).or_insert_with(|| Value::Object(Map::new()));
-                if !e.is_object() {
-                    *e = Value::Object(Map::new());
-                }
-                node = e.as_object_mut().expect("object");
-            }
-            node.insert(last.to_string(), x.clone());
-        }
+/// RabbitMQ's `columns=` (`rabbit_mgmt_util:extract_columns`): comma-separated dotted paths,
+/// empty names dropped (`string:tokens`). An object keeps the keys some path starts with, in
+/// its own order, and each kept value is filtered by the rest of those paths (all of it when a
+/// path ends at that key); an array is filtered element by element; a string, number or the
+/// like is kept whole (so `name.x` keeps `name`). RabbitMQ stores some values as Erlang maps,
+/// which it never filters: the keys in `maps` are kept whole at any depth. An object filtered
+/// down to nothing is `[]`, as RabbitMQ prints an empty property list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Columns(Vec<Vec<String>>);
+
+/// The values RabbitMQ 3.10 keeps as maps in its rows (queue, binding and consumer
+/// `arguments`, a connection's `client_properties`, a vhost's `metadata`, ...).
+pub const MAPS: &[&str] = &["arguments", "client_properties", "metadata", "backing_queue_status", "effective_policy_definition"];
+
+/// The overview's maps: its totals and message rates are maps too (unlike a queue's
+/// `message_stats`, a property list).
+pub const OVERVIEW_MAPS: &[&str] = &[
+    "arguments",
+    "client_properties",
+    "metadata",
+    "backing_queue_status",
+    "effective_policy_definition",
+    "message_stats",
+    "churn_rates",
+    "queue_totals",
+    "object_totals",
+];
+
+impl Columns {
+    /// The columns of `columns=` text.
+    pub fn parse(text: &str) -> Columns {
+        Columns(text.split(',').map(|c| c.split('.').filter(|p| !p.is_empty()).map(str::to_string).collect()).filter(|c: &Vec<String>| !c.is_empty()).collect())
     }
-    Value::Object(out)
+
+    /// `v` with only these columns; `maps` are the keys kept whole.
+    pub fn apply(&self, v: Value, maps: &[&str]) -> Value {
+        let paths: Vec<&[String]> = self.0.iter().map(Vec::as_slice).collect();
+        extract(v, &paths, maps)
+    }
+}
+
+/// `v` filtered by `paths` (RabbitMQ's `extract_column_items`).
+fn extract(v: Value, paths: &[&[String]], maps: &[&str]) -> Value {
+    match v {
+        Value::Object(o) => {
+            let mut out = Map::new();
+            for (k, x) in o {
+                let under: Vec<&[String]> = paths.iter().filter(|p| p[0] == k).map(|p| &p[1..]).collect();
+                if under.is_empty() {
+                    continue;
+                }
+                // A path ending here (RabbitMQ's `descend_columns` returning `all`) keeps all.
+                let x = if under.iter().any(|p| p.is_empty()) || maps.contains(&k.as_str()) { x } else { extract(x, &under, maps) };
+                out.insert(k, x);
+            }
+            if out.is_empty() { Value::Array(Vec::new()) } else { Value::Object(out) }
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(|i| extract(i, paths, maps)).collect()),
+        other => other,
+    }
 }
 
 impl Query {
@@ -149,8 +190,17 @@ impl Query {
         self.sort_reverse.as_deref() == Some("true")
     }
 
-    fn columns(&self) -> Option<Vec<&str>> {
-        self.columns.as_deref().filter(|c| !c.is_empty()).map(|c| c.split(',').filter(|c| !c.is_empty()).collect())
+    /// `columns`, if given (even empty: RabbitMQ then answers every object as `[]`).
+    fn columns(&self) -> Option<Columns> {
+        self.columns.as_deref().map(Columns::parse)
+    }
+
+    /// A single object answered with `columns` applied (`maps`: the keys kept whole).
+    pub fn one(&self, v: Value, maps: &[&str]) -> Value {
+        match self.columns() {
+            Some(c) => c.apply(v, maps),
+            None => v,
+        }
     }
 
     /// RabbitMQ's `pagination_params`: `None` without `page`.
@@ -235,7 +285,7 @@ impl Query {
     /// The answer: the page object of a paged request, else the array; `columns` applied.
     fn finish(&self, (items, filtered): (Vec<Value>, usize), total: usize, p: Option<&Pagination>) -> Result<Value, ApiError> {
         let items: Vec<Value> = match self.columns() {
-            Some(c) => items.iter().map(|i| pick(i, &c)).collect(),
+            Some(c) => items.into_iter().map(|i| c.apply(i, MAPS)).collect(),
             None => items,
         };
         let Some(p) = p else { return Ok(Value::Array(items)) };
@@ -328,6 +378,25 @@ mod tests {
         // Just past the end is an empty page, as RabbitMQ's lists:sublist allows.
         let r = q(json!({"page": "2", "page_size": "5"})).values(rows(), true).unwrap();
         assert_eq!((r["item_count"].as_u64(), r["page_count"].as_u64()), (Some(0), Some(1)));
+    }
+
+    #[test]
+    fn columns_as_rabbitmq_extract_columns() {
+        let row = json!({"name": "Q", "durable": true, "arguments": {"x-max-length": 5}, "garbage_collection": {"minor_gcs": 8, "max_heap_size": 0},
+            "consumer_details": [{"consumer_tag": "c1", "ack_required": true}], "message_stats": {"publish": 3, "ack": 1}});
+        let cols = |c: &str, maps: &[&str]| Columns::parse(c).apply(row.clone(), maps);
+        // A path through a string keeps the string; empty names are dropped.
+        assert_eq!(cols("name,name.x", MAPS), json!({"name": "Q"}));
+        assert_eq!(cols("name.x,,durable..", MAPS), json!({"name": "Q", "durable": true}));
+        // Objects and arrays of objects are filtered; maps are kept whole; nothing left is [].
+        assert_eq!(
+            cols("garbage_collection.minor_gcs,consumer_details.consumer_tag,arguments.nope,message_stats.publish", MAPS),
+            json!({"garbage_collection": {"minor_gcs": 8}, "consumer_details": [{"consumer_tag": "c1"}], "arguments": {"x-max-length": 5}, "message_stats": {"publish": 3}})
+        );
+        assert_eq!(cols("message_stats.publish", OVERVIEW_MAPS), json!({"message_stats": {"publish": 3, "ack": 1}}));
+        assert_eq!(cols("garbage_collection.nope", MAPS), json!({"garbage_collection": []}));
+        assert_eq!(cols("", MAPS), json!([]));
+        assert_eq!(q(json!({"columns": ""})).values(rows(), false).unwrap(), json!([[], [], [], [], []]));
     }
 
     #[test]
