@@ -249,7 +249,17 @@ async fn definitions_round_trip_into_a_fresh_broker() {
     let perms = http(addr_a, "GET", &format!("/api/vhosts/{vh}/permissions"), GUEST, None).await.json();
     assert_eq!(perms, json!([{"user": "guest", "vhost": vh, "configure": ".*", "write": ".*", "read": ".*"}]));
     assert_eq!(http(addr_a, "PUT", &format!("/api/queues/{vh}/{q}"), GUEST, Some(&json!({"durable": true, "arguments": {"x-message-ttl": 5000}}))).await.status, 201);
-    assert_eq!(http(addr_a, "PUT", &format!("/api/exchanges/{vh}/{x}"), GUEST, Some(&json!({"type": "fanout"}))).await.status, 201);
+    assert_eq!(http(addr_a, "PUT", &format!("/api/exchanges/{vh}/{x}"), GUEST, Some(&json!({"type": "fanout", "durable": true}))).await.status, 201);
+    // Without "durable", RabbitMQ 3.10 declares both transient (rabbitmqadmin sends durable=true
+    // itself).
+    let tq = uniq("mgmt-def-transient-q");
+    let tx = uniq("mgmt-def-transient-x");
+    assert_eq!(http(addr_a, "PUT", &format!("/api/queues/{vh}/{tq}"), GUEST, Some(&json!({}))).await.status, 201);
+    assert_eq!(http(addr_a, "PUT", &format!("/api/exchanges/{vh}/{tx}"), GUEST, Some(&json!({"type": "direct"}))).await.status, 201);
+    assert_eq!(http(addr_a, "GET", &format!("/api/queues/{vh}/{tq}"), GUEST, None).await.json()["durable"], json!(false));
+    assert_eq!(http(addr_a, "GET", &format!("/api/exchanges/{vh}/{tx}"), GUEST, None).await.json()["durable"], json!(false));
+    assert_eq!(http(addr_a, "DELETE", &format!("/api/queues/{vh}/{tq}"), GUEST, None).await.status, 204);
+    assert_eq!(http(addr_a, "DELETE", &format!("/api/exchanges/{vh}/{tx}"), GUEST, None).await.status, 204);
     assert_eq!(http(addr_a, "POST", &format!("/api/bindings/{vh}/e/{x}/q/{q}"), GUEST, Some(&json!({"routing_key": "k"}))).await.status, 201);
     let defs = http(addr_a, "GET", "/api/definitions", GUEST, None).await.json();
     for key in ["rabbit_version", "users", "vhosts", "permissions", "queues", "exchanges", "bindings", "policies", "parameters"] {

@@ -158,7 +158,7 @@ pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         name: &p.name,
         kind: &kind,
         passive: false,
-        durable: p.durable.unwrap_or(true),
+        durable: p.durable.unwrap_or(false),
         auto_delete: p.auto_delete.unwrap_or(false),
         internal: p.internal.unwrap_or(false),
         arguments: &arguments,

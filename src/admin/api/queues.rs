@@ -152,7 +152,7 @@ pub fn put(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
     let d = QueueDecl {
         name: &p.name,
         passive: false,
-        durable: p.durable.unwrap_or(true),
+        durable: p.durable.unwrap_or(false),
         exclusive: false,
         auto_delete: p.auto_delete.unwrap_or(false),
         arguments: &arguments,
