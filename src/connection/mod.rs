@@ -464,11 +464,13 @@ impl Connection {
         self.ctx.conn.wake();
     }
 
+    /// End of a batch: the connection's own replies and confirms go out (a small output with one
+    /// direct send from this task, see `broker::outbound`; otherwise by the writer task).
     fn flush(&mut self) {
         for ch in self.channels.values_mut() {
             ch.flush_confirms(&self.ctx);
         }
-        self.ctx.conn.wake();
+        self.ctx.conn.flush_direct();
     }
 
     /// Sends connection.close and ignores everything but close / close-ok from now on; logs the
