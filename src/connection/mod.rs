@@ -266,10 +266,13 @@ impl Connection {
         let mut close_deadline: Option<tokio::time::Instant> = None;
         let mut busy = false;
         let mut read_since_sample = 0usize;
+        // Bytes of the read that starts the next batch.
+        let mut last_read = 0usize;
         loop {
             // Writers of the connections this batch of frames delivers to are woken once, at the
             // end of the batch (before any wait).
             let wakes = crate::broker::outbound::DeferWakes::begin();
+            let mut batch_read = std::mem::take(&mut last_read);
             // While blocked, frames already buffered wait too (RabbitMQ's recvloop stops at once).
             while !self.reading_paused() {
                 match parse_frame(&mut buf, self.frame_max) {
@@ -288,7 +291,27 @@ impl Connection {
                             self.check_flow();
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        // The last read filled the buffer, so more is likely waiting: read it
+                        // now, without waiting, into the same batch, so that its deliveries
+                        // leave with these in one write per connection (a 7 KiB burst read as
+                        // 4 + 3 KiB would otherwise be flushed twice).
+                        // Only after a read into an idle connection's small buffer: a busy
+                        // connection's batches stay one read long (longer batches cost the
+                        // pipelined flow its reader/writer overlap: 0.56–0.65 → 0.72–0.74 µs/msg).
+                        if busy && !self.closing && batch_read <= READ_CHUNK_IDLE {
+                            let want = READ_CHUNK_BUSY;
+                            if let Some(Ok((n, filled))) = futures_util::FutureExt::now_or_never(rd.read_some(&mut buf, want))
+                                && n > 0
+                            {
+                                busy = filled;
+                                batch_read += n;
+                                self.account_read(n, &mut read_since_sample);
+                                continue;
+                            }
+                        }
+                        break;
+                    }
                     Err(e) => {
                         let err = frame_error(e);
                         self.hard_close(err);
@@ -380,15 +403,8 @@ impl Connection {
                     Ok(Ok((0, _))) | Ok(Err(_)) => return "client closed TCP connection".into(),
                     Ok(Ok((n, filled))) => {
                         busy = filled;
-                        self.ctx.conn.io.received(n);
-                        // Memory grows with what publishers send: sample it every few MiB read as
-                        // well as on the monitor's timer (which a loaded runtime may run late), so
-                        // the alarm's overshoot is bounded by data volume, not by scheduling.
-                        read_since_sample += n;
-                        if read_since_sample >= MEMORY_SAMPLE_BYTES {
-                            read_since_sample = 0;
-                            self.ctx.broker.memory.check();
-                        }
+                        last_read = n;
+                        self.account_read(n, &mut read_since_sample);
                     }
                     Err(_) if self.closing => return "close-ok not received".into(),
                     Err(_) => {
@@ -462,6 +478,18 @@ impl Connection {
             self.ctx.conn.append(|out| frame::write_method(out, 0, m));
         }
         self.ctx.conn.wake();
+    }
+
+    /// Counts `n` bytes read. Memory grows with what publishers send: it is sampled every few MiB
+    /// read as well as on the monitor's timer (which a loaded runtime may run late), so the
+    /// alarm's overshoot is bounded by data volume, not by scheduling.
+    fn account_read(&self, n: usize, read_since_sample: &mut usize) {
+        self.ctx.conn.io.received(n);
+        *read_since_sample += n;
+        if *read_since_sample >= MEMORY_SAMPLE_BYTES {
+            *read_since_sample = 0;
+            self.ctx.broker.memory.check();
+        }
     }
 
     /// End of a batch: the connection's own replies and confirms go out (a small output with one
