@@ -28,8 +28,8 @@ pub const OUTBOUND_HIGH_WATER: usize = 1 << 20;
 /// At most this many buffered bytes are written directly by the task that produced them (a lone
 /// message with a body of up to ~4 KB, or a few dozen small ones); more goes to the connection's
 /// writer task, which takes what accumulated meanwhile in one write. Measured with the raw
-/// client, pipelined 1→1→1: 2 and 4 KiB cost the same broker CPU per message as no direct
-/// writes at all (0.50–0.52 µs), 16 KiB up to 0.72 µs (more, smaller sends).
+/// client, pipelined 1→1→1 at load 4, three runs each: 2 and 4 KiB cost the same broker CPU per
+/// message as no direct writes (0.50–0.60 µs), 16 KiB up to 0.72 µs (more, smaller sends).
 const DIRECT_MAX: usize = 4 * 1024;
 
 /// A buffer this large is kept after it is written (a busy connection reuses it); smaller ones
