@@ -30,18 +30,7 @@ TCK=$(getconf CLK_TCK)
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(discard pipelined single rate10k persistent)
 
-if [ -z "${SKIP_BUILD:-}" ]; then
-  nice -n 10 cargo build --release --bin warren-perf --bin warren-server >&2
-fi
-
-outdir=$root/target/bench/cpu-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$outdir"
-datadir=$(mktemp -d /tmp/warren-bench-cpu.XXXXXX)
-trap bench_cleanup EXIT
-
-brokers=()
-if [ "$ONLY" != rabbitmq ] && warren_start "$outdir/warren-server.log"; then brokers+=(warren); fi
-if [ "$ONLY" != warren ] && rabbitmq_up; then brokers+=(rabbitmq); fi
+side_by_side_begin cpu
 write_bytes() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io"; }
 
 args_of() {

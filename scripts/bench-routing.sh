@@ -31,18 +31,7 @@ TCK=$(getconf CLK_TCK)
 scenarios=("$@")
 [ ${#scenarios[@]} -eq 0 ] && scenarios=(fanout topic topic-keys100k headers)
 
-if [ -z "${SKIP_BUILD:-}" ]; then
-  nice -n 10 cargo build --release --bin warren-perf --bin warren-server >&2
-fi
-
-outdir=$root/target/bench/routing-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$outdir"
-datadir=$(mktemp -d /tmp/warren-bench-routing.XXXXXX)
-trap bench_cleanup EXIT
-
-brokers=()
-if [ "$ONLY" != rabbitmq ] && warren_start "$outdir/warren-server.log"; then brokers+=(warren); fi
-if [ "$ONLY" != warren ] && rabbitmq_up; then brokers+=(rabbitmq); fi
+side_by_side_begin routing
 
 args_of() {
   case $1 in

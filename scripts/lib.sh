@@ -86,3 +86,19 @@ side_by_side_env() {
   PERF=${PERF:-$root/target/release/warren-perf}
   SERVER=${SERVER:-$root/target/release/warren-server}
 }
+
+# side_by_side_begin NAME: the start of a side-by-side benchmark (after side_by_side_env): builds
+# the release binaries unless SKIP_BUILD is set, makes $outdir (target/bench/NAME-<time>) and
+# $datadir, sets the EXIT trap, and starts the brokers that ONLY allows; $brokers lists those up.
+side_by_side_begin() {
+  if [ -z "${SKIP_BUILD:-}" ]; then
+    nice -n 10 cargo build --release --bin warren-perf --bin warren-server >&2
+  fi
+  outdir=$root/target/bench/$1-$(date +%Y%m%d-%H%M%S)
+  mkdir -p "$outdir"
+  datadir=$(mktemp -d "/tmp/warren-bench-$1.XXXXXX")
+  trap bench_cleanup EXIT
+  brokers=()
+  if [ "$ONLY" != rabbitmq ] && warren_start "$outdir/warren-server.log"; then brokers+=(warren); fi
+  if [ "$ONLY" != warren ] && rabbitmq_up; then brokers+=(rabbitmq); fi
+}
