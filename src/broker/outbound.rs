@@ -32,9 +32,15 @@ pub const OUTBOUND_HIGH_WATER: usize = 1 << 20;
 /// message as no direct writes (0.50–0.60 µs), 16 KiB up to 0.72 µs (more, smaller sends).
 const DIRECT_MAX: usize = 4 * 1024;
 
-/// A buffer this large is kept after it is written (a busy connection reuses it); smaller ones
-/// are freed, so idle connections hold none.
-const KEEP_CAPACITY: usize = 16 * 1024;
+/// Empties a buffer whose bytes were written: one larger than 16 KiB keeps its capacity (a busy
+/// connection reuses it); smaller ones are freed, so idle connections hold none.
+pub fn release_written(buf: &mut BytesMut) {
+    if buf.capacity() > 16 * 1024 {
+        buf.clear();
+    } else {
+        *buf = BytesMut::new();
+    }
+}
 
 thread_local! {
     /// Writers to wake at the end of the current reader batch (see [`DeferWakes`]): whether a
@@ -213,11 +219,7 @@ impl ConnShared {
             Ok(n) => {
                 self.io.sent(n);
                 if n == out.buf.len() {
-                    if out.buf.capacity() > KEEP_CAPACITY {
-                        out.buf.clear();
-                    } else {
-                        out.buf = BytesMut::new();
-                    }
+                    release_written(&mut out.buf);
                     drop(out);
                     self.after_write();
                     return Flush::Written;
@@ -273,10 +275,10 @@ impl ConnShared {
     }
 
     /// The writer task is ending: no more direct writes (the socket closes with the writer).
-    pub fn writer_ended(&self) -> Option<Arc<OwnedWriteHalf>> {
+    pub fn writer_ended(&self) {
         let mut out = self.out.lock();
         out.writing = true;
-        out.socket.take()
+        out.socket = None;
     }
 
     /// Called after a write: if queues were held back, let them deliver again.

@@ -3,7 +3,7 @@
 //! `broker::outbound`); the writer takes whatever they leave.
 
 use super::transport::Writer;
-use crate::broker::outbound::ConnShared;
+use crate::broker::outbound::{ConnShared, release_written};
 use crate::protocol::frame;
 use bytes::BytesMut;
 use std::sync::Arc;
@@ -39,12 +39,7 @@ pub(super) async fn write_loop(conn: Arc<ConnShared>, mut wr: Writer, heartbeat:
         }
         conn.io.sent(batch.len());
         conn.write_done();
-        // Small batches give their buffer back (idle connections hold none); large ones keep it.
-        if batch.capacity() > 16 * 1024 {
-            batch.clear();
-        } else {
-            batch = BytesMut::new();
-        }
+        release_written(&mut batch);
         conn.after_write();
         if conn.is_closed() {
             conn.take_now(&mut batch);
@@ -54,6 +49,6 @@ pub(super) async fn write_loop(conn: Arc<ConnShared>, mut wr: Writer, heartbeat:
         }
     }
     // No more direct writes: the socket closes with this task (shutdown, then the last Arc drops).
-    drop(conn.writer_ended());
+    conn.writer_ended();
     let _ = wr.shutdown().await;
 }
