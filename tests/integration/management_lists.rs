@@ -189,7 +189,8 @@ async fn overview_of_a_management_user_counts_its_vhosts_only() {
     b.stop().await;
 }
 
-/// `columns=` on the single objects (queue, exchange, node, overview, whoami, permission), as
+/// `columns=` on the single objects (queue, exchange, node, overview, whoami, permission,
+/// definitions), as
 /// RabbitMQ's `extract_columns`: a path through a string keeps the string (the management
 /// component's own picker answered `{}`), RabbitMQ's maps (`arguments`, the overview's totals
 /// and rates) are kept whole, arrays of objects are filtered element by element.
@@ -237,6 +238,11 @@ async fn single_objects_take_columns_as_rabbitmq() {
         // RabbitMQ answers an unknown node with an empty 500 (a failed call to it); Warren 404.
         assert_eq!(get(addr, "/api/nodes/nope@nowhere?columns=name").await.status, 404);
     }
+    // The definitions document too, whole or per vhost.
+    let d = get(addr, &format!("/api/definitions/{vh}?columns=queues.name")).await.json();
+    assert_eq!(d, json!({"queues": [{"name": q}]}));
+    let d = get(addr, "/api/definitions?columns=rabbit_version").await.json();
+    assert_eq!(keys(&d), ["rabbit_version"], "{d}");
 
     assert_eq!(http(addr, "DELETE", &format!("/api/vhosts/{vh}"), GUEST, None).await.status, 204);
     b.stop().await;

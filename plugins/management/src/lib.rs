@@ -403,8 +403,8 @@ fn route(req: &Request) -> Result<Response, Failure> {
             _ => method_not_allowed(),
         },
         // definitions
-        (_, ["definitions"]) | (_, ["all-configuration"]) => definitions(req, None),
-        (_, ["definitions", vhost]) => definitions(req, Some(vhost)),
+        (_, ["definitions"]) | (_, ["all-configuration"]) => definitions(req, None, &list_query),
+        (_, ["definitions", vhost]) => definitions(req, Some(vhost), &list_query),
         _ => Err(not_found()),
     }
 }
@@ -415,10 +415,11 @@ fn health(args: Value) -> Result<Response, Failure> {
     Ok(json_response(status, &r))
 }
 
-fn definitions(req: &Request, vhost: Option<&str>) -> Result<Response, Failure> {
+fn definitions(req: &Request, vhost: Option<&str>, list_query: &Value) -> Result<Response, Failure> {
     match req.method.as_str() {
         "GET" | "HEAD" => {
-            let d = call("definitions.get", json!({"vhost": vhost}))?;
+            // The host applies `columns`, as to every single object.
+            let d = call("definitions.get", json!({"vhost": vhost, "query": list_query}))?;
             let q = query(&req.query);
             let mut resp = json_response(200, &d);
             if param(&q, "download").is_some() {

@@ -198,6 +198,7 @@ const ONE: &[&str] = &[
     "parameters.get",
     "global_parameters.get",
     "cluster_name.get",
+    "definitions.get",
 ];
 
 /// Runs operation `op` with JSON `args` for `caller`.
