@@ -15,6 +15,11 @@ pub struct Vhost {
     /// Looked up by name for every message published to the default exchange: foldhash (seeded
     /// per map), not SipHash.
     pub queues: RwLock<HashMap<String, Arc<Queue>, foldhash::quality::RandomState>>,
+    /// Held by a declare that creates a durable exchange or queue, across the commit of its
+    /// definition (the object becomes visible only once that is durable): creators of stored
+    /// objects take turns here, while the maps above are write-locked only to check and insert,
+    /// so that routing and lookups never wait for a commit.
+    creating: Mutex<()>,
     store: Option<Arc<Store>>,
     /// Body bytes each durable queue keeps in memory ahead of its consumers.
     queue_ram_limit: usize,
@@ -92,6 +97,7 @@ impl Vhost {
             reply_to: Default::default(),
             exchanges: RwLock::default(),
             queues: RwLock::default(),
+            creating: Mutex::new(()),
             store,
             queue_ram_limit,
             queue_flow,
@@ -114,10 +120,15 @@ impl Vhost {
 
     /// Runs a definition write if the object is durable and there is a store.
     fn persist(&self, durable: bool, f: impl FnOnce(&Store) -> Result<(), StoreError>) -> Result<(), ReplyError> {
-        match &self.store {
-            Some(s) if durable && !self.is_deleted() => f(s).map_err(store_error),
-            _ => Ok(()),
+        match self.store_for(durable) {
+            Some(s) => f(s).map_err(store_error),
+            None => Ok(()),
         }
+    }
+
+    /// The store, if an object of this durability is written to it.
+    fn store_for(&self, durable: bool) -> Option<&Store> {
+        self.store.as_deref().filter(|_| durable && !self.is_deleted())
     }
 
     pub fn exchange(&self, name: &str) -> Option<Arc<Exchange>> {
@@ -164,27 +175,13 @@ impl Vhost {
             return Err(access_refused(format!("exchange name '{}' contains reserved prefix 'amq.*'", d.name)));
         }
         let factory = broker.exchange_type_or_error(d.kind)?;
-        let mut map = self.exchanges.write();
-        if let Some(x) = map.get(d.name) {
-            let ineq = |arg: &str, got: &str, cur: &str| {
-                Err(precondition(format!(
-                    "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{got}' but current is '{cur}'",
-                    d.name, self.name
-                )))
-            };
-            if x.kind != d.kind {
-                return ineq("type", d.kind, &x.kind);
-            }
-            if x.durable != d.durable {
-                return ineq("durable", yes_no(d.durable), yes_no(x.durable));
-            }
-            if x.auto_delete != d.auto_delete {
-                return ineq("auto_delete", yes_no(d.auto_delete), yes_no(x.auto_delete));
-            }
-            if x.internal != d.internal {
-                return ineq("internal", yes_no(d.internal), yes_no(x.internal));
-            }
-            return Ok(x.clone());
+        if let Some(x) = self.exchange(d.name) {
+            return self.redeclare_exchange(x, d);
+        }
+        let store = self.store_for(d.durable);
+        let _creating = store.map(|_| self.creating.lock());
+        if let Some(x) = self.exchange(d.name) {
+            return self.redeclare_exchange(x, d);
         }
         factory.validate(d.arguments).map_err(precondition)?;
         let x = Exchange::new(
@@ -198,9 +195,45 @@ impl Vhost {
         )
         .map_err(|e| ReplyError::new(ErrorKind::ChannelInternalError, e.0))?;
         let x = Arc::new(x);
+        if let Some(s) = store {
+            s.put_exchange(&persist::exchange_def(&self.name, &x)).map_err(store_error)?;
+        }
+        let mut map = self.exchanges.write();
+        if let Some(cur) = map.get(d.name).cloned() {
+            // A transient exchange of that name was created during the commit: take back the
+            // definition just written (no other creator of a stored one can have run meanwhile).
+            let undo = store.map(|s| s.submit_delete_exchange(&self.name, d.name));
+            drop(map);
+            if let Some(u) = undo {
+                let _ = u.wait();
+            }
+            return self.redeclare_exchange(cur, d);
+        }
         self.attach_policy_exchange(&x);
-        self.persist(x.durable, |s| s.put_exchange(&persist::exchange_def(&self.name, &x)))?;
         map.insert(d.name.into(), x.clone());
+        Ok(x)
+    }
+
+    /// exchange.declare of an existing exchange: RabbitMQ's equivalence checks.
+    fn redeclare_exchange(&self, x: Arc<Exchange>, d: &ExchangeDecl<'_>) -> Result<Arc<Exchange>, ReplyError> {
+        let ineq = |arg: &str, got: &str, cur: &str| {
+            Err(precondition(format!(
+                "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{got}' but current is '{cur}'",
+                d.name, self.name
+            )))
+        };
+        if x.kind != d.kind {
+            return ineq("type", d.kind, &x.kind);
+        }
+        if x.durable != d.durable {
+            return ineq("durable", yes_no(d.durable), yes_no(x.durable));
+        }
+        if x.auto_delete != d.auto_delete {
+            return ineq("auto_delete", yes_no(d.auto_delete), yes_no(x.auto_delete));
+        }
+        if x.internal != d.internal {
+            return ineq("internal", yes_no(d.internal), yes_no(x.internal));
+        }
         Ok(x)
     }
 
@@ -225,8 +258,14 @@ impl Vhost {
     }
 
     fn remove_exchange(&self, x: &Arc<Exchange>) {
+        // Queued for the store in turn with the creators of stored exchanges (see `remove_queue`).
+        let creating = self.store_for(x.durable).map(|_| self.creating.lock());
         self.exchanges.write().remove(&x.name);
-        let _ = self.persist(x.durable, |s| s.delete_exchange(&self.name, &x.name).map(|_| ()));
+        let deleted = self.store_for(x.durable).map(|s| s.submit_delete_exchange(&self.name, &x.name));
+        drop(creating);
+        if let Some(d) = deleted {
+            let _ = d.wait();
+        }
         x.mark_deleted();
         self.unbind_everywhere(&Destination::Exchange(x.clone()));
     }
@@ -255,44 +294,16 @@ impl Vhost {
             return Err(access_refused(format!("queue name '{}' contains reserved prefix 'amq.*'", d.name)));
         }
         let args = QueueArgs::parse(d.arguments, d.name, &self.name)?;
-        let mut map = self.queues.write();
-        if !map.contains_key(d.name) {
-            limits::check_queue_limit(&self.limits.read(), &self.name, d.name, map.len())?;
+        if let Some(q) = self.queue(d.name) {
+            return self.redeclare_queue(q, d);
         }
-        if let Some(q) = map.get(d.name) {
-            let q = q.clone();
-            drop(map);
-            self.check_exclusive(&q, d.owner)?;
-            if q.exclusive_owner.is_some() != d.exclusive {
-                // Exclusive flag differs: RabbitMQ reports it as a lock.
-                return Err(ReplyError::new(
-                    ErrorKind::ResourceLocked,
-                    format!(
-                        "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-                        q.name, self.name
-                    ),
-                ));
-            }
-            let ineq = |arg: &str, got: bool, cur: bool| {
-                Err(precondition(format!(
-                    "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
-                    q.name,
-                    self.name,
-                    yes_no(got),
-                    yes_no(cur)
-                )))
-            };
-            if q.durable != d.durable {
-                return ineq("durable", d.durable, q.durable);
-            }
-            if q.auto_delete != d.auto_delete {
-                return ineq("auto_delete", d.auto_delete, q.auto_delete);
-            }
-            queue_args::check_equivalent(d.arguments, &q.arguments, &q.name, &self.name)?;
-            q.touch();
-            let (m, c) = q.counts();
-            return Ok((q, m, c));
+        // Durable, non-exclusive queues are written to the store; their persistent messages too.
+        let store = self.store_for(d.durable && !d.exclusive);
+        let _creating = store.map(|_| self.creating.lock());
+        if let Some(q) = self.queue(d.name) {
+            return self.redeclare_queue(q, d);
         }
+        limits::check_queue_limit(&self.limits.read(), &self.name, d.name, self.queues.read().len())?;
         // A quorum queue is durable, shared and kept: RabbitMQ's checks, in its order.
         if args.queue_type == queue_args::QueueType::Quorum {
             let bad = [(d.auto_delete, "auto-delete"), (d.exclusive, "exclusive-owner"), (!d.durable, "non-durable")];
@@ -300,9 +311,8 @@ impl Vhost {
                 return Err(precondition(format!("invalid property '{prop}' for queue '{}' in vhost '{}'", d.name, self.name)));
             }
         }
-        // Durable, non-exclusive queues are written to the store; their persistent messages too.
         let mut stored = None;
-        if let (Some(store), true, false, false) = (&self.store, d.durable, d.exclusive, self.is_deleted()) {
+        if let Some(store) = store {
             let def = crate::store::QueueDef {
                 vhost: self.name.clone(),
                 name: d.name.into(),
@@ -327,11 +337,62 @@ impl Vhost {
         .with_flow_limits(self.queue_flow)
         .with_pages(self.transient.pages()));
         q.set_home(self.me.clone());
+        let mut map = self.queues.write();
+        // During the commit, a queue the store never sees (transient, exclusive) may have taken
+        // the name, or the vhost's queue limit: take back the definition just written (no other
+        // creator of a stored queue can have run meanwhile).
+        let clash = match map.get(d.name) {
+            Some(cur) => Some(Ok(cur.clone())),
+            None => limits::check_queue_limit(&self.limits.read(), &self.name, d.name, map.len()).err().map(Err),
+        };
+        if let Some(clash) = clash {
+            let undo = store.map(|s| s.submit_delete_queue(&self.name, d.name));
+            drop(map);
+            if let Some(u) = undo {
+                let _ = u.wait();
+            }
+            return self.redeclare_queue(clash?, d);
+        }
         self.attach_policy_queue(&q);
         map.insert(d.name.into(), q.clone());
+        drop(map);
         counters::bump(&self.counters.queues_created);
         ttl::watch_queue_expiry(self.me.clone(), &q);
         Ok((q, 0, 0))
+    }
+
+    /// queue.declare of an existing queue: RabbitMQ's exclusivity and equivalence checks.
+    fn redeclare_queue(&self, q: Arc<Queue>, d: &QueueDecl<'_>) -> Result<(Arc<Queue>, u32, u32), ReplyError> {
+        self.check_exclusive(&q, d.owner)?;
+        if q.exclusive_owner.is_some() != d.exclusive {
+            // Exclusive flag differs: RabbitMQ reports it as a lock.
+            return Err(ReplyError::new(
+                ErrorKind::ResourceLocked,
+                format!(
+                    "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+                    q.name, self.name
+                ),
+            ));
+        }
+        let ineq = |arg: &str, got: bool, cur: bool| {
+            Err(precondition(format!(
+                "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
+                q.name,
+                self.name,
+                yes_no(got),
+                yes_no(cur)
+            )))
+        };
+        if q.durable != d.durable {
+            return ineq("durable", d.durable, q.durable);
+        }
+        if q.auto_delete != d.auto_delete {
+            return ineq("auto_delete", d.auto_delete, q.auto_delete);
+        }
+        queue_args::check_equivalent(d.arguments, &q.arguments, &q.name, &self.name)?;
+        q.touch();
+        let (m, c) = q.counts();
+        Ok((q, m, c))
     }
 
     /// Deletes a queue; returns the number of messages it held.
@@ -348,6 +409,9 @@ impl Vhost {
 
     /// Removes a queue unconditionally (exclusive owner gone, auto-delete, forced delete).
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
+        // A stored queue's delete is queued for the store in turn with the creators of stored
+        // queues, so that a declare of the same name that follows writes its definition after it.
+        let creating = q.store.is_some().then(|| self.creating.lock());
         {
             let _moving = self.retired.moving();
             let mut map = self.queues.write();
@@ -361,7 +425,11 @@ impl Vhost {
             }
         }
         let n = q.mark_deleted();
-        let _ = self.persist(q.store.is_some(), |s| s.delete_queue(&self.name, &q.name).map(|_| ()));
+        let deleted = self.store_for(q.store.is_some()).map(|s| s.submit_delete_queue(&self.name, &q.name));
+        drop(creating);
+        if let Some(d) = deleted {
+            let _ = d.wait();
+        }
         self.unbind_everywhere(&Destination::Queue(q.clone()));
         n
     }

@@ -97,13 +97,14 @@ impl Store {
 
     /// Deletes the exchange and every binding from or to it.
     pub fn delete_exchange(&self, vhost: &str, name: &str) -> Result<bool, StoreError> {
-        existed(
-            self.def(DefOp::DeleteExchange {
-                vhost: vhost.into(),
-                name: name.into(),
-            })
-            .wait()?,
-        )
+        self.submit_delete_exchange(vhost, name).wait()
+    }
+
+    /// `delete_exchange` without the wait: the op is queued for the writer when this returns,
+    /// ahead of any op submitted after it (the writer applies them in order), so a caller can
+    /// submit it under its own lock and wait for the commit after releasing that lock.
+    pub fn submit_delete_exchange(&self, vhost: &str, name: &str) -> Existed {
+        Existed(self.def(DefOp::DeleteExchange { vhost: vhost.into(), name: name.into() }))
     }
 
     /// Stores a durable queue and returns its `queue_id`. Re-putting an
@@ -118,13 +119,12 @@ impl Store {
     /// Deletes the queue, all its messages (including appends queued before
     /// this call) and every binding to it.
     pub fn delete_queue(&self, vhost: &str, name: &str) -> Result<bool, StoreError> {
-        existed(
-            self.def(DefOp::DeleteQueue {
-                vhost: vhost.into(),
-                name: name.into(),
-            })
-            .wait()?,
-        )
+        self.submit_delete_queue(vhost, name).wait()
+    }
+
+    /// `delete_queue` without the wait (see `submit_delete_exchange`).
+    pub fn submit_delete_queue(&self, vhost: &str, name: &str) -> Existed {
+        Existed(self.def(DefOp::DeleteQueue { vhost: vhost.into(), name: name.into() }))
     }
 
     pub fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError> {
@@ -174,6 +174,16 @@ impl Store {
         }
         d.global_parameters = global_parameters::load(&rtx)?;
         Ok(d)
+    }
+}
+
+/// A submitted delete: `wait` for its commit and whether the object existed.
+#[must_use = "wait for the delete to be durable"]
+pub struct Existed(Pending<DefReply>);
+
+impl Existed {
+    pub fn wait(self) -> Result<bool, StoreError> {
+        existed(self.0.wait()?)
     }
 }
 

@@ -37,8 +37,17 @@ impl<T> Pending<T> {
     /// in one poll), tokio's oneshot answers `Pending` and defers its wake-up until the task
     /// yields, which a blocked thread never does: the connection, and every later store
     /// wait on that worker, hung for good.
+    ///
+    /// On a worker of a multi-thread runtime the wait runs in `block_in_place`, which first
+    /// hands the worker's other tasks to another thread: a connection waiting for its commit
+    /// (a durable declare, ~0.5–3 ms) then holds up only itself, not every connection that
+    /// happened to be scheduled on the same worker (with two workers, half the broker).
     pub fn wait(self) -> Result<T, StoreError> {
-        futures_lite::future::block_on(tokio::task::unconstrained(self))
+        let wait = || futures_lite::future::block_on(tokio::task::unconstrained(self));
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(wait),
+            _ => wait(),
+        }
     }
 }
 
