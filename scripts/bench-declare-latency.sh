@@ -15,8 +15,8 @@ root=$PWD
 # shellcheck source=scripts/lib.sh
 . "$root/scripts/lib.sh"
 
-side_by_side_env
 DURATION=${DURATION:-8}
+side_by_side_env
 RATE=${RATE:-5000}
 if [ -z "${PYTHON:-}" ]; then
   PYTHON=$root/target/bench/venv/bin/python
