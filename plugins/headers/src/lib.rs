@@ -5,6 +5,14 @@
 //! - a binding argument of type void matches on the presence of the header only;
 //! - values compare like Erlang's `==`: integers of any width and timestamps compare as
 //!   numbers (and equal a float of the same value), strings and byte arrays as bytes.
+//!
+//! The bindings are indexed by argument name and value (`index.rs`), so that a message is
+//! compared only with the bindings that one of its headers can satisfy; `headers_match` stays the
+//! definition of a match, and the index hands it the candidates it cannot decide alone.
+
+mod index;
+#[cfg(test)]
+mod tests;
 
 use warren_plugin_sdk::exchange::*;
 
@@ -24,6 +32,18 @@ struct HeadersBinding {
     mode: Mode,
 }
 
+impl Mode {
+    fn is_all(self) -> bool {
+        matches!(self, Mode::All | Mode::AllWithX)
+    }
+
+    /// Whether a binding argument named `name` takes part in matching. `x-match` itself never
+    /// does (RabbitMQ 3.10 routes a message with only `x-k` to an all-with-x binding
+    /// {x-match, x-k}); other `x-` arguments only in the -with-x modes.
+    fn counts(self, name: &str) -> bool {
+        name != "x-match" && (matches!(self, Mode::AllWithX | Mode::AnyWithX) || !name.starts_with("x-"))
+    }
+}
 
 /// Like RabbitMQ's parse_x_match: anything unexpected means `all` (validation refuses it earlier).
 fn parse_mode(args: &[(String, FieldValue)]) -> Mode {
@@ -118,8 +138,7 @@ fn erl_eq(a: &FieldValue, b: &FieldValue) -> bool {
 
 /// RabbitMQ's headers_match over name-sorted binding arguments and message headers.
 fn headers_match(pattern: &[(String, FieldValue)], data: &[(String, FieldValue)], mode: Mode) -> bool {
-    let all = matches!(mode, Mode::All | Mode::AllWithX);
-    let with_x = matches!(mode, Mode::AllWithX | Mode::AnyWithX);
+    let all = mode.is_all();
     let (mut all_match, mut any_match) = (true, false);
     let (mut p, mut d) = (0, 0);
     loop {
@@ -132,9 +151,7 @@ fn headers_match(pattern: &[(String, FieldValue)], data: &[(String, FieldValue)]
         let Some((pk, pv)) = pattern.get(p) else {
             return if all { all_match } else { any_match };
         };
-        // x-match itself never takes part (RabbitMQ 3.10 routes a message with only `x-k`
-        // to an all-with-x binding {x-match, x-k}); other x- arguments only in -with-x modes.
-        if pk == "x-match" || (!with_x && pk.starts_with("x-")) {
+        if !mode.counts(pk) {
             p += 1;
             continue;
         }
@@ -170,10 +187,10 @@ fn sorted(mut t: Vec<(String, FieldValue)>) -> Vec<(String, FieldValue)> {
     t
 }
 
-/// The exchange's bindings, each with its arguments sorted by name and its mode parsed.
+/// The exchange's bindings, each with its arguments sorted by name and its mode parsed, indexed.
 #[derive(Default)]
 struct Headers {
-    bindings: Vec<HeadersBinding>,
+    index: index::Index,
 }
 
 impl ExchangeType for Headers {
@@ -204,27 +221,16 @@ impl ExchangeType for Headers {
     fn add_binding(&mut self, b: Binding, _: &mut Bindings) -> Result<(), String> {
         let args = sorted(b.arguments);
         let mode = parse_mode(&args);
-        self.bindings.push(HeadersBinding { dest: b.destination, key: b.binding_key, args, mode });
+        self.index.add(HeadersBinding { dest: b.destination, key: b.binding_key, args, mode });
         Ok(())
     }
     fn remove_binding(&mut self, b: Binding, _: &mut Bindings) -> bool {
-        let args = sorted(b.arguments);
-        match self.bindings.iter().position(|x| x.dest == b.destination && x.key == b.binding_key && x.args == args) {
-            Some(i) => {
-                self.bindings.swap_remove(i);
-                true
-            }
-            None => false,
-        }
+        self.index.remove(b.destination, &b.binding_key, &sorted(b.arguments))
     }
     fn route(&self, msg: MessageView, _: &Bindings) -> Vec<DestinationId> {
         let headers = sorted(msg.headers);
         let mut out = Vec::new();
-        for b in &self.bindings {
-            if headers_match(&b.args, &headers, b.mode) {
-                out.push(b.dest);
-            }
-        }
+        self.index.route(&headers, &mut out);
         if out.len() > 1 {
             out.sort_unstable();
             out.dedup();
