@@ -259,9 +259,10 @@ impl Vhost {
 
     fn remove_exchange(&self, x: &Arc<Exchange>) {
         // Queued for the store in turn with the creators of stored exchanges (see `remove_queue`).
-        let creating = self.store_for(x.durable).map(|_| self.creating.lock());
+        let store = self.store_for(x.durable);
+        let creating = store.map(|_| self.creating.lock());
         self.exchanges.write().remove(&x.name);
-        let deleted = self.store_for(x.durable).map(|s| s.submit_delete_exchange(&self.name, &x.name));
+        let deleted = store.map(|s| s.submit_delete_exchange(&self.name, &x.name));
         drop(creating);
         if let Some(d) = deleted {
             let _ = d.wait();
@@ -411,7 +412,8 @@ impl Vhost {
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
         // A stored queue's delete is queued for the store in turn with the creators of stored
         // queues, so that a declare of the same name that follows writes its definition after it.
-        let creating = q.store.is_some().then(|| self.creating.lock());
+        let store = self.store_for(q.store.is_some());
+        let creating = store.map(|_| self.creating.lock());
         {
             let _moving = self.retired.moving();
             let mut map = self.queues.write();
@@ -425,7 +427,7 @@ impl Vhost {
             }
         }
         let n = q.mark_deleted();
-        let deleted = self.store_for(q.store.is_some()).map(|s| s.submit_delete_queue(&self.name, &q.name));
+        let deleted = store.map(|s| s.submit_delete_queue(&self.name, &q.name));
         drop(creating);
         if let Some(d) = deleted {
             let _ = d.wait();
