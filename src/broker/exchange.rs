@@ -39,6 +39,13 @@ impl Destination {
         }
     }
 
+    pub fn is_deleted(&self) -> bool {
+        match self {
+            Destination::Queue(q) => q.is_deleted(),
+            Destination::Exchange(x) => x.is_deleted(),
+        }
+    }
+
     /// The address of the queue or exchange: equal for two destinations exactly when `same`.
     fn addr(&self) -> usize {
         match self {

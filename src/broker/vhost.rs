@@ -118,14 +118,6 @@ impl Vhost {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Runs a definition write if the object is durable and there is a store.
-    fn persist(&self, durable: bool, f: impl FnOnce(&Store) -> Result<(), StoreError>) -> Result<(), ReplyError> {
-        match self.store_for(durable) {
-            Some(s) => f(s).map_err(store_error),
-            None => Ok(()),
-        }
-    }
-
     /// The store, if an object of this durability is written to it.
     fn store_for(&self, durable: bool) -> Option<&Store> {
         self.store.as_deref().filter(|_| durable && !self.is_deleted())
@@ -262,12 +254,13 @@ impl Vhost {
         let store = self.store_for(x.durable);
         let creating = store.map(|_| self.creating.lock());
         self.exchanges.write().remove(&x.name);
+        // Marked under `creating`: a bind that follows sees it gone (see `bind`).
+        x.mark_deleted();
         let deleted = store.map(|s| s.submit_delete_exchange(&self.name, &x.name));
         drop(creating);
         if let Some(d) = deleted {
             let _ = d.wait();
         }
-        x.mark_deleted();
         self.unbind_everywhere(&Destination::Exchange(x.clone()));
     }
 
@@ -442,20 +435,39 @@ impl Vhost {
             Ok(Err(text)) => return Err(precondition(text)),
             Err(e) => return Err(ReplyError::new(ErrorKind::ChannelInternalError, e.0)),
         }
-        let durable = persist::binding_is_durable(source, &dest);
         let def = persist::binding_def(&self.name, &source.name, &dest, key, args);
+        // A stored binding changes in memory and is queued for the store under `creating`, so
+        // that binds and unbinds of it (and deletes of its ends, marked deleted under the same
+        // lock) reach the store in the broker's order.
+        let store = self.store_for(persist::binding_is_durable(source, &dest));
+        let creating = store.map(|_| self.creating.lock());
+        if store.is_some() {
+            if source.is_deleted() {
+                return Err(not_found("exchange", &source.name, &self.name));
+            }
+            if dest.is_deleted() {
+                return Err(not_found(dest.kind(), dest.name(), &self.name));
+            }
+        }
         let outcome = source.add_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::ChannelInternalError, e.0))?;
-        if outcome == BindOutcome::Changed {
-            self.persist(durable, |s| s.put_binding(&def))?;
+        let written = store.filter(|_| outcome == BindOutcome::Changed).map(|s| s.submit_put_binding(&def));
+        drop(creating);
+        if let Some(w) = written {
+            w.wait().map_err(store_error)?;
         }
         Ok(())
     }
 
     pub fn unbind(&self, source: &Arc<Exchange>, dest: &Destination, key: &str, args: &FieldTable) -> Result<(), ReplyError> {
+        let store = self.store_for(persist::binding_is_durable(source, dest));
+        let creating = store.map(|_| self.creating.lock());
         let outcome = source.remove_binding(dest, key, args).map_err(|e| ReplyError::new(ErrorKind::ChannelInternalError, e.0))?;
-        if outcome == BindOutcome::Changed {
-            let def = persist::binding_def(&self.name, &source.name, dest, key, args);
-            self.persist(persist::binding_is_durable(source, dest), |s| s.delete_binding(&def).map(|_| ()))?;
+        let deleted = store
+            .filter(|_| outcome == BindOutcome::Changed)
+            .map(|s| s.submit_delete_binding(&persist::binding_def(&self.name, &source.name, dest, key, args)));
+        drop(creating);
+        if let Some(d) = deleted {
+            d.wait().map_err(store_error)?;
         }
         if outcome == BindOutcome::Changed && source.auto_delete && !source.has_bindings() {
             self.remove_exchange(source);

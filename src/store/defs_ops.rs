@@ -128,11 +128,21 @@ impl Store {
     }
 
     pub fn put_binding(&self, def: &BindingDef) -> Result<(), StoreError> {
-        self.def(DefOp::PutBinding(def.clone())).wait().map(|_| ())
+        self.submit_put_binding(def).wait()
+    }
+
+    /// Queues a binding's write without waiting (the writer applies ops in submission order).
+    pub fn submit_put_binding(&self, def: &BindingDef) -> Written {
+        Written(self.def(DefOp::PutBinding(def.clone())))
     }
 
     pub fn delete_binding(&self, def: &BindingDef) -> Result<bool, StoreError> {
-        existed(self.def(DefOp::DeleteBinding(def.clone())).wait()?)
+        self.submit_delete_binding(def).wait()
+    }
+
+    /// Queues a binding's delete without waiting (see `submit_delete_queue`).
+    pub fn submit_delete_binding(&self, def: &BindingDef) -> Existed {
+        Existed(self.def(DefOp::DeleteBinding(def.clone())))
     }
 
     /// Stores global parameter `name` (a JSON value).
@@ -184,6 +194,16 @@ pub struct Existed(Pending<DefReply>);
 impl Existed {
     pub fn wait(self) -> Result<bool, StoreError> {
         existed(self.0.wait()?)
+    }
+}
+
+/// A submitted write: `wait` for its commit.
+#[must_use = "wait for the write to be durable"]
+pub struct Written(Pending<DefReply>);
+
+impl Written {
+    pub fn wait(self) -> Result<(), StoreError> {
+        self.0.wait().map(|_| ())
     }
 }
 

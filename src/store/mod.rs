@@ -64,7 +64,7 @@ pub use writer::{Callback, MessageLog, Pending, StatsSnapshot, Ticket};
 use writer::{Op, WriterConfig, WriterStats};
 
 pub(crate) use defs_ops::{DefOp, DefReply, apply_def};
-pub use defs_ops::Existed;
+pub use defs_ops::{Existed, Written};
 use defs_ops::{from_json, to_json};
 use open::{check_meta, open_err, panic_msg};
 pub(crate) use read::decode_record;

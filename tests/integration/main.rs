@@ -18,6 +18,7 @@ mod confirms_tx;
 mod connection;
 mod consumers;
 mod dead_letter;
+mod definition_order;
 mod durability;
 mod exchanges;
 mod flow;
