@@ -264,7 +264,7 @@ impl Broker {
 fn drop_contents(vh: &Vhost) {
     let queues: Vec<_> = {
         let _moving = vh.retired.moving();
-        let queues: Vec<_> = vh.queues.write().drain().map(|(_, q)| q).collect();
+        let queues: Vec<_> = vh.queues.write().drain().map(|(_, q)| q).inspect(|q| q.flag_deleted()).collect();
         for q in &queues {
             q.retire(&vh.retired);
         }

@@ -157,7 +157,7 @@ fn dead_lettered(msg: &Message, queue: &Queue, reason: Reason, cc: &[String]) ->
         exchange: queue.args().dead_letter_exchange.clone().unwrap_or_default(),
         routing_key,
         header_raw: frame::encode_header(msg.body.len() as u64, &properties),
-        properties: Box::new(properties),
+        properties: crate::protocol::Properties::new(properties),
         body: msg.body.clone(),
     }
 }

@@ -1,6 +1,6 @@
 //! A published message as the broker holds it.
 
-use amq_protocol::protocol::basic::AMQPProperties;
+use crate::protocol::Properties;
 use bytes::Bytes;
 
 /// One message, shared (`Arc`) by every queue it was routed to. The body and the raw content
@@ -9,8 +9,9 @@ use bytes::Bytes;
 pub struct Message {
     pub exchange: String,
     pub routing_key: String,
-    /// Boxed, so that building and moving a message copies a pointer, not the properties.
-    pub properties: Box<AMQPProperties>,
+    /// Boxed (or the shared defaults), so that building and moving a message copies a
+    /// pointer, not the properties.
+    pub properties: Properties,
     /// Raw content-header payload (class, weight, body size, property flags and properties).
     pub header_raw: Bytes,
     pub body: Bytes,
@@ -33,7 +34,7 @@ impl Message {
 
     /// A copy with these headers (the content header is encoded anew).
     pub fn with_headers(&self, headers: amq_protocol::types::FieldTable) -> Message {
-        let properties = Box::new(self.properties.as_ref().clone().with_headers(headers));
+        let properties = Properties::new((*self.properties).clone().with_headers(headers));
         Message {
             exchange: self.exchange.clone(),
             routing_key: self.routing_key.clone(),

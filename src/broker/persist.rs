@@ -75,7 +75,7 @@ pub(crate) fn message_from_record(sm: StoredMessage) -> Option<Message> {
     raw.put_u16(0);
     raw.put_u64(sm.body.len() as u64);
     raw.extend_from_slice(&sm.properties);
-    Some(Message { exchange: sm.exchange, routing_key: sm.routing_key, properties: Box::new(properties), header_raw: raw.freeze(), body: sm.body })
+    Some(Message { exchange: sm.exchange, routing_key: sm.routing_key, properties: crate::protocol::Properties::new(properties), header_raw: raw.freeze(), body: sm.body })
 }
 
 pub fn exchange_def(vhost: &str, x: &super::exchange::Exchange) -> ExchangeDef {

@@ -163,7 +163,7 @@ fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, extra: 
 fn route_key(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, queues: &mut Vec<Arc<Queue>>) -> Result<(), ReplyError> {
     match exchange {
         None => {
-            if let Some(q) = vhost.queue(&msg.routing_key)
+            if let Some(q) = vhost.default_route(&msg.routing_key)
                 && !queues.iter().any(|x| Arc::ptr_eq(x, &q))
             {
                 queues.push(q);

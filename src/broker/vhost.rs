@@ -131,6 +131,29 @@ impl Vhost {
         self.queues.read().get(name).cloned()
     }
 
+    /// The queue the default exchange routes `key` to. The last one found on this thread is
+    /// remembered (a publisher usually sends to one queue): while it lives, is not flagged
+    /// deleted and has that name in this vhost, it is still the map's entry for the name (a
+    /// queue is flagged deleted as it leaves the map, see `remove_queue`, and a name's entry is
+    /// only ever added when absent), so the map's lock and hash are skipped.
+    pub fn default_route(&self, key: &str) -> Option<Arc<Queue>> {
+        thread_local! {
+            static LAST: std::cell::RefCell<std::sync::Weak<Queue>> = const { std::cell::RefCell::new(std::sync::Weak::new()) };
+        }
+        LAST.with(|last| {
+            if let Some(q) = last.borrow().upgrade()
+                && !q.is_deleted()
+                && q.name == key
+                && q.vhost == self.name
+            {
+                return Some(q);
+            }
+            let q = self.queue(key)?;
+            *last.borrow_mut() = Arc::downgrade(&q);
+            Some(q)
+        })
+    }
+
     pub fn exchange_or_404(&self, name: &str) -> Result<Arc<Exchange>, ReplyError> {
         self.exchange(name).ok_or_else(|| not_found("exchange", name, &self.name))
     }
@@ -413,6 +436,7 @@ impl Vhost {
             match map.get(&q.name) {
                 Some(cur) if Arc::ptr_eq(cur, q) => {
                     map.remove(&q.name);
+                    q.flag_deleted();
                     q.retire(&self.retired);
                     counters::bump(&self.counters.queues_deleted);
                 }

@@ -6,7 +6,7 @@
 //! generated from the spec; content headers keep their raw payload so that deliveries forward the
 //! publisher's properties byte for byte.
 
-use super::{AMQPClass, basic, guard};
+use super::{AMQPClass, Properties, basic, guard};
 use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame};
 use amq_protocol::protocol::basic::AMQPProperties;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -35,9 +35,10 @@ pub enum Frame {
 pub struct ContentHeader {
     pub class_id: u16,
     pub body_size: u64,
-    /// Boxed: the properties are a few hundred bytes, and a frame moves several times between
-    /// the socket and the queue (a profile showed those moves as 16 % of the broker's CPU).
-    pub properties: Box<AMQPProperties>,
+    /// Boxed when set: the properties are a few hundred bytes, and a frame moves several times
+    /// between the socket and the queue (a profile showed those moves as 16 % of the broker's
+    /// CPU); shared when none is set (`Properties`).
+    pub properties: Properties,
     /// The whole header payload as received (class, weight, body size, flags, properties).
     pub raw: Bytes,
 }
@@ -190,8 +191,9 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> 
 /// basic.publish and basic.ack arrive once per message. The generated decoder builds their bit
 /// flags as a `Vec` of `(String, bool)` (three allocations and a name lookup per flag, ~10 % of
 /// the broker's CPU per message in a profile), so these two are read here, like [`write_deliver`]
-/// is written by hand. `guard::method` has already walked the payload against the spec's layout
-/// (lengths in bounds, short strings made UTF-8). Anything unexpected (trailing bytes) returns
+/// is written by hand. `guard::method` has already walked the ack's payload against the spec's
+/// layout; the publish's is not walked there (this checks its lengths and makes its short
+/// strings UTF-8 the guard's way). Anything unexpected (trailing bytes) returns
 /// None and takes the generated decoder's path, which reports the error. Unit tests check both
 /// decoders agree, on the layouts generated from the spec too.
 fn decode_hot(class_id: u16, method_id: u16, payload: &[u8]) -> Option<AMQPClass> {
@@ -204,8 +206,8 @@ fn decode_hot(class_id: u16, method_id: u16, payload: &[u8]) -> Option<AMQPClass
             let routing_key = take_shortstr(&mut rd)?;
             let [bits] = rd else { return None };
             Some(AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-                exchange: exchange.into(),
-                routing_key: routing_key.into(),
+                exchange: lossy_shortstr(exchange),
+                routing_key: lossy_shortstr(routing_key),
                 mandatory: bits & 1 != 0,
                 immediate: bits & 2 != 0,
             })))
@@ -220,11 +222,24 @@ fn decode_hot(class_id: u16, method_id: u16, payload: &[u8]) -> Option<AMQPClass
     }
 }
 
-fn take_shortstr<'a>(rd: &mut &'a [u8]) -> Option<&'a str> {
+fn take_shortstr<'a>(rd: &mut &'a [u8]) -> Option<&'a [u8]> {
     let (&len, rest) = rd.split_first()?;
     let (s, rest) = rest.split_at_checked(len as usize)?;
     *rd = rest;
-    std::str::from_utf8(s).ok()
+    Some(s)
+}
+
+/// A short string as RabbitMQ takes it (bytes): invalid UTF-8 sequences become `?`, as
+/// `guard::method` does for the other methods (basic.publish is not walked there).
+fn lossy_shortstr(s: &[u8]) -> amq_protocol::types::ShortString {
+    match std::str::from_utf8(s) {
+        Ok(s) => s.into(),
+        Err(_) => {
+            let mut v = s.to_vec();
+            guard::sanitize_utf8(&mut v);
+            String::from_utf8(v).expect("sanitized").into()
+        }
+    }
 }
 
 /// `repaired`: the payload with non-UTF-8 short strings replaced (guard.rs), to decode from.
@@ -237,10 +252,10 @@ fn decode_header(channel: u16, payload: Bytes, repaired: Option<&[u8]>) -> Resul
     let body_size = u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
     if payload.len() == 14 && payload[12..14] == [0, 0] {
         // No property flag set: the defaults, without the generated decoder (once per message).
-        return Ok(ContentHeader { class_id, body_size, properties: Box::default(), raw: payload });
+        return Ok(ContentHeader { class_id, body_size, properties: Properties::default(), raw: payload });
     }
     match basic::parse_properties(&repaired.unwrap_or(&payload)[12..]) {
-        Ok((rest, properties)) if rest.is_empty() => Ok(ContentHeader { class_id, body_size, properties: Box::new(properties), raw: payload }),
+        Ok((rest, properties)) if rest.is_empty() => Ok(ContentHeader { class_id, body_size, properties: Properties::new(properties), raw: payload }),
         _ => Err(malformed),
     }
 }
@@ -402,6 +417,24 @@ mod tests {
             assert_eq!(hot, gen_decoded);
             assert_eq!(hot, m);
         }
+    }
+
+    /// A publish's exchange and routing key that are not UTF-8 are taken with `?` for each byte
+    /// of an invalid sequence (same length), as the guard does for other methods' short strings.
+    #[test]
+    fn hot_publish_takes_non_utf8_short_strings_as_the_guard_does() {
+        let mut payload = vec![0, 60, 0, 40, 0, 0, 2, b'e', 0xFF, 4, b'k', 0xC3, 0x28, b'z', 1];
+        let Some(AMQPClass::Basic(basic::AMQPMethod::Publish(p))) = decode_hot(60, 40, &payload) else { panic!("hot path not taken") };
+        assert_eq!((p.exchange.as_str(), p.routing_key.as_str(), p.mandatory), ("e?", "k?(z", true));
+        // And through parse_frame, as a client sends it.
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[1, 0, 1, 0, 0, 0, payload.len() as u8]);
+        frame.extend_from_slice(&payload);
+        frame.extend_from_slice(&[FRAME_END]);
+        let Ok(Some(Frame::Method { method, .. })) = parse_frame(&mut frame, 4096) else { panic!("not parsed") };
+        assert_eq!(method, AMQPClass::Basic(basic::AMQPMethod::Publish(p)));
+        payload.push(0);
+        assert_eq!(decode_hot(60, 40, &payload), None);
     }
 
     /// Truncated or over-long payloads leave the hot path, so the generated decoder reports them.

@@ -6,6 +6,7 @@
 
 pub mod frame;
 pub mod guard;
+pub mod properties;
 pub mod reply;
 
 pub use amq_protocol::protocol::{
@@ -13,6 +14,7 @@ pub use amq_protocol::protocol::{
 };
 pub use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 pub use frame::{Frame, FrameError};
+pub use properties::Properties;
 pub use reply::{ErrorKind, ReplyError};
 
 /// Class id of `basic`, the only content class.

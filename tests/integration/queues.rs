@@ -406,3 +406,42 @@ async fn pipelined_durable_declares_all_answered() {
         timeout(ch.queue_delete(format!("{prefix}-{i}").as_str().into(), Default::default())).await.unwrap();
     }
 }
+
+/// The default exchange routes by the queue's name to whichever queue has it now: after a
+/// delete (from another connection) and a new declare of the name, messages go to the new
+/// queue (even while the old one is kept alive by an unacknowledged delivery); while it is gone
+/// they are dropped; alternating between two queues keeps each one's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_exchange_follows_a_queue_deleted_and_declared_again() {
+    let b = TestBroker::start().await;
+    let (conn, other) = (b.connect().await, b.connect().await);
+    let ch = confirm_channel(&conn).await;
+    let admin = timeout(other.create_channel()).await.unwrap();
+    let (q, q2) = (uniq("again"), uniq("again-other"));
+    let get = |ch: lapin::Channel, q: String| async move {
+        let mut got = Vec::new();
+        while let Some(m) = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })).await.unwrap() {
+            got.push(String::from_utf8(m.delivery.data.clone()).unwrap());
+        }
+        got
+    };
+    for round in 0..3 {
+        qdeclare(&admin, &q, Default::default(), FieldTable::default()).await.unwrap();
+        qdeclare(&admin, &q2, Default::default(), FieldTable::default()).await.unwrap();
+        for i in 0..4 {
+            let to = if i % 2 == 0 { &q } else { &q2 };
+            publish_c(&ch, "", to, format!("r{round}-{i}").as_bytes(), Default::default()).await;
+        }
+        assert_eq!(get(ch.clone(), q.clone()).await, [format!("r{round}-0"), format!("r{round}-2")]);
+        assert_eq!(get(ch.clone(), q2.clone()).await, [format!("r{round}-1"), format!("r{round}-3")]);
+        // A delivery left unacknowledged keeps the deleted queue alive in the broker.
+        let held = timeout(admin.basic_get(q.as_str().into(), BasicGetOptions::default()));
+        publish_c(&ch, "", &q, b"held", Default::default()).await;
+        assert!(held.await.unwrap().is_some());
+        timeout(admin.queue_delete(q.as_str().into(), Default::default())).await.unwrap();
+        // Gone: dropped, not kept anywhere.
+        publish_c(&ch, "", &q, b"dropped", Default::default()).await;
+    }
+    qdeclare(&admin, &q, Default::default(), FieldTable::default()).await.unwrap();
+    assert!(get(ch.clone(), q.clone()).await.is_empty());
+}

@@ -143,7 +143,7 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         exchange: name.to_string(),
         routing_key: p.routing_key,
         header_raw: crate::protocol::frame::encode_header(body.len() as u64, &properties),
-        properties: Box::new(properties),
+        properties: crate::protocol::Properties::new(properties),
         body: body.into(),
     };
     let out = crate::broker::publish::publish(&v, exchange.as_ref(), msg, false, None)?;

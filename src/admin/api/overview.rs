@@ -216,7 +216,7 @@ pub fn aliveness(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult 
         exchange: String::new(),
         routing_key: "aliveness-test".into(),
         header_raw: crate::protocol::frame::encode_header(body.len() as u64, &props),
-        properties: Box::new(props),
+        properties: crate::protocol::Properties::default(),
         body,
     };
     crate::broker::publish::publish(&vhost, None, msg, false, None)?;

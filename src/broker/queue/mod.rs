@@ -531,6 +531,13 @@ impl Queue {
 
     /// Marks the queue deleted, drops its messages and tells its consumers (basic.cancel).
     /// Returns the number of messages it held.
+    /// Flags the queue deleted at once (publishes to it from now on find it gone), before
+    /// `mark_deleted` empties it: called while it is taken out of its vhost's map, so that a
+    /// queue not flagged is still its name's queue there (`Vhost::default_route` relies on it).
+    pub fn flag_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
     pub fn mark_deleted(&self) -> u32 {
         let (consumers, n) = {
             let mut inner = self.inner.lock();

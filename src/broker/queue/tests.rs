@@ -14,7 +14,7 @@ fn persistent(body: Vec<u8>) -> Arc<Message> {
     Arc::new(Message {
         exchange: String::new(),
         routing_key: "q".into(),
-        properties: Box::new(properties),
+        properties: crate::protocol::Properties::new(properties),
         header_raw: raw.freeze(),
         body: Bytes::from(body),
     })

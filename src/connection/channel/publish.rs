@@ -118,7 +118,7 @@ impl Channel {
             let Some((_, token)) = &self.reply else {
                 return Err(precondition("fast reply consumer does not exist"));
             };
-            let properties = Box::new(msg.properties.as_ref().clone().with_reply_to(reply_to::reply_key(token).as_str().into()));
+            let properties = crate::protocol::Properties::new((*msg.properties).clone().with_reply_to(reply_to::reply_key(token).as_str().into()));
             msg.header_raw = crate::protocol::frame::encode_header(msg.body.len() as u64, &properties);
             msg.properties = properties;
         }
