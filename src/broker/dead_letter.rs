@@ -15,7 +15,7 @@
 use super::Vhost;
 use super::message::Message;
 use super::queue::Queue;
-use crate::protocol::frame;
+use crate::protocol::{ShortStr, frame};
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use std::sync::Arc;
@@ -152,9 +152,9 @@ fn dead_lettered(msg: &Message, queue: &Queue, reason: Reason, cc: &[String]) ->
         headers.insert("x-first-death-exchange".into(), AMQPValue::LongString(LongString::from(msg.exchange.as_str())));
     }
     let properties = without_expiration(p).with_headers(headers);
-    let routing_key = queue.args().dead_letter_routing_key.clone().unwrap_or_else(|| msg.routing_key.clone());
+    let routing_key = queue.args().dead_letter_routing_key.as_deref().map_or_else(|| msg.routing_key.clone(), ShortStr::from);
     Message {
-        exchange: queue.args().dead_letter_exchange.clone().unwrap_or_default(),
+        exchange: queue.args().dead_letter_exchange.as_deref().unwrap_or_default().into(),
         routing_key,
         header_raw: frame::encode_header(msg.body.len() as u64, &properties),
         properties: crate::protocol::Properties::new(properties),

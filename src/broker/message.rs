@@ -1,14 +1,14 @@
 //! A published message as the broker holds it.
 
-use crate::protocol::Properties;
+use crate::protocol::{Properties, ShortStr};
 use bytes::Bytes;
 
 /// One message, shared (`Arc`) by every queue it was routed to. The body and the raw content
 /// header are views of the publisher's socket buffer and are written to consumers as they are.
 #[derive(Debug)]
 pub struct Message {
-    pub exchange: String,
-    pub routing_key: String,
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
     /// Boxed (or the shared defaults), so that building and moving a message copies a
     /// pointer, not the properties.
     pub properties: Properties,

@@ -46,8 +46,8 @@ pub fn record(msg: &Message, published: Option<u64>) -> Bytes {
 /// A message as a store record (no copy: properties and body are views of the message's).
 pub fn stored(msg: &Message) -> StoredMessage {
     StoredMessage {
-        exchange: msg.exchange.clone(),
-        routing_key: msg.routing_key.clone(),
+        exchange: msg.exchange.to_string(),
+        routing_key: msg.routing_key.to_string(),
         // Property flags and properties: the header payload after class, weight and body size.
         properties: msg.header_raw.slice(12..),
         body: msg.body.clone(),
@@ -75,7 +75,7 @@ pub(crate) fn message_from_record(sm: StoredMessage) -> Option<Message> {
     raw.put_u16(0);
     raw.put_u64(sm.body.len() as u64);
     raw.extend_from_slice(&sm.properties);
-    Some(Message { exchange: sm.exchange, routing_key: sm.routing_key, properties: crate::protocol::Properties::new(properties), header_raw: raw.freeze(), body: sm.body })
+    Some(Message { exchange: sm.exchange.into(), routing_key: sm.routing_key.into(), properties: crate::protocol::Properties::new(properties), header_raw: raw.freeze(), body: sm.body })
 }
 
 pub fn exchange_def(vhost: &str, x: &super::exchange::Exchange) -> ExchangeDef {

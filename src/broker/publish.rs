@@ -154,7 +154,7 @@ pub fn cc_keys(msg: &Message) -> (Vec<String>, bool) {
 fn route(vhost: &Vhost, exchange: Option<&Arc<Exchange>>, msg: &Message, extra: &[String], queues: &mut Vec<Arc<Queue>>) -> Result<(), ReplyError> {
     route_key(vhost, exchange, msg, queues)?;
     for key in extra {
-        let copy = Message { exchange: msg.exchange.clone(), routing_key: key.clone(), properties: msg.properties.clone(), header_raw: msg.header_raw.clone(), body: msg.body.clone() };
+        let copy = Message { exchange: msg.exchange.clone(), routing_key: key.as_str().into(), properties: msg.properties.clone(), header_raw: msg.header_raw.clone(), body: msg.body.clone() };
         route_key(vhost, exchange, &copy, queues)?;
     }
     Ok(())

@@ -31,6 +31,10 @@ impl Connection {
                 self.channel_method(channel, method);
                 Ok(())
             }
+            Frame::Publish { channel, publish } => {
+                self.channel_publish(channel, publish);
+                Ok(())
+            }
             Frame::Header { channel: 0, header } => {
                 let text = format!("type 2, {}", frame::payload_snippet(&header.raw));
                 self.hard_close(ReplyError::new(ErrorKind::UnexpectedFrame, text));
@@ -175,6 +179,20 @@ impl Connection {
             return;
         }
         let r = ch.on_method(&mut self.ctx, m).map_err(|e| e.on(class_id, method_id));
+        self.after_channel_result(number, r);
+    }
+
+    /// basic.publish (`Frame::Publish`): as `channel_method` takes a method other than
+    /// channel.open/close/close-ok.
+    fn channel_publish(&mut self, number: u16, p: frame::Publish) {
+        let Some(ch) = self.channels.get_mut(&number) else {
+            self.hard_close_on(number, ReplyError::new(ErrorKind::ChannelError, "expected 'channel.open'").on(60, 40));
+            return;
+        };
+        if ch.is_closing() {
+            return;
+        }
+        let r = ch.on_publish(p).map_err(|e| e.on(60, 40));
         self.after_channel_result(number, r);
     }
 

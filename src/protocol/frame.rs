@@ -6,7 +6,7 @@
 //! generated from the spec; content headers keep their raw payload so that deliveries forward the
 //! publisher's properties byte for byte.
 
-use super::{AMQPClass, Properties, basic, guard};
+use super::{AMQPClass, Properties, ShortStr, basic, guard};
 use amq_protocol::frame::{AMQPFrame, WriteContext, gen_frame};
 use amq_protocol::protocol::basic::AMQPProperties;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -25,9 +25,21 @@ pub const FRAME_MIN_SIZE: u32 = 4096;
 #[derive(Debug)]
 pub enum Frame {
     Method { channel: u16, method: AMQPClass },
+    /// basic.publish on a channel (once per message): read by hand, its strings are views of
+    /// the frame (`read_publish`). On channel 0 it is a `Method` (a connection error anyway).
+    Publish { channel: u16, publish: Publish },
     Header { channel: u16, header: ContentHeader },
     Body { channel: u16, payload: Bytes },
     Heartbeat { channel: u16 },
+}
+
+/// basic.publish's arguments (the ticket is ignored, as RabbitMQ does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
+    pub mandatory: bool,
+    pub immediate: bool,
 }
 
 /// A content header frame: the decoded fields plus the raw payload for forwarding.
@@ -112,7 +124,15 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
         });
     }
     match kind {
-        FRAME_METHOD => decode_method(channel, &payload).map(|method| Some(Frame::Method { channel, method })),
+        FRAME_METHOD => {
+            if channel != 0
+                && ids(&payload) == (60, 40)
+                && let Some(publish) = read_publish(&payload)
+            {
+                return Ok(Some(Frame::Publish { channel, publish }));
+            }
+            decode_method(channel, &payload).map(|method| Some(Frame::Method { channel, method }))
+        }
         FRAME_HEADER => decode_header(channel, payload, repaired.as_deref()).map(|header| Some(Frame::Header { channel, header })),
         FRAME_BODY => Ok(Some(Frame::Body { channel, payload })),
         FRAME_HEARTBEAT => Ok(Some(Frame::Heartbeat { channel })),
@@ -199,17 +219,13 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> 
 fn decode_hot(class_id: u16, method_id: u16, payload: &[u8]) -> Option<AMQPClass> {
     match (class_id, method_id) {
         (60, 40) => {
-            // ticket:u16 exchange:shortstr routing-key:shortstr bits(mandatory, immediate)
-            let mut rd = &payload[4..];
-            rd = rd.get(2..)?;
-            let exchange = take_shortstr(&mut rd)?;
-            let routing_key = take_shortstr(&mut rd)?;
-            let [bits] = rd else { return None };
+            // Only on channel 0 (elsewhere parse_frame makes a `Frame::Publish`) and in tests.
+            let p = read_publish(&Bytes::copy_from_slice(payload))?;
             Some(AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
-                exchange: lossy_shortstr(exchange),
-                routing_key: lossy_shortstr(routing_key),
-                mandatory: bits & 1 != 0,
-                immediate: bits & 2 != 0,
+                exchange: (&p.exchange).into(),
+                routing_key: (&p.routing_key).into(),
+                mandatory: p.mandatory,
+                immediate: p.immediate,
             })))
         }
         (60, 80) => {
@@ -222,24 +238,26 @@ fn decode_hot(class_id: u16, method_id: u16, payload: &[u8]) -> Option<AMQPClass
     }
 }
 
-fn take_shortstr<'a>(rd: &mut &'a [u8]) -> Option<&'a [u8]> {
-    let (&len, rest) = rd.split_first()?;
-    let (s, rest) = rest.split_at_checked(len as usize)?;
-    *rd = rest;
-    Some(s)
-}
-
-/// A short string as RabbitMQ takes it (bytes): invalid UTF-8 sequences become `?`, as
-/// `guard::method` does for the other methods (basic.publish is not walked there).
-fn lossy_shortstr(s: &[u8]) -> amq_protocol::types::ShortString {
-    match std::str::from_utf8(s) {
-        Ok(s) => s.into(),
-        Err(_) => {
-            let mut v = s.to_vec();
-            guard::sanitize_utf8(&mut v);
-            String::from_utf8(v).expect("sanitized").into()
-        }
+/// basic.publish's arguments from its method payload: exchange and routing key are views of
+/// `payload`, taken as RabbitMQ takes short strings (bytes: invalid UTF-8 sequences become `?`,
+/// as `guard::method` does for the other methods; basic.publish is not walked there). None if
+/// a length runs past the payload or bytes follow the flags.
+fn read_publish(payload: &Bytes) -> Option<Publish> {
+    // class:u16 method:u16 ticket:u16 exchange:shortstr routing-key:shortstr bits(mandatory, immediate)
+    let x_len = *payload.get(6)? as usize;
+    let exchange = 7..7 + x_len;
+    let k_len = *payload.get(exchange.end)? as usize;
+    let key = exchange.end + 1..exchange.end + 1 + k_len;
+    if payload.len() != key.end + 1 {
+        return None;
     }
+    let bits = payload[key.end];
+    Some(Publish {
+        exchange: ShortStr::from_wire(payload.slice(exchange)),
+        routing_key: ShortStr::from_wire(payload.slice(key)),
+        mandatory: bits & 1 != 0,
+        immediate: bits & 2 != 0,
+    })
 }
 
 /// `repaired`: the payload with non-UTF-8 short strings replaced (guard.rs), to decode from.
@@ -426,15 +444,22 @@ mod tests {
         let mut payload = vec![0, 60, 0, 40, 0, 0, 2, b'e', 0xFF, 4, b'k', 0xC3, 0x28, b'z', 1];
         let Some(AMQPClass::Basic(basic::AMQPMethod::Publish(p))) = decode_hot(60, 40, &payload) else { panic!("hot path not taken") };
         assert_eq!((p.exchange.as_str(), p.routing_key.as_str(), p.mandatory), ("e?", "k?(z", true));
-        // And through parse_frame, as a client sends it.
-        let mut frame = BytesMut::new();
-        frame.extend_from_slice(&[1, 0, 1, 0, 0, 0, payload.len() as u8]);
-        frame.extend_from_slice(&payload);
-        frame.extend_from_slice(&[FRAME_END]);
-        let Ok(Some(Frame::Method { method, .. })) = parse_frame(&mut frame, 4096) else { panic!("not parsed") };
+        // Through parse_frame, as a client sends it: a `Frame::Publish` on a channel, a method
+        // (for the connection to refuse) on channel 0.
+        let frame = |channel: u8, payload: &[u8]| {
+            let mut f = BytesMut::new();
+            f.extend_from_slice(&[1, 0, channel, 0, 0, 0, payload.len() as u8]);
+            f.extend_from_slice(payload);
+            f.extend_from_slice(&[FRAME_END]);
+            f
+        };
+        let Ok(Some(Frame::Publish { channel: 1, publish })) = parse_frame(&mut frame(1, &payload), 4096) else { panic!("not a publish") };
+        assert_eq!((publish.exchange.as_str(), publish.routing_key.as_str(), publish.mandatory, publish.immediate), ("e?", "k?(z", true, false));
+        let Ok(Some(Frame::Method { channel: 0, method })) = parse_frame(&mut frame(0, &payload), 4096) else { panic!("not a method") };
         assert_eq!(method, AMQPClass::Basic(basic::AMQPMethod::Publish(p)));
         payload.push(0);
         assert_eq!(decode_hot(60, 40, &payload), None);
+        assert!(matches!(parse_frame(&mut frame(1, &payload), 4096), Err(FrameError::Malformed { class_id: 60, method_id: 40, .. })));
     }
 
     /// Truncated or over-long payloads leave the hot path, so the generated decoder reports them.

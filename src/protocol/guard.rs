@@ -71,6 +71,10 @@ pub fn content_header(payload: &mut [u8], repair: bool) -> Result<bool, GuardErr
         return Ok(false);
     }
     let flags = u16::from_be_bytes([payload[12], payload[13]]);
+    if flags == 0 {
+        // No property (most messages): nothing to walk.
+        return Ok(false);
+    }
     let mut w = Walker { buf: payload, pos: 14, repair, not_utf8: false };
     for (i, field) in BASIC_PROPERTIES.iter().enumerate() {
         if flags & (1 << (15 - i)) != 0 {

@@ -8,6 +8,7 @@ pub mod frame;
 pub mod guard;
 pub mod properties;
 pub mod reply;
+pub mod shortstr;
 
 pub use amq_protocol::protocol::{
     AMQPClass, access, basic, channel, confirm, connection, exchange, queue, tx,
@@ -15,6 +16,7 @@ pub use amq_protocol::protocol::{
 pub use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 pub use frame::{Frame, FrameError};
 pub use properties::Properties;
+pub use shortstr::ShortStr;
 pub use reply::{ErrorKind, ReplyError};
 
 /// Class id of `basic`, the only content class.

@@ -140,8 +140,8 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         return Err(ApiError::bad_request(format!("user_id property set to '{}' but authenticated user was '{}'", u, caller.name())));
     }
     let msg = Message {
-        exchange: name.to_string(),
-        routing_key: p.routing_key,
+        exchange: name.into(),
+        routing_key: p.routing_key.into(),
         header_raw: crate::protocol::frame::encode_header(body.len() as u64, &properties),
         properties: crate::protocol::Properties::new(properties),
         body: body.into(),
@@ -213,8 +213,8 @@ pub fn get(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         rows.push(json!({
             "payload_bytes": body.len(),
             "redelivered": ready.redelivered,
-            "exchange": m.exchange,
-            "routing_key": m.routing_key,
+            "exchange": m.exchange.as_str(),
+            "routing_key": m.routing_key.as_str(),
             "message_count": left,
             "properties": properties_to_json(&m.properties),
             "payload": payload,

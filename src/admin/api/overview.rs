@@ -213,7 +213,7 @@ pub fn aliveness(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult 
     let props = amq_protocol::protocol::basic::AMQPProperties::default();
     let body = bytes::Bytes::from_static(b"test_message");
     let msg = crate::broker::message::Message {
-        exchange: String::new(),
+        exchange: Default::default(),
         routing_key: "aliveness-test".into(),
         header_raw: crate::protocol::frame::encode_header(body.len() as u64, &props),
         properties: crate::protocol::Properties::default(),

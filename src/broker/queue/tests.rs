@@ -12,7 +12,7 @@ fn persistent(body: Vec<u8>) -> Arc<Message> {
     raw.put_u16(0x1000); // property flags: delivery-mode
     raw.put_u8(2);
     Arc::new(Message {
-        exchange: String::new(),
+        exchange: Default::default(),
         routing_key: "q".into(),
         properties: crate::protocol::Properties::new(properties),
         header_raw: raw.freeze(),
@@ -130,7 +130,7 @@ fn transient(body: Vec<u8>) -> Arc<Message> {
     raw.put_u64(body.len() as u64);
     raw.put_u16(0); // no properties
     Arc::new(Message {
-        exchange: String::new(),
+        exchange: Default::default(),
         routing_key: "t".into(),
         properties: Default::default(),
         header_raw: raw.freeze(),

@@ -20,21 +20,12 @@ impl Channel {
     pub(super) fn basic(&mut self, ctx: &mut ConnCtx, m: basic::AMQPMethod) -> Result<(), ReplyError> {
         let ch = self.number();
         match m {
-            basic::AMQPMethod::Publish(p) => {
-                if p.immediate {
-                    return Err(not_implemented("immediate=true"));
-                }
-                self.pending = Some(super::Pending {
-                    exchange: p.exchange.into(),
-                    routing_key: p.routing_key.into(),
-                    mandatory: p.mandatory,
-                    header: None,
-                    first: None,
-                    body: Vec::new(),
-                    received: 0,
-                });
-                Ok(())
-            }
+            basic::AMQPMethod::Publish(p) => self.begin_publish(frame::Publish {
+                exchange: p.exchange.as_str().into(),
+                routing_key: p.routing_key.as_str().into(),
+                mandatory: p.mandatory,
+                immediate: p.immediate,
+            }),
             basic::AMQPMethod::Qos(q) => {
                 if q.global {
                     self.shared.global_prefetch.store(q.prefetch_count as u32, Ordering::Relaxed);

@@ -176,13 +176,7 @@ impl Channel {
     }
 
     pub fn on_method(&mut self, ctx: &mut ConnCtx, m: AMQPClass) -> Result<(), ReplyError> {
-        if self.pending.is_some() {
-            return Err(ReplyError::new(
-                ErrorKind::UnexpectedFrame,
-                "expected content header for class 60, got non content header frame instead",
-            )
-            .on(60, 40));
-        }
+        self.no_content_pending()?;
         match m {
             AMQPClass::Basic(b) => self.basic(ctx, b),
             AMQPClass::Exchange(x) => self.exchange(ctx, x),
@@ -202,6 +196,20 @@ impl Channel {
                 format!("unexpected method {}/{}", other.get_amqp_class_id(), other.get_amqp_method_id()),
             )),
         }
+    }
+}
+
+impl Channel {
+    /// A method while a publish waits for its content is a connection error (505).
+    fn no_content_pending(&self) -> Result<(), ReplyError> {
+        if self.pending.is_some() {
+            return Err(ReplyError::new(
+                ErrorKind::UnexpectedFrame,
+                "expected content header for class 60, got non content header frame instead",
+            )
+            .on(60, 40));
+        }
+        Ok(())
     }
 }
 

@@ -7,15 +7,16 @@ use crate::broker::message::Message;
 use crate::broker::publish::{self, Publisher};
 use crate::broker::reply_to;
 use crate::connection::ConnCtx;
-use crate::protocol::frame::ContentHeader;
-use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, precondition};
+use crate::protocol::ShortStr;
+use crate::protocol::frame::{self, ContentHeader};
+use crate::protocol::reply::{ErrorKind, ReplyError, access_refused, not_implemented, precondition};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 
 /// A basic.publish waiting for its content.
 pub(super) struct Pending {
-    pub exchange: String,
-    pub routing_key: String,
+    pub exchange: ShortStr,
+    pub routing_key: ShortStr,
     pub mandatory: bool,
     pub header: Option<ContentHeader>,
     /// The first body frame (most messages have one: no allocation for them) ...
@@ -26,6 +27,28 @@ pub(super) struct Pending {
 }
 
 impl Channel {
+    /// basic.publish (`Frame::Publish`, read by hand from the frame).
+    pub fn on_publish(&mut self, p: frame::Publish) -> Result<(), ReplyError> {
+        self.no_content_pending()?;
+        self.begin_publish(p)
+    }
+
+    pub(super) fn begin_publish(&mut self, p: frame::Publish) -> Result<(), ReplyError> {
+        if p.immediate {
+            return Err(not_implemented("immediate=true"));
+        }
+        self.pending = Some(Pending {
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            mandatory: p.mandatory,
+            header: None,
+            first: None,
+            body: Vec::new(),
+            received: 0,
+        });
+        Ok(())
+    }
+
     pub fn on_header(&mut self, ctx: &mut ConnCtx, header: ContentHeader, max_size: u64) -> Result<(), ReplyError> {
         if self.closing {
             return Ok(());
