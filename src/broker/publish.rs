@@ -52,11 +52,13 @@ thread_local! {
     static QUEUES: RefCell<Vec<Arc<Queue>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Publishes `msg` to `exchange` (None: the default exchange, which routes by queue name).
+/// Publishes `msg` to `exchange` (None: the default exchange, which routes by queue name). The
+/// message comes shared already: the queues keep it as it is (built in place once, not moved
+/// through the pipeline).
 pub fn publish(
     vhost: &Vhost,
     exchange: Option<&Arc<Exchange>>,
-    msg: Message,
+    msg: Arc<Message>,
     mandatory: bool,
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
@@ -73,7 +75,7 @@ pub fn publish(
 fn publish_inner(
     vhost: &Vhost,
     exchange: Option<&Arc<Exchange>>,
-    msg: Message,
+    msg: Arc<Message>,
     mandatory: bool,
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
@@ -84,7 +86,7 @@ fn publish_inner(
     queues.clear();
     // CC/BCC: looked at only when the message has headers.
     let (extra, bcc) = if msg.properties.headers().is_some() { cc_keys(&msg) } else { (Vec::new(), false) };
-    let msg = if bcc { without_header(&msg, "BCC") } else { msg };
+    let msg = if bcc { Arc::new(without_header(&msg, "BCC")) } else { msg };
     let r = route(vhost, exchange, &msg, &extra, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
@@ -128,7 +130,7 @@ pub fn publish_dead_letter(
     queues.clear();
     let r = route(vhost, exchange, &msg, extra_keys, &mut queues).map(|()| {
         queues.retain(|q| !cycle(q));
-        enqueue(msg, &mut queues, false, None)
+        enqueue(Arc::new(msg), &mut queues, false, None)
     });
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
@@ -210,7 +212,7 @@ pub fn without_header(msg: &Message, key: &str) -> Message {
 }
 
 /// A direct reply-to reply: straight to the consuming channel, or unroutable.
-fn reply(vhost: &Vhost, msg: Message, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
+fn reply(vhost: &Vhost, msg: Arc<Message>, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
     let mut outcome = Outcome::default();
     if vhost.reply_to.deliver(&msg.routing_key, &msg) {
         outcome.routed = 1;
@@ -224,7 +226,7 @@ fn reply(vhost: &Vhost, msg: Message, mandatory: bool, from: Option<Publisher<'_
     outcome
 }
 
-fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
+fn enqueue(msg: Arc<Message>, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
     let mut outcome = Outcome::default();
     if queues.is_empty() {
         if let (true, Some(p)) = (mandatory, &from) {
@@ -236,7 +238,6 @@ fn enqueue(msg: Message, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Op
         }
         return outcome;
     }
-    let msg = Arc::new(msg);
     let durable = queues.iter().filter(|q| q.stores(&msg)).count();
     let confirm = from.as_ref().and_then(|p| p.confirm.map(|seq| (seq, p.channel)));
     if durable == 0 {

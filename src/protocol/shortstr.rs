@@ -14,7 +14,8 @@ impl ShortStr {
     /// invalid sequence is `?` (same length, as RabbitMQ's byte strings are kept by
     /// `guard::sanitize_utf8`).
     pub fn from_wire(bytes: Bytes) -> ShortStr {
-        if std::str::from_utf8(&bytes).is_ok() {
+        // Names are nearly always ASCII: checked inline, word by word, before the full check.
+        if bytes.is_ascii() || std::str::from_utf8(&bytes).is_ok() {
             return ShortStr(bytes);
         }
         let mut v = bytes.to_vec();

@@ -146,7 +146,7 @@ pub fn publish(broker: &Broker, caller: &Caller, a: &Value) -> ApiResult {
         properties: crate::protocol::Properties::new(properties),
         body: body.into(),
     };
-    let out = crate::broker::publish::publish(&v, exchange.as_ref(), msg, false, None)?;
+    let out = crate::broker::publish::publish(&v, exchange.as_ref(), std::sync::Arc::new(msg), false, None)?;
     // No client channel counts it: the overview's totals do (as RabbitMQ's, whose management
     // publish goes through a channel of its own).
     use crate::broker::stats::Stat;

@@ -219,7 +219,7 @@ pub fn aliveness(broker: &Arc<Broker>, caller: &Caller, a: &Value) -> ApiResult 
         properties: crate::protocol::Properties::default(),
         body,
     };
-    crate::broker::publish::publish(&vhost, None, msg, false, None)?;
+    crate::broker::publish::publish(&vhost, None, std::sync::Arc::new(msg), false, None)?;
     match q.get() {
         Some((r, _)) if &r.msg.body[..] == b"test_message" => {
             q.forget(r.seq);

@@ -36,14 +36,14 @@ impl Queue {
             while idle < n && inner.backlog.len() > 0 {
                 let idx = start + inner.rr % n;
                 inner.rr = inner.rr.wrapping_add(1);
-                let consumer = &inner.consumers[idx];
-                if !consumer.has_credit() {
+                if !inner.consumers[idx].has_credit() {
                     idle += 1;
                     continue;
                 }
-                let consumer = consumer.clone();
                 let Some(ready) = self.pop(inner) else { return };
-                match consumer.offer(self, &ready) {
+                // Looked up again rather than cloned across `pop` (two atomic operations less
+                // per message); `pop` leaves the consumers as they are.
+                match inner.consumers[idx].offer(self, &ready) {
                     Offer::Delivered => idle = 0,
                     Offer::Refused => {
                         inner.backlog.push_front(ready);

@@ -6,12 +6,13 @@ use crate::connection::ConnCtx;
 use crate::protocol::frame;
 use crate::protocol::reply::{ErrorKind, ReplyError, precondition};
 use crate::protocol::{AMQPClass, tx};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 /// A message whose routing was deferred by tx.select.
 pub(super) struct TxPublish {
     pub mandatory: bool,
-    pub msg: Message,
+    pub msg: Arc<Message>,
 }
 
 pub(super) enum TxAck {
