@@ -63,8 +63,12 @@ const PAGE_IN_BATCH: usize = 256;
 const PAGE_IN_LOW: usize = 64;
 /// What a message in memory costs beyond its body (the `Message` with its parsed properties,
 /// the `Arc`, the slot), counted against the memory budget so that a backlog of tiny messages
-/// pages too.
-const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Message>() + std::mem::size_of::<Slot>() + 64;
+/// pages too. The properties are counted as set: a persistent message always has some
+/// (delivery_mode), and their box is larger than the rest together.
+const MESSAGE_OVERHEAD: usize = std::mem::size_of::<Message>()
+    + std::mem::size_of::<amq_protocol::protocol::basic::AMQPProperties>()
+    + std::mem::size_of::<Slot>()
+    + 64;
 
 /// Whose backlog it is: the durable queue's message log (store id and log), and names for log
 /// lines.
