@@ -212,8 +212,8 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> 
 /// flags as a `Vec` of `(String, bool)` (three allocations and a name lookup per flag, ~10 % of
 /// the broker's CPU per message in a profile), so these two are read here, like [`write_deliver`]
 /// is written by hand. `guard::method` has already walked the ack's payload against the spec's
-/// layout; the publish's is not walked there (this checks its lengths and makes its short
-/// strings UTF-8 the guard's way). Anything unexpected (trailing bytes) returns
+/// layout; the publish's is not walked there (`read_publish` checks its lengths and makes its
+/// short strings UTF-8 the guard's way). Anything unexpected (trailing bytes) returns
 /// None and takes the generated decoder's path, which reports the error. Unit tests check both
 /// decoders agree, on the layouts generated from the spec too.
 fn decode_hot(class_id: u16, method_id: u16, payload: &[u8]) -> Option<AMQPClass> {

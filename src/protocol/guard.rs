@@ -50,7 +50,7 @@ pub fn method(payload: &mut [u8]) -> Result<(), GuardError> {
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let method_id = u16::from_be_bytes([payload[2], payload[3]]);
-    // basic.publish (once per message, no table) is read by hand (`frame::decode_hot`), which
+    // basic.publish (once per message, no table) is read by hand (`frame::read_publish`), which
     // checks its lengths and makes its short strings UTF-8 itself: walked once, not twice.
     if (class_id, method_id) == (60, 40) {
         return Ok(());
@@ -304,7 +304,7 @@ mod tests {
         bytes[name] = 0xff;
         assert_eq!(method(&mut bytes), Ok(()));
         assert_eq!(&bytes[name..name + 2], b"?b");
-        // basic.publish is left to its hand-written decoder (frame::decode_hot), which does the same.
+        // basic.publish is left to its hand-written reader (frame::read_publish), which does the same.
         let publish = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
             exchange: "".into(),
             routing_key: "ab".into(),
