@@ -336,6 +336,13 @@ impl Exchange {
         Ok(())
     }
 
+    /// Flags the exchange deleted at once, before `mark_deleted` clears it (and tells its
+    /// router): set under the vhost's `creating` lock, so a bind that follows sees it gone
+    /// without the plugin call happening under that lock.
+    pub fn flag_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
     pub fn mark_deleted(&self) {
         self.deleted.store(true, Ordering::Release);
         let mut st = self.state.lock();

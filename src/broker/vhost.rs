@@ -277,13 +277,14 @@ impl Vhost {
         let store = self.store_for(x.durable);
         let creating = store.map(|_| self.creating.lock());
         self.exchanges.write().remove(&x.name);
-        // Marked under `creating`: a bind that follows sees it gone (see `bind`).
-        x.mark_deleted();
+        // Flagged under `creating`: a bind that follows sees it gone (see `bind`).
+        x.flag_deleted();
         let deleted = store.map(|s| s.submit_delete_exchange(&self.name, &x.name));
         drop(creating);
         if let Some(d) = deleted {
             let _ = d.wait();
         }
+        x.mark_deleted();
         self.unbind_everywhere(&Destination::Exchange(x.clone()));
     }
 
