@@ -6,7 +6,7 @@ use std::ops::Deref;
 
 /// A UTF-8 string held as `Bytes`: a basic.publish's exchange and routing key are views of the
 /// frame they arrived in (no allocation, no copy per message), and a message keeps them so.
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ShortStr(Bytes);
 
 impl ShortStr {
@@ -52,27 +52,9 @@ impl From<&str> for ShortStr {
     }
 }
 
-impl From<&ShortStr> for String {
-    fn from(s: &ShortStr) -> String {
-        s.as_str().to_owned()
-    }
-}
-
-impl From<ShortStr> for String {
-    fn from(s: ShortStr) -> String {
-        s.as_str().to_owned()
-    }
-}
-
 impl From<&ShortStr> for amq_protocol::types::ShortString {
     fn from(s: &ShortStr) -> amq_protocol::types::ShortString {
         s.as_str().into()
-    }
-}
-
-impl PartialEq<str> for ShortStr {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
     }
 }
 
@@ -94,11 +76,6 @@ impl fmt::Debug for ShortStr {
     }
 }
 
-impl std::borrow::Borrow<str> for ShortStr {
-    fn borrow(&self) -> &str {
-        self
-    }
-}
 
 #[cfg(test)]
 mod tests {
