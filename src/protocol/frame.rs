@@ -140,6 +140,70 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
     }
 }
 
+/// The content of a basic.publish just parsed on `channel`, when it follows whole in `buf`: a
+/// content header frame that `parse_frame` would accept as it is (no short string to repair)
+/// and, unless the body is empty, one body frame carrying all of it. Both are taken from `buf`
+/// and returned as `parse_frame` would have returned them one by one. None, with nothing taken,
+/// in every other case (content still arriving, a body in several frames, anything invalid):
+/// `parse_frame` then reads the frames one at a time, with its errors.
+pub fn take_content(buf: &mut BytesMut, channel: u16, frame_max: u32) -> Option<(ContentHeader, Option<Bytes>)> {
+    let head = frame_at(buf, 0, FRAME_HEADER, channel, frame_max)?;
+    if head < 14 {
+        return None;
+    }
+    let h = &buf[7..7 + head];
+    let class_id = u16::from_be_bytes([h[0], h[1]]);
+    let body_size = u64::from_be_bytes(h[4..12].try_into().expect("8 bytes"));
+    let properties = if head == 14 && h[12..14] == [0, 0] {
+        Properties::default()
+    } else {
+        // As `parse_frame`: the guard's walk, then the generated decoder, here on the bytes in
+        // place (the walk without repair only reads them).
+        if guard::content_header(&mut buf[7..7 + head], false) != Ok(false) {
+            return None;
+        }
+        match basic::parse_properties(&buf[7 + 12..7 + head]) {
+            Ok((rest, properties)) if rest.is_empty() => Properties::new(properties),
+            _ => return None,
+        }
+    };
+    let h_total = head + FRAME_OVERHEAD;
+    let body = if body_size == 0 {
+        0
+    } else {
+        match frame_at(buf, h_total, FRAME_BODY, channel, frame_max) {
+            Some(n) if n as u64 == body_size => n,
+            _ => return None,
+        }
+    };
+    let mut raw = buf.split_to(h_total);
+    raw.advance(7);
+    raw.truncate(head);
+    let header = ContentHeader { class_id, body_size, properties, raw: raw.freeze() };
+    if body == 0 {
+        return Some((header, None));
+    }
+    let mut payload = buf.split_to(body + FRAME_OVERHEAD);
+    payload.advance(7);
+    payload.truncate(body);
+    Some((header, Some(payload.freeze())))
+}
+
+/// The payload size of the complete frame of type `kind` on `channel` at `buf[at..]`, if there
+/// is one there within `frame_max` and with its end marker.
+fn frame_at(buf: &[u8], at: usize, kind: u8, channel: u16, frame_max: u32) -> Option<usize> {
+    let f = buf.get(at..)?;
+    if f.len() < 7 || f[0] != kind || u16::from_be_bytes([f[1], f[2]]) != channel {
+        return None;
+    }
+    let size = u32::from_be_bytes([f[3], f[4], f[5], f[6]]);
+    if size as u64 + FRAME_OVERHEAD as u64 > frame_max as u64 {
+        return None;
+    }
+    let size = size as usize;
+    (f.len() >= size + FRAME_OVERHEAD && f[size + 7] == FRAME_END).then_some(size)
+}
+
 /// How RabbitMQ quotes a frame payload in frame errors (`rabbit_reader:payload_snippet`): all of
 /// it up to 16 bytes, else the first 16.
 pub fn payload_snippet(b: &[u8]) -> String {
@@ -534,6 +598,68 @@ mod tests {
         assert_eq!(payload_snippet(&[b'a'; 17]), "first 16 octets = <<\"aaaaaaaaaaaaaaaa\">>");
         let mut b = BytesMut::from(&[1u8, 0, 1, 0, 0, 0, 4, 0, 99, 0, 10, 0xCE][..]);
         assert!(matches!(parse_frame(&mut b, 4096), Err(FrameError::UnknownMethod { class_id: 99, method_id: 10 })));
+    }
+
+    /// `take_content` takes a publish's header and body exactly when `parse_frame` would have
+    /// returned them one by one, equal to what it returns; in every other case it takes nothing.
+    #[test]
+    fn take_content_takes_whole_content_or_nothing() {
+        let mut headers = FieldTable::default();
+        headers.insert("k".into(), AMQPValue::LongString("v".into()));
+        let with_props = AMQPProperties::default().with_delivery_mode(2).with_headers(headers);
+        // (header properties, body, frame_max for the body) -> taken as parse_frame reads it
+        for (props, body) in [(AMQPProperties::default(), &b"0123456789"[..]), (with_props.clone(), &b"x"[..]), (with_props, &b""[..])] {
+            let mut buf = BytesMut::new();
+            write_header_raw(&mut buf, 3, &encode_header(body.len() as u64, &props));
+            if !body.is_empty() {
+                write_body(&mut buf, 3, body, 4096);
+            }
+            buf.extend_from_slice(b"next");
+            let mut one_by_one = buf.clone();
+            let (header, payload) = take_content(&mut buf, 3, 4096).expect("whole content taken");
+            let Ok(Some(Frame::Header { channel: 3, header: h })) = parse_frame(&mut one_by_one, 4096) else { panic!("header") };
+            assert_eq!((header.class_id, header.body_size, &header.raw, &*header.properties), (h.class_id, h.body_size, &h.raw, &*h.properties));
+            match payload {
+                None => assert!(body.is_empty()),
+                Some(p) => {
+                    let Ok(Some(Frame::Body { channel: 3, payload: b })) = parse_frame(&mut one_by_one, 4096) else { panic!("body") };
+                    assert_eq!((&p[..], &b[..]), (body, body));
+                }
+            }
+            assert_eq!((&buf[..], &one_by_one[..]), (&b"next"[..], &b"next"[..]));
+        }
+        // Nothing taken: the buffer stays as it was.
+        let whole = |body: &[u8], header_channel: u16, body_channel: u16, frame_max: u32| {
+            let mut buf = BytesMut::new();
+            write_header_raw(&mut buf, header_channel, &encode_header(body.len() as u64, &AMQPProperties::default()));
+            write_body(&mut buf, body_channel, body, frame_max);
+            buf
+        };
+        let cases: Vec<(&str, BytesMut, u32)> = vec![
+            ("body in two frames", whole(&[1; 100], 1, 1, 64), 4096),
+            ("header on another channel", whole(b"ab", 2, 1, 4096), 4096),
+            ("body on another channel", whole(b"ab", 1, 2, 4096), 4096),
+            ("body not arrived yet", { let mut b = whole(b"abcdef", 1, 1, 4096); b.truncate(b.len() - 1); b }, 4096),
+            ("header not arrived yet", { let mut b = whole(b"ab", 1, 1, 4096); b.truncate(10); b }, 4096),
+            ("frame over frame_max", whole(&[1; 100], 1, 1, 4096), 64),
+            ("bad end marker", { let mut b = whole(b"ab", 1, 1, 4096); let n = b.len(); b[n - 1] = 0; b }, 4096),
+            ("body shorter than announced", { let mut b = BytesMut::new(); write_header_raw(&mut b, 1, &encode_header(3, &AMQPProperties::default())); write_body(&mut b, 1, b"ab", 4096); b }, 4096),
+            ("a method, not a header", { let mut b = BytesMut::new(); write_method(&mut b, 1, AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack { delivery_tag: 1, multiple: false }))); b }, 4096),
+            ("non-UTF-8 property (repaired by parse_frame)", {
+                let mut raw = encode_header(0, &AMQPProperties::default().with_content_type("ab".into())).to_vec();
+                let n = raw.len();
+                raw[n - 1] = 0xFF;
+                let mut b = BytesMut::new();
+                write_header_raw(&mut b, 1, &raw);
+                b
+            }, 4096),
+            ("malformed properties", { let mut b = BytesMut::new(); write_header_raw(&mut b, 1, &[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 9]); b }, 4096),
+        ];
+        for (what, buf, frame_max) in cases {
+            let mut taken = buf.clone();
+            assert!(take_content(&mut taken, 1, frame_max).is_none(), "{what}: taken");
+            assert_eq!(taken, buf, "{what}: the buffer changed");
+        }
     }
 
     #[test]
