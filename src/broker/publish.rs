@@ -79,15 +79,22 @@ fn publish_inner(
     mandatory: bool,
     from: Option<Publisher<'_>>,
 ) -> Result<Outcome, ReplyError> {
-    if exchange.is_none() && msg.routing_key.starts_with(super::reply_to::PSEUDO_QUEUE) {
-        return Ok(reply(vhost, msg, mandatory, from));
+    if exchange.is_none() {
+        if msg.routing_key.starts_with(super::reply_to::PSEUDO_QUEUE) {
+            return Ok(reply(vhost, msg, mandatory, from));
+        }
+        if msg.properties.headers().is_none() {
+            // The default exchange and no CC/BCC: one queue at most, no list.
+            let q = vhost.default_route(&msg.routing_key);
+            return Ok(enqueue(msg, q.as_slice(), mandatory, from));
+        }
     }
     let mut queues = QUEUES.with(|c| c.take());
     queues.clear();
     // CC/BCC: looked at only when the message has headers.
     let (extra, bcc) = if msg.properties.headers().is_some() { cc_keys(&msg) } else { (Vec::new(), false) };
     let msg = if bcc { Arc::new(without_header(&msg, "BCC")) } else { msg };
-    let r = route(vhost, exchange, &msg, &extra, &mut queues).map(|()| enqueue(msg, &mut queues, mandatory, from));
+    let r = route(vhost, exchange, &msg, &extra, &mut queues).map(|()| enqueue(msg, &queues, mandatory, from));
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
     r
@@ -130,7 +137,7 @@ pub fn publish_dead_letter(
     queues.clear();
     let r = route(vhost, exchange, &msg, extra_keys, &mut queues).map(|()| {
         queues.retain(|q| !cycle(q));
-        enqueue(Arc::new(msg), &mut queues, false, None)
+        enqueue(Arc::new(msg), &queues, false, None)
     });
     queues.clear();
     QUEUES.with(|c| c.replace(queues));
@@ -226,7 +233,7 @@ fn reply(vhost: &Vhost, msg: Arc<Message>, mandatory: bool, from: Option<Publish
     outcome
 }
 
-fn enqueue(msg: Arc<Message>, queues: &mut Vec<Arc<Queue>>, mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
+fn enqueue(msg: Arc<Message>, queues: &[Arc<Queue>], mandatory: bool, from: Option<Publisher<'_>>) -> Outcome {
     let mut outcome = Outcome::default();
     if queues.is_empty() {
         if let (true, Some(p)) = (mandatory, &from) {
@@ -242,7 +249,7 @@ fn enqueue(msg: Arc<Message>, queues: &mut Vec<Arc<Queue>>, mandatory: bool, fro
     let confirm = from.as_ref().and_then(|p| p.confirm.map(|seq| (seq, p.channel)));
     if durable == 0 {
         let mut rejected = false;
-        for q in queues.drain(..) {
+        for q in queues {
             match q.publish(msg.clone(), None) {
                 Enqueued::Accepted | Enqueued::Stored => outcome.routed += 1,
                 Enqueued::Rejected => rejected = true,
@@ -262,7 +269,7 @@ fn enqueue(msg: Arc<Message>, queues: &mut Vec<Arc<Queue>>, mandatory: bool, fro
     let record = persist::record(&msg, may_expire.then(super::ttl::now_ms));
     // One count per durable queue (its commit) plus one for the pipeline itself.
     let waiter = confirm.map(|(seq, channel)| Arc::new(ConfirmWait::new(seq, durable + 1, channel.clone())));
-    for q in queues.drain(..) {
+    for q in queues {
         let durable = q.stores(&msg);
         let r = if durable {
             let w = waiter.clone();
@@ -294,9 +301,9 @@ fn enqueue(msg: Arc<Message>, queues: &mut Vec<Arc<Queue>>, mandatory: bool, fro
 
 /// Publisher flow control: the first destination that is over its limit once this message is
 /// in (one atomic load per queue) pauses the publishing connection.
-fn note_flow(outcome: &mut Outcome, q: Arc<Queue>) {
+fn note_flow(outcome: &mut Outcome, q: &Arc<Queue>) {
     if outcome.flow.is_none() && q.flow.is_over() {
-        outcome.flow = Some(q);
+        outcome.flow = Some(q.clone());
     }
 }
 

@@ -111,8 +111,9 @@ impl Channel {
         self.pending = None;
         // As RabbitMQ: write permission, then the exchange's existence, the topic permission,
         // before the properties.
-        if let Some(x) = self.publish_exchange(ctx, &exchange)? {
-            self.check_topic(ctx, &x, &routing_key, Access::Write)?;
+        let x = self.publish_exchange(ctx, &exchange)?;
+        if let Some(x) = &x {
+            self.check_topic(ctx, x, &routing_key, Access::Write)?;
         }
         if let Some(uid) = header.properties.user_id()
             && uid.as_str() != ctx.user
@@ -158,7 +159,7 @@ impl Channel {
             return Ok(());
         }
         let seq = self.confirm.then_some(self.publish_seq);
-        self.route_and_deliver(ctx, msg, mandatory, seq)?;
+        self.route_and_deliver(ctx, x.as_ref(), msg, mandatory, seq)?;
         Ok(())
     }
 
@@ -193,23 +194,24 @@ impl Channel {
         Ok(Some(x))
     }
 
-    /// Hands a message to the broker's publish pipeline (after resolving its exchange again: it
-    /// may be gone by tx.commit). Returns true if a copy went to the store, in which case the
-    /// confirm `confirm_seq` (if any) completes after the commit.
+    /// Hands a message to the broker's publish pipeline, for exchange `x` as `publish_exchange`
+    /// resolved it just before (tx.commit resolves it again: it may be gone by then). Returns
+    /// true if a copy went to the store, in which case the confirm `confirm_seq` (if any)
+    /// completes after the commit.
     pub(super) fn route_and_deliver(
         &mut self,
         ctx: &mut ConnCtx,
+        x: Option<&Arc<Exchange>>,
         msg: Arc<Message>,
         mandatory: bool,
         confirm_seq: Option<u64>,
     ) -> Result<bool, ReplyError> {
-        let x = self.publish_exchange(ctx, &msg.exchange)?;
         if !self.publisher {
             self.publisher = true;
             crate::broker::counters::bump(&ctx.broker.counters.publishers);
         }
         let from = Publisher { channel: &self.shared, confirm: confirm_seq };
-        let outcome = publish::publish(&ctx.vhost, x.as_ref(), msg, mandatory, Some(from))?;
+        let outcome = publish::publish(&ctx.vhost, x, msg, mandatory, Some(from))?;
         // Publisher flow control: a destination whose consumers are behind pauses this
         // connection's reader after this message.
         if ctx.flow.is_none() {

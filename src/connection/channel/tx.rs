@@ -48,7 +48,8 @@ impl Channel {
                 self.clear_uncommitted();
                 let mut stored = false;
                 for p in t.publishes {
-                    stored |= self.route_and_deliver(ctx, p.msg, p.mandatory, None)?;
+                    let x = self.publish_exchange(ctx, &p.msg.exchange)?;
+                    stored |= self.route_and_deliver(ctx, x.as_ref(), p.msg, p.mandatory, None)?;
                 }
                 for a in t.acks {
                     match a {
