@@ -15,6 +15,7 @@ mod bad_input;
 mod basic;
 mod cc_bcc;
 mod confirms_tx;
+mod content_frames;
 mod connection;
 mod consumers;
 mod dead_letter;
