@@ -184,9 +184,9 @@ impl Connection {
 
     /// basic.publish (`Frame::Publish`): as `channel_method` takes a method other than
     /// channel.open/close/close-ok; with `content` (its header and body, taken from the buffer
-    /// with it by `frame::take_content`), as the three frames one after the other would be. The
-    /// first error ends it: the channel or the connection is then closing and would ignore the
-    /// content frames that follow.
+    /// with it by `frame::take_content`), as the three frames one after the other would be: the
+    /// first error ends it (the channel or the connection is then closing and would ignore the
+    /// content frames that follow).
     pub(super) fn channel_publish(&mut self, number: u16, p: frame::Publish, content: Option<(frame::ContentHeader, Option<bytes::Bytes>)>) {
         let Some(ch) = self.channels.get_mut(&number) else {
             self.hard_close_on(number, ReplyError::new(ErrorKind::ChannelError, "expected 'channel.open'").on(60, 40));
@@ -195,17 +195,10 @@ impl Connection {
         if ch.is_closing() {
             return;
         }
-        let mut r = ch.on_publish(p).map_err(|e| e.on(60, 40));
-        if r.is_ok()
-            && let Some((header, body)) = content
-        {
-            r = ch.on_header(&mut self.ctx, header, self.max_message_size);
-            if r.is_ok()
-                && let Some(body) = body
-            {
-                r = ch.on_body(&mut self.ctx, body);
-            }
-        }
+        let r = match content {
+            None => ch.on_publish(p).map_err(|e| e.on(60, 40)),
+            Some((header, body)) => ch.on_publish_whole(&mut self.ctx, p, header, body, self.max_message_size),
+        };
         self.after_channel_result(number, r);
     }
 

@@ -56,13 +56,7 @@ impl Channel {
         let Some(p) = self.pending.as_mut().filter(|p| p.header.is_none()) else {
             return Err(ReplyError::new(ErrorKind::UnexpectedFrame, "expected method frame, got non method frame instead"));
         };
-        if header.class_id != crate::protocol::CLASS_BASIC {
-            return Err(ReplyError::new(ErrorKind::FrameError, format!("content header for class {}", header.class_id)).on(60, 40));
-        }
-        if header.body_size > max_size {
-            return Err(precondition(format!("message size {} is larger than configured max size {max_size}", header.body_size))
-                .on(60, 40));
-        }
+        check_header(&header, max_size)?;
         let done = header.body_size == 0;
         p.header = Some(header);
         if done { self.publish_pending(ctx).map_err(|e| e.on(60, 40)) } else { Ok(()) }
@@ -90,6 +84,27 @@ impl Channel {
         if p.received == h.body_size { self.publish_pending(ctx).map_err(|e| e.on(60, 40)) } else { Ok(()) }
     }
 
+    /// basic.publish with its whole content, taken from the read buffer with it
+    /// (`frame::take_content`: the header, and the body in one frame unless it is empty): the
+    /// checks of `on_publish`, `on_header` and `on_body` in their order, without a `Pending`.
+    pub fn on_publish_whole(
+        &mut self,
+        ctx: &mut ConnCtx,
+        p: frame::Publish,
+        header: ContentHeader,
+        body: Option<Bytes>,
+        max_size: u64,
+    ) -> Result<(), ReplyError> {
+        self.no_content_pending()?;
+        if p.immediate {
+            return Err(not_implemented("immediate=true").on(60, 40));
+        }
+        check_header(&header, max_size)?;
+        let body = body.unwrap_or_default();
+        debug_assert_eq!(body.len() as u64, header.body_size);
+        self.publish_message(ctx, p.exchange, p.routing_key, p.mandatory, header, body).map_err(|e| e.on(60, 40))
+    }
+
     pub(super) fn publish_pending(&mut self, ctx: &mut ConnCtx) -> Result<(), ReplyError> {
         // Taken field by field (the whole `Pending` is a few hundred bytes: moving it out is a
         // memcpy per message).
@@ -109,6 +124,20 @@ impl Channel {
         };
         let (exchange, routing_key, mandatory) = (std::mem::take(&mut p.exchange), std::mem::take(&mut p.routing_key), p.mandatory);
         self.pending = None;
+        self.publish_message(ctx, exchange, routing_key, mandatory, header, body)
+    }
+
+    /// A complete message: permission, exchange and property checks, then the publish pipeline
+    /// (or the transaction).
+    fn publish_message(
+        &mut self,
+        ctx: &mut ConnCtx,
+        exchange: ShortStr,
+        routing_key: ShortStr,
+        mandatory: bool,
+        header: ContentHeader,
+        body: Bytes,
+    ) -> Result<(), ReplyError> {
         // As RabbitMQ: write permission, then the exchange's existence, the topic permission,
         // before the properties.
         let x = self.publish_exchange(ctx, &exchange)?;
@@ -219,4 +248,15 @@ impl Channel {
         }
         Ok(outcome.stored)
     }
+}
+
+/// A publish's content header: class basic, body within `max_size`.
+fn check_header(header: &ContentHeader, max_size: u64) -> Result<(), ReplyError> {
+    if header.class_id != crate::protocol::CLASS_BASIC {
+        return Err(ReplyError::new(ErrorKind::FrameError, format!("content header for class {}", header.class_id)).on(60, 40));
+    }
+    if header.body_size > max_size {
+        return Err(precondition(format!("message size {} is larger than configured max size {max_size}", header.body_size)).on(60, 40));
+    }
+    Ok(())
 }
