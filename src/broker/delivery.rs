@@ -188,13 +188,8 @@ impl Consumer {
             st.unacked.push_back(Unacked::new(tag, queue.clone(), ready, Some(self.clone())));
         }
         let frame_max = ch.conn.frame_max();
-        ch.conn.send(|out| {
-            frame::write_deliver(out, ch.number, &self.tag, tag, redelivered, &msg.exchange, &msg.routing_key);
-            frame::write_header_raw(out, ch.number, &msg.header_raw);
-            if !msg.body.is_empty() {
-                frame::write_body(out, ch.number, &msg.body, frame_max);
-            }
-        });
+        let d = frame::Deliver { consumer_tag: &self.tag, delivery_tag: tag, redelivered, exchange: &msg.exchange, routing_key: &msg.routing_key };
+        ch.conn.send(|out| frame::write_delivery(out, ch.number, &d, &msg.header_raw, &msg.body, frame_max));
         Offer::Delivered
     }
 }

@@ -62,13 +62,8 @@ impl ReplyTo {
         let delivery_tag = st.next_tag;
         st.next_tag += 1;
         let frame_max = ch.conn.frame_max();
-        ch.conn.send(|out| {
-            frame::write_deliver(out, ch.number, &tag, delivery_tag, false, &msg.exchange, &msg.routing_key);
-            frame::write_header_raw(out, ch.number, &msg.header_raw);
-            if !msg.body.is_empty() {
-                frame::write_body(out, ch.number, &msg.body, frame_max);
-            }
-        });
+        let d = frame::Deliver { consumer_tag: &tag, delivery_tag, redelivered: false, exchange: &msg.exchange, routing_key: &msg.routing_key };
+        ch.conn.send(|out| frame::write_delivery(out, ch.number, &d, &msg.header_raw, &msg.body, frame_max));
         true
     }
 }
