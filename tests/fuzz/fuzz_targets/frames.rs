@@ -46,6 +46,27 @@ fuzz_target!(|data: &[u8]| {
                     Frame::Publish { publish: p2, .. } => assert_eq!(p2, publish),
                     other => panic!("re-encoded publish decoded as {other:?}"),
                 }
+                // Its content taken with it as one unit (`take_content`, as the connection does) is
+                // what the frames read one by one give; the stream itself goes on frame by frame.
+                let mut whole = buf.clone();
+                if let Some((header, body)) = frame::take_content(&mut whole, channel, frame_max) {
+                    let mut one = buf.clone();
+                    let Ok(Some(Frame::Header { channel: c, header: h })) = parse_frame(&mut one, frame_max) else {
+                        panic!("take_content took a header that parse_frame does not return as it is")
+                    };
+                    assert_eq!((c, h.class_id, h.body_size, &h.raw), (channel, header.class_id, header.body_size, &header.raw));
+                    assert!(*h.properties == *header.properties);
+                    match body {
+                        None => assert_eq!(header.body_size, 0),
+                        Some(body) => {
+                            let Ok(Some(Frame::Body { channel: c, payload })) = parse_frame(&mut one, frame_max) else {
+                                panic!("take_content took a body that parse_frame does not return")
+                            };
+                            assert_eq!((c, &payload, body.len() as u64), (channel, &body, header.body_size));
+                        }
+                    }
+                    assert_eq!(one, whole);
+                }
             }
             Ok(Some(Frame::Header { header, .. })) => {
                 let raw = frame::encode_header(header.body_size, &header.properties);
