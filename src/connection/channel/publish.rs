@@ -34,9 +34,7 @@ impl Channel {
     }
 
     pub(super) fn begin_publish(&mut self, p: frame::Publish) -> Result<(), ReplyError> {
-        if p.immediate {
-            return Err(not_implemented("immediate=true"));
-        }
+        refuse_immediate(&p)?;
         self.pending = Some(Pending {
             exchange: p.exchange,
             routing_key: p.routing_key,
@@ -96,9 +94,7 @@ impl Channel {
         max_size: u64,
     ) -> Result<(), ReplyError> {
         self.no_content_pending()?;
-        if p.immediate {
-            return Err(not_implemented("immediate=true").on(60, 40));
-        }
+        refuse_immediate(&p)?;
         check_header(&header, max_size)?;
         let body = body.unwrap_or_default();
         debug_assert_eq!(body.len() as u64, header.body_size);
@@ -248,6 +244,14 @@ impl Channel {
         }
         Ok(outcome.stored)
     }
+}
+
+/// basic.publish with immediate=true: 540, as RabbitMQ.
+fn refuse_immediate(p: &frame::Publish) -> Result<(), ReplyError> {
+    if p.immediate {
+        return Err(not_implemented("immediate=true").on(60, 40));
+    }
+    Ok(())
 }
 
 /// A publish's content header: class basic, body within `max_size`.

@@ -94,9 +94,7 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
         return Ok(None);
     }
     let end = buf[total - 1];
-    let mut frame = buf.split_to(total);
-    frame.advance(7);
-    frame.truncate(size as usize);
+    let mut frame = split_frame(buf, size as usize);
     if end != FRAME_END {
         return Err(FrameError::BadEnd { kind, payload: frame.freeze(), end });
     }
@@ -148,25 +146,12 @@ pub fn parse_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, 
 /// `parse_frame` then reads the frames one at a time, with its errors.
 pub fn take_content(buf: &mut BytesMut, channel: u16, frame_max: u32) -> Option<(ContentHeader, Option<Bytes>)> {
     let head = frame_at(buf, 0, FRAME_HEADER, channel, frame_max)?;
-    if head < 14 {
+    // As `parse_frame`: the guard's walk, then the decoder, here on the bytes in place (the walk
+    // without repair only reads them).
+    if guard::content_header(&mut buf[7..7 + head], false) != Ok(false) {
         return None;
     }
-    let h = &buf[7..7 + head];
-    let class_id = u16::from_be_bytes([h[0], h[1]]);
-    let body_size = u64::from_be_bytes(h[4..12].try_into().expect("8 bytes"));
-    let properties = if head == 14 && h[12..14] == [0, 0] {
-        Properties::default()
-    } else {
-        // As `parse_frame`: the guard's walk, then the generated decoder, here on the bytes in
-        // place (the walk without repair only reads them).
-        if guard::content_header(&mut buf[7..7 + head], false) != Ok(false) {
-            return None;
-        }
-        match basic::parse_properties(&buf[7 + 12..7 + head]) {
-            Ok((rest, properties)) if rest.is_empty() => Properties::new(properties),
-            _ => return None,
-        }
-    };
+    let (class_id, body_size, properties) = header_fields(&buf[7..7 + head])?;
     let h_total = head + FRAME_OVERHEAD;
     let body = if body_size == 0 {
         0
@@ -176,17 +161,20 @@ pub fn take_content(buf: &mut BytesMut, channel: u16, frame_max: u32) -> Option<
             _ => return None,
         }
     };
-    let mut raw = buf.split_to(h_total);
-    raw.advance(7);
-    raw.truncate(head);
-    let header = ContentHeader { class_id, body_size, properties, raw: raw.freeze() };
+    let header = ContentHeader { class_id, body_size, properties, raw: split_frame(buf, head).freeze() };
     if body == 0 {
         return Some((header, None));
     }
-    let mut payload = buf.split_to(body + FRAME_OVERHEAD);
-    payload.advance(7);
-    payload.truncate(body);
-    Some((header, Some(payload.freeze())))
+    Some((header, Some(split_frame(buf, body).freeze())))
+}
+
+/// Splits the complete frame with a payload of `size` bytes off the front of `buf`: its payload.
+#[inline]
+fn split_frame(buf: &mut BytesMut, size: usize) -> BytesMut {
+    let mut frame = buf.split_to(size + FRAME_OVERHEAD);
+    frame.advance(7);
+    frame.truncate(size);
+    frame
 }
 
 /// The payload size of the complete frame of type `kind` on `channel` at `buf[at..]`, if there
@@ -326,19 +314,27 @@ fn read_publish(payload: &Bytes) -> Option<Publish> {
 
 /// `repaired`: the payload with non-UTF-8 short strings replaced (guard.rs), to decode from.
 fn decode_header(channel: u16, payload: Bytes, repaired: Option<&[u8]>) -> Result<ContentHeader, FrameError> {
-    let malformed = FrameError::Malformed { channel, what: "content header", class_id: 0, method_id: 0 };
+    let Some((class_id, body_size, properties)) = header_fields(repaired.unwrap_or(&payload)) else {
+        return Err(FrameError::Malformed { channel, what: "content header", class_id: 0, method_id: 0 });
+    };
+    Ok(ContentHeader { class_id, body_size, properties, raw: payload })
+}
+
+/// A content header payload's class, body size and properties; None if it is malformed.
+#[inline]
+fn header_fields(payload: &[u8]) -> Option<(u16, u64, Properties)> {
     if payload.len() < 14 {
-        return Err(malformed);
+        return None;
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let body_size = u64::from_be_bytes(payload[4..12].try_into().expect("8 bytes"));
     if payload.len() == 14 && payload[12..14] == [0, 0] {
         // No property flag set: the defaults, without the generated decoder (once per message).
-        return Ok(ContentHeader { class_id, body_size, properties: Properties::default(), raw: payload });
+        return Some((class_id, body_size, Properties::default()));
     }
-    match basic::parse_properties(&repaired.unwrap_or(&payload)[12..]) {
-        Ok((rest, properties)) if rest.is_empty() => Ok(ContentHeader { class_id, body_size, properties: Properties::new(properties), raw: payload }),
-        _ => Err(malformed),
+    match basic::parse_properties(&payload[12..]) {
+        Ok((rest, properties)) if rest.is_empty() => Some((class_id, body_size, Properties::new(properties))),
+        _ => None,
     }
 }
 
@@ -358,11 +354,7 @@ pub fn write_heartbeat(out: &mut BytesMut) {
 /// Appends a content header frame from a raw header payload (as received from a publisher).
 pub fn write_header_raw(out: &mut BytesMut, channel: u16, raw: &[u8]) {
     out.reserve(raw.len() + FRAME_OVERHEAD);
-    out.put_u8(FRAME_HEADER);
-    out.put_u16(channel);
-    out.put_u32(raw.len() as u32);
-    out.extend_from_slice(raw);
-    out.put_u8(FRAME_END);
+    put_frame(out, FRAME_HEADER, channel, raw);
 }
 
 /// Encodes a content header payload for properties the broker made itself.
@@ -381,19 +373,26 @@ pub fn write_body(out: &mut BytesMut, channel: u16, body: &[u8], frame_max: u32)
     let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
     out.reserve(body.len() + FRAME_OVERHEAD * body.len().div_ceil(chunk));
     for part in body.chunks(chunk) {
-        out.put_u8(FRAME_BODY);
-        out.put_u16(channel);
-        out.put_u32(part.len() as u32);
-        out.extend_from_slice(part);
-        out.put_u8(FRAME_END);
+        put_frame(out, FRAME_BODY, channel, part);
     }
 }
 
-fn put_shortstr(out: &mut BytesMut, s: &str) {
+/// Puts one frame around `payload` (into a `BytesMut`, or a slice already sized for it).
+#[inline]
+fn put_frame(w: &mut impl BufMut, kind: u8, channel: u16, payload: &[u8]) {
+    w.put_u8(kind);
+    w.put_u16(channel);
+    w.put_u32(payload.len() as u32);
+    w.put_slice(payload);
+    w.put_u8(FRAME_END);
+}
+
+#[inline]
+fn put_shortstr(w: &mut impl BufMut, s: &str) {
     let b = s.as_bytes();
     debug_assert!(b.len() <= 255);
-    out.put_u8(b.len() as u8);
-    out.extend_from_slice(b);
+    w.put_u8(b.len() as u8);
+    w.put_slice(b);
 }
 
 /// Appends a basic.deliver method frame. This is the hottest frame the broker writes, so it is
@@ -408,19 +407,9 @@ pub fn write_deliver(
     exchange: &str,
     routing_key: &str,
 ) {
-    let size = 4 + 1 + consumer_tag.len() + 8 + 1 + 1 + exchange.len() + 1 + routing_key.len();
-    out.reserve(size + FRAME_OVERHEAD);
-    out.put_u8(FRAME_METHOD);
-    out.put_u16(channel);
-    out.put_u32(size as u32);
-    out.put_u16(60);
-    out.put_u16(60);
-    put_shortstr(out, consumer_tag);
-    out.put_u64(delivery_tag);
-    out.put_u8(redelivered as u8);
-    put_shortstr(out, exchange);
-    put_shortstr(out, routing_key);
-    out.put_u8(FRAME_END);
+    let d = Deliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key };
+    out.reserve(d.frame_size());
+    d.put(out, channel);
 }
 
 /// A delivery's basic.deliver arguments.
@@ -432,6 +421,34 @@ pub struct Deliver<'a> {
     pub routing_key: &'a str,
 }
 
+impl Deliver<'_> {
+    #[inline]
+    fn payload_size(&self) -> usize {
+        4 + 1 + self.consumer_tag.len() + 8 + 1 + 1 + self.exchange.len() + 1 + self.routing_key.len()
+    }
+
+    #[inline]
+    fn frame_size(&self) -> usize {
+        self.payload_size() + FRAME_OVERHEAD
+    }
+
+    /// Puts the basic.deliver method frame.
+    #[inline]
+    fn put(&self, w: &mut impl BufMut, channel: u16) {
+        w.put_u8(FRAME_METHOD);
+        w.put_u16(channel);
+        w.put_u32(self.payload_size() as u32);
+        w.put_u16(60);
+        w.put_u16(60);
+        put_shortstr(w, self.consumer_tag);
+        w.put_u64(self.delivery_tag);
+        w.put_u8(self.redelivered as u8);
+        put_shortstr(w, self.exchange);
+        put_shortstr(w, self.routing_key);
+        w.put_u8(FRAME_END);
+    }
+}
+
 /// Appends a whole delivery: basic.deliver, the content header as received (`header_raw`) and
 /// the body in frames of at most `frame_max`, as [`write_deliver`], [`write_header_raw`] and
 /// [`write_body`] one after the other would. When the body fits one frame (nearly always) the
@@ -440,45 +457,23 @@ pub struct Deliver<'a> {
 pub fn write_delivery(out: &mut BytesMut, channel: u16, d: &Deliver<'_>, header_raw: &[u8], body: &[u8], frame_max: u32) {
     let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
     if body.len() > chunk {
-        write_deliver(out, channel, d.consumer_tag, d.delivery_tag, d.redelivered, d.exchange, d.routing_key);
+        out.reserve(d.frame_size());
+        d.put(out, channel);
         write_header_raw(out, channel, header_raw);
         write_body(out, channel, body, frame_max);
         return;
     }
-    let method = 4 + 1 + d.consumer_tag.len() + 8 + 1 + 1 + d.exchange.len() + 1 + d.routing_key.len();
-    let mut total = method + header_raw.len() + 2 * FRAME_OVERHEAD;
+    let mut total = d.frame_size() + header_raw.len() + FRAME_OVERHEAD;
     if !body.is_empty() {
         total += body.len() + FRAME_OVERHEAD;
     }
     let start = out.len();
     out.resize(start + total, 0);
     let mut w: &mut [u8] = &mut out[start..];
-    w.put_u8(FRAME_METHOD);
-    w.put_u16(channel);
-    w.put_u32(method as u32);
-    w.put_u16(60);
-    w.put_u16(60);
-    for (i, s) in [d.consumer_tag, d.exchange, d.routing_key].into_iter().enumerate() {
-        if i == 1 {
-            w.put_u64(d.delivery_tag);
-            w.put_u8(d.redelivered as u8);
-        }
-        debug_assert!(s.len() <= 255);
-        w.put_u8(s.len() as u8);
-        w.put_slice(s.as_bytes());
-    }
-    w.put_u8(FRAME_END);
-    w.put_u8(FRAME_HEADER);
-    w.put_u16(channel);
-    w.put_u32(header_raw.len() as u32);
-    w.put_slice(header_raw);
-    w.put_u8(FRAME_END);
+    d.put(&mut w, channel);
+    put_frame(&mut w, FRAME_HEADER, channel, header_raw);
     if !body.is_empty() {
-        w.put_u8(FRAME_BODY);
-        w.put_u16(channel);
-        w.put_u32(body.len() as u32);
-        w.put_slice(body);
-        w.put_u8(FRAME_END);
+        put_frame(&mut w, FRAME_BODY, channel, body);
     }
     debug_assert!(w.is_empty());
 }
