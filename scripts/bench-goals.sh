@@ -12,7 +12,7 @@
 #               scripts/socket-queues.py in Warren's runs
 #   persistent  goal 5: bench-cpu.sh persistent, 2 times
 #   routing     goal 7: bench-routing.sh fanout topic headers
-#   slow        goal 7: 10,000 queues at 1 msg/s, consumers on 10 then 100 connections (Warren)
+#   slow        goal 7: 10,000 queues at 1 msg/s, consumers on 10 then 100 connections (both)
 #   scale       goal 8: 10,000 idle connections (both brokers), 100,000 queues (Warren)
 #   memory      goal 6: bench-memory.sh (10M messages in Warren, 1M in RabbitMQ)
 #
@@ -105,10 +105,12 @@ for part in "${parts[@]}"; do
       stamp "goal 7: routing"
       WARREN_PORT=$PORT_BASE DURATION=6 scripts/bench-routing.sh fanout topic headers ;;
     slow)
-      stamp "goal 7: 10,000 queues at 1 msg/s each (Warren)"
+      stamp "goal 7: 10,000 queues at 1 msg/s each (Warren, then RabbitMQ)"
       own_warren $((PORT_BASE + 2))
       for c in 10 100; do
         python3 scripts/bench_scale.py --port "$WARREN_PORT" --pid "$warren_pid" slow-queues \
+          --queues 10000 --conns "$c" --seconds 12 --warmup 3
+        python3 scripts/bench_scale.py --port "$RMQ_PORT" --pid "$(pid_on_port "$RMQ_PORT")" slow-queues \
           --queues 10000 --conns "$c" --seconds 12 --warmup 3
       done
       warren_stop ;;
