@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every performance goal of docs/PERFORMANCE.md in one run, Warren and the reference RabbitMQ node
 # (scripts/rabbitmq-ref.sh, started if it is not up) side by side in the same minutes, so that one
-# machine state holds the whole picture. Prints the tables of the scripts it calls; about 12
+# machine state holds the whole picture. Prints the tables of the scripts it calls; about 15
 # minutes with every part.
 #
 # Usage: scripts/bench-goals.sh [PART...]     default: cpu lone latency persistent routing slow scale memory
