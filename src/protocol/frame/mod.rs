@@ -262,7 +262,7 @@ fn decode_method(channel: u16, payload: &[u8]) -> Result<AMQPClass, FrameError> 
 
 /// basic.publish and basic.ack arrive once per message. The generated decoder builds their bit
 /// flags as a `Vec` of `(String, bool)` (three allocations and a name lookup per flag, ~10 % of
-/// the broker's CPU per message in a profile), so these two are read here, like [`write_deliver`]
+/// the broker's CPU per message in a profile), so these two are read here, like [`Deliver`]
 /// is written by hand. `guard::method` has already walked the ack's payload against the spec's
 /// layout; the publish's is not walked there (`read_publish` checks its lengths and makes its
 /// short strings UTF-8 the guard's way). Anything unexpected (trailing bytes) returns
@@ -395,24 +395,9 @@ fn put_shortstr(w: &mut impl BufMut, s: &str) {
     w.put_slice(b);
 }
 
-/// Appends a basic.deliver method frame. This is the hottest frame the broker writes, so it is
+/// A delivery's basic.deliver arguments. This is the hottest frame the broker writes, so it is
 /// encoded here without building an `AMQPClass` (which would allocate its strings); a unit test
 /// checks it byte for byte against the generated encoder.
-pub fn write_deliver(
-    out: &mut BytesMut,
-    channel: u16,
-    consumer_tag: &str,
-    delivery_tag: u64,
-    redelivered: bool,
-    exchange: &str,
-    routing_key: &str,
-) {
-    let d = Deliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key };
-    out.reserve(d.frame_size());
-    d.put(out, channel);
-}
-
-/// A delivery's basic.deliver arguments.
 pub struct Deliver<'a> {
     pub consumer_tag: &'a str,
     pub delivery_tag: u64,
@@ -430,6 +415,12 @@ impl Deliver<'_> {
     #[inline]
     fn frame_size(&self) -> usize {
         self.payload_size() + FRAME_OVERHEAD
+    }
+
+    /// Appends the basic.deliver method frame.
+    pub fn write(&self, out: &mut BytesMut, channel: u16) {
+        out.reserve(self.frame_size());
+        self.put(out, channel);
     }
 
     /// Puts the basic.deliver method frame.
@@ -450,15 +441,14 @@ impl Deliver<'_> {
 }
 
 /// Appends a whole delivery: basic.deliver, the content header as received (`header_raw`) and
-/// the body in frames of at most `frame_max`, as [`write_deliver`], [`write_header_raw`] and
+/// the body in frames of at most `frame_max`, as [`Deliver::write`], [`write_header_raw`] and
 /// [`write_body`] one after the other would. When the body fits one frame (nearly always) the
 /// three frames are written after one reservation, into the buffer as a slice, without a
 /// capacity check per field.
 pub fn write_delivery(out: &mut BytesMut, channel: u16, d: &Deliver<'_>, header_raw: &[u8], body: &[u8], frame_max: u32) {
     let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
     if body.len() > chunk {
-        out.reserve(d.frame_size());
-        d.put(out, channel);
+        d.write(out, channel);
         write_header_raw(out, channel, header_raw);
         write_body(out, channel, body, frame_max);
         return;
@@ -478,7 +468,7 @@ pub fn write_delivery(out: &mut BytesMut, channel: u16, d: &Deliver<'_>, header_
     debug_assert!(w.is_empty());
 }
 
-/// Appends a basic.ack (confirm) frame; encoded by hand like [`write_deliver`], tested the same way.
+/// Appends a basic.ack (confirm) frame; encoded by hand like [`Deliver`], tested the same way.
 pub fn write_ack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool) {
     out.reserve(21);
     out.put_u8(FRAME_METHOD);

@@ -12,7 +12,7 @@ fn generated(channel: u16, m: AMQPClass) -> Vec<u8> {
 #[test]
 fn deliver_matches_generated_encoder() {
     let mut out = BytesMut::new();
-    write_deliver(&mut out, 7, "amq.ctag-x", 42, true, "amq.topic", "a.b.c");
+    Deliver { consumer_tag: "amq.ctag-x", delivery_tag: 42, redelivered: true, exchange: "amq.topic", routing_key: "a.b.c" }.write(&mut out, 7);
     let m = AMQPClass::Basic(basic::AMQPMethod::Deliver(basic::Deliver {
         consumer_tag: "amq.ctag-x".into(),
         delivery_tag: 42,
@@ -23,7 +23,7 @@ fn deliver_matches_generated_encoder() {
     assert_eq!(out.to_vec(), generated(7, m));
 }
 
-/// `write_delivery` writes what `write_deliver`, `write_header_raw` and `write_body` write,
+/// `write_delivery` writes what `Deliver::write`, `write_header_raw` and `write_body` write,
 /// for empty, one-frame and several-frame bodies, after existing output.
 #[test]
 fn delivery_matches_its_three_frames() {
@@ -35,7 +35,7 @@ fn delivery_matches_its_three_frames() {
         let d = Deliver { consumer_tag: tag, delivery_tag: 9 + body_len as u64, redelivered: body_len % 2 == 1, exchange: x, routing_key: &rk };
         write_delivery(&mut one, 4, &d, &header, &body, 128);
         let mut three = BytesMut::from(&b"before"[..]);
-        write_deliver(&mut three, 4, tag, d.delivery_tag, d.redelivered, x, &rk);
+        d.write(&mut three, 4);
         write_header_raw(&mut three, 4, &header);
         if !body.is_empty() {
             write_body(&mut three, 4, &body, 128);
