@@ -53,7 +53,7 @@ fn blocking_server(port_file: &str) {
     }
 }
 
-fn server(workers: usize, port_file: &str) {
+fn server(workers: usize, inline: bool, port_file: &str) {
     if workers == BLOCKING {
         return blocking_server(port_file);
     }
@@ -63,13 +63,26 @@ fn server(workers: usize, port_file: &str) {
         tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build()
     }
     .expect("runtime");
-    rt.block_on(async {
+    let port_file = port_file.to_string();
+    // The relay runs as a spawned task, as warren-server's connections do: `block_on`'s own future
+    // runs on the calling thread, not on a worker, and every wake-up of it would cost a hand-off.
+    let relay = async move {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        std::fs::write(port_file, l.local_addr().expect("addr").port().to_string()).expect("port file");
+        std::fs::write(&port_file, l.local_addr().expect("addr").port().to_string()).expect("port file");
         let (mut publisher, _) = l.accept().await.expect("accept");
         let (mut consumer, _) = l.accept().await.expect("accept");
         publisher.set_nodelay(true).expect("nodelay");
         consumer.set_nodelay(true).expect("nodelay");
+        if inline {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                let n = publisher.read(&mut buf).await.expect("read");
+                if n == 0 {
+                    return;
+                }
+                consumer.write_all(&buf[..n]).await.expect("write");
+            }
+        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
         let writer = tokio::spawn(async move {
             while let Some(m) = rx.recv().await {
@@ -86,14 +99,15 @@ fn server(workers: usize, port_file: &str) {
         }
         drop(tx);
         writer.await.expect("writer");
-    });
+    };
+    rt.block_on(async move { tokio::spawn(relay).await.expect("relay task") });
 }
 
-fn run(workers: usize, rate: u64) {
+fn run(workers: usize, inline: bool, rate: u64) {
     let port_file = std::env::temp_dir().join(format!("relay-floor-{}-{workers}-{rate}", std::process::id()));
     let _ = std::fs::remove_file(&port_file);
     let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .args(["server", &workers.to_string(), port_file.to_str().expect("utf-8 path")])
+        .args(["server", &workers.to_string(), if inline { "inline" } else { "task" }, port_file.to_str().expect("utf-8 path")])
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the server");
@@ -142,7 +156,7 @@ fn run(workers: usize, rate: u64) {
         BLOCKING => "none (blocking thread)".to_string(),
         0 => "tokio current-thread".to_string(),
         n => format!("tokio multi-thread, {n} workers"),
-    };
+    } + if inline && workers != BLOCKING { ", inline write" } else { "" };
     let us = (t1 - t0) as f64 / clock_ticks_per_second() * 1e6 / n as f64;
     println!("relay floor: {rate:>6} msg/s, {runtime:<30} sent {n}, relayed {relayed}, server CPU {us:.1} µs/msg");
 }
@@ -150,12 +164,12 @@ fn run(workers: usize, rate: u64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("server") {
-        server(args[2].parse().expect("workers"), &args[3]);
+        server(args[2].parse().expect("workers"), args[3] == "inline", &args[4]);
         return;
     }
     for rate in [2_000, 10_000] {
-        for workers in [2, 0, BLOCKING] {
-            run(workers, rate);
+        for (workers, inline) in [(2, false), (2, true), (0, false), (0, true), (BLOCKING, true)] {
+            run(workers, inline, rate);
         }
     }
 }
