@@ -261,8 +261,16 @@ impl Connection {
         mut close_rx: mpsc::UnboundedReceiver<ReplyError>,
         mut alarm: watch::Receiver<u8>,
     ) -> String {
-        // A peer silent for two heartbeat intervals is dropped (RabbitMQ: 2–3 intervals).
-        let silence = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64 * 2) };
+        // Receive silence is checked once per heartbeat interval, as RabbitMQ's heartbeat
+        // receiver does: the second check in a row that finds nothing read since the one before
+        // drops the peer, 2–3 intervals after its last bytes. One long-lived timer serves the
+        // connection (reset once per interval), instead of a timeout armed and cancelled around
+        // every read. The same timer ends a closing connection's wait for close-ok.
+        let interval = if heartbeat == 0 { Duration::from_secs(3600 * 24 * 365) } else { Duration::from_secs(heartbeat as u64) };
+        let tick = tokio::time::sleep(interval);
+        tokio::pin!(tick);
+        let mut heard = false;
+        let mut silent_checks = 0u8;
         let mut close_deadline: Option<tokio::time::Instant> = None;
         let mut busy = false;
         let mut read_since_sample = 0usize;
@@ -342,7 +350,7 @@ impl Connection {
             drop(wakes);
             if self.flow.is_some() && !self.closing && !self.blocked.load(Ordering::Relaxed) {
                 // Flow control: no reads until the pressure is relieved (or the broker closes
-                // the connection). The heartbeat timeout restarts afterwards.
+                // the connection). Heartbeat monitoring starts afresh afterwards.
                 let queue = match &self.flow {
                     Some(FlowWait::Queue(q)) => Some(q.clone()),
                     _ => None,
@@ -378,6 +386,8 @@ impl Connection {
                         self.flow_state.resume();
                     }
                 }
+                // A pause is not the peer's silence.
+                heard = true;
                 continue;
             }
             if self.reading_paused() {
@@ -401,15 +411,15 @@ impl Connection {
                         }
                     }
                 }
+                heard = true;
                 continue;
             }
             if self.closing && close_deadline.is_none() {
-                close_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3));
+                // From now on only the wait for close-ok counts (3 s, as RabbitMQ's).
+                let d = tokio::time::Instant::now() + Duration::from_secs(3);
+                close_deadline = Some(d);
+                tick.as_mut().reset(d);
             }
-            let wait = match close_deadline {
-                Some(d) => d.saturating_duration_since(tokio::time::Instant::now()),
-                None => silence,
-            };
             // An idle connection holds no read buffer while it waits: wait for readability
             // first, then read into a buffer sized by how busy the connection is.
             if buf.is_empty() && !busy {
@@ -417,19 +427,26 @@ impl Connection {
             }
             let want = if busy { READ_CHUNK_BUSY } else { READ_CHUNK_IDLE };
             tokio::select! {
-                r = tokio::time::timeout(wait, rd.read_some(&mut buf, want)) => match r {
-                    Ok(Ok((0, _))) | Ok(Err(_)) => return "client closed TCP connection".into(),
-                    Ok(Ok((n, filled))) => {
+                r = rd.read_some(&mut buf, want) => match r {
+                    Ok((0, _)) | Err(_) => return "client closed TCP connection".into(),
+                    Ok((n, filled)) => {
                         busy = filled;
                         last_read = n;
+                        heard = true;
                         self.account_read(n, &mut read_since_sample);
                     }
-                    Err(_) if self.closing => return "close-ok not received".into(),
-                    Err(_) => {
+                },
+                _ = &mut tick => {
+                    if close_deadline.is_some() {
+                        return "close-ok not received".into();
+                    }
+                    silent_checks = if std::mem::take(&mut heard) { 0 } else { silent_checks + 1 };
+                    if silent_checks >= 2 {
                         warn!(conn = self.ctx.id, "missed heartbeats from client, timeout: {}s", heartbeat);
                         return "missed heartbeats".into();
                     }
-                },
+                    tick.as_mut().reset(tokio::time::Instant::now() + interval);
+                }
                 Some(err) = close_rx.recv() => {
                     if !self.closing {
                         self.hard_close(err);

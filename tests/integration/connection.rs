@@ -224,8 +224,28 @@ async fn silent_client_with_heartbeat_1_is_disconnected() {
     let t0 = Instant::now();
     assert!(c.closed_within(Duration::from_secs(5)).await, "a silent client must be dropped");
     let el = t0.elapsed();
-    assert!(el >= Duration::from_millis(900), "dropped too early: {el:?}");
+    // RabbitMQ's receiver checks once per interval and drops at the second silent check.
+    assert!(el >= Duration::from_millis(1900), "dropped too early: {el:?}");
     assert!(el <= Duration::from_millis(4500), "dropped too late: {el:?}");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn client_silent_after_talking_is_dropped_two_to_three_intervals_after_its_last_bytes() {
+    let b = TestBroker::start().await;
+    let mut c = RawClient::handshake(b.addr(), HandshakeOpts { heartbeat: 1, ..Default::default() }).await;
+    // Talk for 2.5 s (past two checks), then fall silent.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_millis(2500) {
+        c.send_frame(&AMQPFrame::Heartbeat).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    c.send_frame(&AMQPFrame::Heartbeat).await;
+    let last = Instant::now();
+    assert!(c.closed_within(Duration::from_secs(6)).await, "a client silent after talking must be dropped");
+    let el = last.elapsed();
+    assert!(el >= Duration::from_millis(1900), "dropped too early after the last bytes: {el:?}");
+    assert!(el <= Duration::from_millis(4000), "dropped too late after the last bytes: {el:?}");
     b.stop().await;
 }
 
@@ -299,4 +319,23 @@ async fn shutdown_closes_connections_with_320() {
     b.stop().await;
     let (code, text, _, _) = timeout(closing).await.unwrap();
     assert_eq!((code, text.as_str()), (320, "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'"));
+}
+
+#[tokio::test]
+async fn connection_closed_by_the_broker_is_dropped_3_s_after_close_without_close_ok() {
+    let b = TestBroker::start().await;
+    // Heartbeat 1 s: the close-ok wait (3 s) must hold even though silence checks run every second.
+    let mut c = RawClient::handshake(b.addr(), HandshakeOpts { heartbeat: 1, ..Default::default() }).await;
+    c.send_frame(&AMQPFrame::InvalidHeartbeat(1)).await;
+    match c.read_method(WAIT).await {
+        Ok((0, AMQPClass::Connection(connection::AMQPMethod::Close(cl)))) => assert_eq!(cl.reply_code, 505),
+        other => panic!("expected connection.close, got {other:?}"),
+    }
+    // No close-ok: the broker gives up after 3 s.
+    let t0 = Instant::now();
+    assert!(c.closed_within(Duration::from_secs(6)).await, "the socket must be closed without close-ok");
+    let el = t0.elapsed();
+    assert!(el >= Duration::from_millis(2800), "closed before the close-ok wait: {el:?}");
+    assert!(el <= Duration::from_millis(4500), "closed too late: {el:?}");
+    b.stop().await;
 }
