@@ -158,7 +158,7 @@ fn run(workers: usize, inline: bool, rate: u64) {
         n => format!("tokio multi-thread, {n} workers"),
     } + if inline && workers != BLOCKING { ", inline write" } else { "" };
     let us = (t1 - t0) as f64 / clock_ticks_per_second() * 1e6 / n as f64;
-    println!("relay floor: {rate:>6} msg/s, {runtime:<30} sent {n}, relayed {relayed}, server CPU {us:.1} µs/msg");
+    println!("relay floor: {rate:>6} msg/s, {runtime:<44} sent {n}, relayed {relayed}, server CPU {us:.1} µs/msg");
 }
 
 fn main() {
