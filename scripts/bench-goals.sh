@@ -4,9 +4,11 @@
 # machine state holds the whole picture. Prints the tables of the scripts it calls; about 15
 # minutes with every part.
 #
-# Usage: scripts/bench-goals.sh [PART...]     default: cpu lone latency persistent routing slow scale memory
+# Usage: scripts/bench-goals.sh [PART...]     default: cpu lone floor latency persistent routing slow scale memory
 #   cpu         goals 1-3: bench-cpu.sh discard pipelined single rate10k (raw client)
 #   lone        goal 3, each message alone: bench-cpu.sh rate10k with the lapin client, 3 times
+#   floor       the same minutes' floor for it: cargo bench --bench relay_floor (a relay that does
+#               nothing, per wake-up; compiled first if needed, even with SKIP_BUILD)
 #   latency     goal 4: 5,000 msg/s one message per write (3 runs each broker), then an unlimited
 #               producer (5 runs Warren, 2 RabbitMQ) with the kernel's socket queues sampled by
 #               scripts/socket-queues.py in Warren's runs
@@ -36,7 +38,7 @@ export SKIP_BUILD=1
 export SERVER=${SERVER:-$root/target/release/warren-server}
 export PERF=${PERF:-$root/target/release/warren-perf}
 parts=("$@")
-[ ${#parts[@]} -eq 0 ] && parts=(cpu lone latency persistent routing slow scale memory)
+[ ${#parts[@]} -eq 0 ] && parts=(cpu lone floor latency persistent routing slow scale memory)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rabbitmq_up >/dev/null || { echo "the reference RabbitMQ node does not answer on $RMQ_PORT" >&2; exit 1; }
 
@@ -73,6 +75,10 @@ for part in "${parts[@]}"; do
         stamp "goal 3, each message alone: lapin at 10,000 msg/s, run $i"
         CLIENT=lapin WARREN_PORT=$PORT_BASE DURATION=6 scripts/bench-cpu.sh rate10k
       done ;;
+    floor)
+      stamp "goal 3's floor: a relay doing nothing, one message per write"
+      nice -n 10 cargo bench --bench relay_floor --no-run >&2
+      cargo bench --bench relay_floor 2>/dev/null | grep '^relay floor' ;;
     latency)
       stamp "goal 4: publish->deliver latency, 1 -> 1 -> 1, 16 B, autoack, raw client"
       own_warren $((PORT_BASE + 1))
