@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # User-space instructions the broker executes per message, counted by valgrind's callgrind: a
 # measure of the broker's own work that does not move with the machine's state (CPU time per
-# message moves ±10 % between minutes on a VM; instruction counts repeat to within 0.5 %, except
+# message moves ±10 % between minutes on a VM; instruction counts repeat to within 2 %, most within 0.2 %, except
 # for the window in which a periodic task — stats sampling, alarms — happens to run).
 #
 # One warren-server binary under callgrind; warren-perf's raw client, one message per write (so
