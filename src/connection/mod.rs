@@ -421,9 +421,10 @@ impl Connection {
                 tick.as_mut().reset(d);
             }
             // An idle connection holds no read buffer while it waits: wait for readability
-            // first, then read into a buffer sized by how busy the connection is.
+            // first, then read into a buffer sized by how busy the connection is (a spare one of
+            // this thread's when there is one).
             if buf.is_empty() && !busy {
-                buf = BytesMut::new();
+                transport::recycle(std::mem::take(&mut buf), READ_CHUNK_IDLE);
             }
             let want = if busy { READ_CHUNK_BUSY } else { READ_CHUNK_IDLE };
             tokio::select! {

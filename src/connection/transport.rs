@@ -62,6 +62,11 @@ impl Reader {
     /// no buffer.
     pub(crate) async fn read_some(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<(usize, bool)> {
         let reserve = |buf: &mut BytesMut| {
+            if buf.capacity() == 0
+                && let Some(spare) = SPARE.with(|s| s.borrow_mut().pop())
+            {
+                *buf = spare;
+            }
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
             }
@@ -86,6 +91,31 @@ impl Reader {
                 Ok((n, n >= room))
             }
         }
+    }
+}
+
+thread_local! {
+    /// Empty read buffers that connections going idle gave back ([`recycle`]), for the next read
+    /// on this worker thread: a connection that wakes for a message or two a time reuses one
+    /// instead of allocating and freeing 4 KiB per wake-up (above glibc's thread cache, so
+    /// through its slower paths: ~650 of the 8,400 user-space instructions of a lone message).
+    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// At most this many spare read buffers per worker thread.
+const SPARE_MAX: usize = 4;
+
+/// Gives the read buffer of a connection about to wait back to this thread's spares, if nothing
+/// else holds a part of it (message bodies are slices of it) and it is small; otherwise it is
+/// dropped. Either way the connection holds no buffer while it waits.
+pub(crate) fn recycle(mut buf: BytesMut, size: usize) {
+    if buf.is_empty() && buf.try_reclaim(size) && buf.capacity() <= 2 * size {
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_MAX {
+                s.push(buf);
+            }
+        });
     }
 }
 
