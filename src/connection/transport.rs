@@ -176,3 +176,38 @@ impl AsyncWrite for Writer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spares() -> Vec<usize> {
+        SPARE.with(|s| s.borrow().iter().map(BytesMut::capacity).collect())
+    }
+
+    #[test]
+    fn only_unshared_small_buffers_become_spares_and_at_most_four() {
+        SPARE.with(|s| s.borrow_mut().clear());
+        // A buffer whose message body is still alive elsewhere is not reused.
+        let mut b = BytesMut::with_capacity(4096);
+        b.extend_from_slice(b"body");
+        let body = b.split_to(4).freeze();
+        recycle(b, 4096);
+        assert!(spares().is_empty());
+        // Once nothing holds a part of it, the whole allocation is reclaimed.
+        let mut b = BytesMut::with_capacity(4096);
+        b.extend_from_slice(b"body");
+        let body2 = b.split_to(4).freeze();
+        drop(body2);
+        recycle(b, 4096);
+        assert_eq!(spares(), vec![4096]);
+        // A busy connection's large buffer is freed, not kept.
+        recycle(BytesMut::with_capacity(64 * 1024), 4096);
+        assert_eq!(spares().len(), 1);
+        for _ in 0..10 {
+            recycle(BytesMut::with_capacity(4096), 4096);
+        }
+        assert_eq!(spares().len(), SPARE_MAX);
+        drop(body);
+    }
+}
