@@ -14,7 +14,9 @@
 #               scripts/socket-queues.py in Warren's runs
 #   persistent  goal 5: bench-cpu.sh persistent, 2 times
 #   routing     goal 7: bench-routing.sh fanout topic headers
-#   slow        goal 7: 10,000 queues at 1 msg/s, consumers on 10 then 100 connections (both)
+#   slow        goal 7: 10,000 queues at 1 msg/s, consumers on 10 then 100 connections (both),
+#               then the floor for it: cargo bench --bench fanout_floor (a server that does nothing
+#               but spread the same messages over the same connections)
 #   scale       goal 8: 10,000 idle connections (both brokers), 100,000 queues (Warren)
 #   memory      goal 6: bench-memory.sh (10M messages in Warren, 1M in RabbitMQ)
 #
@@ -119,7 +121,10 @@ for part in "${parts[@]}"; do
         python3 scripts/bench_scale.py --port "$RMQ_PORT" --pid "$(pid_on_port "$RMQ_PORT")" slow-queues \
           --queues 10000 --conns "$c" --seconds 12 --warmup 3
       done
-      warren_stop ;;
+      warren_stop
+      stamp "goal 7's floor: a server doing nothing but spread the same messages over C connections"
+      nice -n 10 cargo bench --bench fanout_floor --no-run >&2
+      cargo bench --bench fanout_floor 2>/dev/null | grep '^fan-out floor' ;;
     scale)
       stamp "goal 8: 10,000 idle connections (Warren, then RabbitMQ), 100,000 queues (Warren)"
       own_warren $((PORT_BASE + 3))
