@@ -36,6 +36,13 @@ pub struct Args {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: Option<u32>,
 
+    /// Raw client with --rate and --batch N: wait until N messages are due and write them
+    /// together, so that every write carries exactly N (the shape of a client that buffers a few
+    /// publishes per write, as lapin does at a fixed rate); without it a paced producer writes
+    /// each message when it is due
+    #[arg(long, requires_all = ["rate", "batch"])]
+    pub paced_batch: bool,
+
     /// Number of producers (one connection each)
     #[arg(short = 'x', long, default_value_t = 1)]
     pub producers: usize,

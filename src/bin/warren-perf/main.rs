@@ -58,6 +58,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
     if args.rate < 0.0 || !args.rate.is_finite() {
         return Err("--rate must be >= 0".into());
     }
+    if args.paced_batch && args.rate == 0.0 {
+        return Err("--paced-batch needs a --rate".into());
+    }
     if args.client == Client::Lapin && args.batch.is_some() {
         return Err("--batch applies to --client raw only".into());
     }
@@ -144,11 +147,12 @@ async fn measure(args: &Args, topo: &topology::Topology, duration: Duration) -> 
 
     let start = Instant::now();
     let batch = args.batch.unwrap_or(256) as usize;
+    let paced_batch = args.paced_batch;
     let mut producer_tasks = Vec::new();
     for (cfg, conn) in producers {
         producer_tasks.push(match conn {
             ProducerConn::Lapin((conn, ch)) => tokio::spawn(producer::run(cfg, conn, ch, start)),
-            ProducerConn::Raw(conn) => tokio::task::spawn_blocking(move || raw::producer::run(cfg, conn, start, batch)),
+            ProducerConn::Raw(conn) => tokio::task::spawn_blocking(move || raw::producer::run(cfg, conn, start, batch, paced_batch)),
         });
     }
 
@@ -297,6 +301,9 @@ fn describe(a: &Args) -> String {
     );
     if let Some(b) = a.batch {
         s += &format!(", batch {b}");
+        if a.paced_batch {
+            s += " (paced)";
+        }
     }
     if a.rate > 0.0 {
         s += &format!(", rate {}", a.rate);

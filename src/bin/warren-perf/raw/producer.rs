@@ -103,13 +103,14 @@ fn drain_incoming(c: &mut RawConn, u: &mut Unconfirmed) -> Result<(), BoxError> 
 }
 
 /// Publishes until the stop flag (or `cfg.messages`), then waits (bounded) for the outstanding confirms.
-pub fn run(cfg: ProducerConfig, mut c: RawConn, start: Instant, batch: usize) -> Result<(), BoxError> {
-    let result = publish(&cfg, &mut c, start, batch);
+/// `paced_batch`: with a rate, write only when `batch` messages are due, all of them at once.
+pub fn run(cfg: ProducerConfig, mut c: RawConn, start: Instant, batch: usize, paced_batch: bool) -> Result<(), BoxError> {
+    let result = publish(&cfg, &mut c, start, batch, paced_batch);
     c.close(CLOSE_WITHIN);
     result
 }
 
-fn publish(cfg: &ProducerConfig, c: &mut RawConn, start: Instant, batch: usize) -> Result<(), BoxError> {
+fn publish(cfg: &ProducerConfig, c: &mut RawConn, start: Instant, batch: usize, paced_batch: bool) -> Result<(), BoxError> {
     let templates: Vec<Template> = cfg
         .targets
         .iter()
@@ -152,8 +153,14 @@ fn publish(cfg: &ProducerConfig, c: &mut RawConn, start: Instant, batch: usize) 
             let elapsed = start.elapsed().as_secs_f64();
             let due = (elapsed / iv) as u64 + 1;
             n = n.min(due.saturating_sub(published));
+            // Paced batches: nothing until a whole batch is due (the last one may be short).
+            let whole = cfg.messages == 0 || published + batch <= cfg.messages;
+            if paced_batch && whole && n < batch {
+                n = 0;
+            }
             if n == 0 {
-                sleep = Duration::from_secs_f64((published as f64 * iv - elapsed).max(0.0)).min(TICK);
+                let next = if paced_batch { published + batch - 1 } else { published };
+                sleep = Duration::from_secs_f64((next as f64 * iv - elapsed).max(0.0)).min(TICK);
             }
         }
         if c.blocked {
