@@ -32,14 +32,50 @@ pub const OUTBOUND_HIGH_WATER: usize = 1 << 20;
 /// message as no direct writes (0.50–0.60 µs), 16 KiB up to 0.72 µs (more, smaller sends).
 const DIRECT_MAX: usize = 4 * 1024;
 
-/// Empties a buffer whose bytes were written: one larger than 16 KiB keeps its capacity (a busy
-/// connection reuses it); smaller ones are freed, so idle connections hold none.
+/// Outbound buffers up to this capacity are not kept by their connection once written (idle
+/// connections hold none); larger ones stay with it (a busy connection reuses it).
+const KEEP_ABOVE: usize = 16 * 1024;
+
+/// At most this many written-out small buffers wait on a thread for the next connection that
+/// needs one there (see [`release_written`]).
+const SPARE_MAX: usize = 4;
+
+thread_local! {
+    /// Emptied outbound buffers of at most [`KEEP_ABOVE`] bytes, for the next output on this
+    /// thread: a lone delivery then takes one instead of allocating a buffer and growing it (two
+    /// `realloc`s per write of four deliveries) and freeing it after the send.
+    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Empties a buffer whose bytes were written: one larger than [`KEEP_ABOVE`] keeps its capacity
+/// (a busy connection reuses it); a smaller one leaves its connection (idle connections hold
+/// none) for this thread's spares, at most [`SPARE_MAX`] of them, else it is freed.
 pub fn release_written(buf: &mut BytesMut) {
-    if buf.capacity() > 16 * 1024 {
+    if buf.capacity() > KEEP_ABOVE {
         buf.clear();
-    } else {
-        *buf = BytesMut::new();
+        return;
     }
+    let mut spare = std::mem::take(buf);
+    spare.clear();
+    if spare.capacity() > 0 {
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_MAX {
+                s.push(spare);
+            }
+        });
+    }
+}
+
+/// The outbound buffer to append to: a connection that holds none takes a spare of this thread
+/// if there is one.
+fn with_spare(buf: &mut BytesMut) -> &mut BytesMut {
+    if buf.capacity() == 0
+        && let Some(spare) = SPARE.with(|s| s.borrow_mut().pop())
+    {
+        *buf = spare;
+    }
+    buf
 }
 
 thread_local! {
@@ -180,7 +216,7 @@ impl ConnShared {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
-        f(&mut self.out.lock().buf);
+        f(with_spare(&mut self.out.lock().buf));
         if !defer_wake(self) {
             self.wake.notify_one();
         }
@@ -191,7 +227,7 @@ impl ConnShared {
         if self.closed.load(Ordering::Relaxed) {
             return;
         }
-        f(&mut self.out.lock().buf);
+        f(with_spare(&mut self.out.lock().buf));
     }
 
     /// Wakes the writer if there is something to write (a wake-up with an empty buffer would only
@@ -329,6 +365,43 @@ mod tests {
         let mut v = vec![0u8; n];
         c.read_exact(&mut v).await.unwrap();
         v
+    }
+
+    fn spares() -> usize {
+        SPARE.with(|s| s.borrow().len())
+    }
+
+    #[tokio::test]
+    async fn a_written_small_buffer_leaves_its_connection_for_the_next_output_on_the_thread() {
+        SPARE.with(|s| s.borrow_mut().clear());
+        let (w, mut client) = pair().await;
+        let conn = Arc::new(ConnShared::new(1, 131072));
+        conn.set_direct_socket(w);
+        conn.append(|b| b.extend_from_slice(&[1u8; 300]));
+        let first = conn.out.lock().buf.as_ptr();
+        assert_eq!(conn.flush_direct(), Flush::Written);
+        assert_eq!(read_exactly(&mut client, 300).await, [1u8; 300]);
+        assert_eq!(conn.out.lock().buf.capacity(), 0, "an idle connection holds no buffer");
+        assert_eq!(spares(), 1);
+        // Another connection's next output on this thread writes into that allocation.
+        let other = Arc::new(ConnShared::new(2, 131072));
+        other.append(|b| b.extend_from_slice(b"x"));
+        assert_eq!(other.out.lock().buf.as_ptr(), first);
+        assert_eq!(&other.out.lock().buf[..], b"x");
+        assert_eq!(spares(), 0);
+        // A large buffer stays with its connection, emptied; at most four spares are kept.
+        let mut big = BytesMut::with_capacity(64 * 1024);
+        big.extend_from_slice(b"abc");
+        release_written(&mut big);
+        assert!(big.is_empty() && big.capacity() >= 64 * 1024);
+        assert_eq!(spares(), 0);
+        for _ in 0..6 {
+            let mut b = BytesMut::with_capacity(512);
+            b.extend_from_slice(b"abc");
+            release_written(&mut b);
+            assert_eq!(b.capacity(), 0);
+        }
+        assert_eq!(spares(), SPARE_MAX);
     }
 
     #[tokio::test]
