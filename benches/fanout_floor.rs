@@ -20,7 +20,7 @@
 //!     cargo bench --bench fanout_floor            # C = 10 and 100, 10 s each
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+mod floor;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -30,18 +30,6 @@ const SECONDS: u64 = 10;
 const RATE: u64 = 10_000;
 const TICK: Duration = Duration::from_millis(10);
 const MSG: usize = 16;
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's /proc stat");
-    // Fields after the command name; utime and stime are fields 14 and 15 of the whole line.
-    let f: Vec<&str> = s.rsplit(')').next().expect("stat line").split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-fn clock_ticks_per_second() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf CLK_TCK");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a number")
-}
 
 /// Splits the whole messages of `n` new bytes (after `carry` bytes of a partial one) over the
 /// consumers, round robin from `next`: how many messages each consumer gets from this read.
@@ -143,22 +131,7 @@ fn read_consumers(consumers: Vec<TcpStream>, received: Arc<AtomicU64>) -> std::t
 }
 
 fn run(mode: &str, conns: usize) {
-    let port_file = std::env::temp_dir().join(format!("fanout-floor-{}-{mode}-{conns}", std::process::id()));
-    let _ = std::fs::remove_file(&port_file);
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .args(["server", mode, &conns.to_string(), port_file.to_str().expect("utf-8 path")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the server");
-    let port = loop {
-        if let Ok(p) = std::fs::read_to_string(&port_file)
-            && let Ok(p) = p.parse::<u16>()
-        {
-            break p;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = std::fs::remove_file(&port_file);
+    let (mut child, port) = floor::spawn_server(&format!("fanout-floor-{mode}-{conns}"), &[mode, &conns.to_string()]);
     let mut publisher = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     publisher.set_nodelay(true).expect("nodelay");
     // The server accepts the publisher first: let it, before the consumers queue up behind it.
@@ -184,17 +157,17 @@ fn run(mode: &str, conns: usize) {
     measure(100);
     std::thread::sleep(Duration::from_millis(50));
     let r0 = received.load(Ordering::Relaxed);
-    let t0 = cpu_ticks(child.id());
+    let t0 = floor::cpu_ticks(child.id());
     let start = Instant::now();
     measure(ticks);
     std::thread::sleep(TICK);
-    let t1 = cpu_ticks(child.id());
+    let t1 = floor::cpu_ticks(child.id());
     let elapsed = start.elapsed().as_secs_f64();
     let delivered = (received.load(Ordering::Relaxed) - r0) / MSG as u64;
     drop(publisher);
     child.wait().expect("server exit");
     reader.join().expect("reader");
-    let cpu = (t1 - t0) as f64 / clock_ticks_per_second();
+    let cpu = (t1 - t0) as f64 / floor::clock_ticks_per_second();
     let sends = ticks as f64 * conns.min(per_tick) as f64;
     let runtime = if mode == "blocking" { "none (blocking thread)" } else { "tokio multi-thread, 2 workers" };
     println!(

@@ -15,23 +15,11 @@
 //!                                                # 10,000 msg/s four to a write (lapin's shape)
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+mod floor;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECONDS: u64 = 5;
-
-fn cpu_ticks(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's /proc stat");
-    // Fields after the command name; utime and stime are fields 14 and 15 of the whole line.
-    let f: Vec<&str> = s.rsplit(')').next().expect("stat line").split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
-}
-
-fn clock_ticks_per_second() -> f64 {
-    let out = Command::new("getconf").arg("CLK_TCK").output().expect("getconf CLK_TCK");
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a number")
-}
 
 /// `workers`: 0 = tokio current-thread, N = tokio multi-thread with N workers, BLOCKING = no
 /// runtime.
@@ -107,22 +95,8 @@ fn server(workers: usize, inline: bool, port_file: &str) {
 /// `batch`: messages per client write (1: each message alone; 4: about what lapin's publisher
 /// writes at a time at 10,000 msg/s when the application awaits each publish).
 fn run(workers: usize, inline: bool, rate: u64, batch: u64) {
-    let port_file = std::env::temp_dir().join(format!("relay-floor-{}-{workers}-{rate}-{batch}", std::process::id()));
-    let _ = std::fs::remove_file(&port_file);
-    let mut child = Command::new(std::env::current_exe().expect("own path"))
-        .args(["server", &workers.to_string(), if inline { "inline" } else { "task" }, port_file.to_str().expect("utf-8 path")])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the server");
-    let port = loop {
-        if let Ok(p) = std::fs::read_to_string(&port_file)
-            && let Ok(p) = p.parse::<u16>()
-        {
-            break p;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let _ = std::fs::remove_file(&port_file);
+    let (mut child, port) =
+        floor::spawn_server(&format!("relay-floor-{workers}-{rate}-{batch}"), &[&workers.to_string(), if inline { "inline" } else { "task" }]);
     let mut publisher = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     std::thread::sleep(Duration::from_millis(50));
     let mut consumer = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -139,7 +113,7 @@ fn run(workers: usize, inline: bool, rate: u64, batch: u64) {
         total / 16
     });
     std::thread::sleep(Duration::from_millis(200));
-    let t0 = cpu_ticks(child.id());
+    let t0 = floor::cpu_ticks(child.id());
     let start = Instant::now();
     let n = rate * SECONDS / batch * batch;
     let write = vec![7u8; 16 * batch as usize];
@@ -152,7 +126,7 @@ fn run(workers: usize, inline: bool, rate: u64, batch: u64) {
         publisher.write_all(&write).expect("send");
     }
     std::thread::sleep(Duration::from_millis(200));
-    let t1 = cpu_ticks(child.id());
+    let t1 = floor::cpu_ticks(child.id());
     drop(publisher);
     let relayed = reader.join().expect("reader");
     child.wait().expect("server exit");
@@ -161,7 +135,7 @@ fn run(workers: usize, inline: bool, rate: u64, batch: u64) {
         0 => "tokio current-thread".to_string(),
         n => format!("tokio multi-thread, {n} workers"),
     } + if inline && workers != BLOCKING { ", inline write" } else { "" };
-    let us = (t1 - t0) as f64 / clock_ticks_per_second() * 1e6 / n as f64;
+    let us = (t1 - t0) as f64 / floor::clock_ticks_per_second() * 1e6 / n as f64;
     println!(
         "relay floor: {rate:>6} msg/s, {batch} per write, {runtime:<44} sent {n}, relayed {relayed}, server CPU {us:.1} µs/msg, {:.1} µs per write",
         us * batch as f64
