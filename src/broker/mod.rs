@@ -25,6 +25,7 @@ pub mod queue;
 pub mod queue_args;
 pub mod reply_to;
 pub mod reset;
+pub mod spares;
 pub mod stats;
 pub mod topic_permissions;
 pub mod ttl;

@@ -13,6 +13,7 @@
 //!   the writer task.
 
 use super::queue::Queue;
+use super::spares::Spares;
 use bytes::{Buf, BytesMut};
 use parking_lot::Mutex;
 use std::cell::RefCell;
@@ -36,20 +37,16 @@ const DIRECT_MAX: usize = 4 * 1024;
 /// connections hold none); larger ones stay with it (a busy connection reuses it).
 const KEEP_ABOVE: usize = 16 * 1024;
 
-/// At most this many written-out small buffers wait on a thread for the next connection that
-/// needs one there (see [`release_written`]).
-const SPARE_MAX: usize = 4;
-
 thread_local! {
     /// Emptied outbound buffers of at most [`KEEP_ABOVE`] bytes, for the next output on this
     /// thread: a lone delivery then takes one instead of allocating a buffer and growing it (two
     /// `realloc`s per write of four deliveries) and freeing it after the send.
-    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static SPARE: Spares = const { Spares::new() };
 }
 
 /// Empties a buffer whose bytes were written: one larger than [`KEEP_ABOVE`] keeps its capacity
 /// (a busy connection reuses it); a smaller one leaves its connection (idle connections hold
-/// none) for this thread's spares, at most [`SPARE_MAX`] of them, else it is freed.
+/// none) for this thread's spares.
 pub fn release_written(buf: &mut BytesMut) {
     if buf.capacity() > KEEP_ABOVE {
         buf.clear();
@@ -58,23 +55,14 @@ pub fn release_written(buf: &mut BytesMut) {
     let mut spare = std::mem::take(buf);
     spare.clear();
     if spare.capacity() > 0 {
-        SPARE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < SPARE_MAX {
-                s.push(spare);
-            }
-        });
+        SPARE.with(|s| s.put(spare));
     }
 }
 
 /// The outbound buffer to append to: a connection that holds none takes a spare of this thread
 /// if there is one.
 fn with_spare(buf: &mut BytesMut) -> &mut BytesMut {
-    if buf.capacity() == 0
-        && let Some(spare) = SPARE.with(|s| s.borrow_mut().pop())
-    {
-        *buf = spare;
-    }
+    SPARE.with(|s| s.fill(buf));
     buf
 }
 
@@ -368,12 +356,12 @@ mod tests {
     }
 
     fn spares() -> usize {
-        SPARE.with(|s| s.borrow().len())
+        SPARE.with(|s| s.capacities().len())
     }
 
     #[tokio::test]
     async fn a_written_small_buffer_leaves_its_connection_for_the_next_output_on_the_thread() {
-        SPARE.with(|s| s.borrow_mut().clear());
+        SPARE.with(Spares::clear);
         let (w, mut client) = pair().await;
         let conn = Arc::new(ConnShared::new(1, 131072));
         conn.set_direct_socket(w);
@@ -401,7 +389,7 @@ mod tests {
             release_written(&mut b);
             assert_eq!(b.capacity(), 0);
         }
-        assert_eq!(spares(), SPARE_MAX);
+        assert_eq!(spares(), crate::broker::spares::SPARE_MAX);
     }
 
     #[tokio::test]

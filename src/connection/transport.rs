@@ -2,6 +2,7 @@
 //! writer halves are enums rather than trait objects, so the plain path stays as it was (split
 //! TCP halves, readiness-then-read for idle connections that hold no buffer).
 
+use crate::broker::spares::Spares;
 use bytes::BytesMut;
 use std::io;
 use std::pin::Pin;
@@ -62,11 +63,7 @@ impl Reader {
     /// no buffer.
     pub(crate) async fn read_some(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<(usize, bool)> {
         let reserve = |buf: &mut BytesMut| {
-            if buf.capacity() == 0
-                && let Some(spare) = SPARE.with(|s| s.borrow_mut().pop())
-            {
-                *buf = spare;
-            }
+            SPARE.with(|s| s.fill(buf));
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
             }
@@ -99,23 +96,15 @@ thread_local! {
     /// on this worker thread: a connection that wakes for a message or two a time reuses one
     /// instead of allocating and freeing 4 KiB per wake-up (above glibc's thread cache, so
     /// through its slower paths: ~650 of the 8,400 user-space instructions of a lone message).
-    static SPARE: std::cell::RefCell<Vec<BytesMut>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE: Spares = const { Spares::new() };
 }
-
-/// At most this many spare read buffers per worker thread.
-const SPARE_MAX: usize = 4;
 
 /// Gives the read buffer of a connection about to wait back to this thread's spares, if nothing
 /// else holds a part of it (message bodies are slices of it) and it is small; otherwise it is
 /// dropped. Either way the connection holds no buffer while it waits.
 pub(crate) fn recycle(mut buf: BytesMut, size: usize) {
     if buf.is_empty() && buf.try_reclaim(size) && buf.capacity() <= 2 * size {
-        SPARE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < SPARE_MAX {
-                s.push(buf);
-            }
-        });
+        SPARE.with(|s| s.put(buf));
     }
 }
 
@@ -182,12 +171,12 @@ mod tests {
     use super::*;
 
     fn spares() -> Vec<usize> {
-        SPARE.with(|s| s.borrow().iter().map(BytesMut::capacity).collect())
+        SPARE.with(Spares::capacities)
     }
 
     #[test]
     fn only_unshared_small_buffers_become_spares_and_at_most_four() {
-        SPARE.with(|s| s.borrow_mut().clear());
+        SPARE.with(Spares::clear);
         // A buffer whose message body is still alive elsewhere is not reused.
         let mut b = BytesMut::with_capacity(4096);
         b.extend_from_slice(b"body");
@@ -207,7 +196,7 @@ mod tests {
         for _ in 0..10 {
             recycle(BytesMut::with_capacity(4096), 4096);
         }
-        assert_eq!(spares().len(), SPARE_MAX);
+        assert_eq!(spares().len(), crate::broker::spares::SPARE_MAX);
         drop(body);
     }
 }

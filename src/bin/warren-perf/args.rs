@@ -40,7 +40,7 @@ pub struct Args {
     /// together, so that every write carries exactly N (the shape of a client that buffers a few
     /// publishes per write, as lapin does at a fixed rate); without it a paced producer writes
     /// each message when it is due
-    #[arg(long, requires_all = ["rate", "batch"])]
+    #[arg(long, requires = "batch")]
     pub paced_batch: bool,
 
     /// Number of producers (one connection each)

@@ -149,18 +149,15 @@ fn publish(cfg: &ProducerConfig, c: &mut RawConn, start: Instant, batch: usize, 
         }
         let mut sleep = TICK;
         if let Some(iv) = interval {
-            // Message k is due at start + k/rate: send what is due now, else sleep until the next.
+            // Message k is due at start + k/rate: send what is due now, else sleep until the next
+            // (paced batches: until all `n` that may go now are due).
+            let need = if paced_batch { n.max(1) } else { 1 };
             let elapsed = start.elapsed().as_secs_f64();
             let due = (elapsed / iv) as u64 + 1;
             n = n.min(due.saturating_sub(published));
-            // Paced batches: nothing until a whole batch is due (the last one may be short).
-            let whole = cfg.messages == 0 || published + batch <= cfg.messages;
-            if paced_batch && whole && n < batch {
+            if n < need {
                 n = 0;
-            }
-            if n == 0 {
-                let next = if paced_batch { published + batch - 1 } else { published };
-                sleep = Duration::from_secs_f64((next as f64 * iv - elapsed).max(0.0)).min(TICK);
+                sleep = Duration::from_secs_f64(((published + need - 1) as f64 * iv - elapsed).max(0.0)).min(TICK);
             }
         }
         if c.blocked {
