@@ -12,12 +12,15 @@
 #
 # Usage: scripts/bench-instructions.sh [SERVER_BINARY]      (needs valgrind: apt-get install valgrind)
 # Environment: PERF (warren-perf), PORT (5895), RATE (1000), WINDOW (4), ROUNDS (3), KEEP (a path:
-#   the last window's callgrind file is kept there, for callgrind_annotate)
+#   the last window's callgrind file is kept there, for callgrind_annotate), BATCH (1: messages per
+#   client write; above 1 every write carries exactly that many, `--paced-batch`: 4 is lapin's
+#   shape at 10,000 msg/s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${1:-target/release/warren-server}
 PERF=${PERF:-target/release/warren-perf}
-PORT=${PORT:-5895}; RATE=${RATE:-1000}; WINDOW=${WINDOW:-4}; ROUNDS=${ROUNDS:-3}
+PORT=${PORT:-5895}; RATE=${RATE:-1000}; WINDOW=${WINDOW:-4}; ROUNDS=${ROUNDS:-3}; BATCH=${BATCH:-1}
+paced=(); [ "$BATCH" -gt 1 ] && paced=(--paced-batch)
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 2; }
 d=$(mktemp -d /tmp/warren-instr.XXXXXX)
 valgrind --tool=callgrind --callgrind-out-file="$d/cg.%p" --dump-instr=no "$S" --amqp-port "$PORT" --data-dir "$d/data" >/dev/null 2>"$d/valgrind.log" &
@@ -25,7 +28,7 @@ V=$!
 trap 'kill $V 2>/dev/null; wait $V 2>/dev/null; rm -rf "$d"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.3; done
 uri="amqp://guest:guest@127.0.0.1:$PORT/%2f"
-run() { "$PERF" --uri "$uri" --client raw --batch 1 -x 1 -y 1 -s 16 -a --rate "$RATE" -z "$1" --quiet --json | tail -1; }
+run() { "$PERF" --uri "$uri" --client raw --batch "$BATCH" "${paced[@]}" -x 1 -y 1 -s 16 -a --rate "$RATE" -z "$1" --quiet --json | tail -1; }
 run 3 >/dev/null
 per=()
 for r in $(seq "$ROUNDS"); do
