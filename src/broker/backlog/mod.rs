@@ -149,6 +149,10 @@ impl Backlog {
         self.hot.len() + self.cold.len() + self.tail.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.hot.is_empty() && self.tail.is_empty() && self.cold.is_empty()
+    }
+
     /// Body bytes of all queued messages.
     pub fn bytes(&self) -> usize {
         self.bytes
@@ -441,6 +445,22 @@ impl Backlogs {
         self.levels.iter().map(Backlog::len).sum()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.levels.iter().all(Backlog::is_empty)
+    }
+
+    /// A newly published message that does not expire, as [`Backlogs::pop`] would return it
+    /// after [`Backlogs::push_back`] — for handing it to a consumer without queueing it when
+    /// nothing is queued ahead of it. It takes its arrival number (a requeue puts it back in its
+    /// place); if no consumer takes it, [`Backlogs::push_front`] queues it.
+    pub fn arrival(&mut self, msg: Arc<Message>, seq: u64) -> Ready {
+        let i = self.level(&msg);
+        let l = &mut self.levels[i];
+        let pos = l.next_pos;
+        l.next_pos += 1;
+        Ready { msg, redelivered: false, seq, expires: 0, pos }
+    }
+
     pub fn bytes(&self) -> usize {
         self.levels.iter().map(Backlog::bytes).sum()
     }
@@ -500,7 +520,7 @@ impl Backlogs {
 
     /// Takes the head of the highest non-empty level.
     pub fn pop(&mut self, home: &Home<'_>, lost: &mut Vec<u64>) -> Option<Ready> {
-        let l = self.levels.iter_mut().rev().find(|l| l.len() > 0)?;
+        let l = self.levels.iter_mut().rev().find(|l| !l.is_empty())?;
         l.pop(home, &mut self.pages, lost)
     }
 
@@ -520,7 +540,7 @@ impl Backlogs {
     /// Removes the head of the highest non-empty level (x-overflow drop-head); `load` as in
     /// [`Backlogs::drop_expired`].
     pub fn drop_head(&mut self, load: bool, home: &Home<'_>) -> Option<Slot> {
-        let slot = self.levels.iter_mut().rev().find(|l| l.len() > 0)?.drop_head(home)?;
+        let slot = self.levels.iter_mut().rev().find(|l| !l.is_empty())?.drop_head(home)?;
         Some(self.unpage(slot, load, home))
     }
 

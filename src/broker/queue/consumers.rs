@@ -2,6 +2,7 @@
 //! adding and removing them.
 
 use super::{Queue, QueueInner};
+use crate::broker::backlog::Ready;
 use crate::broker::delivery::{Consumer, Offer};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -21,26 +22,42 @@ impl Queue {
     /// to the consumers of the highest priority that have credit, to lower ones only when none
     /// has. With x-single-active-consumer only the first consumer (the oldest) receives.
     pub(super) fn dispatch_locked(self: &Arc<Self>, inner: &mut QueueInner) {
-        self.dispatch_consumers(inner);
+        self.dispatch_consumers(inner, &mut None);
         self.lower_flow(inner);
     }
 
-    fn dispatch_consumers(self: &Arc<Self>, inner: &mut QueueInner) {
+    /// A new message that found nothing queued (`arrival`, from [`Backlogs::arrival`]): offered
+    /// to the consumers exactly as if it had been queued and dispatched, but queued only if none
+    /// takes it (RabbitMQ's queue, too, delivers before it enqueues).
+    ///
+    /// [`Backlogs::arrival`]: crate::broker::backlog::Backlogs::arrival
+    pub(super) fn dispatch_arrival(self: &Arc<Self>, inner: &mut QueueInner, arrival: Ready) {
+        let mut arrival = Some(arrival);
+        self.dispatch_consumers(inner, &mut arrival);
+        if let Some(r) = arrival {
+            // Nothing was queued before it and a dispatch only takes messages out.
+            inner.backlog.push_front(r);
+        }
+        self.lower_flow(inner);
+    }
+
+    /// `arrival`: a message to offer before the queued ones (only when none is queued).
+    fn dispatch_consumers(self: &Arc<Self>, inner: &mut QueueInner, arrival: &mut Option<Ready>) {
         let total = if self.declared.single_active_consumer { inner.consumers.len().min(1) } else { inner.consumers.len() };
         let mut start = 0;
-        while start < total && inner.backlog.len() > 0 {
+        while start < total && (arrival.is_some() || !inner.backlog.is_empty()) {
             let prio = inner.consumers[start].priority;
             let end = (start..total).find(|&i| inner.consumers[i].priority != prio).unwrap_or(total);
             let n = end - start;
             let mut idle = 0;
-            while idle < n && inner.backlog.len() > 0 {
+            while idle < n && (arrival.is_some() || !inner.backlog.is_empty()) {
                 let idx = start + inner.rr % n;
                 inner.rr = inner.rr.wrapping_add(1);
                 if !inner.consumers[idx].has_credit() {
                     idle += 1;
                     continue;
                 }
-                let Some(ready) = self.pop(inner) else { return };
+                let Some(ready) = arrival.take().or_else(|| self.pop(inner)) else { return };
                 // Looked up again rather than cloned across `pop` (two atomic operations less
                 // per message); `pop` leaves the consumers as they are.
                 match inner.consumers[idx].offer(self, &ready) {

@@ -378,12 +378,19 @@ impl Queue {
         } else {
             0
         };
-        let b = &mut inner.backlog;
-        b.push_back(msg, seq, expires, limit);
-        if b.tail() > 0 {
-            b.page_out(self.committed.load(Ordering::Acquire), &self.home());
+        if expires == 0 && !inner.consumers.is_empty() && inner.backlog.is_empty() {
+            // Nothing queued ahead of it: offered to the consumers first, queued only if none
+            // takes it (no slot pushed and popped per message on a queue that keeps up).
+            let arrival = inner.backlog.arrival(msg, seq);
+            self.dispatch_arrival(&mut inner, arrival);
+        } else {
+            let b = &mut inner.backlog;
+            b.push_back(msg, seq, expires, limit);
+            if b.tail() > 0 {
+                b.page_out(self.committed.load(Ordering::Acquire), &self.home());
+            }
+            self.dispatch_locked(&mut inner);
         }
-        self.dispatch_locked(&mut inner);
         if expires != 0 {
             // Not taken at once: x-message-ttl 0 means deliver now or never.
             self.timer.start(self);
