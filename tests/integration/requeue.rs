@@ -24,17 +24,24 @@ async fn requeue_in_order(order: &[usize]) -> Vec<(String, bool)> {
         let d = timeout(consumer.next()).await.expect("delivery").expect("ok");
         tags.push(d.delivery_tag);
     }
+    let got = cancel_requeue_and_get(&ch, &q, &tags, order).await;
+    b.stop().await;
+    got
+}
+
+/// Cancels consumer "c", nacks (requeue) `tags` in `order`, then gets the queue's ten messages:
+/// (body, redelivered) in the order they come.
+async fn cancel_requeue_and_get(ch: &lapin::Channel, q: &str, tags: &[u64], order: &[usize]) -> Vec<(String, bool)> {
     timeout(ch.basic_cancel("c".into(), BasicCancelOptions::default())).await.unwrap();
     for &i in order {
         timeout(ch.basic_nack(tags[i], BasicNackOptions { multiple: false, requeue: true })).await.unwrap();
     }
     let mut got = Vec::new();
     while got.len() < 10 {
-        if let Some(m) = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })).await.unwrap() {
+        if let Some(m) = timeout(ch.basic_get(q.into(), BasicGetOptions { no_ack: true })).await.unwrap() {
             got.push((String::from_utf8(m.delivery.data.clone()).unwrap(), m.delivery.redelivered));
         }
     }
-    b.stop().await;
     got
 }
 
@@ -78,16 +85,7 @@ async fn messages_handed_over_on_arrival_requeue_ahead_of_those_queued_after_the
         assert_eq!((String::from_utf8(d.data.clone()).unwrap(), d.redelivered), (i.to_string(), false));
         tags.push(d.delivery_tag);
     }
-    timeout(ch.basic_cancel("c".into(), BasicCancelOptions::default())).await.unwrap();
-    for i in [2, 0, 3, 1] {
-        timeout(ch.basic_nack(tags[i], BasicNackOptions { multiple: false, requeue: true })).await.unwrap();
-    }
-    let mut got = Vec::new();
-    while got.len() < 10 {
-        if let Some(m) = timeout(ch.basic_get(q.as_str().into(), BasicGetOptions { no_ack: true })).await.unwrap() {
-            got.push((String::from_utf8(m.delivery.data.clone()).unwrap(), m.delivery.redelivered));
-        }
-    }
+    let got = cancel_requeue_and_get(&ch, &q, &tags, &[2, 0, 3, 1]).await;
     let want: Vec<(String, bool)> = (0..10).map(|i| (i.to_string(), i < 4)).collect();
     assert_eq!(got, want);
     b.stop().await;
