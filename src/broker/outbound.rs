@@ -62,7 +62,7 @@ pub fn release_written(buf: &mut BytesMut) {
 /// The outbound buffer to append to: a connection that holds none takes a spare of this thread
 /// if there is one.
 fn with_spare(buf: &mut BytesMut) -> &mut BytesMut {
-    SPARE.with(|s| s.fill(buf));
+    Spares::fill(&SPARE, buf);
     buf
 }
 

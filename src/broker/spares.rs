@@ -5,6 +5,7 @@
 
 use bytes::BytesMut;
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 /// At most this many spare buffers per list and thread.
 pub const SPARE_MAX: usize = 4;
@@ -27,10 +28,12 @@ impl Spares {
         }
     }
 
-    /// Gives `buf` a spare if it holds no allocation and there is one.
-    pub fn fill(&self, buf: &mut BytesMut) {
+    /// Gives `buf` a spare of this thread's `list` if it holds no allocation and there is one. A
+    /// buffer that has one (the usual case: every delivery appends through here) does not touch
+    /// the thread-local.
+    pub fn fill(list: &'static LocalKey<Spares>, buf: &mut BytesMut) {
         if buf.capacity() == 0
-            && let Some(spare) = self.0.borrow_mut().pop()
+            && let Some(spare) = list.with(|s| s.0.borrow_mut().pop())
         {
             *buf = spare;
         }

@@ -63,7 +63,7 @@ impl Reader {
     /// no buffer.
     pub(crate) async fn read_some(&mut self, buf: &mut BytesMut, want: usize) -> io::Result<(usize, bool)> {
         let reserve = |buf: &mut BytesMut| {
-            SPARE.with(|s| s.fill(buf));
+            Spares::fill(&SPARE, buf);
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
             }

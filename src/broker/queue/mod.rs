@@ -365,7 +365,6 @@ impl Queue {
                 done(r);
             });
         }
-        let limit = (self.store.is_some() || inner.backlog.pages()).then_some(self.ram_limit);
         // A quorum queue delivers x-delivery-count, 0 the first time (as RabbitMQ 3.10).
         let msg = if self.is_quorum() && msg.properties.headers().as_ref().is_none_or(|h| !h.inner().contains_key("x-delivery-count")) {
             Arc::new(msg.with_header("x-delivery-count", crate::protocol::AMQPValue::LongLongInt(0)))
@@ -384,6 +383,7 @@ impl Queue {
             let arrival = inner.backlog.arrival(msg, seq);
             self.dispatch_arrival(&mut inner, arrival);
         } else {
+            let limit = (self.store.is_some() || inner.backlog.pages()).then_some(self.ram_limit);
             let b = &mut inner.backlog;
             b.push_back(msg, seq, expires, limit);
             if b.tail() > 0 {
